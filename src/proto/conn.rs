@@ -1,0 +1,595 @@
+//! The per-connection state machine: bytes in, events out; calls in, bytes
+//! out. No I/O, no clock.
+//!
+//! [`Conn::read`] takes the bytes of one read, unmasks them in place and
+//! returns at most one event per call with how many bytes it consumed; call it
+//! again with the rest. A whole single-frame message found in the read buffer
+//! is returned as a slice of that buffer (no copy); only a frame cut by the
+//! end of the read is copied into the connection. Pings are answered and
+//! close frames replied to automatically. A protocol violation queues a close
+//! frame with the matching code, moves the connection to
+//! [`CloseState::Closed`] and returns the [`ProtocolError`].
+//!
+//! Output (frames from the `send_*` calls, pongs, close replies) accumulates
+//! in one buffer per connection, so everything queued during a loop turn goes
+//! out in one write: [`Conn::output`] / [`Conn::advance_output`].
+
+use std::ops::Range;
+
+use rand::{rngs::StdRng, RngCore, SeedableRng};
+
+use super::close::{close_payload, parse_close_payload, CloseCode, CloseState};
+use super::deflate::{DeflateParams, PerMessageDeflate};
+use super::frame::{encode_frame, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use super::mask::apply_mask;
+use super::message::{too_big, MessageKind, Reassembly};
+use super::{Limits, ProtocolError};
+
+/// Which end of the connection this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Receives masked frames, sends unmasked ones.
+    Server,
+    /// Receives unmasked frames, masks what it sends with a fresh random key
+    /// per frame.
+    Client,
+}
+
+/// Something that happened on the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A whole text message (already checked to be UTF-8).
+    Text(&'a str),
+    /// A whole binary message.
+    Binary(&'a [u8]),
+    /// A ping; the pong is already queued.
+    Ping(&'a [u8]),
+    /// A pong.
+    Pong(&'a [u8]),
+    /// The peer's close frame. If we had not sent one, the reply (echoing the
+    /// code) is queued; either way the connection is now closed once the
+    /// output is flushed.
+    Close {
+        /// The peer's status code, if it sent one.
+        code: Option<CloseCode>,
+        /// The peer's reason.
+        reason: &'a str,
+    },
+}
+
+/// Why a send was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// A close frame was already sent or received: no more data may be sent.
+    Closing,
+    /// Control frame payloads are limited to 125 bytes.
+    ControlTooLong,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SendError::Closing => "the connection is closing",
+            SendError::ControlTooLong => "control frame payload exceeds 125 bytes",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// The frame whose payload is being received.
+#[derive(Debug, Clone, Copy)]
+struct FrameInProgress {
+    opcode: OpCode,
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    remaining: u64,
+    /// Payload bytes already received (the mask key offset).
+    received: u64,
+    /// A Text/Binary frame with FIN that is not compressed: if its payload is
+    /// whole in one read it is handed out without a copy.
+    single: bool,
+}
+
+/// Where a control frame's payload is.
+#[derive(Debug, Clone)]
+enum Src {
+    Input(Range<usize>),
+    Held,
+}
+
+/// What a `read` call found, as positions rather than borrows so the borrow
+/// is made once, at the end.
+#[derive(Debug)]
+enum Found {
+    Nothing,
+    InputMessage(MessageKind, Range<usize>),
+    HeldMessage(MessageKind),
+    Control(OpCode, Src),
+}
+
+/// One WebSocket connection's protocol state.
+#[derive(Debug)]
+pub struct Conn {
+    role: Role,
+    limits: Limits,
+    header: [u8; MAX_HEADER_LEN],
+    header_len: u8,
+    frame: Option<FrameInProgress>,
+    message: Reassembly,
+    /// The message payload was handed out from `message`: clear it at the
+    /// next `read`.
+    message_delivered: bool,
+    control: Vec<u8>,
+    /// The control payload was handed out from `control`: clear it at the next
+    /// `read` (a partial control frame's bytes stay).
+    control_delivered: bool,
+    deflate: Option<Box<PerMessageDeflate>>,
+    tx: Tx,
+}
+
+/// The sending half: close state, output buffer and mask keys. Kept apart so
+/// it can be changed while a received payload is borrowed.
+#[derive(Debug)]
+struct Tx {
+    state: CloseState,
+    keys: Option<Box<StdRng>>,
+    out: Vec<u8>,
+    out_pos: usize,
+}
+
+impl Tx {
+    fn next_key(&mut self) -> Option<[u8; 4]> {
+        self.keys.as_mut().map(|rng| rng.next_u32().to_ne_bytes())
+    }
+
+    fn push_frame(&mut self, op: OpCode, fin: bool, rsv1: bool, payload: &[u8]) {
+        let key = self.next_key();
+        encode_frame(&mut self.out, op, fin, rsv1, key, payload);
+    }
+
+    /// Queue a close frame for `e` (unless one was sent) and close.
+    fn fail(&mut self, e: ProtocolError) -> ProtocolError {
+        if self.state == CloseState::Open {
+            let mut p = Vec::with_capacity(MAX_CONTROL_PAYLOAD);
+            close_payload(e.code, e.reason, &mut p);
+            self.push_frame(OpCode::Close, true, false, &p);
+        }
+        self.state = CloseState::Closed;
+        e
+    }
+
+    fn check_open(&self) -> Result<(), SendError> {
+        if self.state == CloseState::Open {
+            Ok(())
+        } else {
+            Err(SendError::Closing)
+        }
+    }
+}
+
+impl Conn {
+    /// A connection after a successful handshake. `deflate` carries the
+    /// negotiated permessage-deflate parameters with the compression level
+    /// and the smallest message worth compressing.
+    pub fn new(role: Role, limits: Limits, deflate: Option<(DeflateParams, u32, usize)>) -> Self {
+        let keys = (role == Role::Client).then(|| Box::new(StdRng::from_os_rng()));
+        Self::build(role, limits, deflate, keys)
+    }
+
+    /// A client connection whose mask keys come from `seed` (for reproducible
+    /// tests and fuzzing).
+    pub fn client_with_seed(
+        limits: Limits,
+        deflate: Option<(DeflateParams, u32, usize)>,
+        seed: u64,
+    ) -> Self {
+        Self::build(
+            Role::Client,
+            limits,
+            deflate,
+            Some(Box::new(StdRng::seed_from_u64(seed))),
+        )
+    }
+
+    fn build(
+        role: Role,
+        limits: Limits,
+        deflate: Option<(DeflateParams, u32, usize)>,
+        keys: Option<Box<StdRng>>,
+    ) -> Self {
+        Conn {
+            role,
+            limits,
+            header: [0; MAX_HEADER_LEN],
+            header_len: 0,
+            frame: None,
+            message: Reassembly::default(),
+            message_delivered: false,
+            control: Vec::new(),
+            control_delivered: false,
+            deflate: deflate.map(|(p, level, min)| {
+                Box::new(PerMessageDeflate::new(&p, role == Role::Server, level, min))
+            }),
+            tx: Tx {
+                state: CloseState::Open,
+                keys,
+                out: Vec::new(),
+                out_pos: 0,
+            },
+        }
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Where the close handshake stands.
+    pub fn close_state(&self) -> CloseState {
+        self.tx.state
+    }
+
+    /// Whether the transport should be closed: the connection is closed and
+    /// every queued byte was written.
+    pub fn is_done(&self) -> bool {
+        self.tx.state == CloseState::Closed && self.output().is_empty()
+    }
+
+    /// Whether permessage-deflate is active.
+    pub fn compression(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// Bytes queued for the peer.
+    pub fn output(&self) -> &[u8] {
+        &self.tx.out[self.tx.out_pos..]
+    }
+
+    /// `n` bytes of [`Conn::output`] were written.
+    pub fn advance_output(&mut self, n: usize) {
+        let tx = &mut self.tx;
+        tx.out_pos = (tx.out_pos + n).min(tx.out.len());
+        if tx.out_pos == tx.out.len() {
+            tx.out.clear();
+            tx.out_pos = 0;
+            if tx.out.capacity() > 64 * 1024 {
+                tx.out = Vec::new();
+            }
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn buffered_output(&self) -> usize {
+        self.tx.out.len() - self.tx.out_pos
+    }
+
+    /// Process received bytes. Returns how many were consumed and the event
+    /// they completed, if any; call again with the unconsumed rest. Bytes
+    /// after a close frame are ignored.
+    pub fn read<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+    ) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
+        if self.message_delivered {
+            self.message.clear();
+            self.message_delivered = false;
+        }
+        if self.control_delivered {
+            self.control.clear();
+            self.control_delivered = false;
+        }
+        if self.tx.state == CloseState::Closed {
+            return Ok((input.len(), None));
+        }
+        let (pos, found) = match self.scan(input) {
+            Ok(v) => v,
+            Err(e) => return Err(self.tx.fail(e)),
+        };
+        let input: &'a [u8] = input;
+        match found {
+            Found::Nothing => Ok((pos, None)),
+            Found::InputMessage(kind, r) => match deliver(kind, &input[r]) {
+                Ok(ev) => Ok((pos, Some(ev))),
+                Err(e) => Err(self.tx.fail(e)),
+            },
+            Found::HeldMessage(kind) => {
+                self.message_delivered = true;
+                match deliver(kind, self.message.payload()) {
+                    Ok(ev) => Ok((pos, Some(ev))),
+                    Err(e) => Err(self.tx.fail(e)),
+                }
+            }
+            Found::Control(op, src) => {
+                let held = std::mem::take(&mut self.control);
+                let payload: &[u8] = match &src {
+                    Src::Input(r) => &input[r.clone()],
+                    Src::Held => &held,
+                };
+                let handled = self.on_control(op, payload);
+                self.control = held;
+                self.control_delivered = true;
+                let close = match handled {
+                    Ok(close) => close,
+                    Err(e) => return Err(self.tx.fail(e)),
+                };
+                let payload: &'a [u8] = match src {
+                    Src::Input(r) => &input[r],
+                    Src::Held => &self.control,
+                };
+                Ok((
+                    pos,
+                    Some(match op {
+                        OpCode::Ping => Event::Ping(payload),
+                        OpCode::Pong => Event::Pong(payload),
+                        _ => Event::Close {
+                            code: close,
+                            reason: payload
+                                .get(2..)
+                                .and_then(|r| std::str::from_utf8(r).ok())
+                                .unwrap_or(""),
+                        },
+                    }),
+                ))
+            }
+        }
+    }
+
+    /// Walk frames until one completes an event or the input runs out.
+    fn scan(&mut self, input: &mut [u8]) -> Result<(usize, Found), ProtocolError> {
+        let mut pos = 0;
+        loop {
+            let mut f = match self.frame {
+                Some(f) => f,
+                None => match self.take_header(input, &mut pos)? {
+                    Some(f) => f,
+                    None => return Ok((pos, Found::Nothing)),
+                },
+            };
+            let avail = ((input.len() - pos) as u64).min(f.remaining) as usize;
+            let range = pos..pos + avail;
+            let chunk = &mut input[range.clone()];
+            if let Some(k) = f.mask {
+                apply_mask(chunk, k, f.received as usize);
+            }
+            let whole = f.received == 0 && avail as u64 == f.remaining;
+            pos += avail;
+            f.remaining -= avail as u64;
+            f.received += avail as u64;
+            let done = f.remaining == 0;
+            self.frame = if done { None } else { Some(f) };
+            if f.opcode.is_control() {
+                if !whole {
+                    self.control.extend_from_slice(chunk);
+                }
+                if done {
+                    let src = if whole { Src::Input(range) } else { Src::Held };
+                    return Ok((pos, Found::Control(f.opcode, src)));
+                }
+            } else if whole && f.single {
+                let kind = if f.opcode == OpCode::Text {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                };
+                // The reassembly was started for this frame; nothing went
+                // into it.
+                self.message.abandon();
+                return Ok((pos, Found::InputMessage(kind, range)));
+            } else {
+                let deflate = self.deflate.as_deref_mut();
+                self.message
+                    .push(chunk, deflate, self.limits.max_message_size)?;
+                if done && f.fin {
+                    let deflate = self.deflate.as_deref_mut();
+                    let kind = self.message.finish(deflate, self.limits.max_message_size)?;
+                    return Ok((pos, Found::HeldMessage(kind)));
+                }
+            }
+            if pos == input.len() {
+                return Ok((pos, Found::Nothing));
+            }
+        }
+    }
+
+    /// Decode the next header from held bytes plus `input[*pos..]`, check it
+    /// against the connection's state and start the frame.
+    fn take_header(
+        &mut self,
+        input: &[u8],
+        pos: &mut usize,
+    ) -> Result<Option<FrameInProgress>, ProtocolError> {
+        let rest = &input[*pos..];
+        let held = self.header_len as usize;
+        let take = rest.len().min(MAX_HEADER_LEN - held);
+        let decoded = if held == 0 {
+            FrameHeader::decode(rest)?
+        } else {
+            self.header[held..held + take].copy_from_slice(&rest[..take]);
+            FrameHeader::decode(&self.header[..held + take])?.map(|(h, n)| (h, n - held))
+        };
+        let Some((h, used)) = decoded else {
+            // Keep the partial header (at most 13 bytes) for the next read.
+            if held == 0 {
+                self.header[..take].copy_from_slice(&rest[..take]);
+            }
+            self.header_len = (held + take) as u8;
+            *pos += take;
+            return Ok(None);
+        };
+        self.header_len = 0;
+        *pos += used;
+        self.start_frame(h).map(Some)
+    }
+
+    fn start_frame(&mut self, h: FrameHeader) -> Result<FrameInProgress, ProtocolError> {
+        let perr = |reason| Err(ProtocolError::new(CloseCode::PROTOCOL_ERROR, reason));
+        if h.rsv2 || h.rsv3 {
+            return perr("RSV2/RSV3 set without a negotiated extension");
+        }
+        if h.rsv1 && (self.deflate.is_none() || !matches!(h.opcode, OpCode::Text | OpCode::Binary))
+        {
+            return perr("RSV1 set outside the first frame of a compressed message");
+        }
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return perr("client frame not masked"),
+            (Role::Client, true) => return perr("server frame masked"),
+            _ => {}
+        }
+        if h.payload_len > self.limits.max_frame_payload as u64 {
+            return Err(too_big());
+        }
+        let mut single = false;
+        match h.opcode {
+            OpCode::Continuation if !self.message.in_progress() => {
+                return perr("continuation frame without a message to continue");
+            }
+            OpCode::Text | OpCode::Binary => {
+                if self.message.in_progress() {
+                    return perr("new data frame inside a fragmented message");
+                }
+                let kind = if h.opcode == OpCode::Text {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                };
+                self.message.start(kind, h.rsv1);
+                single = h.fin && !h.rsv1;
+            }
+            _ => {}
+        }
+        if !h.opcode.is_control()
+            && !self.message.compressed()
+            && self.message.len() as u64 + h.payload_len > self.limits.max_message_size as u64
+        {
+            return Err(too_big());
+        }
+        Ok(FrameInProgress {
+            opcode: h.opcode,
+            fin: h.fin,
+            mask: h.mask,
+            remaining: h.payload_len,
+            received: 0,
+            single,
+        })
+    }
+
+    /// React to a whole control frame. For a close, returns its code.
+    fn on_control(
+        &mut self,
+        op: OpCode,
+        payload: &[u8],
+    ) -> Result<Option<CloseCode>, ProtocolError> {
+        match op {
+            OpCode::Ping => {
+                if self.tx.state == CloseState::Open {
+                    self.tx.push_frame(OpCode::Pong, true, false, payload);
+                }
+                Ok(None)
+            }
+            OpCode::Pong => Ok(None),
+            _ => {
+                let parsed = parse_close_payload(payload)
+                    .map_err(|e| ProtocolError::new(e.close_code(), "invalid close frame"))?;
+                let code = parsed.map(|(c, _)| c);
+                if self.tx.state == CloseState::Open {
+                    let reply = code.map(|c| c.0.to_be_bytes());
+                    self.tx.push_frame(
+                        OpCode::Close,
+                        true,
+                        false,
+                        reply.as_ref().map_or(&[], |r| &r[..]),
+                    );
+                }
+                self.tx.state = CloseState::Closed;
+                Ok(code)
+            }
+        }
+    }
+
+    /// Queue a whole message, compressed when deflate is active and the
+    /// message is large enough.
+    pub fn send(&mut self, kind: MessageKind, payload: &[u8]) -> Result<(), SendError> {
+        self.tx.check_open()?;
+        let op = match kind {
+            MessageKind::Text => OpCode::Text,
+            MessageKind::Binary => OpCode::Binary,
+        };
+        match self
+            .deflate
+            .as_mut()
+            .filter(|d| d.should_compress(payload.len()))
+        {
+            Some(d) => {
+                let key = self.tx.next_key();
+                let compressed = d.compress_message(payload);
+                encode_frame(&mut self.tx.out, op, true, true, key, compressed);
+            }
+            None => self.tx.push_frame(op, true, false, payload),
+        }
+        Ok(())
+    }
+
+    /// Queue a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.send(MessageKind::Text, text.as_bytes())
+    }
+
+    /// Queue a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.send(MessageKind::Binary, data)
+    }
+
+    /// Queue one uncompressed data frame as given (for fragmented sends): the
+    /// caller keeps the fragmentation rules (Text/Binary first, then
+    /// Continuation, FIN on the last).
+    pub fn send_frame(&mut self, op: OpCode, fin: bool, payload: &[u8]) -> Result<(), SendError> {
+        self.tx.check_open()?;
+        if op.is_control() && (payload.len() > MAX_CONTROL_PAYLOAD || !fin) {
+            return Err(SendError::ControlTooLong);
+        }
+        self.tx.push_frame(op, fin, false, payload);
+        Ok(())
+    }
+
+    /// Queue already-framed bytes (a publish framed once for many receivers).
+    /// Server role only: client frames need a fresh mask each.
+    pub fn send_raw(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        self.tx.check_open()?;
+        self.tx.out.extend_from_slice(frame);
+        Ok(())
+    }
+
+    /// Queue a ping.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_frame(OpCode::Ping, true, payload)
+    }
+
+    /// Queue an unsolicited pong.
+    pub fn pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_frame(OpCode::Pong, true, payload)
+    }
+
+    /// Start the close handshake with `code` (must be valid on the wire) and
+    /// `reason` (cut to fit 123 bytes).
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        self.tx.check_open()?;
+        let mut p = Vec::with_capacity(MAX_CONTROL_PAYLOAD);
+        close_payload(code, reason, &mut p);
+        self.tx.push_frame(OpCode::Close, true, false, &p);
+        self.tx.state = CloseState::CloseSent;
+        Ok(())
+    }
+}
+
+/// Turn a finished payload into an event, checking text.
+fn deliver(kind: MessageKind, payload: &[u8]) -> Result<Event<'_>, ProtocolError> {
+    match kind {
+        MessageKind::Binary => Ok(Event::Binary(payload)),
+        MessageKind::Text => simdutf8::basic::from_utf8(payload)
+            .map(Event::Text)
+            .map_err(|_| {
+                ProtocolError::new(CloseCode::INVALID_PAYLOAD, "invalid UTF-8 in text message")
+            }),
+    }
+}
