@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing of the protocol core with cargo-fuzz (libFuzzer).
+#
+#   scripts/fuzz.sh [SECONDS] [TARGET...]
+#
+# Runs each TARGET (default: handshake conn_server inflate mask utf8) for
+# SECONDS (default 600) one after the other, starting from the seed inputs in
+# fuzz/seeds/. Stops at the first crash, leaving the input in
+# fuzz/artifacts/TARGET/. cargo-fuzz needs nightly flags: the stable toolchain
+# accepts them with RUSTC_BOOTSTRAP=1. Set FUZZ_CPU=N to pin to one CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+secs=${1:-600}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(handshake conn_server inflate mask utf8)
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+export RUSTC_BOOTSTRAP=1
+pin=()
+[ -n "${FUZZ_CPU:-}" ] && pin=(taskset -c "$FUZZ_CPU")
+
+cd fuzz
+for t in "${targets[@]}"; do
+    mkdir -p "corpus/$t"
+    [ -d "seeds/$t" ] && cp -n "seeds/$t"/* "corpus/$t/" 2>/dev/null || true
+    echo "==> fuzzing $t for ${secs}s"
+    start=$(date +%s)
+    "${pin[@]}" cargo fuzz run -O "$t" "corpus/$t" -- \
+        -max_total_time="$secs" -max_len=4096 -rss_limit_mb=2048 -print_final_stats=1 2>&1 |
+        grep -E "^#[0-9]+ *DONE|^stat::number_of_executed_units|^stat::peak_rss|ERROR|panicked|SUMMARY|Done [0-9]+ runs" || true
+    status=${PIPESTATUS[0]}
+    echo "==> $t: exit $status after $(( $(date +%s) - start ))s"
+    [ "$status" -eq 0 ] || exit "$status"
+done

@@ -1,0 +1,344 @@
+//! The connection state machine: every invalid-frame rule with its close code,
+//! control frames inside fragmented messages, UTF-8 fail-fast inside a frame
+//! split across reads, limits, and the close handshake.
+
+mod common;
+use common::*;
+use ringwave::proto::{CloseState, Conn, DeflateParams, Limits, OpCode, Role, SendError};
+
+/// Feed `bytes` to a fresh server and expect the connection to fail with
+/// `code`, with a close frame carrying `code` queued for the peer.
+fn server_fails(bytes: &[u8], code: u16) {
+    server_fails_with(server(), bytes, code)
+}
+
+fn server_fails_with(mut s: Conn, bytes: &[u8], code: u16) {
+    let (_, err) = feed(&mut s, bytes);
+    let err = err.unwrap_or_else(|| panic!("expected failure {code} for {bytes:02x?}"));
+    assert_eq!(err.code.0, code, "{err}");
+    assert_eq!(last_close(s.output()), Some(code));
+    assert_eq!(s.close_state(), CloseState::Closed);
+    // Nothing more is read.
+    let (events, err) = feed(&mut s, &masked(0x1, true, b"more"));
+    assert!(events.is_empty() && err.is_none());
+}
+
+fn deflate_server() -> Conn {
+    let p = DeflateParams {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        server_max_window_bits: 15,
+        client_max_window_bits: 15,
+    };
+    Conn::new(Role::Server, Limits::default(), Some((p, 1, 0)))
+}
+
+#[test]
+fn reserved_opcodes_are_1002() {
+    for op in (0x3..=0x7).chain(0xB..=0xF) {
+        server_fails(&masked(op, true, b""), 1002);
+    }
+}
+
+#[test]
+fn reserved_bits_without_extension_are_1002() {
+    for rsv in 1..8 {
+        server_fails(&raw_frame(0x1, true, rsv, Some([1, 2, 3, 4]), b"x"), 1002);
+    }
+}
+
+#[test]
+fn rsv1_with_deflate_only_on_first_data_frame() {
+    // RSV2/3 stay invalid with deflate.
+    server_fails_with(
+        deflate_server(),
+        &raw_frame(0x2, true, 0b010, Some([1, 2, 3, 4]), b""),
+        1002,
+    );
+    // RSV1 on a control frame.
+    server_fails_with(
+        deflate_server(),
+        &raw_frame(0x9, true, 0b100, Some([1, 2, 3, 4]), b""),
+        1002,
+    );
+    // RSV1 on a continuation frame.
+    let mut b = masked(0x1, false, b"a");
+    b.extend(raw_frame(0x0, true, 0b100, Some([1, 2, 3, 4]), b"b"));
+    server_fails_with(deflate_server(), &b, 1002);
+}
+
+#[test]
+fn mask_direction_is_enforced() {
+    server_fails(&raw_frame(0x1, true, 0, None, b"unmasked"), 1002);
+    let mut c = client();
+    let (_, err) = feed(&mut c, &masked(0x1, true, b"masked"));
+    assert_eq!(err.unwrap().code.0, 1002);
+}
+
+#[test]
+fn control_frame_rules() {
+    // Fragmented control frames.
+    for op in [0x8, 0x9, 0xA] {
+        server_fails(&masked(op, false, b""), 1002);
+    }
+    // Control frames with more than 125 bytes.
+    for op in [0x8, 0x9, 0xA] {
+        server_fails(&masked(op, true, &[b'a'; 126]), 1002);
+    }
+    // 125 is fine.
+    let mut s = server();
+    let (events, err) = feed(&mut s, &masked(0x9, true, &[b'a'; 125]));
+    assert!(err.is_none());
+    assert_eq!(events, vec![Owned::Ping(vec![b'a'; 125])]);
+}
+
+#[test]
+fn length_top_bit_is_1002() {
+    let mut b = vec![0x82, 0xff];
+    b.extend_from_slice(&(1u64 << 63).to_be_bytes());
+    b.extend_from_slice(&[1, 2, 3, 4]);
+    server_fails(&b, 1002);
+}
+
+#[test]
+fn fragmentation_rules() {
+    // Continuation with nothing to continue.
+    server_fails(&masked(0x0, true, b"x"), 1002);
+    // A new message inside a fragmented one.
+    let mut b = masked(0x1, false, b"a");
+    b.extend(masked(0x2, true, b"b"));
+    server_fails(&b, 1002);
+    let mut b = masked(0x2, false, b"a");
+    b.extend(masked(0x1, false, b"b"));
+    server_fails(&b, 1002);
+}
+
+#[test]
+fn control_frames_inside_fragmented_messages() {
+    let mut b = masked(0x1, false, b"Hel");
+    b.extend(masked(0x9, true, b"ping"));
+    b.extend(masked(0x0, false, b"lo, "));
+    b.extend(masked(0xA, true, b"pong"));
+    b.extend(masked(0x0, true, "wörld".as_bytes()));
+    let expect = vec![
+        Owned::Ping(b"ping".to_vec()),
+        Owned::Pong(b"pong".to_vec()),
+        Owned::Text("Hello, wörld".into()),
+    ];
+    for a in 0..=b.len() {
+        for step in [1, 3, 7] {
+            let cuts: Vec<usize> = (a..b.len()).step_by(step).collect();
+            let mut s = server();
+            let (events, err) = feed_split(&mut s, &b, &cuts);
+            assert_eq!(err, None, "cuts {cuts:?}");
+            assert_eq!(events, expect, "cuts {cuts:?}");
+            // The ping was answered.
+            assert_eq!(&s.output()[..6], &[0x8a, 0x04, b'p', b'i', b'n', b'g']);
+        }
+    }
+}
+
+#[test]
+fn invalid_utf8_is_1007() {
+    server_fails(&masked(0x1, true, &[0xce, 0xba, 0xff]), 1007);
+    // Across fragments: a sequence cut between frames stays valid...
+    let mut b = masked(0x1, false, &[0xce]);
+    b.extend(masked(0x0, true, &[0xba]));
+    let mut s = server();
+    assert_eq!(feed(&mut s, &b).0, vec![Owned::Text("κ".into())]);
+    // ...but one left incomplete at the end of the message is not.
+    let mut b = masked(0x1, false, b"ok");
+    b.extend(masked(0x0, true, &[0xce]));
+    server_fails(&b, 1007);
+}
+
+#[test]
+fn utf8_fails_fast_inside_a_frame_split_across_reads() {
+    // A 1000-byte text frame whose 11th byte is invalid; only the first 30
+    // bytes of the frame arrive in the first read.
+    let mut payload = vec![b'a'; 1000];
+    payload[10] = 0xff;
+    let frame = masked(0x1, true, &payload);
+    let mut s = server();
+    let mut first = frame[..30].to_vec();
+    let err = s
+        .read(&mut first)
+        .expect_err("fails before the frame is complete");
+    assert_eq!(err.code.0, 1007);
+    assert_eq!(last_close(s.output()), Some(1007));
+
+    // The same inside a fragmented message, the bad byte in the middle of the
+    // second fragment, cut into reads of 5 bytes.
+    let mut payload2 = vec![b'b'; 500];
+    payload2[200] = 0xc0; // never valid
+    let mut b = masked(0x1, false, b"start");
+    b.extend(masked(0x0, true, &payload2));
+    let mut s = server();
+    let mut consumed = 0;
+    let mut failed_at = None;
+    for chunk in b.chunks(5) {
+        let mut c = chunk.to_vec();
+        match s.read(&mut c) {
+            Ok(_) => consumed += chunk.len(),
+            Err(e) => {
+                assert_eq!(e.code.0, 1007);
+                failed_at = Some(consumed);
+                break;
+            }
+        }
+    }
+    let at = failed_at.expect("must fail");
+    assert!(at < b.len() - 200, "failed at byte {at}, not at the end");
+}
+
+#[test]
+fn frame_and_message_limits_are_1009() {
+    let limits = Limits {
+        max_frame_payload: 100,
+        max_message_size: 150,
+        ..Limits::default()
+    };
+    let fresh = || Conn::new(Role::Server, limits, None);
+    // One frame over the frame limit: refused from its header alone.
+    let frame = masked(0x2, true, &[0; 101]);
+    let mut s = fresh();
+    let mut head = frame[..8].to_vec();
+    assert_eq!(s.read(&mut head).unwrap_err().code.0, 1009);
+    // Fragments within the frame limit that add up past the message limit.
+    let mut b = masked(0x2, false, &[0; 100]);
+    b.extend(masked(0x0, true, &[0; 51]));
+    server_fails_with(fresh(), &b, 1009);
+    // Exactly at the limits is fine.
+    let mut b = masked(0x2, false, &[0; 100]);
+    b.extend(masked(0x0, true, &[0; 50]));
+    let mut s = fresh();
+    assert_eq!(feed(&mut s, &b).0, vec![Owned::Binary(vec![0; 150])]);
+}
+
+#[test]
+fn decompression_bomb_is_1009() {
+    let p = DeflateParams {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        server_max_window_bits: 15,
+        client_max_window_bits: 15,
+    };
+    let limits = Limits {
+        max_message_size: 64 * 1024,
+        ..Limits::default()
+    };
+    // A client that compresses 1 MiB of zeros into a few KiB.
+    let mut c = Conn::client_with_seed(Limits::default(), Some((p, 9, 0)), 1);
+    c.send_binary(&vec![0u8; 1 << 20]).unwrap();
+    let wire = c.output().to_vec();
+    assert!(wire.len() < 10_000);
+    let s = Conn::new(Role::Server, limits, Some((p, 1, 0)));
+    server_fails_with(s, &wire, 1009);
+}
+
+#[test]
+fn close_frame_payload_rules() {
+    server_fails(&masked(0x8, true, &[0x03]), 1002);
+    server_fails(&masked(0x8, true, &1005u16.to_be_bytes()), 1002);
+    server_fails(&masked(0x8, true, &999u16.to_be_bytes()), 1002);
+    let mut p = 1000u16.to_be_bytes().to_vec();
+    p.extend_from_slice(&[0xff, 0xfe]);
+    server_fails(&masked(0x8, true, &p), 1007);
+}
+
+#[test]
+fn close_handshake_initiated_by_peer() {
+    let mut s = server();
+    let mut p = 1000u16.to_be_bytes().to_vec();
+    p.extend_from_slice(b"bye");
+    let mut bytes = masked(0x8, true, &p);
+    bytes.extend(masked(0x1, true, b"after close"));
+    let (events, err) = feed(&mut s, &bytes);
+    assert!(err.is_none());
+    assert_eq!(events, vec![Owned::Close(Some(1000), "bye".into())]);
+    assert_eq!(s.output(), &[0x88, 0x02, 0x03, 0xe8]);
+    assert_eq!(s.send_text("late"), Err(SendError::Closing));
+    assert!(!s.is_done());
+    let n = s.output().len();
+    s.advance_output(n);
+    assert!(s.is_done());
+
+    // An empty close is answered with an empty close.
+    let mut s = server();
+    let (events, _) = feed(&mut s, &masked(0x8, true, b""));
+    assert_eq!(events, vec![Owned::Close(None, String::new())]);
+    assert_eq!(s.output(), &[0x88, 0x00]);
+
+    // Every valid code is echoed.
+    for code in [
+        1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
+    ] {
+        let mut s = server();
+        let (events, _) = feed(&mut s, &masked(0x8, true, &code.to_be_bytes()));
+        assert_eq!(events, vec![Owned::Close(Some(code), String::new())]);
+        assert_eq!(last_close(s.output()), Some(code));
+    }
+}
+
+#[test]
+fn close_handshake_initiated_by_us() {
+    let mut s = server();
+    s.close(code(1001), "going away").unwrap();
+    assert_eq!(s.close_state(), CloseState::CloseSent);
+    assert_eq!(last_close(s.output()), Some(1001));
+    assert_eq!(s.send_binary(b"x"), Err(SendError::Closing));
+    assert_eq!(s.ping(b""), Err(SendError::Closing));
+    let out_len = s.output().len();
+    // Data still arriving before the peer's close is delivered; the peer's
+    // close completes the handshake without a second close frame.
+    let mut bytes = masked(0x2, true, b"in flight");
+    bytes.extend(masked(0x8, true, &1001u16.to_be_bytes()));
+    let (events, err) = feed(&mut s, &bytes);
+    assert!(err.is_none());
+    assert_eq!(
+        events,
+        vec![
+            Owned::Binary(b"in flight".to_vec()),
+            Owned::Close(Some(1001), String::new())
+        ]
+    );
+    assert_eq!(s.output().len(), out_len, "no second close frame");
+    assert_eq!(s.close_state(), CloseState::Closed);
+}
+
+#[test]
+fn send_side_rules() {
+    let mut s = server();
+    assert_eq!(s.ping(&[0; 126]), Err(SendError::ControlTooLong));
+    assert_eq!(
+        s.send_frame(OpCode::Ping, false, b""),
+        Err(SendError::ControlTooLong)
+    );
+    // Client frames are masked with a fresh key each time.
+    let mut c = client();
+    c.send_text("same").unwrap();
+    c.send_text("same").unwrap();
+    let out = c.output().to_vec();
+    assert_eq!(out.len(), 2 * (2 + 4 + 4));
+    assert_eq!(out[1], 0x84);
+    assert_ne!(out[2..6], out[12..16], "keys differ");
+    let mut s = server();
+    assert_eq!(
+        feed(&mut s, &out).0,
+        vec![Owned::Text("same".into()), Owned::Text("same".into())]
+    );
+}
+
+#[test]
+fn output_is_consumed_in_parts() {
+    let mut s = server();
+    s.send_binary(&[1; 300]).unwrap();
+    s.send_text("tail").unwrap();
+    let total = s.buffered_output();
+    assert_eq!(total, 4 + 300 + 2 + 4);
+    s.advance_output(100);
+    assert_eq!(s.buffered_output(), total - 100);
+    s.advance_output(total);
+    assert_eq!(s.buffered_output(), 0);
+    assert!(s.output().is_empty());
+}
