@@ -1,23 +1,152 @@
-//! The `ringwave` command. The server runtime is not built yet: for now the
-//! binary states its version and what it will do.
+//! The `ringwave` command: a WebSocket echo server with a demo page.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
+use ringwave::driver::Backend;
+use ringwave::proto::{DeflateConfig, Limits};
+use ringwave::server::{Config, Echo, Server};
 
 /// ringwave: a thread-per-core WebSocket server over io_uring.
 ///
-/// This build contains the protocol core (RFC 6455 and permessage-deflate);
-/// the server runtime that listens on a socket is not part of it yet, so the
-/// command exits with an error instead of pretending to serve.
+/// With no arguments it serves on 127.0.0.1:9001: a WebSocket upgrade on any
+/// path echoes every message back (text stays text, binary stays binary), and
+/// a plain `GET /` returns a page that opens a WebSocket and shows the echoes.
+/// SIGINT/SIGTERM close every connection with 1001 and exit 0.
 #[derive(Parser, Debug)]
 #[command(name = "ringwave", version, about, long_about)]
-struct Cli {}
+struct Cli {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    listen: SocketAddr,
 
-fn main() {
-    let _cli = Cli::parse();
-    eprintln!(
-        "ringwave {}: the server runtime is not implemented yet; this build only \
-         contains the protocol library (see README.md)",
-        env!("CARGO_PKG_VERSION")
+    /// I/O backend: auto (io_uring when the kernel allows it, else poll),
+    /// uring (fail if unavailable) or poll (epoll via mio).
+    #[arg(long, default_value = "auto")]
+    backend: Backend,
+
+    /// Worker threads, one per core, each pinned [default: number of CPUs].
+    #[arg(long)]
+    threads: Option<usize>,
+
+    /// Largest message in bytes, after decompression (close 1009 beyond).
+    #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u64).range(1..=(1u64 << 40)))]
+    max_message: u64,
+
+    /// Largest frame payload in bytes (close 1009 beyond) [default: --max-message].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=(1u64 << 40)))]
+    max_frame: Option<u64>,
+
+    /// Largest HTTP request head in bytes (431 beyond).
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(256..=(1 << 20)))]
+    max_handshake_bytes: u64,
+
+    /// Unsent bytes per connection beyond which sends are refused (the echo
+    /// app then closes the connection with 1008).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_buffered: usize,
+
+    /// Negotiate permessage-deflate with clients that offer it.
+    #[arg(long)]
+    deflate: bool,
+
+    /// Seconds allowed to complete the opening handshake.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    handshake_timeout: u64,
+
+    /// Seconds without traffic before a ping; as long again without any reply
+    /// and the connection is closed with 1001.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
+
+    /// Seconds to wait for close handshakes on shutdown.
+    #[arg(long, default_value_t = 3)]
+    shutdown_grace: u64,
+
+    /// Log level: error, warn, info, debug or trace (or a tracing filter).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log_level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("ringwave: invalid --log-level {:?}: {e}", cli.log_level);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let max_message = cli.max_message as usize;
+    let config = Config {
+        listen: cli.listen,
+        threads: cli
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1),
+        backend: cli.backend,
+        limits: Limits {
+            max_handshake_bytes: cli.max_handshake_bytes as usize,
+            max_frame_payload: cli.max_frame.map_or(max_message, |f| f as usize),
+            max_message_size: max_message,
+        },
+        deflate: cli.deflate.then(DeflateConfig::default),
+        max_buffered: cli.max_buffered,
+        handshake_timeout: Duration::from_secs(cli.handshake_timeout),
+        idle_timeout: Duration::from_secs(cli.idle_timeout),
+        shutdown_grace: Duration::from_secs(cli.shutdown_grace),
+        pin_threads: true,
+    };
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringwave: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let running = match Server::builder().config(config).serve(|| Echo) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ringwave: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        "backend {}: {}",
+        running.backend(),
+        running.backend_reason()
     );
-    std::process::exit(2);
+    println!(
+        "ringwave listening on ws://{} (backend {}, {} threads); demo page at http://{}/",
+        running.local_addr(),
+        running.backend(),
+        running.threads(),
+        running.local_addr()
+    );
+    let _ = std::io::stdout().flush();
+    let shutdown = running.shutdown_handle();
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            tracing::info!("signal {sig}: closing connections with 1001");
+            shutdown.shutdown();
+        }
+    });
+    match running.join() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringwave: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -271,6 +271,16 @@ impl Conn {
         &'a mut self,
         input: &'a mut [u8],
     ) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
+        self.read_and_reply(input).map(|(n, ev, _)| (n, ev))
+    }
+
+    /// [`Conn::read`], also returning a [`Sender`] usable while the event's
+    /// payload is borrowed (an echo sends the payload it just received).
+    #[allow(clippy::type_complexity)]
+    pub fn read_and_reply<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+    ) -> Result<(usize, Option<Event<'a>>, Sender<'a>), ProtocolError> {
         if self.message_delivered {
             self.message.clear();
             self.message_delivered = false;
@@ -280,7 +290,7 @@ impl Conn {
             self.control_delivered = false;
         }
         if self.tx.state == CloseState::Closed {
-            return Ok((input.len(), None));
+            return Ok((input.len(), None, self.sender()));
         }
         let (pos, found) = match self.scan(input) {
             Ok(v) => v,
@@ -288,15 +298,22 @@ impl Conn {
         };
         let input: &'a [u8] = input;
         match found {
-            Found::Nothing => Ok((pos, None)),
+            Found::Nothing => Ok((pos, None, self.sender())),
             Found::InputMessage(kind, r) => match deliver(kind, &input[r]) {
-                Ok(ev) => Ok((pos, Some(ev))),
+                Ok(ev) => Ok((pos, Some(ev), self.sender())),
                 Err(e) => Err(self.tx.fail(e)),
             },
             Found::HeldMessage(kind) => {
                 self.message_delivered = true;
                 match deliver(kind, self.message.payload()) {
-                    Ok(ev) => Ok((pos, Some(ev))),
+                    Ok(ev) => Ok((
+                        pos,
+                        Some(ev),
+                        Sender {
+                            tx: &mut self.tx,
+                            deflate: self.deflate.as_deref_mut(),
+                        },
+                    )),
                     Err(e) => Err(self.tx.fail(e)),
                 }
             }
@@ -317,6 +334,10 @@ impl Conn {
                     Src::Input(r) => &input[r],
                     Src::Held => &self.control,
                 };
+                let sender = Sender {
+                    tx: &mut self.tx,
+                    deflate: self.deflate.as_deref_mut(),
+                };
                 Ok((
                     pos,
                     Some(match op {
@@ -330,6 +351,7 @@ impl Conn {
                                 .unwrap_or(""),
                         },
                     }),
+                    sender,
                 ))
             }
         }
@@ -507,6 +529,75 @@ impl Conn {
         }
     }
 
+    /// The sending half, for queueing frames.
+    pub fn sender(&mut self) -> Sender<'_> {
+        Sender {
+            tx: &mut self.tx,
+            deflate: self.deflate.as_deref_mut(),
+        }
+    }
+
+    /// Queue a whole message; see [`Sender::send`].
+    pub fn send(&mut self, kind: MessageKind, payload: &[u8]) -> Result<(), SendError> {
+        self.sender().send(kind, payload)
+    }
+
+    /// Queue a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.sender().send_text(text)
+    }
+
+    /// Queue a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.sender().send_binary(data)
+    }
+
+    /// Queue one uncompressed frame; see [`Sender::send_frame`].
+    pub fn send_frame(&mut self, op: OpCode, fin: bool, payload: &[u8]) -> Result<(), SendError> {
+        self.sender().send_frame(op, fin, payload)
+    }
+
+    /// Queue already-framed bytes; see [`Sender::send_raw`].
+    pub fn send_raw(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        self.sender().send_raw(frame)
+    }
+
+    /// Queue a ping.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.sender().ping(payload)
+    }
+
+    /// Queue an unsolicited pong.
+    pub fn pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.sender().pong(payload)
+    }
+
+    /// Start the close handshake; see [`Sender::close`].
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        self.sender().close(code, reason)
+    }
+}
+
+/// The sending half of a [`Conn`]: queues frames into its output buffer.
+/// Obtained from [`Conn::sender`], or with a received event from
+/// [`Conn::read_and_reply`].
+#[derive(Debug)]
+pub struct Sender<'a> {
+    tx: &'a mut Tx,
+    deflate: Option<&'a mut PerMessageDeflate>,
+}
+
+impl Sender<'_> {
+    /// Bytes queued and not yet written.
+    pub fn buffered_output(&self) -> usize {
+        self.tx.out.len() - self.tx.out_pos
+    }
+
+    /// Whether data may still be sent (no close frame sent or received).
+    pub fn is_open(&self) -> bool {
+        self.tx.state == CloseState::Open
+    }
+
     /// Queue a whole message, compressed when deflate is active and the
     /// message is large enough.
     pub fn send(&mut self, kind: MessageKind, payload: &[u8]) -> Result<(), SendError> {
@@ -517,7 +608,7 @@ impl Conn {
         };
         match self
             .deflate
-            .as_mut()
+            .as_deref_mut()
             .filter(|d| d.should_compress(payload.len()))
         {
             Some(d) => {

@@ -26,7 +26,7 @@ pub mod utf8;
 use std::fmt;
 
 pub use close::{CloseCode, CloseState};
-pub use conn::{Conn, Event, Role, SendError};
+pub use conn::{Conn, Event, Role, SendError, Sender};
 pub use deflate::{DeflateConfig, DeflateParams};
 pub use frame::{FrameHeader, HeaderError, OpCode};
 pub use message::{Message, MessageKind};

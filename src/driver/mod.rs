@@ -1,0 +1,173 @@
+//! I/O drivers: the runtime's only contact with the kernel.
+//!
+//! A driver owns the listener and every connection's socket and speaks
+//! completions ([`Completion`]): accepted, bytes arrived, the socket can take
+//! more, the peer is gone, woken. Two backends implement [`Driver`]:
+//!
+//! - [`uring`]: io_uring with multishot accept, multishot recv from a provided
+//!   buffer ring (an idle connection holds no read buffer) and sends from
+//!   registered buffers;
+//! - [`poll`]: mio (epoll), edge-triggered, one scratch read buffer per
+//!   worker.
+//!
+//! [`select`] probes io_uring and picks a backend for `--backend auto`.
+
+pub mod poll;
+pub mod uring;
+
+use std::fmt;
+use std::io;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A connection as the driver knows it: an index into the driver's table.
+/// The driver never reports an index again after [`Driver::close`] until it
+/// reports it in a new [`Completion::Accepted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Token(pub u32);
+
+impl Token {
+    /// The index, for tables parallel to the driver's.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// What a driver reports.
+#[derive(Debug)]
+pub enum Completion<'a> {
+    /// A new connection.
+    Accepted(Token),
+    /// Bytes arrived. The buffer belongs to the driver and is valid only
+    /// during the call; it may be modified (unmasked) in place.
+    Data(Token, &'a mut [u8]),
+    /// The socket can take more bytes: call [`Driver::send`] again.
+    Writable(Token),
+    /// The peer closed or the socket failed. The caller must still call
+    /// [`Driver::close`].
+    Closed(Token),
+    /// Another thread called [`Waker::wake`].
+    Woken,
+}
+
+/// Wakes a worker blocked in [`Driver::turn`] from another thread.
+pub trait Wake: Send + Sync {
+    /// Make the worker's current or next `turn` return soon.
+    fn wake(&self);
+}
+
+/// A shareable waker.
+pub type Waker = Arc<dyn Wake>;
+
+/// One worker's I/O backend.
+pub trait Driver {
+    /// Wait up to `timeout` (or not at all with `Some(ZERO)`) for I/O and
+    /// report every completion to `sink`.
+    fn turn(
+        &mut self,
+        timeout: Option<Duration>,
+        sink: &mut dyn FnMut(Completion<'_>),
+    ) -> io::Result<()>;
+
+    /// Take bytes to send on `token`. Returns how many were taken (written,
+    /// or copied into a kernel-owned buffer); 0 means "not now": a
+    /// [`Completion::Writable`] follows when it can take more.
+    fn send(&mut self, token: Token, data: &[u8]) -> io::Result<usize>;
+
+    /// Close the connection. No completion for `token` follows.
+    fn close(&mut self, token: Token);
+
+    /// Stop accepting new connections (shutdown); close the listener.
+    fn stop_accepting(&mut self);
+
+    /// A handle that wakes this worker from other threads.
+    fn waker(&self) -> Waker;
+
+    /// Open connections.
+    fn connections(&self) -> usize;
+}
+
+/// Which backend to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// io_uring when the probe passes, else poll.
+    Auto,
+    /// io_uring, or fail.
+    Uring,
+    /// mio (epoll/kqueue).
+    Poll,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Backend::Auto),
+            "uring" | "io_uring" => Ok(Backend::Uring),
+            "poll" | "epoll" => Ok(Backend::Poll),
+            _ => Err(format!(
+                "unknown backend {s:?}: expected auto, uring or poll"
+            )),
+        }
+    }
+}
+
+/// The backend that will actually run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chosen {
+    /// io_uring.
+    Uring,
+    /// mio.
+    Poll,
+}
+
+impl fmt::Display for Chosen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Chosen::Uring => "uring",
+            Chosen::Poll => "poll",
+        })
+    }
+}
+
+/// Resolve `wanted` to a backend. Returns the choice and why.
+pub fn select(wanted: Backend) -> io::Result<(Chosen, String)> {
+    match wanted {
+        Backend::Poll => Ok((Chosen::Poll, "poll requested".into())),
+        Backend::Uring => match uring::probe() {
+            Ok(found) => Ok((Chosen::Uring, found)),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!("io_uring requested but unusable: {e}"),
+            )),
+        },
+        Backend::Auto => match uring::probe() {
+            Ok(found) => Ok((Chosen::Uring, found)),
+            Err(e) => Ok((
+                Chosen::Poll,
+                format!("io_uring unusable ({e}); falling back to poll"),
+            )),
+        },
+    }
+}
+
+/// Build the chosen driver for one worker around its listener.
+pub fn build(chosen: Chosen, listener: TcpListener) -> io::Result<Box<dyn Driver>> {
+    Ok(match chosen {
+        Chosen::Uring => Box::new(uring::UringDriver::new(listener)?),
+        Chosen::Poll => Box::new(poll::PollDriver::new(listener)?),
+    })
+}
+
+/// Whether an accept error means "out of descriptors": keep serving, retry
+/// later.
+pub(crate) fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
+
+/// How long to wait before accepting again after running out of descriptors.
+pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);

@@ -1,0 +1,277 @@
+//! The readiness backend: mio (epoll on Linux, kqueue on BSD/macOS),
+//! edge-triggered.
+//!
+//! Reads go into one scratch buffer per worker; the runtime copies only the
+//! unparsed tail of a partial frame into the connection. Because readiness is
+//! edge-triggered, a socket that was not read to `WouldBlock` (a fairness
+//! cap) is remembered and read again on the next turn without waiting.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::TcpListener as StdListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token as MioToken};
+use slab::Slab;
+
+use super::{is_fd_exhaustion, Completion, Driver, Token, Wake, Waker, ACCEPT_RETRY};
+
+const LISTENER: MioToken = MioToken(usize::MAX - 1);
+const WAKER: MioToken = MioToken(usize::MAX - 2);
+
+/// Scratch read buffer size.
+const SCRATCH: usize = 64 * 1024;
+/// Reads per socket per turn before moving on to others.
+const READS_PER_TURN: usize = 16;
+
+struct Socket {
+    stream: TcpStream,
+    /// Not read to `WouldBlock` last time.
+    more_to_read: bool,
+    /// A write returned `WouldBlock`: report `Writable` on the next edge.
+    want_write: bool,
+    /// The peer closed or the socket failed; reported once.
+    dead: bool,
+}
+
+/// One worker's mio driver.
+pub struct PollDriver {
+    poll: Poll,
+    events: Events,
+    listener: Option<TcpListener>,
+    sockets: Slab<Socket>,
+    scratch: Box<[u8]>,
+    waker: Arc<MioWaker>,
+    /// Sockets to read again without waiting for an edge.
+    backlog: Vec<usize>,
+    accept_paused_until: Option<Instant>,
+    logged_exhaustion: bool,
+}
+
+struct MioWaker(mio::Waker);
+
+impl Wake for MioWaker {
+    fn wake(&self) {
+        // A failed wake means the poll is gone: the worker is exiting.
+        let _ = self.0.wake();
+    }
+}
+
+impl PollDriver {
+    /// A driver serving `listener` (which it makes non-blocking).
+    pub fn new(listener: StdListener) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(MioWaker(mio::Waker::new(poll.registry(), WAKER)?));
+        Ok(PollDriver {
+            poll,
+            events: Events::with_capacity(1024),
+            listener: Some(listener),
+            sockets: Slab::new(),
+            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
+            waker,
+            backlog: Vec::new(),
+            accept_paused_until: None,
+            logged_exhaustion: false,
+        })
+    }
+
+    fn accept_all(&mut self, sink: &mut dyn FnMut(Completion<'_>)) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        if let Some(t) = self.accept_paused_until {
+            if Instant::now() < t {
+                return;
+            }
+            self.accept_paused_until = None;
+        }
+        loop {
+            match listener.accept() {
+                Ok((mut stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let entry = self.sockets.vacant_entry();
+                    let key = entry.key();
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        MioToken(key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        tracing::warn!("cannot register accepted socket: {e}");
+                        continue;
+                    }
+                    entry.insert(Socket {
+                        stream,
+                        more_to_read: true,
+                        want_write: false,
+                        dead: false,
+                    });
+                    self.logged_exhaustion = false;
+                    sink(Completion::Accepted(Token(key as u32)));
+                    // Data may already be there; read it this turn.
+                    self.backlog.push(key);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if is_fd_exhaustion(&e) => {
+                    if !self.logged_exhaustion {
+                        tracing::warn!(
+                            "accept failed: {e}; serving the {} open connections and retrying every {:?}",
+                            self.sockets.len(),
+                            ACCEPT_RETRY
+                        );
+                        self.logged_exhaustion = true;
+                    }
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_RETRY);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn read_socket(&mut self, key: usize, sink: &mut dyn FnMut(Completion<'_>)) {
+        for _ in 0..READS_PER_TURN {
+            let Some(sock) = self.sockets.get_mut(key) else {
+                return;
+            };
+            if sock.dead {
+                return;
+            }
+            match sock.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    sock.dead = true;
+                    sock.more_to_read = false;
+                    sink(Completion::Closed(Token(key as u32)));
+                    return;
+                }
+                Ok(n) => sink(Completion::Data(Token(key as u32), &mut self.scratch[..n])),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    sock.more_to_read = false;
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    sock.dead = true;
+                    sock.more_to_read = false;
+                    sink(Completion::Closed(Token(key as u32)));
+                    return;
+                }
+            }
+        }
+        // Fairness cap reached with data possibly left: come back next turn.
+        if let Some(sock) = self.sockets.get_mut(key) {
+            sock.more_to_read = true;
+            self.backlog.push(key);
+        }
+    }
+}
+
+impl Driver for PollDriver {
+    fn turn(
+        &mut self,
+        timeout: Option<Duration>,
+        sink: &mut dyn FnMut(Completion<'_>),
+    ) -> io::Result<()> {
+        let mut timeout = if self.backlog.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
+        };
+        if let Some(t) = self.accept_paused_until {
+            let left = t.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(left, |x| x.min(left)));
+        }
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        let mut ready: Vec<(usize, bool, bool)> = Vec::with_capacity(self.events.iter().count());
+        for ev in self.events.iter() {
+            ready.push((
+                ev.token().0,
+                ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                ev.is_writable(),
+            ));
+        }
+        if self.accept_paused_until.is_some() {
+            self.accept_all(sink);
+        }
+        let backlog = std::mem::take(&mut self.backlog);
+        for key in backlog {
+            if self.sockets.get(key).is_some_and(|s| s.more_to_read) {
+                self.read_socket(key, sink);
+            }
+        }
+        for (key, readable, writable) in ready {
+            match MioToken(key) {
+                LISTENER => self.accept_all(sink),
+                WAKER => sink(Completion::Woken),
+                _ => {
+                    if writable {
+                        if let Some(s) = self.sockets.get_mut(key) {
+                            if s.want_write && !s.dead {
+                                s.want_write = false;
+                                sink(Completion::Writable(Token(key as u32)));
+                            }
+                        }
+                    }
+                    if readable {
+                        self.read_socket(key, sink);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, token: Token, data: &[u8]) -> io::Result<usize> {
+        let Some(sock) = self.sockets.get_mut(token.index()) else {
+            return Err(io::Error::new(
+                ErrorKind::NotConnected,
+                "unknown connection",
+            ));
+        };
+        loop {
+            match sock.stream.write(data) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    sock.want_write = true;
+                    return Ok(0);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn close(&mut self, token: Token) {
+        if self.sockets.contains(token.index()) {
+            let mut sock = self.sockets.remove(token.index());
+            let _ = self.poll.registry().deregister(&mut sock.stream);
+            self.backlog.retain(|&k| k != token.index());
+        }
+    }
+
+    fn stop_accepting(&mut self) {
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+    }
+
+    fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    fn connections(&self) -> usize {
+        self.sockets.len()
+    }
+}

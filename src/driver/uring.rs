@@ -1,0 +1,798 @@
+//! The io_uring backend.
+//!
+//! One ring per worker, set up with `SINGLE_ISSUER | DEFER_TASKRUN` when the
+//! kernel has them. The listener runs one multishot accept; every connection
+//! runs one multishot recv that takes buffers from a **provided buffer ring**
+//! shared by the worker's connections, so an idle connection holds no read
+//! buffer. Sends are copied into **registered buffers** (`WRITE_FIXED`), one in
+//! flight per connection, so everything a connection queued during a loop turn
+//! leaves in one SQE.
+//!
+//! `user_data` packs the op kind, the slot's generation and the slot index
+//! ([`UserData`]); a completion whose generation does not match its slot is
+//! stale and dropped. A slot is freed only when every op that referenced it has
+//! completed (`inflight == 0`): memory the kernel may touch (the registered
+//! send buffer) is owned by the driver until its completion arrives.
+
+use std::alloc::{self, Layout};
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
+use slab::Slab;
+
+use super::{is_fd_exhaustion, Completion, Driver, Token, Wake, Waker, ACCEPT_RETRY};
+
+/// Submission queue entries.
+const RING_ENTRIES: u32 = 4096;
+/// Completion queue entries (multishot recv can post many per turn).
+const CQ_ENTRIES: u32 = 16384;
+/// Provided receive buffers: count (a power of two) and size.
+const RECV_BUFFERS: u16 = 512;
+const RECV_BUFFER_SIZE: usize = 16 * 1024;
+/// Buffer group id of the receive ring.
+const RECV_GROUP: u16 = 0;
+/// Registered send buffers: count and size.
+const SEND_BUFFERS: usize = 256;
+const SEND_BUFFER_SIZE: usize = 64 * 1024;
+
+/// Operation kinds in `user_data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum OpKind {
+    Accept = 1,
+    Recv = 2,
+    Send = 3,
+    Cancel = 4,
+    Wake = 5,
+}
+
+/// `user_data` layout: kind (8 bits) | generation (24 bits) | index (32 bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct UserData {
+    kind: OpKind,
+    generation: u32,
+    index: u32,
+}
+
+impl UserData {
+    fn encode(self) -> u64 {
+        (self.kind as u64) << 56 | ((self.generation & 0xff_ffff) as u64) << 32 | self.index as u64
+    }
+
+    fn decode(v: u64) -> Option<UserData> {
+        let kind = match (v >> 56) as u8 {
+            1 => OpKind::Accept,
+            2 => OpKind::Recv,
+            3 => OpKind::Send,
+            4 => OpKind::Cancel,
+            5 => OpKind::Wake,
+            _ => return None,
+        };
+        Some(UserData {
+            kind,
+            generation: ((v >> 32) & 0xff_ffff) as u32,
+            index: v as u32,
+        })
+    }
+
+    fn listener(kind: OpKind) -> u64 {
+        UserData {
+            kind,
+            generation: 0,
+            index: 0,
+        }
+        .encode()
+    }
+}
+
+/// A send in flight: which registered buffer, and how much of it is left.
+#[derive(Debug, Clone, Copy)]
+struct SendOp {
+    buf: u16,
+    offset: u32,
+    len: u32,
+}
+
+#[derive(Debug)]
+struct Slot {
+    fd: RawFd,
+    generation: u32,
+    /// Ops submitted and not yet completed.
+    inflight: u32,
+    recv_armed: bool,
+    send: Option<SendOp>,
+    /// Waiting for a free send buffer.
+    wants_buffer: bool,
+    /// Peer closed or the socket failed; `Closed` already reported.
+    dead: bool,
+    /// The runtime called `close`: report nothing more, free when idle.
+    closing: bool,
+    /// Our descriptor is still open (closed after the last send completes).
+    fd_open: bool,
+}
+
+/// The provided buffer ring: page-aligned ring of `RECV_BUFFERS` entries
+/// plus the buffers themselves.
+struct RecvRing {
+    ring: *mut types::BufRingEntry,
+    ring_layout: Layout,
+    buffers: Box<[u8]>,
+    tail: u16,
+}
+
+impl RecvRing {
+    fn new() -> io::Result<Self> {
+        let ring_layout = Layout::from_size_align(
+            RECV_BUFFERS as usize * std::mem::size_of::<types::BufRingEntry>(),
+            4096,
+        )
+        .map_err(|e| io::Error::other(e.to_string()))?;
+        // SAFETY: the layout has a non-zero size.
+        let ring = unsafe { alloc::alloc_zeroed(ring_layout) } as *mut types::BufRingEntry;
+        if ring.is_null() {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "buffer ring allocation failed",
+            ));
+        }
+        let mut r = RecvRing {
+            ring,
+            ring_layout,
+            buffers: vec![0u8; RECV_BUFFERS as usize * RECV_BUFFER_SIZE].into_boxed_slice(),
+            tail: 0,
+        };
+        for bid in 0..RECV_BUFFERS {
+            r.push(bid);
+        }
+        r.publish();
+        Ok(r)
+    }
+
+    /// Put buffer `bid` back at the tail (visible after `publish`).
+    fn push(&mut self, bid: u16) {
+        let slot = self.tail & (RECV_BUFFERS - 1);
+        let addr = self.buffers.as_ptr() as u64 + bid as u64 * RECV_BUFFER_SIZE as u64;
+        // SAFETY: `slot < RECV_BUFFERS`, so the entry lies inside the ring
+        // allocation; the kernel only reads entries between head and the
+        // published tail, and this one is past the published tail.
+        let entry = unsafe { &mut *self.ring.add(slot as usize) };
+        entry.set_addr(addr);
+        entry.set_len(RECV_BUFFER_SIZE as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Make pushed buffers visible to the kernel.
+    fn publish(&self) {
+        // SAFETY: `ring` is the page-aligned base of an initialised ring, as
+        // `BufRingEntry::tail` requires; the tail field is a u16 the kernel
+        // reads atomically, so it is written through an AtomicU16 with release
+        // ordering after the entries.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.ring) as *const AtomicU16;
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+
+    /// The bytes the kernel wrote into buffer `bid`.
+    fn data(&mut self, bid: u16, len: usize) -> &mut [u8] {
+        let start = bid as usize * RECV_BUFFER_SIZE;
+        &mut self.buffers[start..start + len.min(RECV_BUFFER_SIZE)]
+    }
+}
+
+impl Drop for RecvRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; the ring (and with it
+        // the kernel's registration) is dropped before this field, see
+        // `UringDriver`'s field order.
+        unsafe { alloc::dealloc(self.ring as *mut u8, self.ring_layout) }
+    }
+}
+
+/// What the probe found, or why io_uring cannot be used.
+pub fn probe() -> io::Result<String> {
+    let (ring, flags) = new_ring()?;
+    let mut probe = Probe::new();
+    ring.submitter().register_probe(&mut probe)?;
+    for (code, name) in [
+        (opcode::Accept::CODE, "ACCEPT"),
+        (opcode::Recv::CODE, "RECV"),
+        (opcode::WriteFixed::CODE, "WRITE_FIXED"),
+        (opcode::PollAdd::CODE, "POLL_ADD"),
+        (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+    ] {
+        if !probe.is_supported(code) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("opcode {name} missing"),
+            ));
+        }
+    }
+    let ring_buf = RecvRing::new()?;
+    // SAFETY: `ring_buf.ring` is a page-aligned allocation of RECV_BUFFERS
+    // entries that outlives the registration (unregistered just below).
+    unsafe {
+        ring.submitter()
+            .register_buf_ring_with_flags(ring_buf.ring as u64, RECV_BUFFERS, RECV_GROUP, 0)
+            .map_err(|e| io::Error::new(e.kind(), format!("provided buffer ring: {e}")))?;
+    }
+    ring.submitter().unregister_buf_ring(RECV_GROUP)?;
+    Ok(format!(
+        "io_uring ({flags}; multishot accept and recv, provided buffer ring, registered send buffers)"
+    ))
+}
+
+fn new_ring() -> io::Result<(IoUring, &'static str)> {
+    let mut b = IoUring::builder();
+    b.setup_cqsize(CQ_ENTRIES)
+        .setup_single_issuer()
+        .setup_defer_taskrun();
+    if let Ok(r) = b.build(RING_ENTRIES) {
+        return Ok((r, "SINGLE_ISSUER|DEFER_TASKRUN"));
+    }
+    let mut b = IoUring::builder();
+    b.setup_cqsize(CQ_ENTRIES);
+    Ok((b.build(RING_ENTRIES)?, "default setup"))
+}
+
+struct EventFd(RawFd);
+
+impl Wake for EventFd {
+    fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd this struct
+        // owns; a failed write (counter saturated) still leaves it readable.
+        unsafe { libc::write(self.0, &one as *const u64 as *const libc::c_void, 8) };
+    }
+}
+
+impl Drop for EventFd {
+    fn drop(&mut self) {
+        // SAFETY: the fd was created by `eventfd` in `UringDriver::new` and is
+        // closed only here.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// One worker's io_uring driver.
+pub struct UringDriver {
+    // Field order matters: the ring is dropped (and its registrations with
+    // it) before the buffers it references.
+    ring: IoUring,
+    recv: RecvRing,
+    send_buffers: Box<[u8]>,
+    free_send: Vec<u16>,
+    slots: Slab<Slot>,
+    next_generation: u32,
+    listener: Option<TcpListener>,
+    accept_armed: bool,
+    accept_retry_at: Option<Instant>,
+    logged_exhaustion: bool,
+    waker: Arc<EventFd>,
+    /// Connections waiting for a free send buffer, in order.
+    buffer_waiters: Vec<Token>,
+    cqes: Vec<(u64, i32, u32)>,
+    /// Buffers returned this turn, published together.
+    returned: bool,
+}
+
+impl UringDriver {
+    /// A driver serving `listener`.
+    pub fn new(listener: TcpListener) -> io::Result<Self> {
+        let (ring, _) = new_ring()?;
+        let recv = RecvRing::new()?;
+        // SAFETY: `recv.ring` is a page-aligned ring of RECV_BUFFERS entries
+        // owned by this driver and freed only after the ring is dropped.
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                recv.ring as u64,
+                RECV_BUFFERS,
+                RECV_GROUP,
+                0,
+            )?;
+        }
+        let send_buffers = vec![0u8; SEND_BUFFERS * SEND_BUFFER_SIZE].into_boxed_slice();
+        let iovecs: Vec<libc::iovec> = (0..SEND_BUFFERS)
+            .map(|i| libc::iovec {
+                iov_base: send_buffers[i * SEND_BUFFER_SIZE..].as_ptr() as *mut libc::c_void,
+                iov_len: SEND_BUFFER_SIZE,
+            })
+            .collect();
+        // SAFETY: the iovecs point into `send_buffers`, a heap allocation this
+        // driver owns, never moves (boxed slice) and frees only after the ring
+        // (and so the registration) is dropped.
+        unsafe { ring.submitter().register_buffers(&iovecs)? };
+        // SAFETY: plain syscall; the result is checked.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if efd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        listener.set_nonblocking(true)?;
+        let mut d = UringDriver {
+            ring,
+            recv,
+            send_buffers,
+            free_send: (0..SEND_BUFFERS as u16).rev().collect(),
+            slots: Slab::new(),
+            next_generation: 1,
+            listener: Some(listener),
+            accept_armed: false,
+            accept_retry_at: None,
+            logged_exhaustion: false,
+            waker: Arc::new(EventFd(efd)),
+            buffer_waiters: Vec::new(),
+            cqes: Vec::with_capacity(1024),
+            returned: false,
+        };
+        d.arm_accept()?;
+        d.arm_wake()?;
+        Ok(d)
+    }
+
+    fn push(&mut self, sqe: squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: every SQE built here references either nothing, a file
+            // descriptor that stays open until its completion (connection fds
+            // are closed only after cancelling their ops, and the kernel holds
+            // its own reference meanwhile), or a registered send buffer owned
+            // by `self` and reserved for this op until its completion.
+            if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
+                return Ok(());
+            }
+            self.ring.submit()?;
+        }
+    }
+
+    fn arm_accept(&mut self) -> io::Result<()> {
+        let Some(l) = &self.listener else {
+            return Ok(());
+        };
+        let sqe = opcode::AcceptMulti::new(types::Fd(l.as_raw_fd()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(UserData::listener(OpKind::Accept));
+        self.push(sqe)?;
+        self.accept_armed = true;
+        Ok(())
+    }
+
+    fn arm_wake(&mut self) -> io::Result<()> {
+        let sqe = opcode::PollAdd::new(types::Fd(self.waker.0), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(UserData::listener(OpKind::Wake));
+        self.push(sqe)
+    }
+
+    fn arm_recv(&mut self, index: u32) -> io::Result<()> {
+        let Some(slot) = self.slots.get_mut(index as usize) else {
+            return Ok(());
+        };
+        let ud = UserData {
+            kind: OpKind::Recv,
+            generation: slot.generation,
+            index,
+        }
+        .encode();
+        let sqe = opcode::RecvMulti::new(types::Fd(slot.fd), RECV_GROUP)
+            .build()
+            .user_data(ud);
+        slot.inflight += 1;
+        slot.recv_armed = true;
+        self.push(sqe)
+    }
+
+    fn submit_send(&mut self, index: u32) -> io::Result<()> {
+        let slot = &self.slots[index as usize];
+        let Some(op) = slot.send else { return Ok(()) };
+        let ud = UserData {
+            kind: OpKind::Send,
+            generation: slot.generation,
+            index,
+        }
+        .encode();
+        let start = op.buf as usize * SEND_BUFFER_SIZE + op.offset as usize;
+        let ptr = self.send_buffers[start..].as_ptr();
+        let sqe = opcode::WriteFixed::new(types::Fd(slot.fd), ptr, op.len - op.offset, op.buf)
+            .build()
+            .user_data(ud);
+        self.slots[index as usize].inflight += 1;
+        self.push(sqe)
+    }
+
+    fn accept_fd(&mut self, fd: RawFd, sink: &mut dyn FnMut(Completion<'_>)) {
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt reads `one` (a live c_int of the given size) on a
+        // socket fd just returned by accept.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        let generation = self.next_generation;
+        self.next_generation = (self.next_generation + 1) & 0xff_ffff;
+        let index = self.slots.insert(Slot {
+            fd,
+            generation,
+            inflight: 0,
+            recv_armed: false,
+            send: None,
+            wants_buffer: false,
+            dead: false,
+            closing: false,
+            fd_open: true,
+        }) as u32;
+        if let Err(e) = self.arm_recv(index) {
+            tracing::warn!("cannot arm recv: {e}");
+        }
+        sink(Completion::Accepted(Token(index)));
+    }
+
+    /// Close a closing slot's descriptor. Pending SQEs are submitted first so
+    /// none of them can name a descriptor number that gets reused; ops the
+    /// kernel already holds keep their own reference to the socket.
+    fn close_fd(&mut self, index: u32) {
+        let Some(slot) = self.slots.get_mut(index as usize) else {
+            return;
+        };
+        if !slot.fd_open {
+            return;
+        }
+        slot.fd_open = false;
+        let fd = slot.fd;
+        let _ = self.ring.submit();
+        // SAFETY: `fd` came from accept and is closed exactly once: `fd_open`
+        // guards it.
+        unsafe { libc::close(fd) };
+    }
+
+    /// Free the slot when nothing references it any more.
+    fn maybe_free(&mut self, index: u32) {
+        if let Some(s) = self.slots.get(index as usize) {
+            if s.closing && s.inflight == 0 {
+                self.slots.remove(index as usize);
+            }
+        }
+    }
+
+    fn return_buffer(&mut self, flags: u32) {
+        if let Some(bid) = cqueue::buffer_select(flags) {
+            self.recv.push(bid);
+            self.returned = true;
+        }
+    }
+
+    fn on_cqe(
+        &mut self,
+        user_data: u64,
+        res: i32,
+        flags: u32,
+        sink: &mut dyn FnMut(Completion<'_>),
+    ) {
+        let Some(ud) = UserData::decode(user_data) else {
+            return;
+        };
+        let more = cqueue::more(flags);
+        tracing::trace!(kind = ?ud.kind, index = ud.index, generation = ud.generation, res, more, "cqe");
+        match ud.kind {
+            OpKind::Accept => {
+                if res >= 0 {
+                    self.logged_exhaustion = false;
+                    self.accept_fd(res, sink);
+                } else {
+                    let e = io::Error::from_raw_os_error(-res);
+                    if is_fd_exhaustion(&e) {
+                        if !self.logged_exhaustion {
+                            tracing::warn!(
+                                "accept failed: {e}; serving the {} open connections and retrying every {:?}",
+                                self.slots.len(),
+                                ACCEPT_RETRY
+                            );
+                            self.logged_exhaustion = true;
+                        }
+                        self.accept_retry_at = Some(Instant::now() + ACCEPT_RETRY);
+                    } else if res != -libc::ECANCELED {
+                        tracing::warn!("accept failed: {e}");
+                    }
+                }
+                if !more {
+                    self.accept_armed = false;
+                    if self.accept_retry_at.is_none() && self.listener.is_some() {
+                        let _ = self.arm_accept();
+                    }
+                }
+            }
+            OpKind::Wake => {
+                let mut v: u64 = 0;
+                // SAFETY: reads 8 bytes into a live u64 from our eventfd
+                // (non-blocking: EAGAIN if already drained is fine).
+                unsafe { libc::read(self.waker.0, &mut v as *mut u64 as *mut libc::c_void, 8) };
+                sink(Completion::Woken);
+                if !more {
+                    let _ = self.arm_wake();
+                }
+            }
+            OpKind::Cancel => {}
+            OpKind::Recv => {
+                let Some(slot) = self.slots.get_mut(ud.index as usize) else {
+                    self.return_buffer(flags);
+                    return;
+                };
+                if slot.generation != ud.generation {
+                    self.return_buffer(flags);
+                    return;
+                }
+                if !more {
+                    slot.inflight -= 1;
+                    slot.recv_armed = false;
+                }
+                let token = Token(ud.index);
+                let live = !slot.closing && !slot.dead;
+                if res > 0 {
+                    if live {
+                        if let Some(bid) = cqueue::buffer_select(flags) {
+                            sink(Completion::Data(token, self.recv.data(bid, res as usize)));
+                        }
+                    }
+                    self.return_buffer(flags);
+                    if !more && live {
+                        let _ = self.arm_recv(ud.index);
+                    }
+                } else if res == -libc::ENOBUFS && live {
+                    // The ring ran dry; buffers come back at the end of this
+                    // turn. Re-arm then.
+                    if !more {
+                        let _ = self.arm_recv(ud.index);
+                    }
+                } else {
+                    self.return_buffer(flags);
+                    if live && res != -libc::ECANCELED {
+                        if let Some(s) = self.slots.get_mut(ud.index as usize) {
+                            s.dead = true;
+                        }
+                        sink(Completion::Closed(token));
+                    }
+                }
+                self.maybe_free(ud.index);
+            }
+            OpKind::Send => {
+                let Some(slot) = self.slots.get_mut(ud.index as usize) else {
+                    return;
+                };
+                if slot.generation != ud.generation {
+                    return;
+                }
+                slot.inflight -= 1;
+                let token = Token(ud.index);
+                let Some(mut op) = slot.send else { return };
+                let live = !slot.closing && !slot.dead;
+                if res > 0 && op.offset + (res as u32) < op.len && !slot.dead {
+                    // Short write: send the rest from the same buffer (also
+                    // while closing: the last bytes are usually a close frame).
+                    op.offset += res as u32;
+                    slot.send = Some(op);
+                    let _ = self.submit_send(ud.index);
+                    return;
+                }
+                slot.send = None;
+                let closing = slot.closing;
+                if res < 0 && live {
+                    slot.dead = true;
+                }
+                self.free_send.push(op.buf);
+                if closing {
+                    self.close_fd(ud.index);
+                } else if res < 0 && live {
+                    sink(Completion::Closed(token));
+                } else if live {
+                    sink(Completion::Writable(token));
+                }
+                // A buffer came free: let a waiting connection have it.
+                while let Some(w) = self.buffer_waiters.pop() {
+                    if let Some(s) = self.slots.get_mut(w.index()) {
+                        if s.wants_buffer && !s.closing && !s.dead {
+                            s.wants_buffer = false;
+                            sink(Completion::Writable(w));
+                            break;
+                        }
+                    }
+                }
+                self.maybe_free(ud.index);
+            }
+        }
+    }
+}
+
+impl Driver for UringDriver {
+    fn turn(
+        &mut self,
+        timeout: Option<Duration>,
+        sink: &mut dyn FnMut(Completion<'_>),
+    ) -> io::Result<()> {
+        let mut timeout = timeout;
+        if let Some(at) = self.accept_retry_at {
+            let now = Instant::now();
+            if now >= at {
+                self.accept_retry_at = None;
+                if !self.accept_armed {
+                    self.arm_accept()?;
+                }
+            } else {
+                let left = at - now;
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
+        }
+        let waited = if !self.ring.completion().is_empty() || timeout == Some(Duration::ZERO) {
+            self.ring.submit_and_wait(0)
+        } else if let Some(t) = timeout {
+            let ts = types::Timespec::new()
+                .sec(t.as_secs())
+                .nsec(t.subsec_nanos());
+            let args = types::SubmitArgs::new().timespec(&ts);
+            self.ring.submitter().submit_with_args(1, &args)
+        } else {
+            self.ring.submit_and_wait(1)
+        };
+        match waited {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        let mut cqes = std::mem::take(&mut self.cqes);
+        loop {
+            cqes.clear();
+            cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
+            if cqes.is_empty() {
+                break;
+            }
+            for &(ud, res, flags) in &cqes {
+                self.on_cqe(ud, res, flags, sink);
+            }
+            if self.returned {
+                self.recv.publish();
+                self.returned = false;
+            }
+        }
+        self.cqes = cqes;
+        Ok(())
+    }
+
+    fn send(&mut self, token: Token, data: &[u8]) -> io::Result<usize> {
+        let Some(slot) = self.slots.get_mut(token.index()) else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "unknown connection",
+            ));
+        };
+        if slot.dead || slot.closing {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "connection closed",
+            ));
+        }
+        if slot.send.is_some() || data.is_empty() {
+            return Ok(0);
+        }
+        let Some(buf) = self.free_send.pop() else {
+            if !slot.wants_buffer {
+                slot.wants_buffer = true;
+                self.buffer_waiters.insert(0, token);
+            }
+            return Ok(0);
+        };
+        let n = data.len().min(SEND_BUFFER_SIZE);
+        let start = buf as usize * SEND_BUFFER_SIZE;
+        self.send_buffers[start..start + n].copy_from_slice(&data[..n]);
+        slot.send = Some(SendOp {
+            buf,
+            offset: 0,
+            len: n as u32,
+        });
+        self.submit_send(token.0)?;
+        Ok(n)
+    }
+
+    fn close(&mut self, token: Token) {
+        let index = token.0;
+        let Some(slot) = self.slots.get_mut(index as usize) else {
+            return;
+        };
+        if slot.closing {
+            return;
+        }
+        slot.closing = true;
+        slot.wants_buffer = false;
+        let sending = slot.send.is_some();
+        if slot.recv_armed {
+            let target = UserData {
+                kind: OpKind::Recv,
+                generation: slot.generation,
+                index,
+            }
+            .encode();
+            let sqe = opcode::AsyncCancel::new(target).build().user_data(
+                UserData {
+                    kind: OpKind::Cancel,
+                    generation: 0,
+                    index,
+                }
+                .encode(),
+            );
+            let _ = self.push(sqe);
+        }
+        // A send still in flight finishes first (the close frame must reach
+        // the peer); the descriptor is closed when it completes.
+        if !sending {
+            self.close_fd(index);
+        }
+        self.maybe_free(index);
+    }
+
+    fn stop_accepting(&mut self) {
+        if let Some(l) = self.listener.take() {
+            if self.accept_armed {
+                let sqe = opcode::AsyncCancel::new(UserData::listener(OpKind::Accept))
+                    .build()
+                    .user_data(UserData::listener(OpKind::Cancel));
+                let _ = self.push(sqe);
+                let _ = self.ring.submit();
+            }
+            // The cancelled accept holds its own reference until it completes.
+            let fd = l.into_raw_fd();
+            // SAFETY: ownership of the listener's fd was just taken from the
+            // TcpListener; closed once.
+            unsafe { libc::close(fd) };
+        }
+        self.accept_retry_at = None;
+    }
+
+    fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    fn connections(&self) -> usize {
+        self.slots.iter().filter(|(_, s)| !s.closing).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_round_trips() {
+        for kind in [
+            OpKind::Accept,
+            OpKind::Recv,
+            OpKind::Send,
+            OpKind::Cancel,
+            OpKind::Wake,
+        ] {
+            let ud = UserData {
+                kind,
+                generation: 0xab_cdef,
+                index: u32::MAX,
+            };
+            assert_eq!(UserData::decode(ud.encode()), Some(ud));
+        }
+        assert_eq!(UserData::decode(0), None);
+    }
+}

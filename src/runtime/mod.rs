@@ -1,0 +1,190 @@
+//! Thread-per-core runtime: one [`worker`] per core, each pinned, each with
+//! its own `SO_REUSEPORT` listener (the kernel spreads connections), its own
+//! driver, connection table, timer wheel and [`mailbox`].
+
+pub mod mailbox;
+pub mod timer;
+pub(crate) mod worker;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::driver::{self, Chosen};
+use crate::server::{Config, Handler};
+use mailbox::{Control, Mailbox};
+
+/// A running server.
+pub struct Running {
+    workers: Vec<JoinHandle<()>>,
+    mailboxes: Vec<Arc<Mailbox>>,
+    local_addr: SocketAddr,
+    backend: Chosen,
+    backend_reason: String,
+}
+
+impl Running {
+    /// The bound address (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Chosen {
+        self.backend
+    }
+
+    /// Why that backend was chosen.
+    pub fn backend_reason(&self) -> &str {
+        &self.backend_reason
+    }
+
+    /// Worker threads.
+    pub fn threads(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Ask every worker to stop accepting, close its connections with 1001 and
+    /// exit (after the grace period at the latest).
+    pub fn shutdown(&self) {
+        for m in &self.mailboxes {
+            if m.send(Control::Shutdown).is_err() {
+                tracing::warn!(
+                    "a worker's mailbox is full; shutdown will be retried by the caller"
+                );
+            }
+        }
+    }
+
+    /// A handle that can request shutdown from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            mailboxes: self.mailboxes.clone(),
+        }
+    }
+
+    /// Wait for every worker to exit.
+    pub fn join(self) -> io::Result<()> {
+        for w in self.workers {
+            w.join()
+                .map_err(|_| io::Error::other("a worker panicked"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Requests shutdown from any thread (a signal handler thread, a test).
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    mailboxes: Vec<Arc<Mailbox>>,
+}
+
+impl ShutdownHandle {
+    /// See [`Running::shutdown`].
+    pub fn shutdown(&self) {
+        for m in &self.mailboxes {
+            let _ = m.send(Control::Shutdown);
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: `set` is a zeroed cpu_set_t owned by this frame; CPU_SET writes
+    // inside it; sched_setaffinity reads `size_of` bytes of it for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            tracing::warn!(
+                "cannot pin worker to CPU {cpu}: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+/// Bind, spawn the workers, and return once every worker serves.
+pub fn start<H, F>(cfg: Config, factory: F) -> io::Result<Running>
+where
+    H: Handler,
+    F: Fn() -> H + Send + Sync + 'static,
+{
+    let (backend, backend_reason) = driver::select(cfg.backend)?;
+    let threads = cfg.threads.max(1);
+    let first = bind(cfg.listen)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", cfg.listen)))?;
+    let local_addr = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..threads {
+        listeners.push(bind(local_addr)?);
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cfg = Arc::new(cfg);
+    let factory = Arc::new(factory);
+    let (ready_tx, ready_rx) = mpsc::channel::<io::Result<(usize, Arc<Mailbox>)>>();
+    let mut workers = Vec::with_capacity(threads);
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let cfg = cfg.clone();
+        let factory = factory.clone();
+        let ready = ready_tx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("ringwave-worker-{i}"))
+            .spawn(move || {
+                if cfg.pin_threads {
+                    pin_to_cpu(i % cpus);
+                }
+                // The driver is built on its own thread: an io_uring set up
+                // with SINGLE_ISSUER belongs to the thread that created it.
+                let driver = match driver::build(backend, listener) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                let mailbox = Arc::new(Mailbox::new(1024, driver.waker()));
+                let _ = ready.send(Ok((i, mailbox.clone())));
+                drop(ready);
+                worker::run(i as u16, driver, factory(), cfg, mailbox);
+            })?;
+        workers.push(handle);
+    }
+    drop(ready_tx);
+    let mut mailboxes: Vec<Option<Arc<Mailbox>>> = vec![None; threads];
+    for _ in 0..threads {
+        match ready_rx.recv() {
+            Ok(Ok((i, m))) => mailboxes[i] = Some(m),
+            Ok(Err(e)) => {
+                let started: Vec<Arc<Mailbox>> = mailboxes.iter().flatten().cloned().collect();
+                for m in &started {
+                    let _ = m.send(Control::Shutdown);
+                }
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("worker setup failed ({backend}): {e}"),
+                ));
+            }
+            Err(_) => return Err(io::Error::other("a worker exited during setup")),
+        }
+    }
+    Ok(Running {
+        workers,
+        mailboxes: mailboxes.into_iter().flatten().collect(),
+        local_addr,
+        backend,
+        backend_reason,
+    })
+}

@@ -1,0 +1,281 @@
+//! What applications see: the [`Handler`] trait, the [`Ws`] handle, the
+//! server [`Config`] and [`Server::builder`].
+//!
+//! A handler runs on its worker's thread (one handler per worker, built by the
+//! factory given to [`ServerBuilder::serve`]), so it needs no `Send` and no
+//! locks. Sending is a return value: [`Ws::send`] says whether the frame was
+//! queued behind nothing, queued behind unsent bytes, or refused because the
+//! connection's unsent bytes passed the limit.
+
+#![forbid(unsafe_code)]
+
+pub mod page;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::driver::Backend;
+use crate::proto::handshake::UpgradeRequest;
+use crate::proto::{CloseCode, DeflateConfig, Limits, MessageKind, Sender};
+use crate::runtime;
+
+/// A connection's identity: worker, slot index and generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    /// The worker (thread) that owns it.
+    pub worker: u16,
+    /// Its slot in the worker's table.
+    pub index: u32,
+    /// Which use of the slot.
+    pub generation: u32,
+}
+
+/// A received message, borrowed for the duration of the callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Msg<'a> {
+    /// A text message (valid UTF-8).
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl Msg<'_> {
+    /// Its kind.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Msg::Text(_) => MessageKind::Text,
+            Msg::Binary(_) => MessageKind::Binary,
+        }
+    }
+
+    /// Its bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Msg::Text(s) => s.as_bytes(),
+            Msg::Binary(b) => b,
+        }
+    }
+}
+
+/// How [`Ws::send`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Queued with nothing unsent ahead of it: it leaves at the end of this
+    /// loop turn, with everything else queued on the connection.
+    Sent,
+    /// Queued behind bytes the peer has not taken yet (back-pressure is
+    /// building; `on_drain` fires when it clears).
+    Buffered,
+    /// Not queued: the connection's unsent bytes exceed
+    /// [`Config::max_buffered`], or it is closing.
+    Refused,
+}
+
+/// The handler's answer to an upgrade request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upgrade {
+    /// Accept, optionally with a subprotocol the client offered.
+    Accept {
+        /// The chosen subprotocol.
+        protocol: Option<String>,
+    },
+    /// Refuse with an HTTP status and a reason (sent as the body).
+    Reject {
+        /// HTTP status, e.g. 401 or 403.
+        status: u16,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A connection handle, valid during a callback.
+pub struct Ws<'a> {
+    pub(crate) id: ConnId,
+    pub(crate) sender: Sender<'a>,
+    pub(crate) max_buffered: usize,
+}
+
+impl Ws<'_> {
+    /// This connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Bytes queued and not yet taken by the socket.
+    pub fn buffered(&self) -> usize {
+        self.sender.buffered_output()
+    }
+
+    /// Queue a message. See [`SendStatus`].
+    pub fn send(&mut self, kind: MessageKind, payload: &[u8]) -> SendStatus {
+        let before = self.sender.buffered_output();
+        if before > self.max_buffered {
+            return SendStatus::Refused;
+        }
+        match self.sender.send(kind, payload) {
+            Ok(()) if before == 0 => SendStatus::Sent,
+            Ok(()) => SendStatus::Buffered,
+            Err(_) => SendStatus::Refused,
+        }
+    }
+
+    /// Queue a text message.
+    pub fn send_text(&mut self, text: &str) -> SendStatus {
+        self.send(MessageKind::Text, text.as_bytes())
+    }
+
+    /// Queue a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> SendStatus {
+        self.send(MessageKind::Binary, data)
+    }
+
+    /// Start the close handshake.
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        let _ = self.sender.close(code, reason);
+    }
+}
+
+/// Application callbacks, called on the worker thread that owns the
+/// connection.
+pub trait Handler: 'static {
+    /// Decide on an upgrade request (auth, origin, subprotocol). Default:
+    /// accept without a subprotocol.
+    fn on_upgrade(&mut self, _req: &UpgradeRequest) -> Upgrade {
+        Upgrade::Accept { protocol: None }
+    }
+
+    /// The connection is open.
+    fn on_open(&mut self, _ws: &mut Ws<'_>) {}
+
+    /// A whole message arrived.
+    fn on_message(&mut self, ws: &mut Ws<'_>, msg: Msg<'_>);
+
+    /// The connection's unsent bytes, which had passed the limit, were all
+    /// written.
+    fn on_drain(&mut self, _ws: &mut Ws<'_>) {}
+
+    /// The connection closed: `code` is the peer's close code, or
+    /// [`CloseCode::ABNORMAL`] (1006) if it went away without a close frame.
+    fn on_close(&mut self, _id: ConnId, _code: CloseCode, _reason: &str) {}
+}
+
+/// The default application: echo every message as it came (text stays text,
+/// binary stays binary).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Echo;
+
+impl Handler for Echo {
+    fn on_message(&mut self, ws: &mut Ws<'_>, msg: Msg<'_>) {
+        if ws.send(msg.kind(), msg.as_bytes()) == SendStatus::Refused {
+            // The peer is not reading its echoes: the slow-consumer policy
+            // for the echo app is to close.
+            ws.close(
+                CloseCode::POLICY_VIOLATION,
+                "slow consumer: send buffer limit exceeded",
+            );
+        }
+    }
+}
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Worker threads (one per core by default).
+    pub threads: usize,
+    /// I/O backend.
+    pub backend: Backend,
+    /// Protocol limits.
+    pub limits: Limits,
+    /// permessage-deflate, if offered by clients and enabled here.
+    pub deflate: Option<DeflateConfig>,
+    /// Unsent bytes per connection past which sends are refused.
+    pub max_buffered: usize,
+    /// Time to complete the opening handshake.
+    pub handshake_timeout: Duration,
+    /// A connection that sends nothing for this long is pinged; if it stays
+    /// silent for another period, it is closed with 1001.
+    pub idle_timeout: Duration,
+    /// On shutdown, how long to wait for close handshakes.
+    pub shutdown_grace: Duration,
+    /// Pin each worker to one CPU.
+    pub pin_threads: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9001)),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            backend: Backend::Auto,
+            limits: Limits::default(),
+            deflate: None,
+            max_buffered: 1 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            shutdown_grace: Duration::from_secs(3),
+            pin_threads: true,
+        }
+    }
+}
+
+/// Builds and runs a server.
+#[derive(Debug, Default)]
+pub struct ServerBuilder {
+    config: Config,
+}
+
+/// Entry point: `Server::builder()`.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// A builder with the default [`Config`].
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+}
+
+impl ServerBuilder {
+    /// Replace the whole configuration.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Listen address.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = addr;
+        self
+    }
+
+    /// Worker threads.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.config.threads = n.max(1);
+        self
+    }
+
+    /// I/O backend.
+    pub fn backend(mut self, b: Backend) -> Self {
+        self.config.backend = b;
+        self
+    }
+
+    /// Protocol limits.
+    pub fn limits(mut self, l: Limits) -> Self {
+        self.config.limits = l;
+        self
+    }
+
+    /// Bind the listeners and start the workers; each builds its handler with
+    /// `factory`. Returns once every worker is serving.
+    pub fn serve<H, F>(self, factory: F) -> io::Result<runtime::Running>
+    where
+        H: Handler,
+        F: Fn() -> H + Send + Sync + 'static,
+    {
+        runtime::start(self.config, factory)
+    }
+}

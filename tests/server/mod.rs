@@ -1,0 +1,266 @@
+//! Helpers for black-box tests against the real `ringwave` binary, run on both
+//! backends.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Run a test body once per backend: `both_backends!(name, |backend| ...)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn uring() {
+                ($body)("uring")
+            }
+            #[test]
+            fn poll() {
+                ($body)("poll")
+            }
+        }
+    };
+}
+
+pub struct TestServer {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub backend: String,
+}
+
+impl TestServer {
+    /// Start `ringwave --listen 127.0.0.1:0 --backend B --threads 2 ARGS` and
+    /// wait for its "listening" line.
+    pub fn start(backend: &str, args: &[&str]) -> TestServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringwave"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--backend",
+                backend,
+                "--threads",
+                "2",
+                "--log-level",
+                "warn",
+            ])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn ringwave");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read listening line");
+        let addr = line
+            .split("ws://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .parse()
+            .expect("address");
+        assert!(line.contains(&format!("backend {backend}")), "{line}");
+        TestServer {
+            child: Some(child),
+            addr,
+            backend: backend.to_string(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Send SIGTERM and wait (bounded) for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A raw TCP client that completed a WebSocket handshake by hand, for
+/// sending frames no well-behaved client would.
+pub struct RawClient {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+pub const REQUEST: &str = "GET /raw HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+impl RawClient {
+    pub fn connect(addr: SocketAddr) -> RawClient {
+        let mut c = RawClient::tcp(addr);
+        c.stream.write_all(REQUEST.as_bytes()).unwrap();
+        let head = c.read_http_head();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+        c
+    }
+
+    pub fn tcp(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        RawClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Read until the end of an HTTP head; returns it (body bytes stay
+    /// buffered).
+    pub fn read_http_head(&mut self) -> String {
+        loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head: Vec<u8> = self.buf.drain(..i + 4).collect();
+                return String::from_utf8_lossy(&head).into_owned();
+            }
+            if !self.fill() {
+                return String::from_utf8_lossy(&self.buf).into_owned();
+            }
+        }
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut tmp = [0u8; 65536];
+        match self.stream.read(&mut tmp) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&tmp[..n]);
+                true
+            }
+        }
+    }
+
+    /// Read to EOF (or timeout) and return everything after the head.
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        while self.fill() {}
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Read one server frame: (opcode, payload). None at EOF.
+    pub fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            if self.buf.len() >= 2 {
+                let op = self.buf[0] & 0x0f;
+                let len7 = (self.buf[1] & 0x7f) as usize;
+                let (len, hdr) = match len7 {
+                    126 if self.buf.len() >= 4 => {
+                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                    }
+                    127 if self.buf.len() >= 10 => {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&self.buf[2..10]);
+                        (u64::from_be_bytes(b) as usize, 10)
+                    }
+                    126 | 127 => (usize::MAX, 0),
+                    n => (n, 2),
+                };
+                if len != usize::MAX && self.buf.len() >= hdr + len {
+                    let payload = self.buf[hdr..hdr + len].to_vec();
+                    self.buf.drain(..hdr + len);
+                    return Some((op, payload));
+                }
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    /// Read frames until a close frame; return its code (1005 if empty).
+    pub fn read_close_code(&mut self) -> Option<u16> {
+        while let Some((op, p)) = self.read_frame() {
+            if op == 0x8 {
+                return Some(if p.len() >= 2 {
+                    u16::from_be_bytes([p[0], p[1]])
+                } else {
+                    1005
+                });
+            }
+        }
+        None
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+}
+
+/// A client frame (masked) with explicit first byte.
+pub fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x12, 0x34, 0x56, 0x78];
+    let mut v = vec![b0];
+    match payload.len() {
+        n if n < 126 => v.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            v.push(0x80 | 126);
+            v.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            v.push(0x80 | 127);
+            v.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    v.extend_from_slice(&key);
+    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    v
+}
+
+/// Path of the Python interpreter of the venv that scripts/test.sh builds.
+pub fn python() -> String {
+    if let Ok(p) = std::env::var("RINGWAVE_PYTHON") {
+        return p;
+    }
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+    assert!(
+        std::path::Path::new(p).exists(),
+        "{p} is missing: run scripts/test.sh, which creates the venv with the Python test clients"
+    );
+    p.to_string()
+}
+
+/// Open file descriptors of a process.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
