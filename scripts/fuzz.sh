@@ -29,10 +29,12 @@ for t in "${targets[@]}"; do
     [ -d "seeds/$t" ] && cp -n "seeds/$t"/* "corpus/$t/" 2>/dev/null || true
     echo "==> fuzzing $t for ${secs}s"
     start=$(date +%s)
+    log="artifacts/$t.log"
+    mkdir -p artifacts
+    status=0
     "${pin[@]}" cargo fuzz run -O "$t" "corpus/$t" -- \
-        -max_total_time="$secs" -max_len=4096 -rss_limit_mb=2048 -print_final_stats=1 2>&1 |
-        grep -E "^#[0-9]+ *DONE|^stat::number_of_executed_units|^stat::peak_rss|ERROR|panicked|SUMMARY|Done [0-9]+ runs" || true
-    status=${PIPESTATUS[0]}
-    echo "==> $t: exit $status after $(( $(date +%s) - start ))s"
+        -max_total_time="$secs" -max_len=4096 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1 || status=$?
+    grep -E "^Done [0-9]+ runs|^stat::number_of_executed_units|^stat::peak_rss|ERROR|panicked|SUMMARY|Test unit written" "$log" || true
+    echo "==> $t: exit $status after $(( $(date +%s) - start ))s (full log: fuzz/$log)"
     [ "$status" -eq 0 ] || exit "$status"
 done

@@ -1,9 +1,33 @@
 #!/usr/bin/env bash
-# The one test command: formatting, lints, and every test in the workspace.
+# The one test command: formatting, lints, and every test in the workspace,
+# including the integration tests that drive the real server with Python's
+# `websockets` client and headless Chromium on both backends.
+#
+# Installs what the tests need when missing: a Python venv under .venv with
+# the packages in tests/python/requirements.txt, and Debian's chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "test dependencies"
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+if ! .venv/bin/python -c "import websockets" 2>/dev/null; then
+    .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "chromium is missing and this is not root: install Debian's chromium" >&2
+        exit 1
+    fi
+fi
+.venv/bin/python -c "import websockets; print('python websockets', websockets.__version__)"
+chromium --version
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

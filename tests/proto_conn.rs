@@ -342,3 +342,26 @@ fn output_is_consumed_in_parts() {
     assert_eq!(s.buffered_output(), 0);
     assert!(s.output().is_empty());
 }
+
+#[test]
+fn compressed_text_faults_are_reported_in_stream_order_at_any_split() {
+    // Found by the conn_server fuzz target: a compressed text frame whose
+    // inflated bytes turn invalid UTF-8 before the deflate data turns
+    // corrupt. Whole or in pieces, the first fault (invalid UTF-8) decides.
+    let data = [
+        0xc1, 0x8b, 0x37, 0xfa, 0x21, 0x3d, 0xfd, 0xb2, 0xec, 0xe4, 0xfe, 0xad, 0xe9, 0xfd, 0xb2,
+        0xec, 0xf4,
+    ];
+    let expect = {
+        let mut s = deflate_server();
+        let (_, err) = feed(&mut s, &data);
+        (err, s.output().to_vec())
+    };
+    assert_eq!(expect.0.as_ref().map(|e| e.code.0), Some(1007));
+    for step in 1..data.len() {
+        let mut s = deflate_server();
+        let cuts: Vec<usize> = (step..data.len()).step_by(step).collect();
+        let (_, err) = feed_split(&mut s, &data, &cuts);
+        assert_eq!((err, s.output().to_vec()), expect, "step {step}");
+    }
+}

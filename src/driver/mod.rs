@@ -75,6 +75,11 @@ pub trait Driver {
     /// [`Completion::Writable`] follows when it can take more.
     fn send(&mut self, token: Token, data: &[u8]) -> io::Result<usize>;
 
+    /// Half-close: send FIN after the bytes already taken, keep reading.
+    /// Used for a lingering close after failing a connection, so a peer still
+    /// sending does not get a reset that could destroy our close frame.
+    fn shutdown_write(&mut self, token: Token);
+
     /// Close the connection. No completion for `token` follows.
     fn close(&mut self, token: Token);
 

@@ -253,6 +253,12 @@ impl Driver for PollDriver {
         }
     }
 
+    fn shutdown_write(&mut self, token: Token) {
+        if let Some(sock) = self.sockets.get(token.index()) {
+            let _ = sock.stream.shutdown(std::net::Shutdown::Write);
+        }
+    }
+
     fn close(&mut self, token: Token) {
         if self.sockets.contains(token.index()) {
             let mut sock = self.sockets.remove(token.index());

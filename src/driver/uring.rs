@@ -114,6 +114,9 @@ struct Slot {
     closing: bool,
     /// Our descriptor is still open (closed after the last send completes).
     fd_open: bool,
+    /// Half-close requested while a send was in flight: done when it
+    /// completes.
+    shutdown_pending: bool,
 }
 
 /// The provided buffer ring: page-aligned ring of `RECV_BUFFERS` entries
@@ -239,6 +242,12 @@ fn new_ring() -> io::Result<(IoUring, &'static str)> {
     let mut b = IoUring::builder();
     b.setup_cqsize(CQ_ENTRIES);
     Ok((b.build(RING_ENTRIES)?, "default setup"))
+}
+
+fn shutdown_write(fd: RawFd) {
+    // SAFETY: plain syscall on a descriptor this driver owns and has not
+    // closed (callers check `fd_open`); errors (peer already gone) are moot.
+    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
 }
 
 struct EventFd(RawFd);
@@ -431,6 +440,7 @@ impl UringDriver {
             dead: false,
             closing: false,
             fd_open: true,
+            shutdown_pending: false,
         }) as u32;
         if let Err(e) = self.arm_recv(index) {
             tracing::warn!("cannot arm recv: {e}");
@@ -585,6 +595,10 @@ impl UringDriver {
                     return;
                 }
                 slot.send = None;
+                if slot.shutdown_pending {
+                    slot.shutdown_pending = false;
+                    shutdown_write(slot.fd);
+                }
                 let closing = slot.closing;
                 if res < 0 && live {
                     slot.dead = true;
@@ -708,6 +722,20 @@ impl Driver for UringDriver {
         });
         self.submit_send(token.0)?;
         Ok(n)
+    }
+
+    fn shutdown_write(&mut self, token: Token) {
+        let Some(slot) = self.slots.get_mut(token.index()) else {
+            return;
+        };
+        if slot.closing || !slot.fd_open {
+            return;
+        }
+        if slot.send.is_some() {
+            slot.shutdown_pending = true;
+        } else {
+            shutdown_write(slot.fd);
+        }
     }
 
     fn close(&mut self, token: Token) {

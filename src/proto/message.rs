@@ -113,9 +113,15 @@ impl Reassembly {
     ) -> Result<(), ProtocolError> {
         let before = self.buf.len();
         match deflate.filter(|_| self.compressed) {
-            Some(d) => d
-                .inflate(chunk, &mut self.buf, max_message)
-                .map_err(inflate_error)?,
+            Some(d) => {
+                if let Err(e) = d.inflate(chunk, &mut self.buf, max_message) {
+                    // Report the earliest fault: invalid text in what did
+                    // inflate comes before corruption found further on, as
+                    // it would if the frame had arrived in smaller pieces.
+                    self.check_new(before)?;
+                    return Err(inflate_error(e));
+                }
+            }
             None => {
                 if before + chunk.len() > max_message {
                     return Err(too_big());
@@ -147,9 +153,9 @@ impl Reassembly {
         if let Some(d) = deflate.filter(|_| self.compressed) {
             let before = self.buf.len();
             self.kind = Some(kind);
-            d.finish_message(&mut self.buf, max_message)
-                .map_err(inflate_error)?;
+            let inflated = d.finish_message(&mut self.buf, max_message);
             self.check_new(before)?;
+            inflated.map_err(inflate_error)?;
             self.kind = None;
         }
         if kind == MessageKind::Text {

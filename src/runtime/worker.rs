@@ -21,6 +21,8 @@ use super::timer::{TimerEntry, TimerWheel};
 
 /// Timer tick.
 const TICK: Duration = Duration::from_secs(1);
+/// Ticks to wait for a peer's EOF after a half-close.
+const LINGER_TICKS: u64 = 2;
 
 /// A connection's protocol phase.
 enum State {
@@ -43,6 +45,12 @@ struct Slot {
     dirty: bool,
     /// Unsent bytes passed the limit: fire `on_drain` when they clear.
     over_limit: bool,
+    /// After the last bytes, half-close and wait for the peer to finish
+    /// (failed connections and refused handshakes, whose peer may still be
+    /// sending) instead of closing at once.
+    linger: bool,
+    /// Half-closed and waiting for the peer's EOF (or the deadline).
+    lingering: bool,
     /// How the WebSocket closed, for `on_close`.
     close_code: CloseCode,
     close_reason: String,
@@ -221,6 +229,8 @@ impl<H: Handler> Core<H> {
             pinged: false,
             dirty: false,
             over_limit: false,
+            linger: false,
+            lingering: false,
             close_code: CloseCode::ABNORMAL,
             close_reason: String::new(),
         });
@@ -296,7 +306,10 @@ impl<H: Handler> Core<H> {
             return;
         };
         match response {
-            Err(out) => slot.state = State::Http { out, pos: 0 },
+            Err(out) => {
+                slot.state = State::Http { out, pos: 0 };
+                slot.linger = true;
+            }
             Ok(conn) => {
                 slot.state = State::Open(conn);
                 slot.deadline = now + self.idle_ticks;
@@ -357,6 +370,7 @@ impl<H: Handler> Core<H> {
                     tracing::debug!(worker = self.worker, index, "closing: {e}");
                     slot.close_code = e.code;
                     slot.close_reason = e.reason.to_string();
+                    slot.linger = true;
                     break;
                 }
             }
@@ -389,8 +403,15 @@ impl<H: Handler> Core<H> {
                 }
             }
             let pending = slot.output().len();
-            if failed || (pending == 0 && slot.finished()) {
+            if failed || (pending == 0 && slot.finished() && !slot.linger) {
                 self.to_close.push(index);
+            } else if pending == 0 && slot.finished() {
+                if !slot.lingering {
+                    slot.lingering = true;
+                    slot.deadline = self.wheel.now() + LINGER_TICKS;
+                    self.wheel.insert(index, slot.generation, slot.deadline);
+                    driver.shutdown_write(token);
+                }
             } else if pending > self.cfg.max_buffered {
                 slot.over_limit = true;
             } else if pending == 0 && slot.over_limit {

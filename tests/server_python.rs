@@ -1,0 +1,31 @@
+//! The real server, on both backends, against clients nobody here wrote:
+//! Python's `websockets` (with permessage-deflate, fragmentation, ping, close
+//! codes, 1009 and 5,000 concurrent connections) and headless Chromium
+//! loading the `GET /` page. The Python side lives in tests/python/.
+
+mod server;
+use server::*;
+use std::process::Command;
+
+fn run_script(script: &str, args: &[&str]) {
+    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(python())
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(" passed, 0 failed"), "{script}: {stdout}");
+}
+
+both_backends!(python_websockets_clients, |backend| {
+    let srv = TestServer::start(backend, &["--deflate"]);
+    run_script("ws_clients.py", &[&srv.url("/echo")]);
+});
+
+both_backends!(chromium_loads_the_page_and_echoes, |backend| {
+    let srv = TestServer::start(backend, &[]);
+    run_script("browser.py", &[&format!("http://{}/", srv.addr)]);
+});
