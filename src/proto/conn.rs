@@ -253,7 +253,7 @@ impl Conn {
         if tx.out_pos == tx.out.len() {
             tx.out.clear();
             tx.out_pos = 0;
-            if tx.out.capacity() > 64 * 1024 {
+            if tx.out.capacity() > 16 * 1024 {
                 tx.out = Vec::new();
             }
         }

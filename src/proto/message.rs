@@ -170,9 +170,9 @@ impl Reassembly {
     }
 
     /// Drop a delivered payload, keeping the allocation for the next one
-    /// unless it grew past 64 KiB (idle connections should hold little).
+    /// unless it grew past 16 KiB (idle connections should hold little).
     pub fn clear(&mut self) {
-        if self.buf.capacity() > 64 * 1024 {
+        if self.buf.capacity() > 16 * 1024 {
             self.buf = Vec::new();
         } else {
             self.buf.clear();

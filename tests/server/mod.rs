@@ -36,17 +36,33 @@ impl TestServer {
     /// Start `ringwave --listen 127.0.0.1:0 --backend B --threads 2 ARGS` and
     /// wait for its "listening" line.
     pub fn start(backend: &str, args: &[&str]) -> TestServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringwave"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--backend",
-                backend,
-                "--threads",
-                "2",
-                "--log-level",
-                "warn",
-            ])
+        Self::start_with_nofile(backend, None, args)
+    }
+
+    /// Like `start`, with the open-file limit set before the server starts
+    /// (io_uring takes the limit in force when its ring is set up).
+    pub fn start_with_nofile(backend: &str, nofile: Option<u32>, args: &[&str]) -> TestServer {
+        let bin = env!("CARGO_BIN_EXE_ringwave");
+        let mut cmd = match nofile {
+            None => Command::new(bin),
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin);
+                c
+            }
+        };
+        cmd.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            backend,
+            "--log-level",
+            "warn",
+        ]);
+        if !args.contains(&"--threads") {
+            cmd.args(["--threads", "2"]);
+        }
+        let mut child = cmd
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -135,7 +151,10 @@ impl RawClient {
     }
 
     pub fn tcp(addr: SocketAddr) -> RawClient {
-        let stream = TcpStream::connect(addr).unwrap();
+        RawClient::from_stream(TcpStream::connect(addr).unwrap())
+    }
+
+    pub fn from_stream(stream: TcpStream) -> RawClient {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();

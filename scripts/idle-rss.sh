@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Memory per idle connection: RSS of a one-worker ringwave before and after N
+# idle WebSocket connections (default 15000), for each backend.
+#
+#   scripts/idle-rss.sh [N] [BACKEND...]      (backends default: uring poll)
+#
+# Server on CPU 0, clients on CPU 1. Needs the venv that scripts/test.sh
+# creates (for Python) and a release build (built here).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-15000}
+shift || true
+backends=("$@")
+[ ${#backends[@]} -gt 0 ] || backends=(uring poll)
+cargo build --release --quiet
+py=.venv/bin/python
+[ -x "$py" ] || { python3 -m venv .venv; .venv/bin/pip install --quiet -r tests/python/requirements.txt; }
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+port=9301
+for b in "${backends[@]}"; do
+    port=$((port + 1))
+    taskset -c 0 target/release/ringwave --listen "127.0.0.1:$port" --backend "$b" --threads 1 \
+        --log-level warn >/dev/null &
+    srv=$!
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        sleep 0.05
+    done
+    # Warm up: one round of connections opened and closed, so allocator
+    # arenas and the connection table exist before the baseline.
+    taskset -c 1 "$py" scripts/idle_clients.py 127.0.0.1 "$port" 1000 0 </dev/null >/dev/null
+    before=$(rss_kib "$srv")
+    fifo=$(mktemp -u); mkfifo "$fifo"
+    taskset -c 1 "$py" scripts/idle_clients.py 127.0.0.1 "$port" "$n" 600 <"$fifo" >"$fifo.out" &
+    clients=$!
+    exec 4>"$fifo"
+    until grep -q "^open" "$fifo.out" 2>/dev/null; do
+        kill -0 "$clients" 2>/dev/null || { echo "clients failed"; cat "$fifo.out"; exit 1; }
+        sleep 0.2
+    done
+    after=$(rss_kib "$srv")
+    fds=$(ls "/proc/$srv/fd" | wc -l)
+    exec 4>&-
+    wait "$clients" || true
+    rm -f "$fifo" "$fifo.out"
+    kill -TERM "$srv"; wait "$srv" || true
+    awk -v b="$b" -v n="$n" -v x="$before" -v y="$after" -v f="$fds" 'BEGIN {
+        printf "%-6s %6d idle connections: RSS %.1f MiB -> %.1f MiB, %.0f bytes per connection (%d fds open)\n",
+               b, n, x/1024, y/1024, (y-x)*1024/n, f }'
+done
