@@ -13,3 +13,8 @@ pub mod driver;
 pub mod proto;
 pub mod runtime;
 pub mod server;
+
+/// The README's Rust examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -68,3 +68,38 @@ both_backends!(accept_survives_fd_exhaustion, |backend| {
         "connections waiting in the backlog are accepted once descriptors free up"
     );
 });
+
+both_backends!(handshake_timeout_closes_a_slow_client, |backend| {
+    let srv = TestServer::start(backend, &["--handshake-timeout", "1"]);
+    let mut slow = RawClient::tcp(srv.addr);
+    slow.send(b"GET / HTTP/1.1\r\nHost: x\r\n"); // never finishes the head
+    let start = std::time::Instant::now();
+    assert!(slow.read_to_end().is_empty(), "closed without a response");
+    let waited = start.elapsed();
+    assert!(waited < Duration::from_secs(5), "closed after {waited:?}");
+    // Others are served meanwhile and after.
+    let mut c = RawClient::connect(srv.addr);
+    c.send(&frame(0x81, b"ok"));
+    assert_eq!(c.read_frame(), Some((0x1, b"ok".to_vec())));
+});
+
+both_backends!(idle_connection_is_pinged_then_closed_with_1001, |backend| {
+    let srv = TestServer::start(backend, &["--idle-timeout", "1"]);
+    let mut c = RawClient::connect(srv.addr);
+    assert_eq!(
+        c.read_frame(),
+        Some((0x9, b"ringwave".to_vec())),
+        "an idle connection is pinged"
+    );
+    // No pong: closed with 1001 on the next idle period.
+    assert_eq!(c.read_close_code(), Some(1001));
+    // A client that answers stays open past several idle periods.
+    let mut c = RawClient::connect(srv.addr);
+    for _ in 0..3 {
+        let (op, payload) = c.read_frame().expect("ping");
+        assert_eq!(op, 0x9);
+        c.send(&frame(0x8A, &payload));
+    }
+    c.send(&frame(0x81, b"alive"));
+    assert_eq!(c.read_frame(), Some((0x1, b"alive".to_vec())));
+});
