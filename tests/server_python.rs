@@ -29,3 +29,14 @@ both_backends!(chromium_loads_the_page_and_echoes, |backend| {
     let srv = TestServer::start(backend, &[]);
     run_script("browser.py", &[&format!("http://{}/", srv.addr)]);
 });
+
+both_backends!(
+    conformance_cases_modelled_on_autobahn_sections_1_to_10,
+    |backend| {
+        let srv = TestServer::start(backend, &[]);
+        run_script(
+            "conformance.py",
+            &["127.0.0.1", &srv.addr.port().to_string()],
+        );
+    }
+);
