@@ -17,12 +17,17 @@ fi
 if ! .venv/bin/python -c "import websockets" 2>/dev/null; then
     .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian packages: chromium for the browser test, a TrueType font for the
+# benchmark report's charts.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "chromium is missing and this is not root: install Debian's chromium" >&2
+        echo "missing Debian packages (${missing[*]}) and this is not root: install them" >&2
         exit 1
     fi
 fi

@@ -101,6 +101,21 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// The CPUs this process may run on (its affinity mask, e.g. from `taskset`).
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `set` is a zeroed cpu_set_t owned by this frame; the kernel
+    // writes at most `size_of` bytes into it; CPU_ISSET only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
 fn pin_to_cpu(cpu: usize) {
     // SAFETY: `set` is a zeroed cpu_set_t owned by this frame; CPU_SET writes
     // inside it; sched_setaffinity reads `size_of` bytes of it for this thread.
@@ -131,7 +146,9 @@ where
     for _ in 1..threads {
         listeners.push(bind(local_addr)?);
     }
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Worker i runs on the i-th CPU this process may use, so `taskset` decides
+    // where a server runs.
+    let cpus = allowed_cpus();
     let cfg = Arc::new(cfg);
     let factory = Arc::new(factory);
     let (ready_tx, ready_rx) = mpsc::channel::<io::Result<(usize, Arc<Mailbox>)>>();
@@ -140,11 +157,12 @@ where
         let cfg = cfg.clone();
         let factory = factory.clone();
         let ready = ready_tx.clone();
+        let cpus = cpus.clone();
         let handle = std::thread::Builder::new()
             .name(format!("ringwave-worker-{i}"))
             .spawn(move || {
-                if cfg.pin_threads {
-                    pin_to_cpu(i % cpus);
+                if cfg.pin_threads && !cpus.is_empty() {
+                    pin_to_cpu(cpus[i % cpus.len()]);
                 }
                 // The driver is built on its own thread: an io_uring set up
                 // with SINGLE_ISSUER belongs to the thread that created it.

@@ -1,0 +1,630 @@
+//! `ringwave-bench`: a WebSocket load generator for any `ws://` server.
+//!
+//! Scenarios: `echo` (closed-loop throughput), `latency` (open-loop at a fixed
+//! rate, HDR percentiles), `connect` (connection storm), `idle` (hold N idle
+//! connections, across several processes and source addresses when N exceeds
+//! one process's descriptor limit). `report` turns results into Markdown and
+//! PNG charts. Every scenario prints a summary line and, with `--json FILE`,
+//! appends one JSON object per run to FILE.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use bench_harness::stats::{latency_histogram, Percentiles, RunResult};
+use bench_harness::{process_cpu_ns, process_rss, self_cpu_ns, Engine, Happened, Target};
+use clap::{Args, Parser, Subcommand};
+use ringwave::proto::MessageKind;
+
+/// Load generator for WebSocket servers (ringwave's client protocol on mio).
+#[derive(Parser, Debug)]
+#[command(name = "ringwave-bench", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Closed-loop echo throughput: C connections, each keeping D messages of
+    /// S bytes in flight, for T seconds.
+    Echo(EchoArgs),
+    /// Open-loop latency: messages sent on a fixed schedule at R per second
+    /// across C connections whatever the replies do (no coordinated
+    /// omission); latency from scheduled send to receipt.
+    Latency(LatencyArgs),
+    /// Connection storm: open N connections, at most K handshakes at once.
+    Connect(ConnectArgs),
+    /// Open N idle connections and hold them for T seconds.
+    Idle(IdleArgs),
+    /// Write report.md and charts from a results file.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// Server URL, ws://IP:PORT/PATH.
+    #[arg(long, default_value = "ws://127.0.0.1:9001/")]
+    url: String,
+    /// Label for the server in results.
+    #[arg(long, default_value = "server")]
+    label: String,
+    /// Server process id: report its CPU use (and RSS for idle).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Append the result as one JSON line to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Repeat number recorded in the result.
+    #[arg(long, default_value_t = 0)]
+    repeat: u32,
+    /// Spread connections over this many source addresses 127.0.0.1..N.
+    #[arg(long, default_value_t = 1)]
+    sources: u8,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct EchoArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Connections.
+    #[arg(short = 'c', long, default_value_t = 100)]
+    connections: usize,
+    /// Message size in bytes.
+    #[arg(short = 's', long, default_value_t = 20)]
+    size: usize,
+    /// Messages in flight per connection.
+    #[arg(short = 'd', long, default_value_t = 1)]
+    depth: usize,
+    /// Measured seconds.
+    #[arg(short = 't', long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds of traffic before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+}
+
+#[derive(Args, Debug)]
+struct LatencyArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Connections.
+    #[arg(short = 'c', long, default_value_t = 100)]
+    connections: usize,
+    /// Message size in bytes (at least 8: the send timestamp).
+    #[arg(short = 's', long, default_value_t = 64)]
+    size: usize,
+    /// Messages per second, over all connections.
+    #[arg(short = 'r', long)]
+    rate: f64,
+    /// Measured seconds.
+    #[arg(short = 't', long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds at the rate before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+}
+
+#[derive(Args, Debug)]
+struct ConnectArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Connections to open.
+    #[arg(short = 'n', long, default_value_t = 10_000)]
+    connections: usize,
+    /// Handshakes in flight at once.
+    #[arg(short = 'k', long, default_value_t = 200)]
+    concurrency: usize,
+}
+
+#[derive(Args, Debug)]
+struct IdleArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Connections to hold.
+    #[arg(short = 'n', long, default_value_t = 15_000)]
+    connections: usize,
+    /// Seconds to hold them (the caller measures the server meanwhile); ends
+    /// early when standard input closes.
+    #[arg(short = 't', long, default_value_t = 10.0)]
+    hold: f64,
+    /// Most connections per process (each needs a descriptor; the limit here
+    /// is 20,000). More are spread over child processes.
+    #[arg(long, default_value_t = 15_000)]
+    per_process: usize,
+    /// Internal: run as a child holding a share.
+    #[arg(long, hide = true)]
+    child: bool,
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// Results file (JSON lines).
+    #[arg(long)]
+    input: PathBuf,
+    /// Output directory for report.md, results.json and charts.
+    #[arg(long)]
+    out: PathBuf,
+    /// Extra Markdown put under the title (machine, command, duration).
+    #[arg(long)]
+    preface: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Echo(a) => echo(a),
+        Cmd::Latency(a) => latency(a),
+        Cmd::Connect(a) => connect(a),
+        Cmd::Idle(a) => idle(a),
+        Cmd::Report(a) => bench_harness::report::write(&a.input, &a.out, a.preface.as_deref())
+            .map_err(|e| e.to_string()),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringwave-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Open `n` connections, at most `k` handshakes at once; returns the engine
+/// and the handshake latency histogram.
+fn open_connections(
+    common: &Common,
+    n: usize,
+    k: usize,
+    deadline: Duration,
+) -> Result<(Engine, hdrhistogram::Histogram<u64>, u64, Duration), String> {
+    let target = Target::parse(&common.url)?;
+    let mut engine = Engine::new(target, common.sources).map_err(|e| e.to_string())?;
+    let mut hist = latency_histogram();
+    let mut events = Vec::new();
+    let start = Instant::now();
+    let mut errors = 0u64;
+    let mut pending = 0usize;
+    let mut last_progress = Instant::now();
+    while engine.open() + (errors as usize) < n {
+        while pending < k && engine.started() < n {
+            engine.connect().map_err(|e| format!("connect: {e}"))?;
+            pending += 1;
+        }
+        events.clear();
+        engine
+            .poll(Duration::from_millis(10), &mut events)
+            .map_err(|e| e.to_string())?;
+        for ev in &events {
+            match ev {
+                Happened::Opened(_, d) => {
+                    pending -= 1;
+                    let _ = hist.record(d.as_nanos().max(1000) as u64);
+                }
+                Happened::Closed(i, why) => {
+                    errors += 1;
+                    pending = pending.saturating_sub(1);
+                    if errors <= 3 {
+                        eprintln!("connection {i}: {why}");
+                    }
+                }
+                Happened::Message(..) => {}
+            }
+        }
+        if start.elapsed() > deadline {
+            return Err(format!(
+                "only {} of {n} connections opened within {deadline:?}",
+                engine.open()
+            ));
+        }
+        if !common.quiet && last_progress.elapsed() > Duration::from_secs(1) {
+            last_progress = Instant::now();
+            eprint!("\r[connect] {} / {n} open          ", engine.open());
+        }
+    }
+    if !common.quiet && n > 1000 {
+        eprintln!("\r[connect] {} / {n} open          ", engine.open());
+    }
+    Ok((engine, hist, errors, start.elapsed()))
+}
+
+fn emit(common: &Common, r: &RunResult) -> Result<(), String> {
+    let line = serde_json::to_string(r).map_err(|e| e.to_string())?;
+    if let Some(path) = &common.json {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        writeln!(f, "{line}").map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+struct CpuWindow {
+    server: Option<(u32, u64)>,
+    own: u64,
+    at: Instant,
+}
+
+impl CpuWindow {
+    fn start(pid: Option<u32>) -> CpuWindow {
+        CpuWindow {
+            server: pid.and_then(|p| process_cpu_ns(p).map(|c| (p, c))),
+            own: self_cpu_ns(),
+            at: Instant::now(),
+        }
+    }
+
+    /// (seconds, server CPU %, server CPU ns, own CPU %)
+    fn end(&self) -> (f64, Option<f64>, Option<u64>, f64) {
+        let secs = self.at.elapsed().as_secs_f64();
+        let server_ns = self
+            .server
+            .and_then(|(p, c0)| process_cpu_ns(p).map(|c1| c1.saturating_sub(c0)));
+        let own = self_cpu_ns().saturating_sub(self.own);
+        (
+            secs,
+            server_ns.map(|ns| ns as f64 / 1e9 / secs * 100.0),
+            server_ns,
+            own as f64 / 1e9 / secs * 100.0,
+        )
+    }
+}
+
+fn echo(a: EchoArgs) -> Result<(), String> {
+    let c = &a.common;
+    let (mut engine, _, errors, _) =
+        open_connections(c, a.connections, 500, Duration::from_secs(120))?;
+    let payload = vec![0x5au8; a.size];
+    for i in 0..a.connections {
+        for _ in 0..a.depth {
+            engine.send(i, MessageKind::Binary, &payload);
+        }
+    }
+    let mut events = Vec::new();
+    let start = Instant::now();
+    let warm_end = start + Duration::from_secs_f64(a.warmup);
+    let end = warm_end + Duration::from_secs_f64(a.duration);
+    let mut window: Option<CpuWindow> = None;
+    let (mut count, mut bytes) = (0u64, 0u64);
+    let mut closed = 0u64;
+    let mut last_progress = Instant::now();
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        if window.is_none() && now >= warm_end {
+            window = Some(CpuWindow::start(c.server_pid));
+            count = 0;
+            bytes = 0;
+        }
+        events.clear();
+        engine
+            .poll(Duration::from_millis(5), &mut events)
+            .map_err(|e| e.to_string())?;
+        for ev in &events {
+            match *ev {
+                Happened::Message(i, len, _) => {
+                    count += 1;
+                    bytes += len as u64;
+                    engine.send(i, MessageKind::Binary, &payload);
+                }
+                Happened::Closed(i, ref why) => {
+                    closed += 1;
+                    if closed <= 3 {
+                        eprintln!("connection {i} closed during the run: {why}");
+                    }
+                }
+                Happened::Opened(..) => {}
+            }
+        }
+        if !c.quiet && last_progress.elapsed() >= Duration::from_secs(1) && window.is_some() {
+            last_progress = Instant::now();
+            let secs = window
+                .as_ref()
+                .map_or(1.0, |w| w.at.elapsed().as_secs_f64());
+            eprint!(
+                "\r[echo {}] {:.0} msg/s          ",
+                c.label,
+                count as f64 / secs
+            );
+        }
+    }
+    let w = window.ok_or("the run ended during warm-up")?;
+    let (secs, server_pct, server_ns, own_pct) = w.end();
+    engine.close_all();
+    let rate = count as f64 / secs;
+    let r = RunResult {
+        server: c.label.clone(),
+        case: format!("echo {}x{}B d{}", a.connections, a.size, a.depth),
+        scenario: "echo".into(),
+        repeat: c.repeat,
+        connections: a.connections,
+        size: a.size,
+        seconds: secs,
+        rate,
+        bytes_per_s: bytes as f64 / secs,
+        count,
+        latency: None,
+        server_cpu_pct: server_pct,
+        server_cpu_ns_per_op: server_ns.map(|ns| ns as f64 / count.max(1) as f64),
+        generator_cpu_pct: own_pct,
+        rss_per_conn: None,
+        errors: errors + closed,
+        target_rate: None,
+    };
+    if !c.quiet {
+        eprintln!();
+    }
+    println!(
+        "{} {}: {:.0} msg/s, {:.1} MB/s; server CPU {}, {} per msg; generator CPU {:.0}%",
+        r.server,
+        r.case,
+        r.rate,
+        r.bytes_per_s / 1e6,
+        server_pct.map_or("n/a".into(), |p| format!("{p:.0}%")),
+        r.server_cpu_ns_per_op
+            .map_or("n/a".into(), |n| format!("{n:.0} ns")),
+        own_pct
+    );
+    emit(c, &r)
+}
+
+fn latency(a: LatencyArgs) -> Result<(), String> {
+    let c = &a.common;
+    if a.size < 8 {
+        return Err("--size must be at least 8 (the payload carries the send time)".into());
+    }
+    if a.rate <= 0.0 {
+        return Err("--rate must be positive".into());
+    }
+    let (mut engine, _, errors, _) =
+        open_connections(c, a.connections, 500, Duration::from_secs(120))?;
+    let mut payload = vec![0x5au8; a.size];
+    let mut hist = latency_histogram();
+    let mut events = Vec::new();
+    let epoch = Instant::now();
+    let interval_ns = 1e9 / a.rate;
+    let warm_ns = (a.warmup * 1e9) as u64;
+    let send_end_ns = warm_ns + (a.duration * 1e9) as u64;
+    let mut k: u64 = 0;
+    let mut window: Option<CpuWindow> = None;
+    let mut received = 0u64;
+    let mut closed = 0u64;
+    let mut last_progress = Instant::now();
+    let mut drain_deadline: Option<Instant> = None;
+    loop {
+        let now_ns = epoch.elapsed().as_nanos() as u64;
+        if window.is_none() && now_ns >= warm_ns {
+            window = Some(CpuWindow::start(c.server_pid));
+        }
+        // Send everything due by now, on schedule, whatever the replies do.
+        loop {
+            let due = (k as f64 * interval_ns) as u64;
+            if due > now_ns || due >= send_end_ns {
+                break;
+            }
+            payload[..8].copy_from_slice(&due.to_le_bytes());
+            engine.send((k as usize) % a.connections, MessageKind::Binary, &payload);
+            k += 1;
+        }
+        let next_due = (k as f64 * interval_ns) as u64;
+        if next_due >= send_end_ns && drain_deadline.is_none() {
+            drain_deadline = Some(Instant::now() + Duration::from_secs(2));
+        }
+        let wait_ns = next_due.saturating_sub(epoch.elapsed().as_nanos() as u64);
+        let timeout = if wait_ns < 50_000 {
+            Duration::ZERO
+        } else {
+            Duration::from_nanos(wait_ns.min(1_000_000))
+        };
+        events.clear();
+        engine
+            .poll(timeout, &mut events)
+            .map_err(|e| e.to_string())?;
+        let now_ns = epoch.elapsed().as_nanos() as u64;
+        for ev in &events {
+            match *ev {
+                Happened::Message(_, _, sent) => {
+                    if sent >= warm_ns {
+                        received += 1;
+                        let _ = hist.record(now_ns.saturating_sub(sent).max(1000));
+                    }
+                }
+                Happened::Closed(i, ref why) => {
+                    closed += 1;
+                    if closed <= 3 {
+                        eprintln!("connection {i} closed during the run: {why}");
+                    }
+                }
+                Happened::Opened(..) => {}
+            }
+        }
+        let expected = k.saturating_sub((warm_ns as f64 / interval_ns).ceil() as u64);
+        if let Some(d) = drain_deadline {
+            if received >= expected || Instant::now() >= d {
+                break;
+            }
+        }
+        if !c.quiet && last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            eprint!(
+                "\r[latency {}] {:.1}s sent {} received {} p99 {:.0} µs          ",
+                c.label,
+                now_ns as f64 / 1e9,
+                k,
+                received,
+                hist.value_at_quantile(0.99) as f64 / 1000.0
+            );
+        }
+    }
+    let w = window.ok_or("the run ended during warm-up")?;
+    let (_, server_pct, server_ns, own_pct) = w.end();
+    engine.close_all();
+    let measured = (a.duration * a.rate) as u64;
+    let lost = measured.saturating_sub(received);
+    let p = Percentiles::from_ns(&hist);
+    if !c.quiet {
+        eprintln!();
+    }
+    println!(
+        "{} latency {}x{}B at {:.0}/s: p50 {:.0} µs, p90 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs ({} samples, {} missing)",
+        c.label, a.connections, a.size, a.rate, p.p50_us, p.p90_us, p.p99_us, p.p999_us, p.max_us, p.count, lost
+    );
+    let r = RunResult {
+        server: c.label.clone(),
+        case: format!("latency {}x{}B", a.connections, a.size),
+        scenario: "latency".into(),
+        repeat: c.repeat,
+        connections: a.connections,
+        size: a.size,
+        seconds: a.duration,
+        rate: received as f64 / a.duration,
+        bytes_per_s: received as f64 * a.size as f64 / a.duration,
+        count: received,
+        latency: Some(p),
+        server_cpu_pct: server_pct,
+        server_cpu_ns_per_op: server_ns.map(|ns| ns as f64 / received.max(1) as f64),
+        generator_cpu_pct: own_pct,
+        rss_per_conn: None,
+        errors: errors + closed + lost,
+        target_rate: Some(a.rate),
+    };
+    emit(c, &r)
+}
+
+fn connect(a: ConnectArgs) -> Result<(), String> {
+    let c = &a.common;
+    let w = CpuWindow::start(c.server_pid);
+    let (mut engine, hist, errors, took) =
+        open_connections(c, a.connections, a.concurrency, Duration::from_secs(300))?;
+    let (_, server_pct, server_ns, own_pct) = w.end();
+    engine.close_all();
+    let p = Percentiles::from_ns(&hist);
+    let rate = a.connections as f64 / took.as_secs_f64();
+    println!(
+        "{} connect {} (≤{} at once): {:.0} connections/s; handshake p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs; {} errors",
+        c.label, a.connections, a.concurrency, rate, p.p50_us, p.p99_us, p.max_us, errors
+    );
+    let r = RunResult {
+        server: c.label.clone(),
+        case: format!("connect {}", a.connections),
+        scenario: "connect".into(),
+        repeat: c.repeat,
+        connections: a.connections,
+        size: 0,
+        seconds: took.as_secs_f64(),
+        rate,
+        bytes_per_s: 0.0,
+        count: a.connections as u64,
+        latency: Some(p),
+        server_cpu_pct: server_pct,
+        server_cpu_ns_per_op: server_ns.map(|ns| ns as f64 / a.connections.max(1) as f64),
+        generator_cpu_pct: own_pct,
+        rss_per_conn: None,
+        errors,
+        target_rate: None,
+    };
+    emit(c, &r)
+}
+
+fn idle(a: IdleArgs) -> Result<(), String> {
+    let c = &a.common;
+    let rss_before = c.server_pid.and_then(process_rss);
+    let hold = Duration::from_secs_f64(a.hold);
+    if a.child || a.connections <= a.per_process {
+        let (engine, _, errors, _) =
+            open_connections(c, a.connections, 500, Duration::from_secs(300))?;
+        if errors > 0 {
+            return Err(format!("{errors} connections failed"));
+        }
+        println!("open {}", engine.open());
+        let _ = std::io::stdout().flush();
+        if !a.child {
+            report_idle(c, a.connections, rss_before)?;
+        }
+        wait_hold(hold);
+        drop(engine);
+        return Ok(());
+    }
+    // Several processes, each with its own descriptor limit and its own
+    // source addresses.
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let procs = a.connections.div_ceil(a.per_process);
+    let mut children = Vec::new();
+    for p in 0..procs {
+        let share = (a.connections - p * a.per_process).min(a.per_process);
+        let child = Command::new(&exe)
+            .args(["idle", "--child", "--quiet", "--url", &c.url])
+            .args(["-n", &share.to_string(), "-t", &a.hold.to_string()])
+            .args(["--sources", &c.sources.max(2).to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn child: {e}"))?;
+        children.push(child);
+    }
+    let mut open = 0usize;
+    for ch in &mut children {
+        let out = ch.stdout.take().ok_or("child stdout")?;
+        let mut line = String::new();
+        BufReader::new(out)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        open += line
+            .trim()
+            .strip_prefix("open ")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| format!("a child failed: {line:?}"))?;
+    }
+    println!("open {open}");
+    let _ = std::io::stdout().flush();
+    report_idle(c, open, rss_before)?;
+    wait_hold(hold);
+    for mut ch in children {
+        drop(ch.stdin.take());
+        let _ = ch.wait();
+    }
+    Ok(())
+}
+
+fn report_idle(c: &Common, n: usize, before: Option<u64>) -> Result<(), String> {
+    let after = c.server_pid.and_then(process_rss);
+    let per = match (before, after) {
+        (Some(b), Some(a)) => Some((a as f64 - b as f64) / n as f64),
+        _ => None,
+    };
+    if let Some(p) = per {
+        println!(
+            "{} idle {n}: server RSS grew {p:.0} bytes per connection",
+            c.label
+        );
+    }
+    let r = RunResult {
+        server: c.label.clone(),
+        case: format!("idle {n}"),
+        scenario: "idle".into(),
+        repeat: c.repeat,
+        connections: n,
+        rss_per_conn: per,
+        count: n as u64,
+        ..RunResult::default()
+    };
+    emit(c, &r)
+}
+
+/// Hold for `hold`, or until standard input closes.
+fn wait_hold(hold: Duration) {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = std::io::stdin().read_line(&mut sink);
+        let _ = tx.send(());
+    });
+    let _ = rx.recv_timeout(hold);
+}

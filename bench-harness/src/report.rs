@@ -1,0 +1,395 @@
+//! `report.md`, `results.json` and PNG charts from a file of run results
+//! (JSON lines): medians over repeats, ratios to tokio-tungstenite and Bun.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::stats::RunResult;
+
+/// Servers in report order.
+const ORDER: [&str; 5] = [
+    "ringwave-uring",
+    "ringwave-poll",
+    "tokio-tungstenite",
+    "fastwebsockets",
+    "bun",
+];
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Median of each figure over the repeats of one (server, case).
+#[derive(Debug, Clone, Default)]
+struct Cell {
+    repeats: usize,
+    rate: Option<f64>,
+    rate_min: Option<f64>,
+    rate_max: Option<f64>,
+    server_cpu: Option<f64>,
+    ns_per_op: Option<f64>,
+    gen_cpu: Option<f64>,
+    p50: Option<f64>,
+    p90: Option<f64>,
+    p99: Option<f64>,
+    p999: Option<f64>,
+    max: Option<f64>,
+    rss: Option<f64>,
+    target: Option<f64>,
+    errors: u64,
+}
+
+fn cells(runs: &[RunResult]) -> BTreeMap<(String, String), Cell> {
+    let mut groups: BTreeMap<(String, String), Vec<&RunResult>> = BTreeMap::new();
+    for r in runs {
+        groups
+            .entry((r.case.clone(), r.server.clone()))
+            .or_default()
+            .push(r);
+    }
+    groups
+        .into_iter()
+        .map(|(k, rs)| {
+            let f = |g: &dyn Fn(&RunResult) -> Option<f64>| {
+                median(rs.iter().filter_map(|r| g(r)).collect())
+            };
+            let rates: Vec<f64> = rs.iter().map(|r| r.rate).collect();
+            let cell = Cell {
+                repeats: rs.len(),
+                rate: f(&|r| Some(r.rate)),
+                rate_min: rates.iter().copied().reduce(f64::min),
+                rate_max: rates.iter().copied().reduce(f64::max),
+                server_cpu: f(&|r| r.server_cpu_pct),
+                ns_per_op: f(&|r| r.server_cpu_ns_per_op),
+                gen_cpu: f(&|r| Some(r.generator_cpu_pct)),
+                p50: f(&|r| r.latency.as_ref().map(|l| l.p50_us)),
+                p90: f(&|r| r.latency.as_ref().map(|l| l.p90_us)),
+                p99: f(&|r| r.latency.as_ref().map(|l| l.p99_us)),
+                p999: f(&|r| r.latency.as_ref().map(|l| l.p999_us)),
+                max: f(&|r| r.latency.as_ref().map(|l| l.max_us)),
+                rss: f(&|r| r.rss_per_conn),
+                target: f(&|r| r.target_rate),
+                errors: rs.iter().map(|r| r.errors).sum(),
+            };
+            (k, cell)
+        })
+        .collect()
+}
+
+fn fmt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("–".into(), |x| format!("{x:.digits$}"))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "–".into(),
+    }
+}
+
+fn servers(cells: &BTreeMap<(String, String), Cell>, case: &str) -> Vec<String> {
+    let mut present: Vec<String> = cells
+        .keys()
+        .filter(|(c, _)| c == case)
+        .map(|(_, s)| s.clone())
+        .collect();
+    present.sort_by_key(|s| ORDER.iter().position(|o| o == s).unwrap_or(ORDER.len()));
+    present
+}
+
+/// Read `input`, write `out/report.md`, `out/results.json` and charts.
+pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()> {
+    let text = std::fs::read_to_string(input)?;
+    let runs: Vec<RunResult> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", input.display()),
+            )
+        })?;
+    std::fs::create_dir_all(out)?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&runs).map_err(io::Error::other)?,
+    )?;
+    let cells = cells(&runs);
+    let mut cases: Vec<(String, String)> = Vec::new();
+    for r in &runs {
+        if !cases.iter().any(|(c, _)| c == &r.case) {
+            cases.push((r.case.clone(), r.scenario.clone()));
+        }
+    }
+    let mut md = String::from("# ringwave benchmark report\n\n");
+    if let Some(p) = preface {
+        md.push_str(&std::fs::read_to_string(p)?);
+        md.push('\n');
+    }
+    md.push_str(
+        "Medians over interleaved repeats. Server pinned to CPU 0, load generator to CPU 1. \
+         Server CPU is utime+stime of the server process over the measured window (100% = one core); \
+         ns/msg is that CPU time divided by messages echoed.\n\n",
+    );
+    let get = |case: &str, server: &str| cells.get(&(case.to_string(), server.to_string()));
+    // Echo.
+    let echo_cases: Vec<&String> = cases
+        .iter()
+        .filter(|(_, s)| s == "echo")
+        .map(|(c, _)| c)
+        .collect();
+    if !echo_cases.is_empty() {
+        md.push_str("## Echo throughput\n\n| case | server | msg/s (median) | range (repeats) | server CPU | server ns/msg | generator CPU | vs tokio-tungstenite | vs Bun | errors |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n");
+        for case in &echo_cases {
+            let tokio = get(case, "tokio-tungstenite").and_then(|c| c.rate);
+            let bun = get(case, "bun").and_then(|c| c.rate);
+            for s in servers(&cells, case) {
+                let c = &cells[&((*case).clone(), s.clone())];
+                let _ = writeln!(
+                    md,
+                    "| {case} | {s} | {} | {}–{} ({}) | {}% | {} | {}% | {} | {} | {} |",
+                    fmt(c.rate, 0),
+                    fmt(c.rate_min, 0),
+                    fmt(c.rate_max, 0),
+                    c.repeats,
+                    fmt(c.server_cpu, 0),
+                    fmt(c.ns_per_op, 0),
+                    fmt(c.gen_cpu, 0),
+                    ratio(c.rate, tokio),
+                    ratio(c.rate, bun),
+                    c.errors
+                );
+            }
+        }
+        md.push_str("\n![echo throughput](echo.png)\n\n");
+        chart(
+            &out.join("echo.png"),
+            "Echo throughput (messages/s, median)",
+            &echo_cases,
+            &cells,
+            |c| c.rate,
+        )?;
+    }
+    let lat_cases: Vec<&String> = cases
+        .iter()
+        .filter(|(_, s)| s == "latency")
+        .map(|(c, _)| c)
+        .collect();
+    if !lat_cases.is_empty() {
+        md.push_str("## Latency (open loop, 50% of each server's own maximum echo rate)\n\n| case | server | rate/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | server CPU | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for case in &lat_cases {
+            for s in servers(&cells, case) {
+                let c = &cells[&((*case).clone(), s.clone())];
+                let _ = writeln!(
+                    md,
+                    "| {case} | {s} | {} | {} | {} | {} | {} | {} | {}% | {} |",
+                    fmt(c.target, 0),
+                    fmt(c.p50, 0),
+                    fmt(c.p90, 0),
+                    fmt(c.p99, 0),
+                    fmt(c.p999, 0),
+                    fmt(c.max, 0),
+                    fmt(c.server_cpu, 0),
+                    c.errors
+                );
+            }
+        }
+        md.push_str("\n![p99 latency](latency.png)\n\n");
+        chart(
+            &out.join("latency.png"),
+            "p99 latency (µs, median of repeats)",
+            &lat_cases,
+            &cells,
+            |c| c.p99,
+        )?;
+    }
+    let conn_cases: Vec<&String> = cases
+        .iter()
+        .filter(|(_, s)| s == "connect")
+        .map(|(c, _)| c)
+        .collect();
+    if !conn_cases.is_empty() {
+        md.push_str("## Connect rate\n\n| case | server | connections/s | handshake p50 µs | p99 µs | server ns/conn | errors |\n|---|---|---:|---:|---:|---:|---:|\n");
+        for case in &conn_cases {
+            for s in servers(&cells, case) {
+                let c = &cells[&((*case).clone(), s.clone())];
+                let _ = writeln!(
+                    md,
+                    "| {case} | {s} | {} | {} | {} | {} | {} |",
+                    fmt(c.rate, 0),
+                    fmt(c.p50, 0),
+                    fmt(c.p99, 0),
+                    fmt(c.ns_per_op, 0),
+                    c.errors
+                );
+            }
+        }
+        md.push('\n');
+    }
+    let idle_cases: Vec<&String> = cases
+        .iter()
+        .filter(|(_, s)| s == "idle")
+        .map(|(c, _)| c)
+        .collect();
+    if !idle_cases.is_empty() {
+        md.push_str("## Memory per idle connection\n\n| case | server | RSS growth per connection (bytes) |\n|---|---|---:|\n");
+        for case in &idle_cases {
+            for s in servers(&cells, case) {
+                let c = &cells[&((*case).clone(), s.clone())];
+                let _ = writeln!(md, "| {case} | {s} | {} |", fmt(c.rss, 0));
+            }
+        }
+        md.push('\n');
+        chart(
+            &out.join("idle.png"),
+            "Server RSS per idle connection (bytes)",
+            &idle_cases,
+            &cells,
+            |c| c.rss,
+        )?;
+        md.push_str("![idle memory](idle.png)\n");
+    }
+    std::fs::write(out.join("report.md"), md)
+}
+
+const FONT_PATHS: [&str; 2] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+];
+
+fn register_font() -> bool {
+    static ONCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ONCE.get_or_init(|| {
+        for p in FONT_PATHS {
+            if let Ok(bytes) = std::fs::read(p) {
+                let leaked: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font("sans-serif", FontStyle::Normal, leaked).is_ok() {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+}
+
+/// A grouped bar chart: one group per case, one bar per server.
+fn chart(
+    path: &Path,
+    title: &str,
+    cases: &[&String],
+    cells: &BTreeMap<(String, String), Cell>,
+    value: impl Fn(&Cell) -> Option<f64>,
+) -> io::Result<()> {
+    if !register_font() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no TrueType font for charts (install fonts-dejavu-core)",
+        ));
+    }
+    let err = |e: &dyn std::fmt::Display| io::Error::other(e.to_string());
+    let all_servers: Vec<&str> = ORDER
+        .iter()
+        .copied()
+        .filter(|s| cells.keys().any(|(c, srv)| cases.contains(&c) && srv == s))
+        .collect();
+    let value = &value;
+    let mut ymax = 1.0f64;
+    for c in cases {
+        for s in &all_servers {
+            if let Some(v) = cells.get(&((*c).clone(), s.to_string())).and_then(value) {
+                ymax = ymax.max(v);
+            }
+        }
+    }
+    let ymax = ymax * 1.15;
+    let root = BitMapBackend::new(path, (1200, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let n = all_servers.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(20)
+        .x_label_area_size(40)
+        .y_label_area_size(90)
+        .build_cartesian_2d(0f64..cases.len() as f64, 0f64..ymax)
+        .map_err(|e| err(&e))?;
+    let labels: Vec<String> = cases.iter().map(|c| c.to_string()).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(cases.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - i as f64 - 0.5).abs() < 0.26 {
+                labels.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| err(&e))?;
+    let palette = [
+        RGBColor(214, 39, 40),
+        RGBColor(255, 127, 14),
+        RGBColor(31, 119, 180),
+        RGBColor(44, 160, 44),
+        RGBColor(148, 103, 189),
+    ];
+    for (si, s) in all_servers.iter().enumerate() {
+        let color = palette[si % palette.len()];
+        let bars: Vec<Rectangle<(f64, f64)>> = cases
+            .iter()
+            .enumerate()
+            .filter_map(|(ci, c)| {
+                let v = cells.get(&((*c).clone(), s.to_string())).and_then(value)?;
+                let x0 = ci as f64 + 0.1 + 0.8 * si as f64 / n;
+                let x1 = x0 + 0.8 / n * 0.9;
+                Some(Rectangle::new([(x0, 0.0), (x1, v)], color.filled()))
+            })
+            .collect();
+        chart
+            .draw_series(bars)
+            .map_err(|e| err(&e))?
+            .label(*s)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 12, y + 6)], color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+    }
+}

@@ -1,0 +1,132 @@
+//! ringwave-bench against an in-process ringwave: every scenario produces a
+//! result, and `report` turns results into report.md and charts.
+
+use std::process::Command;
+
+use bench_harness::stats::RunResult;
+use ringwave::driver::Backend;
+use ringwave::server::{Echo, Server};
+
+fn bench(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwave-bench"))
+        .args(args)
+        .output()
+        .expect("run ringwave-bench");
+    assert!(
+        out.status.success(),
+        "ringwave-bench {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn results(path: &std::path::Path) -> Vec<RunResult> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_scenario_reports_and_the_report_renders() {
+    let server = Server::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .threads(1)
+        .backend(Backend::Poll)
+        .serve(|| Echo)
+        .expect("server");
+    let url = format!("ws://{}/", server.local_addr());
+    let dir = std::env::temp_dir().join(format!("ringwave-bench-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("results.jsonl");
+    let j = json.to_str().unwrap();
+    let pid = std::process::id().to_string();
+    let common = [
+        "--url",
+        &url,
+        "--json",
+        j,
+        "--quiet",
+        "--server-pid",
+        &pid,
+        "--label",
+        "ringwave-poll",
+    ];
+
+    let out = bench(
+        &[
+            &[
+                "echo", "-c", "10", "-s", "100", "-d", "2", "-t", "0.5", "--warmup", "0.2",
+            ],
+            &common[..],
+        ]
+        .concat(),
+    );
+    assert!(out.contains("msg/s"), "{out}");
+    let out = bench(
+        &[
+            &[
+                "latency", "-c", "5", "-s", "16", "--rate", "2000", "-t", "0.5", "--warmup", "0.2",
+            ],
+            &common[..],
+        ]
+        .concat(),
+    );
+    assert!(out.contains("p99"), "{out}");
+    bench(
+        &[
+            &["connect", "-n", "300", "-k", "50", "--sources", "3"],
+            &common[..],
+        ]
+        .concat(),
+    );
+    let out = bench(&[&["idle", "-n", "200", "-t", "0"], &common[..]].concat());
+    assert!(out.starts_with("open 200"), "{out}");
+
+    let rs = results(&json);
+    assert_eq!(rs.len(), 4);
+    let echo = &rs[0];
+    assert_eq!((echo.scenario.as_str(), echo.errors), ("echo", 0));
+    assert!(echo.count > 0 && echo.rate > 0.0 && echo.bytes_per_s >= echo.rate * 100.0 * 0.99);
+    assert!(echo.server_cpu_pct.is_some() && echo.server_cpu_ns_per_op.is_some());
+    let lat = &rs[1];
+    let p = lat.latency.as_ref().expect("percentiles");
+    assert!(p.count > 500, "{} samples at 2000/s for 0.5 s", p.count);
+    assert!(p.p50_us <= p.p99_us && p.p99_us <= p.max_us);
+    assert_eq!(rs[2].errors, 0);
+    assert_eq!(rs[2].count, 300);
+    assert!(rs[3].rss_per_conn.is_some());
+
+    let out_dir = dir.join("report");
+    bench(&["report", "--input", j, "--out", out_dir.to_str().unwrap()]);
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    for needle in [
+        "## Echo throughput",
+        "## Latency",
+        "## Connect rate",
+        "## Memory per idle connection",
+        "ringwave-poll",
+    ] {
+        assert!(md.contains(needle), "report lacks {needle}:\n{md}");
+    }
+    for png in ["echo.png", "latency.png", "idle.png"] {
+        let bytes = std::fs::read(out_dir.join(png)).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{png} is a PNG");
+    }
+    server.shutdown();
+    server.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_urls_are_rejected_with_a_reason() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwave-bench"))
+        .args(["echo", "--url", "http://example/", "-t", "0.1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only ws:// URLs"));
+}

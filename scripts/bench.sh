@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of ringwave (uring and poll backends) against
+# tokio-tungstenite, fastwebsockets and Bun, each an echo server on one core.
+#
+#   scripts/bench.sh [--quick] [--repeats N] [--servers "a b ..."]
+#
+# Every server runs pinned to CPU 0 and the load generator (ringwave-bench) to
+# CPU 1. Cases run in interleaved repeats (A B C A B C ...) and the report
+# takes medians. Writes bench-results/<timestamp>/report.md, results.json and
+# PNG charts. Each result records the server's CPU use (utime+stime from
+# /proc/PID/stat over the measured window) and the generator's, to show which
+# side was saturated.
+#
+# --quick: 1 s warm-up + 2 s per run, 3 repeats, smaller connect/idle counts
+# (under 10 minutes). Default: 1 s + 5 s per run, 5 repeats, 15,000 idle
+# connections.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+repeats=""
+servers="ringwave-uring ringwave-poll tokio-tungstenite fastwebsockets bun"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) quick=1 ;;
+        --repeats) repeats=$2; shift ;;
+        --servers) servers=$2; shift ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+if [ "$quick" = 1 ]; then
+    dur=2; warm=1; repeats=${repeats:-3}; lat_dur=3; connect_n=5000; idle_n=15000
+else
+    dur=5; warm=1; repeats=${repeats:-5}; lat_dur=10; connect_n=10000; idle_n=15000
+fi
+
+started=$(date +%s)
+out="bench-results/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$out"
+results="$out/results.jsonl"
+
+echo "==> building (release)"
+cargo build --release --quiet --bin ringwave -p ringwave
+cargo build --release --quiet -p bench-harness
+bun_dir=bench-harness/peers/bun
+bun="$bun_dir/node_modules/@oven/bun-linux-x64/bin/bun"
+if [[ " $servers " == *" bun "* ]] && [ ! -x "$bun" ]; then
+    echo "==> installing Bun from npm into $bun_dir/node_modules"
+    (cd "$bun_dir" && npm install --no-audit --no-fund --silent)
+fi
+if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] && [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core >/dev/null
+fi
+
+gen=target/release/ringwave-bench
+port=9400
+srv_pid=""
+
+start_server() {
+    local name=$1
+    port=$((port + 1))
+    case "$name" in
+        ringwave-uring) taskset -c 0 target/release/ringwave --listen "127.0.0.1:$port" --backend uring --threads 1 --log-level warn >/dev/null & ;;
+        ringwave-poll) taskset -c 0 target/release/ringwave --listen "127.0.0.1:$port" --backend poll --threads 1 --log-level warn >/dev/null & ;;
+        tokio-tungstenite) taskset -c 0 target/release/peer-tokio-tungstenite "127.0.0.1:$port" >/dev/null & ;;
+        fastwebsockets) taskset -c 0 target/release/peer-fastwebsockets "127.0.0.1:$port" >/dev/null & ;;
+        bun) taskset -c 0 "$bun" "$bun_dir/server.js" "$port" >/dev/null & ;;
+        *) echo "unknown server $name" >&2; exit 2 ;;
+    esac
+    srv_pid=$!
+    for _ in $(seq 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "$name did not start" >&2
+    exit 1
+}
+
+stop_server() {
+    kill -TERM "$srv_pid" 2>/dev/null || true
+    wait "$srv_pid" 2>/dev/null || true
+}
+trap 'kill -TERM "$srv_pid" 2>/dev/null || true' EXIT
+
+run() { # server case-args...
+    local name=$1; shift
+    taskset -c 1 "$gen" "$@" --url "ws://127.0.0.1:$port/" --label "$name" --server-pid "$srv_pid" \
+        --json "$results" --quiet
+}
+
+echo_cases=("-c 1 -s 20" "-c 100 -s 20" "-c 1000 -s 20" "-c 10 -s 1024" "-c 10 -s 16384")
+
+echo "==> echo, latency and connect: $repeats interleaved repeats over: $servers"
+for r in $(seq "$repeats"); do
+    for s in $servers; do
+        start_server "$s"
+        for c in "${echo_cases[@]}"; do
+            # shellcheck disable=SC2086
+            run "$s" echo $c -t "$dur" --warmup "$warm" --repeat "$r"
+        done
+        run "$s" connect -n "$connect_n" -k 100 --sources 4 --repeat "$r"
+        stop_server
+    done
+done
+
+echo "==> latency at 50% of each server's own median echo 100x20B rate"
+for r in $(seq "$repeats"); do
+    for s in $servers; do
+        max=$(python3 - "$results" "$s" <<'EOF'
+import json, statistics, sys
+rates = [json.loads(l)["rate"] for l in open(sys.argv[1])
+         if json.loads(l)["server"] == sys.argv[2] and json.loads(l)["case"] == "echo 100x20B d1"]
+print(int(statistics.median(rates)))
+EOF
+)
+        start_server "$s"
+        run "$s" latency -c 100 -s 64 --rate "$((max / 2))" -t "$lat_dur" --warmup "$warm" --repeat "$r"
+        stop_server
+    done
+done
+
+echo "==> idle memory: $idle_n connections"
+for s in $servers; do
+    start_server "$s"
+    # Warm up allocator and tables, then measure RSS growth for idle_n.
+    taskset -c 1 "$gen" idle -n 1000 -t 0 --url "ws://127.0.0.1:$port/" --quiet >/dev/null </dev/null
+    run "$s" idle -n "$idle_n" -t 0 --sources 4 --repeat 1 </dev/null
+    stop_server
+done
+
+took=$(( $(date +%s) - started ))
+preface="$out/preface.md"
+{
+    echo "Run: \`scripts/bench.sh $([ "$quick" = 1 ] && echo --quick)\` on $(date -u +%Y-%m-%d), took ${took} s."
+    echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Linux $(uname -r)."
+    echo "Per run: ${warm} s warm-up, ${dur} s measured (latency ${lat_dur} s); $repeats repeats."
+    echo
+} >"$preface"
+"$gen" report --input "$results" --out "$out" --preface "$preface"
+echo "==> wrote $out/report.md (${took} s)"
