@@ -1,6 +1,8 @@
 //! ringwave's load generator: WebSocket clients driven by ringwave's own
-//! client-role protocol (`ringwave::proto::Conn` in `Role::Client`) over a
-//! single-threaded mio loop, so generating load costs less than serving it.
+//! client-role protocol (`ringwave::proto::Conn` in `Role::Client`) over
+//! ringwave's own drivers (io_uring by default, mio as the fallback), one
+//! thread, one submission per loop turn, so generating load costs no more
+//! than serving it.
 //!
 //! [`Engine`] owns the connections and reports what happened on each
 //! ([`Happened`]); the scenarios in `ringwave-bench` decide what to send.
@@ -8,13 +10,12 @@
 pub mod report;
 pub mod stats;
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
 use rand::RngCore;
+use ringwave::driver::{Backend, Completion, Driver, Token};
 use ringwave::proto::handshake::ClientHandshake;
 use ringwave::proto::{Conn, Event, Limits, MessageKind};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -61,16 +62,14 @@ impl Target {
 }
 
 enum Phase {
-    Handshake(Box<ClientHandshake>),
+    Handshake(Box<ClientHandshake>, Vec<u8>),
     Open(Box<Conn>),
     Closed,
 }
 
 struct Client {
-    stream: TcpStream,
+    token: Token,
     phase: Phase,
-    /// Handshake request bytes not yet written.
-    pending: Vec<u8>,
     started: Instant,
 }
 
@@ -85,105 +84,111 @@ pub enum Happened {
     Closed(usize, String),
 }
 
-/// A set of client connections on one mio loop.
-pub struct Engine {
-    poll: Poll,
-    events: Events,
+/// Everything but the driver, so completions can be handled while the
+/// driver is borrowed.
+struct State {
     clients: Vec<Client>,
-    scratch: Vec<u8>,
-    target: Target,
-    rng: rand::rngs::ThreadRng,
-    /// Source addresses to spread connections over (127.0.0.1 .. 127.0.0.N).
-    sources: u8,
+    /// Driver token index -> client index.
+    by_token: Vec<usize>,
     open: usize,
     dirty: Vec<usize>,
 }
 
+/// A set of client connections on one of ringwave's drivers (io_uring or
+/// mio): the same batching the server gets, one submission per loop turn.
+pub struct Engine {
+    driver: Box<dyn Driver>,
+    state: State,
+    target: Target,
+    rng: rand::rngs::ThreadRng,
+    /// Source addresses to spread connections over (127.0.0.1 .. 127.0.0.N).
+    sources: u8,
+}
+
 impl Engine {
-    /// An engine for `target`, spreading its connections over `sources`
-    /// loopback source addresses when the target is on loopback.
-    pub fn new(target: Target, sources: u8) -> io::Result<Engine> {
+    /// An engine for `target` on `backend`, spreading its connections over
+    /// `sources` loopback source addresses when the target is on loopback.
+    pub fn new(target: Target, sources: u8, backend: Backend) -> io::Result<Engine> {
+        let (chosen, _) = ringwave::driver::select(backend)?;
         Ok(Engine {
-            poll: Poll::new()?,
-            events: Events::with_capacity(4096),
-            clients: Vec::new(),
-            scratch: vec![0; 256 * 1024],
+            driver: ringwave::driver::build(chosen, None)?,
+            state: State {
+                clients: Vec::new(),
+                by_token: Vec::new(),
+                open: 0,
+                dirty: Vec::new(),
+            },
             target,
             rng: rand::rng(),
             sources: sources.max(1),
-            open: 0,
-            dirty: Vec::new(),
         })
     }
 
     /// Connections with a completed handshake that are still open.
     pub fn open(&self) -> usize {
-        self.open
+        self.state.open
     }
 
     /// All connections started.
     pub fn started(&self) -> usize {
-        self.clients.len()
+        self.state.clients.len()
     }
 
-    /// Start one more connection; returns its index.
+    /// Start one more connection (the TCP connect itself is immediate on
+    /// loopback); returns its index.
     pub fn connect(&mut self) -> io::Result<usize> {
-        let i = self.clients.len();
+        let i = self.state.clients.len();
         let socket = Socket::new(
             Domain::for_address(self.target.addr),
             Type::STREAM,
             Some(Protocol::TCP),
         )?;
-        socket.set_nonblocking(true)?;
         socket.set_tcp_nodelay(true)?;
         if self.sources > 1 && self.target.addr.ip().is_loopback() && self.target.addr.is_ipv4() {
             let src = Ipv4Addr::new(127, 0, 0, 1 + (i % self.sources as usize) as u8);
             socket.bind(&SocketAddr::new(IpAddr::V4(src), 0).into())?;
         }
-        match socket.connect(&self.target.addr.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(e),
-        }
-        let mut stream = TcpStream::from_std(socket.into());
-        self.poll.registry().register(
-            &mut stream,
-            Token(i),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        let started = Instant::now();
+        socket.connect(&self.target.addr.into())?;
+        let token = self.driver.adopt(socket.into())?;
         let mut nonce = [0u8; 16];
         self.rng.fill_bytes(&mut nonce);
         let hs = ClientHandshake::new(nonce, &[], None, &Limits::default());
-        let pending = hs.request(&self.target.host, &self.target.path);
-        self.clients.push(Client {
-            stream,
-            phase: Phase::Handshake(Box::new(hs)),
-            pending,
-            started: Instant::now(),
+        let request = hs.request(&self.target.host, &self.target.path);
+        let st = &mut self.state;
+        if st.by_token.len() <= token.index() {
+            st.by_token.resize(token.index() + 1, usize::MAX);
+        }
+        st.by_token[token.index()] = i;
+        st.clients.push(Client {
+            token,
+            phase: Phase::Handshake(Box::new(hs), request),
+            started,
         });
+        st.dirty.push(i);
         Ok(i)
     }
 
-    /// Queue a message on connection `i` (written at the end of `poll`).
+    /// Queue a message on connection `i` (written at the next `poll`).
     pub fn send(&mut self, i: usize, kind: MessageKind, payload: &[u8]) -> bool {
         let Some(Client {
             phase: Phase::Open(conn),
             ..
-        }) = self.clients.get_mut(i)
+        }) = self.state.clients.get_mut(i)
         else {
             return false;
         };
         if conn.send(kind, payload).is_err() {
             return false;
         }
-        self.dirty.push(i);
+        self.state.dirty.push(i);
         true
     }
 
     /// Whether connection `i` is open.
     pub fn is_open(&self, i: usize) -> bool {
         matches!(
-            self.clients.get(i),
+            self.state.clients.get(i),
             Some(Client {
                 phase: Phase::Open(_),
                 ..
@@ -193,7 +198,7 @@ impl Engine {
 
     /// Bytes queued on connection `i` and not yet taken by the socket.
     pub fn backlog(&self, i: usize) -> usize {
-        match self.clients.get(i) {
+        match self.state.clients.get(i) {
             Some(Client {
                 phase: Phase::Open(c),
                 ..
@@ -202,173 +207,172 @@ impl Engine {
         }
     }
 
-    /// Close every connection (close frame, then TCP).
+    /// Close every connection (a close frame, then TCP).
     pub fn close_all(&mut self) {
-        for c in &mut self.clients {
+        for c in &mut self.state.clients {
             if let Phase::Open(conn) = &mut c.phase {
                 let _ = conn.close(ringwave::proto::CloseCode::NORMAL, "");
-                let out = conn.output();
-                let _ = c.stream.write(out);
+                let _ = self.driver.send(c.token, conn.output());
             }
-            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+            if !matches!(c.phase, Phase::Closed) {
+                self.driver.close(c.token);
+            }
             c.phase = Phase::Closed;
         }
-        self.open = 0;
+        self.state.open = 0;
     }
 
-    fn flush(&mut self, i: usize, out: &mut Vec<Happened>) {
-        let c = &mut self.clients[i];
-        if !c.pending.is_empty() {
-            match c.stream.write(&c.pending) {
-                Ok(n) => {
-                    c.pending.drain(..n);
-                }
-                Err(e)
-                    if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::NotConnected => {
-                }
-                Err(e) => {
-                    c.phase = Phase::Closed;
-                    out.push(Happened::Closed(i, e.to_string()));
-                }
-            }
-            return;
-        }
-        if let Phase::Open(conn) = &mut c.phase {
-            while !conn.output().is_empty() {
-                match c.stream.write(conn.output()) {
-                    Ok(n) => conn.advance_output(n),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        c.phase = Phase::Closed;
-                        self.open -= 1;
-                        out.push(Happened::Closed(i, e.to_string()));
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    fn read(&mut self, i: usize, out: &mut Vec<Happened>) {
-        loop {
-            let c = &mut self.clients[i];
-            if matches!(c.phase, Phase::Closed) {
-                return;
-            }
-            let n = match c.stream.read(&mut self.scratch) {
-                Ok(0) => {
-                    if matches!(c.phase, Phase::Open(_)) {
-                        self.open -= 1;
-                    }
-                    c.phase = Phase::Closed;
-                    out.push(Happened::Closed(i, "server closed the connection".into()));
-                    return;
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    if matches!(c.phase, Phase::Open(_)) {
-                        self.open -= 1;
-                    }
-                    c.phase = Phase::Closed;
-                    out.push(Happened::Closed(i, e.to_string()));
-                    return;
-                }
-            };
-            // A short read drained the socket: the next arrival raises a new
-            // edge, so skip the read that would only return WouldBlock.
-            let drained = n < self.scratch.len();
-            let mut data: &mut [u8] = &mut self.scratch[..n];
-            let mut rest_owned;
-            if let Phase::Handshake(hs) = &mut c.phase {
-                match hs.feed(data) {
-                    Ok(None) => continue,
-                    Ok(Some(acc)) => {
-                        let conn =
-                            Conn::new(ringwave::proto::Role::Client, Limits::default(), None);
-                        c.phase = Phase::Open(Box::new(conn));
-                        self.open += 1;
-                        out.push(Happened::Opened(i, c.started.elapsed()));
-                        rest_owned = acc.rest;
-                        data = &mut rest_owned[..];
-                    }
-                    Err(e) => {
-                        c.phase = Phase::Closed;
-                        out.push(Happened::Closed(i, format!("handshake failed: {e}")));
-                        return;
-                    }
-                }
-            }
-            let Phase::Open(conn) = &mut c.phase else {
-                return;
-            };
-            let mut pos = 0;
-            while pos < data.len() {
-                match conn.read(&mut data[pos..]) {
-                    Ok((used, ev)) => {
-                        pos += used;
-                        match ev {
-                            Some(Event::Text(t)) => {
-                                out.push(Happened::Message(i, t.len(), stamp(t.as_bytes())))
-                            }
-                            Some(Event::Binary(b)) => {
-                                out.push(Happened::Message(i, b.len(), stamp(b)))
-                            }
-                            Some(Event::Close { .. }) => {
-                                out.push(Happened::Closed(i, "server sent close".into()));
-                            }
-                            Some(_) => {}
-                            None => break,
-                        }
-                    }
-                    Err(e) => {
-                        out.push(Happened::Closed(i, e.to_string()));
-                        break;
-                    }
-                }
-            }
-            if !conn.output().is_empty() {
-                self.dirty.push(i);
-            }
-            if drained {
-                return;
-            }
-        }
-    }
-
-    /// Wait up to `timeout` for I/O; append what happened to `out`. Writes
-    /// everything queued with [`Engine::send`] first.
-    pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Happened>) -> io::Result<()> {
-        let dirty = std::mem::take(&mut self.dirty);
+    fn flush(&mut self, out: &mut Vec<Happened>) {
+        let dirty = std::mem::take(&mut self.state.dirty);
         for &i in &dirty {
-            self.flush(i, out);
-        }
-        match self.poll.poll(&mut self.events, Some(timeout)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        let ready: Vec<(usize, bool, bool)> = self
-            .events
-            .iter()
-            .map(|e| {
-                (
-                    e.token().0,
-                    e.is_readable() || e.is_read_closed() || e.is_error(),
-                    e.is_writable(),
-                )
-            })
-            .collect();
-        for (i, readable, writable) in ready {
-            if writable {
-                self.flush(i, out);
+            let c = &mut self.state.clients[i];
+            loop {
+                let bytes: &[u8] = match &c.phase {
+                    Phase::Handshake(_, req) => req,
+                    Phase::Open(conn) => conn.output(),
+                    Phase::Closed => break,
+                };
+                if bytes.is_empty() {
+                    break;
+                }
+                match self.driver.send(c.token, bytes) {
+                    Ok(0) => break,
+                    Ok(n) => match &mut c.phase {
+                        Phase::Handshake(_, req) => {
+                            req.drain(..n);
+                        }
+                        Phase::Open(conn) => conn.advance_output(n),
+                        Phase::Closed => {}
+                    },
+                    Err(e) => {
+                        if matches!(c.phase, Phase::Open(_)) {
+                            self.state.open -= 1;
+                        }
+                        c.phase = Phase::Closed;
+                        self.driver.close(c.token);
+                        out.push(Happened::Closed(i, e.to_string()));
+                        break;
+                    }
+                }
             }
-            if readable {
-                self.read(i, out);
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        if self.state.dirty.is_empty() {
+            self.state.dirty = dirty;
+        }
+    }
+
+    /// Write everything queued, wait up to `timeout` for I/O, and append what
+    /// happened to `out`.
+    pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Happened>) -> io::Result<()> {
+        self.flush(out);
+        let st = &mut self.state;
+        let mut dead = Vec::new();
+        self.driver.turn(Some(timeout), &mut |c| match c {
+            Completion::Data(t, buf) => st.data(t, buf, out, &mut dead),
+            Completion::Writable(t) => {
+                if let Some(&i) = st.by_token.get(t.index()) {
+                    if i != usize::MAX {
+                        st.dirty.push(i);
+                    }
+                }
+            }
+            Completion::Closed(t) => {
+                if let Some(&i) = st.by_token.get(t.index()) {
+                    if i != usize::MAX {
+                        st.close(i, "server closed the connection".into(), out);
+                        dead.push(t);
+                    }
+                }
+            }
+            Completion::Accepted(_) | Completion::Woken => {}
+        })?;
+        for t in dead {
+            self.driver.close(t);
+            if let Some(slot) = self.state.by_token.get_mut(t.index()) {
+                *slot = usize::MAX;
             }
         }
         Ok(())
+    }
+}
+
+impl State {
+    fn close(&mut self, i: usize, why: String, out: &mut Vec<Happened>) {
+        let c = &mut self.clients[i];
+        if matches!(c.phase, Phase::Closed) {
+            return;
+        }
+        if matches!(c.phase, Phase::Open(_)) {
+            self.open -= 1;
+        }
+        c.phase = Phase::Closed;
+        out.push(Happened::Closed(i, why));
+    }
+
+    fn data(&mut self, t: Token, buf: &mut [u8], out: &mut Vec<Happened>, dead: &mut Vec<Token>) {
+        let Some(&i) = self.by_token.get(t.index()) else {
+            return;
+        };
+        if i == usize::MAX {
+            return;
+        }
+        let c = &mut self.clients[i];
+        let mut rest_owned;
+        let mut data: &mut [u8] = buf;
+        if let Phase::Handshake(hs, _) = &mut c.phase {
+            match hs.feed(data) {
+                Ok(None) => return,
+                Ok(Some(acc)) => {
+                    c.phase = Phase::Open(Box::new(Conn::new(
+                        ringwave::proto::Role::Client,
+                        Limits::default(),
+                        None,
+                    )));
+                    self.open += 1;
+                    out.push(Happened::Opened(i, c.started.elapsed()));
+                    rest_owned = acc.rest;
+                    data = &mut rest_owned[..];
+                }
+                Err(e) => {
+                    self.close(i, format!("handshake failed: {e}"), out);
+                    dead.push(t);
+                    return;
+                }
+            }
+        }
+        let Phase::Open(conn) = &mut c.phase else {
+            return;
+        };
+        let mut pos = 0;
+        let mut failed = None;
+        while pos < data.len() {
+            match conn.read(&mut data[pos..]) {
+                Ok((used, ev)) => {
+                    pos += used;
+                    match ev {
+                        Some(Event::Text(t)) => {
+                            out.push(Happened::Message(i, t.len(), stamp(t.as_bytes())))
+                        }
+                        Some(Event::Binary(b)) => out.push(Happened::Message(i, b.len(), stamp(b))),
+                        Some(Event::Close { .. }) => failed = Some("server sent close".to_string()),
+                        Some(_) => {}
+                        None => break,
+                    }
+                }
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if !conn.output().is_empty() {
+            self.dirty.push(i);
+        }
+        if let Some(why) = failed {
+            self.close(i, why, out);
+        }
     }
 }
 

@@ -75,6 +75,10 @@ pub trait Driver {
     /// [`Completion::Writable`] follows when it can take more.
     fn send(&mut self, token: Token, data: &[u8]) -> io::Result<usize>;
 
+    /// Take over an already connected socket (a client's outgoing
+    /// connection); reads start at once. No `Accepted` is reported for it.
+    fn adopt(&mut self, stream: std::net::TcpStream) -> io::Result<Token>;
+
     /// Half-close: send FIN after the bytes already taken, keep reading.
     /// Used for a lingering close after failing a connection, so a peer still
     /// sending does not get a reset that could destroy our close frame.
@@ -157,8 +161,9 @@ pub fn select(wanted: Backend) -> io::Result<(Chosen, String)> {
     }
 }
 
-/// Build the chosen driver for one worker around its listener.
-pub fn build(chosen: Chosen, listener: TcpListener) -> io::Result<Box<dyn Driver>> {
+/// Build the chosen driver for one worker around its listener (or, with
+/// `None`, for outgoing connections only: see [`Driver::adopt`]).
+pub fn build(chosen: Chosen, listener: Option<TcpListener>) -> io::Result<Box<dyn Driver>> {
     Ok(match chosen {
         Chosen::Uring => Box::new(uring::UringDriver::new(listener)?),
         Chosen::Poll => Box::new(poll::PollDriver::new(listener)?),

@@ -59,18 +59,25 @@ impl Wake for MioWaker {
 }
 
 impl PollDriver {
-    /// A driver serving `listener` (which it makes non-blocking).
-    pub fn new(listener: StdListener) -> io::Result<Self> {
-        listener.set_nonblocking(true)?;
+    /// A driver serving `listener` (which it makes non-blocking), or only
+    /// adopted connections when there is none.
+    pub fn new(listener: Option<StdListener>) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let listener = match listener {
+            Some(l) => {
+                l.set_nonblocking(true)?;
+                let mut l = TcpListener::from_std(l);
+                poll.registry()
+                    .register(&mut l, LISTENER, Interest::READABLE)?;
+                Some(l)
+            }
+            None => None,
+        };
         let waker = Arc::new(MioWaker(mio::Waker::new(poll.registry(), WAKER)?));
         Ok(PollDriver {
             poll,
             events: Events::with_capacity(1024),
-            listener: Some(listener),
+            listener,
             sockets: Slab::new(),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             waker,
@@ -251,6 +258,26 @@ impl Driver for PollDriver {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    fn adopt(&mut self, stream: std::net::TcpStream) -> io::Result<Token> {
+        stream.set_nonblocking(true)?;
+        let mut stream = TcpStream::from_std(stream);
+        let entry = self.sockets.vacant_entry();
+        let key = entry.key();
+        self.poll.registry().register(
+            &mut stream,
+            MioToken(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        entry.insert(Socket {
+            stream,
+            more_to_read: true,
+            want_write: false,
+            dead: false,
+        });
+        self.backlog.push(key);
+        Ok(Token(key as u32))
     }
 
     fn shutdown_write(&mut self, token: Token) {

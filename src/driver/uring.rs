@@ -292,8 +292,9 @@ pub struct UringDriver {
 }
 
 impl UringDriver {
-    /// A driver serving `listener`.
-    pub fn new(listener: TcpListener) -> io::Result<Self> {
+    /// A driver serving `listener`, or only adopted connections when there
+    /// is none.
+    pub fn new(listener: Option<TcpListener>) -> io::Result<Self> {
         let (ring, _) = new_ring()?;
         let recv = RecvRing::new()?;
         // SAFETY: `recv.ring` is a page-aligned ring of RECV_BUFFERS entries
@@ -322,7 +323,9 @@ impl UringDriver {
         if efd < 0 {
             return Err(io::Error::last_os_error());
         }
-        listener.set_nonblocking(true)?;
+        if let Some(l) = &listener {
+            l.set_nonblocking(true)?;
+        }
         let mut d = UringDriver {
             ring,
             recv,
@@ -330,7 +333,7 @@ impl UringDriver {
             free_send: (0..SEND_BUFFERS as u16).rev().collect(),
             slots: Slab::new(),
             next_generation: 1,
-            listener: Some(listener),
+            listener,
             accept_armed: false,
             accept_retry_at: None,
             logged_exhaustion: false,
@@ -428,6 +431,12 @@ impl UringDriver {
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
+        let index = self.insert_slot(fd);
+        sink(Completion::Accepted(Token(index)));
+    }
+
+    /// A slot for a connected socket, with its multishot recv armed.
+    fn insert_slot(&mut self, fd: RawFd) -> u32 {
         let generation = self.next_generation;
         self.next_generation = (self.next_generation + 1) & 0xff_ffff;
         let index = self.slots.insert(Slot {
@@ -445,7 +454,7 @@ impl UringDriver {
         if let Err(e) = self.arm_recv(index) {
             tracing::warn!("cannot arm recv: {e}");
         }
-        sink(Completion::Accepted(Token(index)));
+        index
     }
 
     /// Close a closing slot's descriptor. Pending SQEs are submitted first so
@@ -722,6 +731,11 @@ impl Driver for UringDriver {
         });
         self.submit_send(token.0)?;
         Ok(n)
+    }
+
+    fn adopt(&mut self, stream: std::net::TcpStream) -> io::Result<Token> {
+        stream.set_nodelay(true)?;
+        Ok(Token(self.insert_slot(stream.into_raw_fd())))
     }
 
     fn shutdown_write(&mut self, token: Token) {

@@ -166,7 +166,7 @@ where
                 }
                 // The driver is built on its own thread: an io_uring set up
                 // with SINGLE_ISSUER belongs to the thread that created it.
-                let driver = match driver::build(backend, listener) {
+                let driver = match driver::build(backend, Some(listener)) {
                     Ok(d) => d,
                     Err(e) => {
                         let _ = ready.send(Err(e));

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use bench_harness::stats::{latency_histogram, Percentiles, RunResult};
 use bench_harness::{process_cpu_ns, process_rss, self_cpu_ns, Engine, Happened, Target};
 use clap::{Args, Parser, Subcommand};
+use ringwave::driver::Backend;
 use ringwave::proto::MessageKind;
 
 /// Load generator for WebSocket servers (ringwave's client protocol on mio).
@@ -65,6 +66,10 @@ struct Common {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// The generator's own I/O backend: auto (io_uring when available),
+    /// uring or poll.
+    #[arg(long, default_value = "auto")]
+    backend: Backend,
 }
 
 #[derive(Args, Debug)]
@@ -182,7 +187,8 @@ fn open_connections(
     deadline: Duration,
 ) -> Result<(Engine, hdrhistogram::Histogram<u64>, u64, Duration), String> {
     let target = Target::parse(&common.url)?;
-    let mut engine = Engine::new(target, common.sources).map_err(|e| e.to_string())?;
+    let mut engine =
+        Engine::new(target, common.sources, common.backend).map_err(|e| e.to_string())?;
     let mut hist = latency_histogram();
     let mut events = Vec::new();
     let start = Instant::now();
