@@ -655,16 +655,24 @@ impl Driver for UringDriver {
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
         }
-        let waited = if !self.ring.completion().is_empty() || timeout == Some(Duration::ZERO) {
-            self.ring.submit_and_wait(0)
-        } else if let Some(t) = timeout {
-            let ts = types::Timespec::new()
-                .sec(t.as_secs())
-                .nsec(t.subsec_nanos());
-            let args = types::SubmitArgs::new().timespec(&ts);
-            self.ring.submitter().submit_with_args(1, &args)
+        // With DEFER_TASKRUN, completions (receives in particular) are only
+        // produced by an enter that asks for events: every turn asks, with a
+        // zero wait when completions are already queued. Submitting alone
+        // would let inline send completions starve the receives.
+        let wait = if self.ring.completion().is_empty() {
+            timeout
         } else {
-            self.ring.submit_and_wait(1)
+            Some(Duration::ZERO)
+        };
+        let waited = match wait {
+            Some(t) => {
+                let ts = types::Timespec::new()
+                    .sec(t.as_secs())
+                    .nsec(t.subsec_nanos());
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+            None => self.ring.submit_and_wait(1),
         };
         match waited {
             Ok(_) => {}
