@@ -105,18 +105,29 @@ for r in $(seq "$repeats"); do
     done
 done
 
-echo "==> latency at 50% of each server's own median echo 100x20B rate"
-for r in $(seq "$repeats"); do
-    for s in $servers; do
-        max=$(python3 - "$results" "$s" <<'EOF'
+echo "==> latency: at 50% of each server's own median echo 100x20B rate, and at one common rate"
+max_of() {
+    python3 - "$results" "$1" <<'EOF'
 import json, statistics, sys
-rates = [json.loads(l)["rate"] for l in open(sys.argv[1])
-         if json.loads(l)["server"] == sys.argv[2] and json.loads(l)["case"] == "echo 100x20B d1"]
+rates = [r["rate"] for r in map(json.loads, open(sys.argv[1]))
+         if r["server"] == sys.argv[2] and r["case"] == "echo 100x20B d1"]
 print(int(statistics.median(rates)))
 EOF
-)
+}
+common=""
+for s in $servers; do
+    m=$(max_of "$s")
+    if [ -z "$common" ] || [ "$m" -lt "$common" ]; then common=$m; fi
+done
+common=$((common / 2)) # 50% of the slowest server's maximum: a rate every server sustains
+for r in $(seq "$repeats"); do
+    for s in $servers; do
+        own=$(( $(max_of "$s") / 2 ))
         start_server "$s"
-        run "$s" latency -c 100 -s 64 --rate "$((max / 2))" -t "$lat_dur" --warmup "$warm" --repeat "$r"
+        run "$s" latency -c 100 -s 64 --rate "$own" -t "$lat_dur" --warmup "$warm" --repeat "$r" \
+            --case "latency 100x64B at 50% of own max"
+        run "$s" latency -c 100 -s 64 --rate "$common" -t "$lat_dur" --warmup "$warm" --repeat "$r" \
+            --case "latency 100x64B at ${common}/s (all)"
         stop_server
     done
 done

@@ -192,7 +192,7 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
         .map(|(c, _)| c)
         .collect();
     if !lat_cases.is_empty() {
-        md.push_str("## Latency (open loop, 50% of each server's own maximum echo rate)\n\n| case | server | rate/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | server CPU | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("## Latency (open loop: at 50% of each server's own maximum echo rate, and at one rate for all)\n\n| case | server | rate/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | server CPU | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for case in &lat_cases {
             for s in servers(&cells, case) {
                 let c = &cells[&((*case).clone(), s.clone())];

@@ -66,6 +66,10 @@ struct Common {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// Case name in results [default: scenario and parameters, e.g.
+    /// "echo 100x20B d1"].
+    #[arg(long)]
+    case: Option<String>,
     /// The generator's own I/O backend: auto (io_uring when available),
     /// uring or poll.
     #[arg(long, default_value = "auto")]
@@ -238,7 +242,11 @@ fn open_connections(
 }
 
 fn emit(common: &Common, r: &RunResult) -> Result<(), String> {
-    let line = serde_json::to_string(r).map_err(|e| e.to_string())?;
+    let mut r = r.clone();
+    if let Some(case) = &common.case {
+        r.case = case.clone();
+    }
+    let line = serde_json::to_string(&r).map_err(|e| e.to_string())?;
     if let Some(path) = &common.json {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
