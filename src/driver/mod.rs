@@ -19,7 +19,7 @@ use std::fmt;
 use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A connection as the driver knows it: an index into the driver's table.
 /// The driver never reports an index again after [`Driver::close`] until it
@@ -172,7 +172,7 @@ pub fn build(chosen: Chosen, listener: Option<TcpListener>) -> io::Result<Box<dy
 
 /// Whether an accept error means "out of descriptors": keep serving, retry
 /// later.
-pub(crate) fn is_fd_exhaustion(e: &io::Error) -> bool {
+fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
@@ -180,4 +180,69 @@ pub(crate) fn is_fd_exhaustion(e: &io::Error) -> bool {
 }
 
 /// How long to wait before accepting again after running out of descriptors.
-pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Accepting paused after running out of descriptors: both drivers keep
+/// serving their connections, log once per episode, and retry every
+/// [`ACCEPT_RETRY`] without spinning.
+#[derive(Debug, Default)]
+pub(crate) struct AcceptPause {
+    until: Option<Instant>,
+    logged: bool,
+}
+
+impl AcceptPause {
+    /// An accept failed with `e` while `open` connections are served. Returns
+    /// whether accepting is now paused (descriptor exhaustion).
+    pub(crate) fn failed(&mut self, e: &io::Error, open: usize) -> bool {
+        if !is_fd_exhaustion(e) {
+            return false;
+        }
+        if !self.logged {
+            tracing::warn!(
+                "accept failed: {e}; serving the {open} open connections and retrying every {ACCEPT_RETRY:?}"
+            );
+            self.logged = true;
+        }
+        self.until = Some(Instant::now() + ACCEPT_RETRY);
+        true
+    }
+
+    /// An accept succeeded: a later exhaustion is a new episode, logged again.
+    pub(crate) fn succeeded(&mut self) {
+        self.logged = false;
+    }
+
+    /// Whether accepting is paused right now. A pause that ran out is cleared.
+    pub(crate) fn active(&mut self) -> bool {
+        match self.until {
+            Some(t) if Instant::now() < t => true,
+            Some(_) => {
+                self.until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a pause is pending (running, or run out and not yet cleared).
+    pub(crate) fn pending(&self) -> bool {
+        self.until.is_some()
+    }
+
+    /// Shorten `timeout` so the turn ends when the pause does.
+    pub(crate) fn bound(&self, timeout: Option<Duration>) -> Option<Duration> {
+        match self.until {
+            Some(t) => {
+                let left = t.saturating_duration_since(Instant::now());
+                Some(timeout.map_or(left, |x| x.min(left)))
+            }
+            None => timeout,
+        }
+    }
+
+    /// Forget the pause (the listener is gone).
+    pub(crate) fn clear(&mut self) {
+        self.until = None;
+    }
+}

@@ -9,13 +9,13 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::TcpListener as StdListener;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token as MioToken};
 use slab::Slab;
 
-use super::{is_fd_exhaustion, Completion, Driver, Token, Wake, Waker, ACCEPT_RETRY};
+use super::{AcceptPause, Completion, Driver, Token, Wake, Waker};
 
 const LISTENER: MioToken = MioToken(usize::MAX - 1);
 const WAKER: MioToken = MioToken(usize::MAX - 2);
@@ -45,8 +45,7 @@ pub struct PollDriver {
     waker: Arc<MioWaker>,
     /// Sockets to read again without waiting for an edge.
     backlog: Vec<usize>,
-    accept_paused_until: Option<Instant>,
-    logged_exhaustion: bool,
+    accept_pause: AcceptPause,
 }
 
 struct MioWaker(mio::Waker);
@@ -82,8 +81,7 @@ impl PollDriver {
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             waker,
             backlog: Vec::new(),
-            accept_paused_until: None,
-            logged_exhaustion: false,
+            accept_pause: AcceptPause::default(),
         })
     }
 
@@ -91,11 +89,8 @@ impl PollDriver {
         let Some(listener) = &self.listener else {
             return;
         };
-        if let Some(t) = self.accept_paused_until {
-            if Instant::now() < t {
-                return;
-            }
-            self.accept_paused_until = None;
+        if self.accept_pause.active() {
+            return;
         }
         loop {
             match listener.accept() {
@@ -117,25 +112,14 @@ impl PollDriver {
                         want_write: false,
                         dead: false,
                     });
-                    self.logged_exhaustion = false;
+                    self.accept_pause.succeeded();
                     sink(Completion::Accepted(Token(key as u32)));
                     // Data may already be there; read it this turn.
                     self.backlog.push(key);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if is_fd_exhaustion(&e) => {
-                    if !self.logged_exhaustion {
-                        tracing::warn!(
-                            "accept failed: {e}; serving the {} open connections and retrying every {:?}",
-                            self.sockets.len(),
-                            ACCEPT_RETRY
-                        );
-                        self.logged_exhaustion = true;
-                    }
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_RETRY);
-                    break;
-                }
+                Err(e) if self.accept_pause.failed(&e, self.sockets.len()) => break,
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
                     break;
@@ -192,10 +176,7 @@ impl Driver for PollDriver {
         } else {
             Some(Duration::ZERO)
         };
-        if let Some(t) = self.accept_paused_until {
-            let left = t.saturating_duration_since(Instant::now());
-            timeout = Some(timeout.map_or(left, |x| x.min(left)));
-        }
+        timeout = self.accept_pause.bound(timeout);
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -209,7 +190,7 @@ impl Driver for PollDriver {
                 ev.is_writable(),
             ));
         }
-        if self.accept_paused_until.is_some() {
+        if self.accept_pause.pending() {
             self.accept_all(sink);
         }
         let backlog = std::mem::take(&mut self.backlog);

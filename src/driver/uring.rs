@@ -20,12 +20,12 @@ use std::net::TcpListener;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 use slab::Slab;
 
-use super::{is_fd_exhaustion, Completion, Driver, Token, Wake, Waker, ACCEPT_RETRY};
+use super::{AcceptPause, Completion, Driver, Token, Wake, Waker};
 
 /// Submission queue entries.
 const RING_ENTRIES: u32 = 4096;
@@ -281,8 +281,7 @@ pub struct UringDriver {
     next_generation: u32,
     listener: Option<TcpListener>,
     accept_armed: bool,
-    accept_retry_at: Option<Instant>,
-    logged_exhaustion: bool,
+    accept_pause: AcceptPause,
     waker: Arc<EventFd>,
     /// Connections waiting for a free send buffer, in order.
     buffer_waiters: Vec<Token>,
@@ -335,8 +334,7 @@ impl UringDriver {
             next_generation: 1,
             listener,
             accept_armed: false,
-            accept_retry_at: None,
-            logged_exhaustion: false,
+            accept_pause: AcceptPause::default(),
             waker: Arc::new(EventFd(efd)),
             buffer_waiters: Vec::new(),
             cqes: Vec::with_capacity(1024),
@@ -506,27 +504,17 @@ impl UringDriver {
         match ud.kind {
             OpKind::Accept => {
                 if res >= 0 {
-                    self.logged_exhaustion = false;
+                    self.accept_pause.succeeded();
                     self.accept_fd(res, sink);
                 } else {
                     let e = io::Error::from_raw_os_error(-res);
-                    if is_fd_exhaustion(&e) {
-                        if !self.logged_exhaustion {
-                            tracing::warn!(
-                                "accept failed: {e}; serving the {} open connections and retrying every {:?}",
-                                self.slots.len(),
-                                ACCEPT_RETRY
-                            );
-                            self.logged_exhaustion = true;
-                        }
-                        self.accept_retry_at = Some(Instant::now() + ACCEPT_RETRY);
-                    } else if res != -libc::ECANCELED {
+                    if !self.accept_pause.failed(&e, self.slots.len()) && res != -libc::ECANCELED {
                         tracing::warn!("accept failed: {e}");
                     }
                 }
                 if !more {
                     self.accept_armed = false;
-                    if self.accept_retry_at.is_none() && self.listener.is_some() {
+                    if !self.accept_pause.pending() && self.listener.is_some() {
                         let _ = self.arm_accept();
                     }
                 }
@@ -642,19 +630,10 @@ impl Driver for UringDriver {
         timeout: Option<Duration>,
         sink: &mut dyn FnMut(Completion<'_>),
     ) -> io::Result<()> {
-        let mut timeout = timeout;
-        if let Some(at) = self.accept_retry_at {
-            let now = Instant::now();
-            if now >= at {
-                self.accept_retry_at = None;
-                if !self.accept_armed {
-                    self.arm_accept()?;
-                }
-            } else {
-                let left = at - now;
-                timeout = Some(timeout.map_or(left, |t| t.min(left)));
-            }
+        if self.accept_pause.pending() && !self.accept_pause.active() && !self.accept_armed {
+            self.arm_accept()?;
         }
+        let timeout = self.accept_pause.bound(timeout);
         // With DEFER_TASKRUN, completions (receives in particular) are only
         // produced by an enter that asks for events: every turn asks, with a
         // zero wait when completions are already queued. Submitting alone
@@ -811,7 +790,7 @@ impl Driver for UringDriver {
             // TcpListener; closed once.
             unsafe { libc::close(fd) };
         }
-        self.accept_retry_at = None;
+        self.accept_pause.clear();
     }
 
     fn waker(&self) -> Waker {

@@ -179,14 +179,6 @@ pub(crate) fn run<H: Handler>(
 }
 
 impl<H: Handler> Core<H> {
-    fn id(&self, index: u32, generation: u32) -> ConnId {
-        ConnId {
-            worker: self.worker,
-            index,
-            generation,
-        }
-    }
-
     fn open_count(&self) -> usize {
         self.conns.iter().filter(|c| c.is_some()).count()
     }
@@ -313,17 +305,9 @@ impl<H: Handler> Core<H> {
             Ok(conn) => {
                 slot.state = State::Open(conn);
                 slot.deadline = now + self.idle_ticks;
-                let id = ConnId {
-                    worker: self.worker,
-                    index,
-                    generation: slot.generation,
-                };
+                let id = conn_id(self.worker, index, slot.generation);
                 if let State::Open(conn) = &mut slot.state {
-                    let mut ws = Ws {
-                        id,
-                        sender: conn.sender(),
-                        max_buffered: self.cfg.max_buffered,
-                    };
+                    let mut ws = Ws::new(id, conn.sender(), self.cfg.max_buffered);
                     self.handler.on_open(&mut ws);
                 }
             }
@@ -336,11 +320,7 @@ impl<H: Handler> Core<H> {
         let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
             return;
         };
-        let id = ConnId {
-            worker: self.worker,
-            index,
-            generation: slot.generation,
-        };
+        let id = conn_id(self.worker, index, slot.generation);
         let State::Open(conn) = &mut slot.state else {
             return;
         };
@@ -350,11 +330,7 @@ impl<H: Handler> Core<H> {
             match conn.read_and_reply(&mut buf[pos..]) {
                 Ok((n, ev, sender)) => {
                     pos += n;
-                    let mut ws = Ws {
-                        id,
-                        sender,
-                        max_buffered,
-                    };
+                    let mut ws = Ws::new(id, sender, max_buffered);
                     match ev {
                         None => break,
                         Some(Event::Text(t)) => self.handler.on_message(&mut ws, Msg::Text(t)),
@@ -416,17 +392,9 @@ impl<H: Handler> Core<H> {
                 slot.over_limit = true;
             } else if pending == 0 && slot.over_limit {
                 slot.over_limit = false;
-                let id = ConnId {
-                    worker: self.worker,
-                    index,
-                    generation: slot.generation,
-                };
+                let id = conn_id(self.worker, index, slot.generation);
                 if let State::Open(conn) = &mut slot.state {
-                    let mut ws = Ws {
-                        id,
-                        sender: conn.sender(),
-                        max_buffered: self.cfg.max_buffered,
-                    };
+                    let mut ws = Ws::new(id, conn.sender(), self.cfg.max_buffered);
                     self.handler.on_drain(&mut ws);
                     if !conn.output().is_empty() {
                         self.dirty.push(index);
@@ -456,7 +424,7 @@ impl<H: Handler> Core<H> {
         };
         driver.close(Token(index));
         if let State::Open(_) = slot.state {
-            let id = self.id(index, slot.generation);
+            let id = conn_id(self.worker, index, slot.generation);
             self.handler
                 .on_close(id, slot.close_code, &slot.close_reason);
         }
@@ -524,6 +492,14 @@ impl<H: Handler> Core<H> {
             }
         }
         self.fired = fired;
+    }
+}
+
+fn conn_id(worker: u16, index: u32, generation: u32) -> ConnId {
+    ConnId {
+        worker,
+        index,
+        generation,
     }
 }
 

@@ -96,7 +96,15 @@ pub struct Ws<'a> {
     pub(crate) max_buffered: usize,
 }
 
-impl Ws<'_> {
+impl<'a> Ws<'a> {
+    pub(crate) fn new(id: ConnId, sender: Sender<'a>, max_buffered: usize) -> Ws<'a> {
+        Ws {
+            id,
+            sender,
+            max_buffered,
+        }
+    }
+
     /// This connection's id.
     pub fn id(&self) -> ConnId {
         self.id
