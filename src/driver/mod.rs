@@ -12,6 +12,7 @@
 //!
 //! [`select`] probes io_uring and picks a backend for `--backend auto`.
 
+pub mod affinity;
 pub mod poll;
 pub mod uring;
 

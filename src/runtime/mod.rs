@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::driver::{self, Chosen};
+use crate::driver::{self, affinity, Chosen};
 use crate::server::{Config, Handler};
 use mailbox::{Control, Mailbox};
 
@@ -101,36 +101,6 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// The CPUs this process may run on (its affinity mask, e.g. from `taskset`).
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: `set` is a zeroed cpu_set_t owned by this frame; the kernel
-    // writes at most `size_of` bytes into it; CPU_ISSET only reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Vec::new();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
-    }
-}
-
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: `set` is a zeroed cpu_set_t owned by this frame; CPU_SET writes
-    // inside it; sched_setaffinity reads `size_of` bytes of it for this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            tracing::warn!(
-                "cannot pin worker to CPU {cpu}: {}",
-                io::Error::last_os_error()
-            );
-        }
-    }
-}
-
 /// Bind, spawn the workers, and return once every worker serves.
 pub fn start<H, F>(cfg: Config, factory: F) -> io::Result<Running>
 where
@@ -148,7 +118,7 @@ where
     }
     // Worker i runs on the i-th CPU this process may use, so `taskset` decides
     // where a server runs.
-    let cpus = allowed_cpus();
+    let cpus = affinity::allowed_cpus();
     let cfg = Arc::new(cfg);
     let factory = Arc::new(factory);
     let (ready_tx, ready_rx) = mpsc::channel::<io::Result<(usize, Arc<Mailbox>)>>();
@@ -162,7 +132,7 @@ where
             .name(format!("ringwave-worker-{i}"))
             .spawn(move || {
                 if cfg.pin_threads && !cpus.is_empty() {
-                    pin_to_cpu(cpus[i % cpus.len()]);
+                    affinity::pin_to_cpu(cpus[i % cpus.len()]);
                 }
                 // The driver is built on its own thread: an io_uring set up
                 // with SINGLE_ISSUER belongs to the thread that created it.
