@@ -93,9 +93,6 @@ pub trait Driver {
 
     /// A handle that wakes this worker from other threads.
     fn waker(&self) -> Waker;
-
-    /// Open connections.
-    fn connections(&self) -> usize;
 }
 
 /// Which backend to run.

@@ -45,6 +45,8 @@ pub struct PollDriver {
     waker: Arc<MioWaker>,
     /// Sockets to read again without waiting for an edge.
     backlog: Vec<usize>,
+    /// This turn's events: (token, readable, writable).
+    ready: Vec<(usize, bool, bool)>,
     accept_pause: AcceptPause,
 }
 
@@ -81,6 +83,7 @@ impl PollDriver {
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             waker,
             backlog: Vec::new(),
+            ready: Vec::with_capacity(1024),
             accept_pause: AcceptPause::default(),
         })
     }
@@ -182,7 +185,9 @@ impl Driver for PollDriver {
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-        let mut ready: Vec<(usize, bool, bool)> = Vec::with_capacity(self.events.iter().count());
+        // Reused across turns: no allocation per loop turn.
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
         for ev in self.events.iter() {
             ready.push((
                 ev.token().0,
@@ -199,7 +204,7 @@ impl Driver for PollDriver {
                 self.read_socket(key, sink);
             }
         }
-        for (key, readable, writable) in ready {
+        for &(key, readable, writable) in &ready {
             match MioToken(key) {
                 LISTENER => self.accept_all(sink),
                 WAKER => sink(Completion::Woken),
@@ -218,6 +223,7 @@ impl Driver for PollDriver {
                 }
             }
         }
+        self.ready = ready;
         Ok(())
     }
 
@@ -283,9 +289,5 @@ impl Driver for PollDriver {
 
     fn waker(&self) -> Waker {
         self.waker.clone()
-    }
-
-    fn connections(&self) -> usize {
-        self.sockets.len()
     }
 }

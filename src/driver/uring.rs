@@ -796,10 +796,6 @@ impl Driver for UringDriver {
     fn waker(&self) -> Waker {
         self.waker.clone()
     }
-
-    fn connections(&self) -> usize {
-        self.slots.iter().filter(|(_, s)| !s.closing).count()
-    }
 }
 
 #[cfg(test)]
