@@ -2,9 +2,8 @@
 //! worker thread). The HTTP upgrade is parsed with httparse; frames are
 //! echoed through a FragmentCollector.
 
-use base64::Engine as _;
 use fastwebsockets::{FragmentCollector, OpCode, Role, WebSocket};
-use sha1::{Digest, Sha1};
+use ringwave::proto::handshake::accept_key;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -32,10 +31,7 @@ async fn handshake(stream: &mut TcpStream) -> Option<()> {
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-key"))?
         .value;
-    let mut sha = Sha1::new();
-    sha.update(key);
-    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    let accept = base64::engine::general_purpose::STANDARD.encode(sha.finalize());
+    let accept = accept_key(std::str::from_utf8(key).ok()?);
     let resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
