@@ -76,6 +76,16 @@ pub trait Driver {
     /// [`Completion::Writable`] follows when it can take more.
     fn send(&mut self, token: Token, data: &[u8]) -> io::Result<usize>;
 
+    /// Take bytes from `parts`, in order, as one send (a connection's own
+    /// frames followed by shared publish frames). Returns how many bytes were
+    /// taken in total; the same rules as [`Driver::send`].
+    fn send_vectored(&mut self, token: Token, parts: &[&[u8]]) -> io::Result<usize> {
+        match parts.iter().find(|p| !p.is_empty()) {
+            Some(first) => self.send(token, first),
+            None => Ok(0),
+        }
+    }
+
     /// Take over an already connected socket (a client's outgoing
     /// connection); reads start at once. No `Accepted` is reported for it.
     fn adopt(&mut self, stream: std::net::TcpStream) -> io::Result<Token>;

@@ -6,7 +6,7 @@
 //! edge-triggered, a socket that was not read to `WouldBlock` (a fairness
 //! cap) is remembered and read again on the next turn without waiting.
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::TcpListener as StdListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,8 @@ const WAKER: MioToken = MioToken(usize::MAX - 2);
 const SCRATCH: usize = 64 * 1024;
 /// Reads per socket per turn before moving on to others.
 const READS_PER_TURN: usize = 16;
+/// Most slices handed to one `writev`.
+const MAX_PARTS: usize = 64;
 
 struct Socket {
     stream: TcpStream,
@@ -228,14 +230,27 @@ impl Driver for PollDriver {
     }
 
     fn send(&mut self, token: Token, data: &[u8]) -> io::Result<usize> {
+        self.send_vectored(token, &[data])
+    }
+
+    fn send_vectored(&mut self, token: Token, parts: &[&[u8]]) -> io::Result<usize> {
         let Some(sock) = self.sockets.get_mut(token.index()) else {
             return Err(io::Error::new(
                 ErrorKind::NotConnected,
                 "unknown connection",
             ));
         };
+        let mut slices = [IoSlice::new(&[]); MAX_PARTS];
+        let mut count = 0;
+        for part in parts.iter().filter(|p| !p.is_empty()).take(MAX_PARTS) {
+            slices[count] = IoSlice::new(part);
+            count += 1;
+        }
+        if count == 0 {
+            return Ok(0);
+        }
         loop {
-            match sock.stream.write(data) {
+            match sock.stream.write_vectored(&slices[..count]) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     sock.want_write = true;

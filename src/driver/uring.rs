@@ -15,6 +15,7 @@
 //! send buffer) is owned by the driver until its completion arrives.
 
 use std::alloc::{self, Layout};
+use std::collections::VecDeque;
 use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
@@ -39,6 +40,14 @@ const RECV_GROUP: u16 = 0;
 /// Registered send buffers: count and size.
 const SEND_BUFFERS: usize = 256;
 const SEND_BUFFER_SIZE: usize = 64 * 1024;
+/// When every registered buffer is in flight (fan-out to thousands of
+/// connections at once), sends are copied into pooled heap buffers instead,
+/// at most this many bytes each, so a turn never waits for buffers to come
+/// back. Pooled buffers larger than `HEAP_KEEP` are freed on return.
+const HEAP_SEND_MAX: usize = 16 * 1024;
+const HEAP_KEEP: usize = 4 * 1024;
+/// Send buffer ids: registered buffers first, heap buffers after.
+const MAX_HEAP_SENDS: usize = u16::MAX as usize - SEND_BUFFERS;
 
 /// Operation kinds in `user_data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +216,7 @@ pub fn probe() -> io::Result<String> {
         (opcode::Accept::CODE, "ACCEPT"),
         (opcode::Recv::CODE, "RECV"),
         (opcode::WriteFixed::CODE, "WRITE_FIXED"),
+        (opcode::Send::CODE, "SEND"),
         (opcode::PollAdd::CODE, "POLL_ADD"),
         (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
     ] {
@@ -277,6 +287,10 @@ pub struct UringDriver {
     recv: RecvRing,
     send_buffers: Box<[u8]>,
     free_send: Vec<u16>,
+    /// Heap send buffers (id `SEND_BUFFERS + i`); a buffer in flight is never
+    /// touched (its contents stay put even if this vector reallocates).
+    heap_sends: Vec<Vec<u8>>,
+    free_heap: Vec<u16>,
     slots: Slab<Slot>,
     next_generation: u32,
     listener: Option<TcpListener>,
@@ -284,7 +298,7 @@ pub struct UringDriver {
     accept_pause: AcceptPause,
     waker: Arc<EventFd>,
     /// Connections waiting for a free send buffer, in order.
-    buffer_waiters: Vec<Token>,
+    buffer_waiters: VecDeque<Token>,
     cqes: Vec<(u64, i32, u32)>,
     /// Buffers returned this turn, published together.
     returned: bool,
@@ -330,13 +344,15 @@ impl UringDriver {
             recv,
             send_buffers,
             free_send: (0..SEND_BUFFERS as u16).rev().collect(),
+            heap_sends: Vec::new(),
+            free_heap: Vec::new(),
             slots: Slab::new(),
             next_generation: 1,
             listener,
             accept_armed: false,
             accept_pause: AcceptPause::default(),
             waker: Arc::new(EventFd(efd)),
-            buffer_waiters: Vec::new(),
+            buffer_waiters: VecDeque::new(),
             cqes: Vec::with_capacity(1024),
             returned: false,
         };
@@ -350,8 +366,10 @@ impl UringDriver {
             // SAFETY: every SQE built here references either nothing, a file
             // descriptor that stays open until its completion (connection fds
             // are closed only after cancelling their ops, and the kernel holds
-            // its own reference meanwhile), or a registered send buffer owned
-            // by `self` and reserved for this op until its completion.
+            // its own reference meanwhile), or a send buffer owned by `self`
+            // and reserved for this op until its completion: a registered one,
+            // or a pooled heap buffer whose id is off the free list (so it is
+            // neither written nor freed) until the completion returns it.
             if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
                 return Ok(());
             }
@@ -407,13 +425,35 @@ impl UringDriver {
             index,
         }
         .encode();
-        let start = op.buf as usize * SEND_BUFFER_SIZE + op.offset as usize;
-        let ptr = self.send_buffers[start..].as_ptr();
-        let sqe = opcode::WriteFixed::new(types::Fd(slot.fd), ptr, op.len - op.offset, op.buf)
-            .build()
-            .user_data(ud);
+        let len = op.len - op.offset;
+        let sqe = if (op.buf as usize) < SEND_BUFFERS {
+            let start = op.buf as usize * SEND_BUFFER_SIZE + op.offset as usize;
+            let ptr = self.send_buffers[start..].as_ptr();
+            opcode::WriteFixed::new(types::Fd(slot.fd), ptr, len, op.buf)
+                .build()
+                .user_data(ud)
+        } else {
+            let heap = &self.heap_sends[op.buf as usize - SEND_BUFFERS];
+            let ptr = heap[op.offset as usize..].as_ptr();
+            opcode::Send::new(types::Fd(slot.fd), ptr, len)
+                .build()
+                .user_data(ud)
+        };
         self.slots[index as usize].inflight += 1;
         self.push(sqe)
+    }
+
+    /// A send completed: its buffer goes back to its pool.
+    fn release_send_buffer(&mut self, buf: u16) {
+        if (buf as usize) < SEND_BUFFERS {
+            self.free_send.push(buf);
+            return;
+        }
+        let heap = &mut self.heap_sends[buf as usize - SEND_BUFFERS];
+        if heap.capacity() > HEAP_KEEP {
+            *heap = Vec::new();
+        }
+        self.free_heap.push(buf);
     }
 
     fn accept_fd(&mut self, fd: RawFd, sink: &mut dyn FnMut(Completion<'_>)) {
@@ -600,7 +640,7 @@ impl UringDriver {
                 if res < 0 && live {
                     slot.dead = true;
                 }
-                self.free_send.push(op.buf);
+                self.release_send_buffer(op.buf);
                 if closing {
                     self.close_fd(ud.index);
                 } else if res < 0 && live {
@@ -609,7 +649,7 @@ impl UringDriver {
                     sink(Completion::Writable(token));
                 }
                 // A buffer came free: let a waiting connection have it.
-                while let Some(w) = self.buffer_waiters.pop() {
+                while let Some(w) = self.buffer_waiters.pop_front() {
                     if let Some(s) = self.slots.get_mut(w.index()) {
                         if s.wants_buffer && !s.closing && !s.dead {
                             s.wants_buffer = false;
@@ -686,6 +726,10 @@ impl Driver for UringDriver {
     }
 
     fn send(&mut self, token: Token, data: &[u8]) -> io::Result<usize> {
+        self.send_vectored(token, &[data])
+    }
+
+    fn send_vectored(&mut self, token: Token, parts: &[&[u8]]) -> io::Result<usize> {
         let Some(slot) = self.slots.get_mut(token.index()) else {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
@@ -698,19 +742,45 @@ impl Driver for UringDriver {
                 "connection closed",
             ));
         }
-        if slot.send.is_some() || data.is_empty() {
+        if slot.send.is_some() || parts.iter().all(|p| p.is_empty()) {
             return Ok(0);
         }
-        let Some(buf) = self.free_send.pop() else {
+        let (buf, n) = if let Some(buf) = self.free_send.pop() {
+            let start = buf as usize * SEND_BUFFER_SIZE;
+            let dst = &mut self.send_buffers[start..start + SEND_BUFFER_SIZE];
+            let mut n = 0;
+            for part in parts {
+                let take = part.len().min(SEND_BUFFER_SIZE - n);
+                dst[n..n + take].copy_from_slice(&part[..take]);
+                n += take;
+                if n == SEND_BUFFER_SIZE {
+                    break;
+                }
+            }
+            (buf, n)
+        } else if let Some(id) = self.free_heap.pop().or_else(|| {
+            (self.heap_sends.len() < MAX_HEAP_SENDS).then(|| {
+                self.heap_sends.push(Vec::new());
+                (SEND_BUFFERS + self.heap_sends.len() - 1) as u16
+            })
+        }) {
+            let dst = &mut self.heap_sends[id as usize - SEND_BUFFERS];
+            dst.clear();
+            for part in parts {
+                let take = part.len().min(HEAP_SEND_MAX - dst.len());
+                dst.extend_from_slice(&part[..take]);
+                if dst.len() == HEAP_SEND_MAX {
+                    break;
+                }
+            }
+            (id, dst.len())
+        } else {
             if !slot.wants_buffer {
                 slot.wants_buffer = true;
-                self.buffer_waiters.insert(0, token);
+                self.buffer_waiters.push_back(token);
             }
             return Ok(0);
         };
-        let n = data.len().min(SEND_BUFFER_SIZE);
-        let start = buf as usize * SEND_BUFFER_SIZE;
-        self.send_buffers[start..start + n].copy_from_slice(&data[..n]);
         slot.send = Some(SendOp {
             buf,
             offset: 0,
