@@ -25,10 +25,13 @@ both_backends!(python_websockets_clients, |backend| {
     run_script("ws_clients.py", &[&srv.url("/echo")]);
 });
 
-both_backends!(chromium_loads_the_page_and_echoes, |backend| {
-    let srv = TestServer::start(backend, &[]);
-    run_script("browser.py", &[&format!("http://{}/", srv.addr)]);
-});
+both_backends!(
+    chromium_loads_the_page_echoes_and_shows_live_ticks,
+    |backend| {
+        let srv = TestServer::start(backend, &[]);
+        run_script("browser.py", &[&format!("http://{}/", srv.addr)]);
+    }
+);
 
 both_backends!(
     conformance_cases_modelled_on_autobahn_sections_1_to_10,

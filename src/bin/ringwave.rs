@@ -1,4 +1,5 @@
-//! The `ringwave` command: a WebSocket echo server with a demo page.
+//! The `ringwave` command: a WebSocket echo server, a pub/sub feed with a
+//! market-data simulator, and a demo page.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -8,13 +9,24 @@ use std::time::Duration;
 use clap::Parser;
 use ringwave::driver::Backend;
 use ringwave::proto::{DeflateConfig, Limits};
-use ringwave::server::{Config, Echo, Server};
+use ringwave::server::feedsim::{self, SimSpec};
+use ringwave::server::{Config, Echo, Policy, Server};
 
 /// ringwave: a thread-per-core WebSocket server over io_uring.
 ///
-/// With no arguments it serves on 127.0.0.1:9001: a WebSocket upgrade on any
-/// path echoes every message back (text stays text, binary stays binary), and
-/// a plain `GET /` returns a page that opens a WebSocket and shows the echoes.
+/// With no arguments it serves on 127.0.0.1:9001:
+///
+/// - WebSocket on /feed: the pub/sub feed app, JSON text messages
+///   {"op":"subscribe","topic":"ticks"}, {"op":"unsubscribe",...} and (when
+///   allowed) {"op":"publish","topic":...,"data":...}; a built-in simulator
+///   publishes market-data ticks on the topic "ticks".
+///
+/// - WebSocket on any other path: echo (text stays text, binary stays binary).
+///
+/// - GET / is a demo page (live ticker and echo test); GET /sse/<topic>
+///   streams a topic as Server-Sent Events; POST /publish/<topic> publishes
+///   the body (when allowed); GET /metrics (Prometheus text); GET /healthz.
+///
 /// SIGINT/SIGTERM close every connection with 1001 and exit 0.
 #[derive(Parser, Debug)]
 #[command(name = "ringwave", version, about, long_about)]
@@ -66,13 +78,59 @@ struct Cli {
     #[arg(long, default_value_t = 3)]
     shutdown_grace: u64,
 
+    /// What to do with a subscriber whose unsent bytes pass --max-buffered:
+    /// close (close it with 1008), drop (skip publications while it is over),
+    /// conflate (keep only the newest per topic and key, send when it drains).
+    #[arg(long, default_value = "close")]
+    slow_consumer: Policy,
+
+    /// Slow-consumer policy for one topic, TOPIC=POLICY (repeatable). The
+    /// simulator's topic "ticks" defaults to conflate.
+    #[arg(long = "topic-policy", value_name = "TOPIC=POLICY", value_parser = parse_topic_policy)]
+    topic_policies: Vec<(String, Policy)>,
+
+    /// Let every /feed client publish, and accept POST /publish/<topic>
+    /// without a token.
+    #[arg(long)]
+    allow_client_publish: bool,
+
+    /// Let clients presenting this token publish: ?token=... on the /feed URL
+    /// or `Authorization: Bearer ...` (also for POST /publish/<topic>).
+    #[arg(long, value_name = "TOKEN")]
+    publish_token: Option<String>,
+
+    /// Built-in market-data simulator on topic "ticks": SYMBOLS:RATE (ticks
+    /// per second in total), or "off".
+    #[arg(long, default_value = "20:50", value_name = "SYMBOLS:RATE|off")]
+    feed_sim: String,
+
     /// Log level: error, warn, info, debug or trace (or a tracing filter).
     #[arg(long, default_value = "info")]
     log_level: String,
 }
 
+fn parse_topic_policy(s: &str) -> Result<(String, Policy), String> {
+    let (topic, policy) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{s:?}: expected TOPIC=POLICY, e.g. ticks=conflate"))?;
+    if !ringwave::server::pubsub::valid_topic(topic) {
+        return Err(format!("{topic:?} is not a valid topic"));
+    }
+    Ok((topic.to_string(), policy.parse()?))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let sim: Option<SimSpec> = match cli.feed_sim.as_str() {
+        "off" | "none" | "0" => None,
+        s => match s.parse() {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                eprintln!("ringwave: invalid --feed-sim: {e} (or \"off\")");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log_level) {
         Ok(f) => f,
         Err(e) => {
@@ -104,6 +162,16 @@ fn main() -> ExitCode {
         idle_timeout: Duration::from_secs(cli.idle_timeout),
         shutdown_grace: Duration::from_secs(cli.shutdown_grace),
         pin_threads: true,
+        slow_consumer: cli.slow_consumer,
+        topic_policies: {
+            let mut m = std::collections::HashMap::new();
+            m.insert(feedsim::TOPIC.to_string(), Policy::Conflate);
+            m.extend(cli.topic_policies.iter().cloned());
+            m
+        },
+        feed_path: Some("/feed".to_string()),
+        allow_client_publish: cli.allow_client_publish,
+        publish_token: cli.publish_token.clone(),
     };
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
@@ -135,6 +203,17 @@ fn main() -> ExitCode {
         running.local_addr()
     );
     let _ = std::io::stdout().flush();
+    if let Some(spec) = sim {
+        match feedsim::spawn(running.publisher(), spec) {
+            Ok(_) => tracing::info!(
+                "feed simulator: {} symbols, {} ticks/s on topic {:?}",
+                spec.symbols,
+                spec.rate,
+                feedsim::TOPIC
+            ),
+            Err(e) => tracing::warn!("feed simulator not started: {e}"),
+        }
+    }
     let shutdown = running.shutdown_handle();
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {

@@ -8,19 +8,30 @@ pub(crate) mod worker;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::driver::{self, affinity, Chosen};
-use crate::server::{Config, Handler};
+use crate::server::metrics::Stats;
+use crate::server::{Config, Handler, Publisher};
 use mailbox::{Control, Mailbox};
+
+/// Mailbox capacity per worker: enough for bursts of publishes; beyond it a
+/// publisher waits (back-pressure), nothing is dropped.
+const MAILBOX_CAPACITY: usize = 65_536;
+
+/// What every worker can reach of the others, set once all have started.
+pub(crate) struct Shared {
+    pub mailboxes: Arc<[Arc<Mailbox>]>,
+    pub stats: Vec<Arc<Stats>>,
+}
 
 /// A running server.
 pub struct Running {
     workers: Vec<JoinHandle<()>>,
-    mailboxes: Vec<Arc<Mailbox>>,
+    mailboxes: Arc<[Arc<Mailbox>]>,
     local_addr: SocketAddr,
     backend: Chosen,
     backend_reason: String,
@@ -50,13 +61,18 @@ impl Running {
     /// Ask every worker to stop accepting, close its connections with 1001 and
     /// exit (after the grace period at the latest).
     pub fn shutdown(&self) {
-        for m in &self.mailboxes {
+        for m in self.mailboxes.iter() {
             if m.send(Control::Shutdown).is_err() {
                 tracing::warn!(
                     "a worker's mailbox is full; shutdown will be retried by the caller"
                 );
             }
         }
+    }
+
+    /// A handle that publishes to every worker from any thread.
+    pub fn publisher(&self) -> Publisher {
+        Publisher::new(self.mailboxes.clone())
     }
 
     /// A handle that can request shutdown from another thread.
@@ -79,13 +95,13 @@ impl Running {
 /// Requests shutdown from any thread (a signal handler thread, a test).
 #[derive(Clone)]
 pub struct ShutdownHandle {
-    mailboxes: Vec<Arc<Mailbox>>,
+    mailboxes: Arc<[Arc<Mailbox>]>,
 }
 
 impl ShutdownHandle {
     /// See [`Running::shutdown`].
     pub fn shutdown(&self) {
-        for m in &self.mailboxes {
+        for m in self.mailboxes.iter() {
             let _ = m.send(Control::Shutdown);
         }
     }
@@ -121,13 +137,16 @@ where
     let cpus = affinity::allowed_cpus();
     let cfg = Arc::new(cfg);
     let factory = Arc::new(factory);
-    let (ready_tx, ready_rx) = mpsc::channel::<io::Result<(usize, Arc<Mailbox>)>>();
+    let shared: Arc<OnceLock<Shared>> = Arc::new(OnceLock::new());
+    type Ready = io::Result<(usize, Arc<Mailbox>, Arc<Stats>)>;
+    let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
     let mut workers = Vec::with_capacity(threads);
     for (i, listener) in listeners.into_iter().enumerate() {
         let cfg = cfg.clone();
         let factory = factory.clone();
         let ready = ready_tx.clone();
         let cpus = cpus.clone();
+        let shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name(format!("ringwave-worker-{i}"))
             .spawn(move || {
@@ -143,18 +162,23 @@ where
                         return;
                     }
                 };
-                let mailbox = Arc::new(Mailbox::new(1024, driver.waker()));
-                let _ = ready.send(Ok((i, mailbox.clone())));
+                let mailbox = Arc::new(Mailbox::new(MAILBOX_CAPACITY, driver.waker()));
+                let stats = Arc::new(Stats::default());
+                let _ = ready.send(Ok((i, mailbox.clone(), stats.clone())));
                 drop(ready);
-                worker::run(i as u16, driver, factory(), cfg, mailbox);
+                worker::run(i as u16, driver, factory(), cfg, mailbox, shared, stats);
             })?;
         workers.push(handle);
     }
     drop(ready_tx);
     let mut mailboxes: Vec<Option<Arc<Mailbox>>> = vec![None; threads];
+    let mut stats: Vec<Option<Arc<Stats>>> = vec![None; threads];
     for _ in 0..threads {
         match ready_rx.recv() {
-            Ok(Ok((i, m))) => mailboxes[i] = Some(m),
+            Ok(Ok((i, m, s))) => {
+                mailboxes[i] = Some(m);
+                stats[i] = Some(s);
+            }
             Ok(Err(e)) => {
                 let started: Vec<Arc<Mailbox>> = mailboxes.iter().flatten().cloned().collect();
                 for m in &started {
@@ -168,9 +192,14 @@ where
             Err(_) => return Err(io::Error::other("a worker exited during setup")),
         }
     }
+    let mailboxes: Arc<[Arc<Mailbox>]> = mailboxes.into_iter().flatten().collect();
+    let _ = shared.set(Shared {
+        mailboxes: mailboxes.clone(),
+        stats: stats.into_iter().flatten().collect(),
+    });
     Ok(Running {
         workers,
-        mailboxes: mailboxes.into_iter().flatten().collect(),
+        mailboxes,
         local_addr,
         backend,
         backend_reason,

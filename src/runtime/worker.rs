@@ -6,23 +6,31 @@
 //! turn, one send per connection (corking); then close the connections that
 //! finished; then advance the timer wheel.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::driver::{Completion, Driver, Token};
 use crate::proto::handshake::{
     status_text, HandshakeError, HttpRequest, RequestParser, UpgradeRequest,
 };
-use crate::proto::{CloseCode, CloseState, Conn, Event, Role};
-use crate::server::{page, Config, ConnId, Handler, Msg, Upgrade, Ws};
+use crate::proto::{CloseCode, CloseState, Conn, Event, MessageKind, Role};
+use crate::server::metrics::{self, Stats, WorkerView};
+use crate::server::pubsub::{Policy, Publication, Subscriber, Topics};
+use crate::server::{feed, page, Config, ConnId, Handler, Local, Msg, Upgrade, Ws};
 
-use super::mailbox::{Control, Mailbox};
+use super::mailbox::{Control, Mailbox, Refused};
 use super::timer::{TimerEntry, TimerWheel};
+use super::Shared;
 
 /// Timer tick.
 const TICK: Duration = Duration::from_secs(1);
 /// Ticks to wait for a peer's EOF after a half-close.
 const LINGER_TICKS: u64 = 2;
+/// Most slices gathered into one send.
+const MAX_PARTS: usize = 64;
+/// Stop gathering publications into one send past this many bytes.
+const GATHER_BYTES: usize = 64 * 1024;
 
 /// A connection's protocol phase.
 enum State {
@@ -30,8 +38,24 @@ enum State {
     Handshake(RequestParser),
     /// Writing a plain HTTP response, then closing.
     Http { out: Vec<u8>, pos: usize },
+    /// Reading the body of `POST /publish/<topic>`.
+    Body(Box<PostBody>),
+    /// A Server-Sent Events stream: the response head and keep-alive
+    /// comments in `out`, publications from the subscriber queue.
+    Sse {
+        out: Vec<u8>,
+        pos: usize,
+        closing: bool,
+    },
     /// WebSocket.
     Open(Conn),
+}
+
+struct PostBody {
+    topic: String,
+    key: Option<String>,
+    want: usize,
+    body: Vec<u8>,
 }
 
 struct Slot {
@@ -54,33 +78,156 @@ struct Slot {
     /// How the WebSocket closed, for `on_close`.
     close_code: CloseCode,
     close_reason: String,
+    /// Served by the built-in feed app instead of the handler.
+    feed: bool,
+    /// May publish (feed app).
+    can_publish: bool,
+    /// Pub/sub state, once the connection subscribes.
+    sub: Option<Box<Subscriber>>,
 }
 
 impl Slot {
-    fn output(&self) -> &[u8] {
-        match &self.state {
-            State::Handshake(_) => &[],
-            State::Http { out, pos } => &out[*pos..],
-            State::Open(c) => c.output(),
+    /// The connection's own unsent bytes (responses, frames it sent,
+    /// control frames), which go ahead of queued publications.
+    fn own_output(&self) -> &[u8] {
+        own_output(&self.state)
+    }
+
+    fn advance_own(&mut self, n: usize) {
+        match &mut self.state {
+            State::Handshake(_) | State::Body(_) => {}
+            State::Http { pos, .. } => *pos += n,
+            State::Sse { out, pos, .. } => {
+                *pos += n;
+                if *pos == out.len() {
+                    out.clear();
+                    *pos = 0;
+                }
+            }
+            State::Open(c) => c.advance_output(n),
         }
     }
 
-    fn advance(&mut self, n: usize) {
-        match &mut self.state {
-            State::Handshake(_) => {}
-            State::Http { pos, .. } => *pos += n,
-            State::Open(c) => c.advance_output(n),
+    fn is_sse(&self) -> bool {
+        matches!(self.state, State::Sse { .. })
+    }
+
+    fn queued(&self) -> usize {
+        self.sub.as_ref().map_or(0, |s| s.queued_bytes)
+    }
+
+    /// Every unsent byte: own output and queued publications.
+    fn pending(&self) -> usize {
+        self.own_output().len() + self.queued()
+    }
+
+    /// Whether new publications may be queued.
+    fn takes_publications(&self) -> bool {
+        match &self.state {
+            State::Open(c) => c.close_state() == CloseState::Open,
+            State::Sse { closing, .. } => !closing,
+            _ => false,
         }
     }
 
     /// Nothing more to do but close the transport once output is flushed.
     fn finished(&self) -> bool {
         match &self.state {
-            State::Handshake(_) => false,
+            State::Handshake(_) | State::Body(_) => false,
             State::Http { .. } => true,
+            State::Sse { closing, .. } => *closing,
             State::Open(c) => c.close_state() == CloseState::Closed,
         }
     }
+
+    /// Consume `n` written bytes in the order [`gather`] laid them out.
+    fn consume(&mut self, mut n: usize, front_partial: bool) {
+        let sse = self.is_sse();
+        if front_partial {
+            if let Some(sub) = self.sub.as_deref_mut() {
+                let rest = sub
+                    .queue
+                    .front()
+                    .map_or(0, |p| p.bytes(sse).len() - sub.front_pos);
+                if n < rest {
+                    sub.front_pos += n;
+                    sub.queued_bytes -= n;
+                    return;
+                }
+                n -= rest;
+                sub.queued_bytes -= rest;
+                sub.front_pos = 0;
+                sub.queue.pop_front();
+            }
+        }
+        let own = self.own_output().len().min(n);
+        self.advance_own(own);
+        n -= own;
+        if let Some(sub) = self.sub.as_deref_mut() {
+            while n > 0 {
+                let Some(front) = sub.queue.front() else {
+                    break;
+                };
+                let len = front.bytes(sse).len();
+                if n < len {
+                    sub.front_pos = n;
+                    sub.queued_bytes -= n;
+                    return;
+                }
+                n -= len;
+                sub.queued_bytes -= len;
+                sub.queue.pop_front();
+            }
+        }
+    }
+}
+
+fn own_output(state: &State) -> &[u8] {
+    match state {
+        State::Handshake(_) | State::Body(_) => &[],
+        State::Http { out, pos } | State::Sse { out, pos, .. } => &out[*pos..],
+        State::Open(c) => c.output(),
+    }
+}
+
+/// Lay out a slot's unsent bytes for one send: the rest of a partly written
+/// publication (its frame must finish first), then the connection's own
+/// output (control frames are never starved behind publications), then
+/// queued publications. Returns the number of parts and whether the first is
+/// a partly written publication.
+fn gather<'s>(slot: &'s Slot, parts: &mut [&'s [u8]; MAX_PARTS]) -> (usize, bool) {
+    let sse = slot.is_sse();
+    let mut n = 0;
+    let mut front_partial = false;
+    let sub = slot.sub.as_deref();
+    if let Some(sub) = sub {
+        if sub.front_pos > 0 {
+            if let Some(front) = sub.queue.front() {
+                parts[n] = &front.bytes(sse)[sub.front_pos..];
+                n += 1;
+                front_partial = true;
+            }
+        }
+    }
+    let own = slot.own_output();
+    let mut total = 0;
+    if !own.is_empty() {
+        parts[n] = own;
+        n += 1;
+        total += own.len();
+    }
+    if let Some(sub) = sub {
+        for p in sub.queue.iter().skip(usize::from(front_partial)) {
+            if n == MAX_PARTS || total >= GATHER_BYTES {
+                break;
+            }
+            let b = p.bytes(sse);
+            parts[n] = b;
+            n += 1;
+            total += b.len();
+        }
+    }
+    (n, front_partial)
 }
 
 /// Per-worker state other than the driver (so completions can be handled
@@ -98,6 +245,14 @@ struct Core<H: Handler> {
     woken: bool,
     handshake_ticks: u64,
     idle_ticks: u64,
+    topics: Topics,
+    /// Publishes made during a callback, delivered right after it.
+    publishes: Vec<Arc<Publication>>,
+    /// Every worker's mailbox and counters, set once all have started.
+    shared: Arc<OnceLock<Shared>>,
+    /// Publications for a worker whose mailbox was full, in order.
+    outbox: Vec<VecDeque<Arc<Publication>>>,
+    stats: Arc<Stats>,
 }
 
 /// Run a worker until it is told to shut down and its connections are gone.
@@ -107,6 +262,8 @@ pub(crate) fn run<H: Handler>(
     handler: H,
     cfg: Arc<Config>,
     mailbox: Arc<Mailbox>,
+    shared: Arc<OnceLock<Shared>>,
+    stats: Arc<Stats>,
 ) {
     let ticks = |d: Duration| d.as_secs().max(1);
     let mut core = Core {
@@ -114,6 +271,7 @@ pub(crate) fn run<H: Handler>(
         handler,
         handshake_ticks: ticks(cfg.handshake_timeout),
         idle_ticks: ticks(cfg.idle_timeout),
+        topics: Topics::new(cfg.slow_consumer, Arc::new(cfg.topic_policies.clone())),
         cfg,
         conns: Vec::new(),
         next_generation: 1,
@@ -122,6 +280,10 @@ pub(crate) fn run<H: Handler>(
         wheel: TimerWheel::new(),
         fired: Vec::new(),
         woken: false,
+        publishes: Vec::new(),
+        shared,
+        outbox: Vec::new(),
+        stats,
     };
     let started = Instant::now();
     let mut shutdown_at: Option<Instant> = None;
@@ -132,29 +294,34 @@ pub(crate) fn run<H: Handler>(
         if let Some(t) = shutdown_at {
             timeout = timeout.min(t.saturating_duration_since(Instant::now()));
         }
+        if core.outbox.iter().any(|q| !q.is_empty()) {
+            // Retry soon: another worker's mailbox was full.
+            timeout = timeout.min(Duration::from_millis(1));
+        }
         if let Err(e) = driver.turn(Some(timeout), &mut |c| core.on_completion(c)) {
             tracing::error!(worker, "driver failed: {e}; worker stops");
+            mailbox.close();
             return;
         }
-        core.flush(driver.as_mut());
-        core.close_finished(driver.as_mut());
         if core.woken {
             core.woken = false;
             controls.clear();
             mailbox.drain(&mut controls);
-            for c in &controls {
+            for c in controls.drain(..) {
                 match c {
+                    Control::Publish(p) => core.deliver(&p),
                     Control::Shutdown if shutdown_at.is_none() => {
                         shutdown_at = Some(Instant::now() + core.cfg.shutdown_grace);
                         driver.stop_accepting();
                         core.begin_shutdown();
-                        core.flush(driver.as_mut());
-                        core.close_finished(driver.as_mut());
                     }
                     Control::Shutdown => {}
                 }
             }
         }
+        core.retry_outbox();
+        core.flush(driver.as_mut());
+        core.close_finished(driver.as_mut());
         let target = started.elapsed().as_secs();
         while core.wheel.now() < target {
             core.tick();
@@ -163,6 +330,7 @@ pub(crate) fn run<H: Handler>(
         core.close_finished(driver.as_mut());
         if let Some(t) = shutdown_at {
             if core.open_count() == 0 {
+                mailbox.close();
                 return;
             }
             if Instant::now() >= t {
@@ -172,6 +340,7 @@ pub(crate) fn run<H: Handler>(
                     core.open_count()
                 );
                 core.close_all(driver.as_mut());
+                mailbox.close();
                 return;
             }
         }
@@ -196,7 +365,16 @@ impl<H: Handler> Core<H> {
         match c {
             Completion::Accepted(t) => self.accept(t),
             Completion::Data(t, buf) => self.data(t.0, buf),
-            Completion::Writable(t) => self.mark_dirty(t.0),
+            Completion::Writable(t) => {
+                // io_uring reports every finished send; only a connection
+                // with something left to do needs a flush.
+                if let Some(Some(s)) = self.conns.get(t.index()) {
+                    let waiting = s.sub.as_ref().is_some_and(|s| !s.conflated.is_empty());
+                    if s.pending() > 0 || s.finished() || s.over_limit || waiting {
+                        self.mark_dirty(t.0);
+                    }
+                }
+            }
             Completion::Closed(t) => {
                 if let Some(Some(_)) = self.conns.get(t.index()) {
                     self.to_close.push(t.0);
@@ -225,7 +403,12 @@ impl<H: Handler> Core<H> {
             lingering: false,
             close_code: CloseCode::ABNORMAL,
             close_reason: String::new(),
+            feed: false,
+            can_publish: false,
+            sub: None,
         });
+        self.stats.connections_open.add(1);
+        self.stats.connections_total.add(1);
         self.wheel.insert(t.0, generation, deadline);
     }
 
@@ -236,21 +419,26 @@ impl<H: Handler> Core<H> {
             return;
         };
         match &mut slot.state {
-            State::Http { .. } => {}
+            State::Http { .. } | State::Sse { .. } => {}
+            State::Body(post) => {
+                let take = buf.len().min(post.want - post.body.len());
+                post.body.extend_from_slice(&buf[..take]);
+                if post.body.len() == post.want {
+                    self.finish_post(index);
+                }
+            }
             State::Handshake(parser) => match parser.feed(buf) {
                 Ok(None) => {}
                 Ok(Some(parsed)) => {
                     let mut rest = parsed.rest;
-                    self.upgrade(index, parsed.request);
-                    if !rest.is_empty() {
-                        self.frames(index, &mut rest);
-                    }
+                    self.request(index, parsed.request, &mut rest);
                 }
                 Err(e) => {
                     slot.state = State::Http {
                         out: e.response(),
                         pos: 0,
                     };
+                    self.stats.handshakes_rejected.add(1);
                     self.mark_dirty(index);
                 }
             },
@@ -262,12 +450,217 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    fn upgrade(&mut self, index: u32, http: HttpRequest) {
+    /// A whole request head arrived; `rest` holds the bytes after it.
+    fn request(&mut self, index: u32, http: HttpRequest, rest: &mut [u8]) {
+        let path = http.path.split('?').next().unwrap_or("");
+        if http.wants_websocket() {
+            let feed = self.cfg.feed_path.as_deref() == Some(path);
+            self.upgrade(index, http, feed);
+            if !rest.is_empty() {
+                self.frames(index, rest);
+            }
+            return;
+        }
+        if http.method == "POST" {
+            if let Some(topic) = path.strip_prefix("/publish/") {
+                let topic = decode_path(topic);
+                return self.begin_post(index, &http, topic, rest);
+            }
+        }
+        if matches!(http.method.as_str(), "GET" | "HEAD") {
+            if let Some(topic) = path.strip_prefix("/sse/") {
+                return self.begin_sse(index, &http, &decode_path(topic));
+            }
+            if path == "/metrics" {
+                let text = self.scrape();
+                return self.respond(
+                    index,
+                    200,
+                    "text/plain; version=0.0.4",
+                    text.as_bytes(),
+                    &http,
+                );
+            }
+            if path == "/healthz" {
+                return self.respond(index, 200, "text/plain; charset=utf-8", b"ok\n", &http);
+            }
+        }
+        let (status, ctype, body): (u16, &str, &str) = match (http.method.as_str(), path) {
+            ("GET" | "HEAD", "/") => (200, "text/html; charset=utf-8", page::INDEX_HTML),
+            ("GET" | "HEAD", _) => (
+                404,
+                "text/plain; charset=utf-8",
+                "not found: WebSocket upgrades are served on any path (the feed app on /feed); \
+                 the demo page is at /, Server-Sent Events at /sse/<topic>, metrics at /metrics\n",
+            ),
+            _ => (405, "text/plain; charset=utf-8", "method not allowed\n"),
+        };
+        self.respond(index, status, ctype, body.as_bytes(), &http);
+    }
+
+    /// Answer with a plain HTTP response, then close.
+    fn respond(&mut self, index: u32, status: u16, ctype: &str, body: &[u8], http: &HttpRequest) {
+        self.respond_with(index, status, ctype, body, http.method == "HEAD");
+    }
+
+    fn respond_with(&mut self, index: u32, status: u16, ctype: &str, body: &[u8], head_only: bool) {
+        let mut out = format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            status_text(status),
+            body.len()
+        )
+        .into_bytes();
+        if !head_only {
+            out.extend_from_slice(body);
+        }
+        if status >= 400 {
+            self.stats.handshakes_rejected.add(1);
+        }
+        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            return;
+        };
+        slot.state = State::Http { out, pos: 0 };
+        // The peer may still be sending (a body we did not read).
+        slot.linger = true;
+        self.mark_dirty(index);
+    }
+
+    fn may_publish(&self, http: &HttpRequest) -> bool {
+        if self.cfg.allow_client_publish {
+            return true;
+        }
+        let Some(token) = self.cfg.publish_token.as_deref() else {
+            return false;
+        };
+        let bearer = http
+            .header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| t.trim() == token);
+        bearer || query_param(&http.path, "token").as_deref() == Some(token)
+    }
+
+    fn begin_post(&mut self, index: u32, http: &HttpRequest, topic: String, rest: &[u8]) {
+        const HINT: &str = "publishing is not allowed: start the server with \
+             --allow-client-publish, or send Authorization: Bearer <--publish-token>\n";
+        if !self.may_publish(http) {
+            return self.respond(
+                index,
+                403,
+                "text/plain; charset=utf-8",
+                HINT.as_bytes(),
+                http,
+            );
+        }
+        if !crate::server::pubsub::valid_topic(&topic) {
+            let msg = b"bad topic: 1 to 256 bytes without control characters\n";
+            return self.respond(index, 400, "text/plain; charset=utf-8", msg, http);
+        }
+        if http.header_values("transfer-encoding").next().is_some() {
+            let msg = b"send the body with Content-Length (chunked bodies are not accepted)\n";
+            return self.respond(index, 411, "text/plain; charset=utf-8", msg, http);
+        }
+        let Some(want) = http
+            .header("content-length")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        else {
+            let msg = b"Content-Length required\n";
+            return self.respond(index, 411, "text/plain; charset=utf-8", msg, http);
+        };
+        if want > self.cfg.limits.max_message_size {
+            let msg = format!(
+                "body too large: {want} bytes, the limit is {} (--max-message)\n",
+                self.cfg.limits.max_message_size
+            );
+            return self.respond(
+                index,
+                413,
+                "text/plain; charset=utf-8",
+                msg.as_bytes(),
+                http,
+            );
+        }
+        let key = query_param(&http.path, "key");
+        let take = rest.len().min(want);
+        let mut body = Vec::with_capacity(want);
+        body.extend_from_slice(&rest[..take]);
+        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            return;
+        };
+        slot.state = State::Body(Box::new(PostBody {
+            topic,
+            key,
+            want,
+            body,
+        }));
+        if take == want {
+            self.finish_post(index);
+        }
+    }
+
+    fn finish_post(&mut self, index: u32) {
+        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            return;
+        };
+        let State::Body(post) = std::mem::replace(
+            &mut slot.state,
+            State::Handshake(RequestParser::new(&self.cfg.limits)),
+        ) else {
+            return;
+        };
+        let kind = if std::str::from_utf8(&post.body).is_ok() {
+            MessageKind::Text
+        } else {
+            MessageKind::Binary
+        };
+        let p = Publication::new(&post.topic, post.key.as_deref(), kind, &post.body);
+        self.publish(p);
+        self.respond_with(
+            index,
+            202,
+            "text/plain; charset=utf-8",
+            b"published\n",
+            false,
+        );
+    }
+
+    fn begin_sse(&mut self, index: u32, http: &HttpRequest, topic: &str) {
+        if !crate::server::pubsub::valid_topic(topic) {
+            let msg = b"bad topic: 1 to 256 bytes without control characters\n";
+            return self.respond(index, 400, "text/plain; charset=utf-8", msg, http);
+        }
+        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            return;
+        };
+        let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\nX-Accel-Buffering: no\r\n\r\n".to_vec();
+        if http.method == "HEAD" {
+            slot.state = State::Http { out, pos: 0 };
+            return self.mark_dirty(index);
+        }
+        out.extend_from_slice(b": subscribed\n\n");
+        slot.state = State::Sse {
+            out,
+            pos: 0,
+            closing: false,
+        };
+        slot.deadline = self.wheel.now() + self.idle_ticks;
+        let _ = self
+            .topics
+            .subscribe(index, slot.generation, &mut slot.sub, topic, &self.stats);
+        self.mark_dirty(index);
+    }
+
+    fn upgrade(&mut self, index: u32, http: HttpRequest, feed: bool) {
         let now = self.wheel.now();
-        let response = if http.wants_websocket() {
-            match UpgradeRequest::from_http(http) {
-                Err(e) => Err(e.response()),
-                Ok(req) => match self.handler.on_upgrade(&req) {
+        let can_publish = feed && self.may_publish(&http);
+        let response = match UpgradeRequest::from_http(http) {
+            Err(e) => Err(e.response()),
+            Ok(req) => {
+                let decision = if feed {
+                    Upgrade::Accept { protocol: None }
+                } else {
+                    self.handler.on_upgrade(&req)
+                };
+                match decision {
                     Upgrade::Reject { status, reason } => {
                         Err(HandshakeError { status, reason }.response())
                     }
@@ -289,10 +682,8 @@ impl<H: Handler> Core<H> {
                             .send_raw(&req.accept_response(protocol.as_deref(), deflate.as_ref()));
                         Ok(conn)
                     }
-                },
+                }
             }
-        } else {
-            Err(http_route(&http))
         };
         let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
             return;
@@ -301,21 +692,36 @@ impl<H: Handler> Core<H> {
             Err(out) => {
                 slot.state = State::Http { out, pos: 0 };
                 slot.linger = true;
+                self.stats.handshakes_rejected.add(1);
             }
             Ok(conn) => {
                 slot.state = State::Open(conn);
                 slot.deadline = now + self.idle_ticks;
+                slot.feed = feed;
+                slot.can_publish = can_publish;
+                self.stats.handshakes_accepted.add(1);
                 let id = conn_id(self.worker, index, slot.generation);
                 if let State::Open(conn) = &mut slot.state {
-                    let mut ws = Ws::new(id, conn.sender(), self.cfg.max_buffered);
-                    self.handler.on_open(&mut ws);
+                    if !feed {
+                        let local = Local {
+                            generation: slot.generation,
+                            sub: &mut slot.sub,
+                            topics: &mut self.topics,
+                            publishes: &mut self.publishes,
+                            stats: &self.stats,
+                        };
+                        let mut ws = Ws::new(id, conn.sender(), self.cfg.max_buffered, local);
+                        self.handler.on_open(&mut ws);
+                    }
                 }
+                self.publish_pending();
             }
         }
         self.mark_dirty(index);
     }
 
-    /// Feed WebSocket bytes to the connection and its events to the handler.
+    /// Feed WebSocket bytes to the connection and its events to the handler
+    /// (or the feed app).
     fn frames(&mut self, index: u32, buf: &mut [u8]) {
         let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
             return;
@@ -330,16 +736,29 @@ impl<H: Handler> Core<H> {
             match conn.read_and_reply(&mut buf[pos..]) {
                 Ok((n, ev, sender)) => {
                     pos += n;
-                    let mut ws = Ws::new(id, sender, max_buffered);
-                    match ev {
+                    let local = Local {
+                        generation: slot.generation,
+                        sub: &mut slot.sub,
+                        topics: &mut self.topics,
+                        publishes: &mut self.publishes,
+                        stats: &self.stats,
+                    };
+                    let mut ws = Ws::new(id, sender, max_buffered, local);
+                    let msg = match ev {
                         None => break,
-                        Some(Event::Text(t)) => self.handler.on_message(&mut ws, Msg::Text(t)),
-                        Some(Event::Binary(b)) => self.handler.on_message(&mut ws, Msg::Binary(b)),
-                        Some(Event::Ping(_)) | Some(Event::Pong(_)) => {}
+                        Some(Event::Text(t)) => Msg::Text(t),
+                        Some(Event::Binary(b)) => Msg::Binary(b),
+                        Some(Event::Ping(_)) | Some(Event::Pong(_)) => continue,
                         Some(Event::Close { code, reason }) => {
                             slot.close_code = code.unwrap_or(CloseCode::NO_STATUS);
                             slot.close_reason = reason.to_string();
+                            continue;
                         }
+                    };
+                    if slot.feed {
+                        feed::handle(&mut ws, msg, slot.can_publish);
+                    } else {
+                        self.handler.on_message(&mut ws, msg);
                     }
                 }
                 Err(e) => {
@@ -352,33 +771,156 @@ impl<H: Handler> Core<H> {
             }
         }
         self.mark_dirty(index);
+        self.publish_pending();
+    }
+
+    fn publish_pending(&mut self) {
+        if self.publishes.is_empty() {
+            return;
+        }
+        let mut ps = std::mem::take(&mut self.publishes);
+        for p in ps.drain(..) {
+            self.publish(p);
+        }
+        if self.publishes.is_empty() {
+            self.publishes = ps;
+        }
+    }
+
+    /// Deliver here and forward to every other worker.
+    fn publish(&mut self, p: Arc<Publication>) {
+        self.deliver(&p);
+        let Some(shared) = self.shared.get() else {
+            return;
+        };
+        if self.outbox.len() < shared.mailboxes.len() {
+            self.outbox
+                .resize_with(shared.mailboxes.len(), VecDeque::new);
+        }
+        for (w, m) in shared.mailboxes.iter().enumerate() {
+            if w == self.worker as usize {
+                continue;
+            }
+            if !self.outbox[w].is_empty() {
+                self.outbox[w].push_back(p.clone());
+                continue;
+            }
+            match m.send(Control::Publish(p.clone())) {
+                Ok(()) | Err(Refused::Closed(_)) => {}
+                Err(Refused::Full(_)) => self.outbox[w].push_back(p.clone()),
+            }
+        }
+    }
+
+    /// Hand publications held for full mailboxes on, in order.
+    fn retry_outbox(&mut self) {
+        let Some(shared) = self.shared.get() else {
+            return;
+        };
+        for (w, q) in self.outbox.iter_mut().enumerate() {
+            while let Some(p) = q.pop_front() {
+                match shared.mailboxes[w].send(Control::Publish(p)) {
+                    Ok(()) => {}
+                    Err(Refused::Closed(_)) => q.clear(),
+                    Err(Refused::Full(Control::Publish(p))) => {
+                        q.push_front(p);
+                        break;
+                    }
+                    Err(Refused::Full(_)) => break,
+                }
+            }
+        }
+    }
+
+    /// Queue `p` to this worker's subscribers of its topic, applying the
+    /// slow-consumer policy to those over their limit.
+    fn deliver(&mut self, p: &Arc<Publication>) {
+        self.stats.publishes.add(1);
+        let Some(topic) = self.topics.get(p.topic()) else {
+            return;
+        };
+        let limit = self.cfg.max_buffered;
+        let now = self.wheel.now();
+        for &(index, generation) in &topic.subs {
+            let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+                continue;
+            };
+            if slot.generation != generation || !slot.takes_publications() {
+                continue;
+            }
+            let sse = slot.is_sse();
+            let len = p.bytes(sse).len();
+            let buffered = slot.pending();
+            let over = buffered > 0 && buffered + len > limit;
+            let Some(sub) = slot.sub.as_deref_mut() else {
+                continue;
+            };
+            if !over {
+                sub.release_conflated(sse);
+                sub.push(p.clone(), len);
+                self.stats.deliveries.add(1);
+            } else {
+                match topic.policy {
+                    Policy::Drop => {
+                        self.stats.slow_drops.add(1);
+                        continue;
+                    }
+                    Policy::Conflate => {
+                        self.stats.slow_conflated.add(1);
+                        if sub.conflate(p) {
+                            self.stats.slow_superseded.add(1);
+                        }
+                        continue;
+                    }
+                    Policy::Close => {
+                        self.stats.slow_closes.add(1);
+                        sub.discard_unstarted(sse);
+                        match &mut slot.state {
+                            State::Open(conn) => {
+                                let _ = conn.close(
+                                    CloseCode::POLICY_VIOLATION,
+                                    "slow consumer: send buffer limit exceeded",
+                                );
+                                slot.close_code = CloseCode::POLICY_VIOLATION;
+                            }
+                            State::Sse { closing, .. } => *closing = true,
+                            _ => {}
+                        }
+                        // The close handshake gets the handshake timeout.
+                        slot.deadline = now + self.handshake_ticks;
+                        self.wheel.insert(index, generation, slot.deadline);
+                    }
+                }
+            }
+            if !slot.dirty {
+                slot.dirty = true;
+                self.dirty.push(index);
+            }
+        }
     }
 
     /// Write out what each dirty connection queued this turn.
     fn flush(&mut self, driver: &mut dyn Driver) {
         let dirty = std::mem::take(&mut self.dirty);
+        let limit = self.cfg.max_buffered;
         for &index in &dirty {
             let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
                 continue;
             };
             slot.dirty = false;
             let token = Token(index);
-            let mut failed = false;
-            loop {
-                let out = slot.output();
-                if out.is_empty() {
-                    break;
-                }
-                match driver.send(token, out) {
-                    Ok(0) => break,
-                    Ok(n) => slot.advance(n),
-                    Err(_) => {
-                        failed = true;
-                        break;
+            let mut failed = write_out(slot, driver, token).is_err();
+            let sse = slot.is_sse();
+            if !failed && slot.pending() <= limit / 2 && slot.takes_publications() {
+                if let Some(sub) = slot.sub.as_deref_mut() {
+                    if !sub.conflated.is_empty() {
+                        // Drained enough: send the newest of what was held.
+                        sub.release_conflated(sse);
+                        failed = write_out(slot, driver, token).is_err();
                     }
                 }
             }
-            let pending = slot.output().len();
+            let pending = slot.pending();
             if failed || (pending == 0 && slot.finished() && !slot.linger) {
                 self.to_close.push(index);
             } else if pending == 0 && slot.finished() {
@@ -388,19 +930,27 @@ impl<H: Handler> Core<H> {
                     self.wheel.insert(index, slot.generation, slot.deadline);
                     driver.shutdown_write(token);
                 }
-            } else if pending > self.cfg.max_buffered {
+            } else if pending > limit {
                 slot.over_limit = true;
             } else if pending == 0 && slot.over_limit {
                 slot.over_limit = false;
                 let id = conn_id(self.worker, index, slot.generation);
-                if let State::Open(conn) = &mut slot.state {
-                    let mut ws = Ws::new(id, conn.sender(), self.cfg.max_buffered);
+                if let (State::Open(conn), false) = (&mut slot.state, slot.feed) {
+                    let local = Local {
+                        generation: slot.generation,
+                        sub: &mut slot.sub,
+                        topics: &mut self.topics,
+                        publishes: &mut self.publishes,
+                        stats: &self.stats,
+                    };
+                    let mut ws = Ws::new(id, conn.sender(), limit, local);
                     self.handler.on_drain(&mut ws);
                     if !conn.output().is_empty() {
                         self.dirty.push(index);
                         slot.dirty = true;
                     }
                 }
+                self.publish_pending();
             }
         }
         // Reuse the allocation; entries pushed during on_drain stay.
@@ -423,7 +973,12 @@ impl<H: Handler> Core<H> {
             return;
         };
         driver.close(Token(index));
-        if let State::Open(_) = slot.state {
+        self.stats.connections_open.sub(1);
+        if let Some(sub) = &slot.sub {
+            self.topics
+                .remove_all(index, slot.generation, sub, &self.stats);
+        }
+        if let (State::Open(_), false) = (&slot.state, slot.feed) {
             let id = conn_id(self.worker, index, slot.generation);
             self.handler
                 .on_close(id, slot.close_code, &slot.close_reason);
@@ -438,6 +993,16 @@ impl<H: Handler> Core<H> {
             match &mut slot.state {
                 State::Open(conn) => {
                     let _ = conn.close(CloseCode::GOING_AWAY, "server shutting down");
+                    if let Some(sub) = slot.sub.as_deref_mut() {
+                        sub.discard_unstarted(false);
+                    }
+                    self.mark_dirty(index);
+                }
+                State::Sse { closing, .. } => {
+                    *closing = true;
+                    if let Some(sub) = slot.sub.as_deref_mut() {
+                        sub.discard_unstarted(true);
+                    }
                     self.mark_dirty(index);
                 }
                 _ => self.to_close.push(index),
@@ -449,6 +1014,22 @@ impl<H: Handler> Core<H> {
         for index in 0..self.conns.len() as u32 {
             self.close_transport(driver, index);
         }
+    }
+
+    fn scrape(&self) -> String {
+        let Some(shared) = self.shared.get() else {
+            return String::new();
+        };
+        let views: Vec<WorkerView<'_>> = shared
+            .stats
+            .iter()
+            .zip(shared.mailboxes.iter())
+            .map(|(s, m)| WorkerView {
+                stats: s,
+                mailbox_depth: m.depth(),
+            })
+            .collect();
+        metrics::render(&views)
     }
 
     fn tick(&mut self) {
@@ -468,9 +1049,20 @@ impl<H: Handler> Core<H> {
                 continue;
             }
             match &mut slot.state {
-                State::Handshake(_) | State::Http { .. } => {
+                State::Handshake(_) | State::Http { .. } | State::Body(_) => {
                     tracing::debug!(worker = self.worker, index = e.index, "handshake timeout");
                     self.to_close.push(e.index);
+                }
+                State::Sse { out, closing, .. } => {
+                    if *closing {
+                        self.to_close.push(e.index);
+                    } else {
+                        // Keep proxies and the client from timing out.
+                        out.extend_from_slice(b": keep-alive\n\n");
+                        slot.deadline = now + self.idle_ticks;
+                        self.wheel.insert(e.index, e.generation, slot.deadline);
+                        self.mark_dirty(e.index);
+                    }
                 }
                 State::Open(conn) => {
                     if conn.close_state() != CloseState::Open {
@@ -495,6 +1087,22 @@ impl<H: Handler> Core<H> {
     }
 }
 
+/// Send as much of the slot's unsent bytes as the driver takes now.
+fn write_out(slot: &mut Slot, driver: &mut dyn Driver, token: Token) -> std::io::Result<()> {
+    loop {
+        let mut parts: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
+        let (n, front_partial) = gather(slot, &mut parts);
+        if n == 0 {
+            return Ok(());
+        }
+        let written = driver.send_vectored(token, &parts[..n])?;
+        if written == 0 {
+            return Ok(());
+        }
+        slot.consume(written, front_partial);
+    }
+}
+
 fn conn_id(worker: u16, index: u32, generation: u32) -> ConnId {
     ConnId {
         worker,
@@ -503,26 +1111,22 @@ fn conn_id(worker: u16, index: u32, generation: u32) -> ConnId {
     }
 }
 
-/// Plain HTTP on the WebSocket port: the demo page on `GET /`, 404 elsewhere.
-fn http_route(req: &HttpRequest) -> Vec<u8> {
-    let path = req.path.split('?').next().unwrap_or("");
-    let (status, ctype, body): (u16, &str, &str) = match (req.method.as_str(), path) {
-        ("GET" | "HEAD", "/") => (200, "text/html; charset=utf-8", page::INDEX_HTML),
-        ("GET" | "HEAD", _) => (
-            404,
-            "text/plain; charset=utf-8",
-            "not found: WebSocket upgrades are served on any path; the demo page is at /\n",
-        ),
-        _ => (405, "text/plain; charset=utf-8", "method not allowed\n"),
-    };
-    let mut out = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        status_text(status),
-        body.len()
-    )
-    .into_bytes();
-    if req.method != "HEAD" {
-        out.extend_from_slice(body.as_bytes());
-    }
-    out
+/// A path segment with `%XX` escapes decoded (invalid UTF-8 replaced).
+fn decode_path(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The decoded value of query parameter `name` in a request target.
+fn query_param(target: &str, name: &str) -> Option<String> {
+    let query = target.split_once('?')?.1;
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
 }

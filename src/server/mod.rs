@@ -9,16 +9,25 @@
 
 #![forbid(unsafe_code)]
 
+pub(crate) mod feed;
+pub mod feedsim;
+pub mod metrics;
 pub mod page;
+pub mod pubsub;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::driver::Backend;
 use crate::proto::handshake::UpgradeRequest;
 use crate::proto::{CloseCode, DeflateConfig, Limits, MessageKind, Sender};
 use crate::runtime;
+use metrics::Stats;
+pub use pubsub::{Policy, Publication, PublishError, Publisher, SubscribeError};
+use pubsub::{Subscriber, Topics};
 
 /// A connection's identity: worker, slot index and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,19 +98,36 @@ pub enum Upgrade {
     },
 }
 
+/// The worker-local pub/sub state a [`Ws`] reaches.
+pub(crate) struct Local<'a> {
+    pub generation: u32,
+    pub sub: &'a mut Option<Box<Subscriber>>,
+    pub topics: &'a mut Topics,
+    /// Publishes made during the callback, delivered right after it.
+    pub publishes: &'a mut Vec<Arc<Publication>>,
+    pub stats: &'a Stats,
+}
+
 /// A connection handle, valid during a callback.
 pub struct Ws<'a> {
     pub(crate) id: ConnId,
     pub(crate) sender: Sender<'a>,
     pub(crate) max_buffered: usize,
+    pub(crate) local: Local<'a>,
 }
 
 impl<'a> Ws<'a> {
-    pub(crate) fn new(id: ConnId, sender: Sender<'a>, max_buffered: usize) -> Ws<'a> {
+    pub(crate) fn new(
+        id: ConnId,
+        sender: Sender<'a>,
+        max_buffered: usize,
+        local: Local<'a>,
+    ) -> Ws<'a> {
         Ws {
             id,
             sender,
             max_buffered,
+            local,
         }
     }
 
@@ -110,14 +136,15 @@ impl<'a> Ws<'a> {
         self.id
     }
 
-    /// Bytes queued and not yet taken by the socket.
+    /// Bytes queued and not yet taken by the socket (its own frames and the
+    /// publications queued for it).
     pub fn buffered(&self) -> usize {
-        self.sender.buffered_output()
+        self.sender.buffered_output() + self.local.sub.as_ref().map_or(0, |s| s.queued_bytes)
     }
 
     /// Queue a message. See [`SendStatus`].
     pub fn send(&mut self, kind: MessageKind, payload: &[u8]) -> SendStatus {
-        let before = self.sender.buffered_output();
+        let before = self.buffered();
         if before > self.max_buffered {
             return SendStatus::Refused;
         }
@@ -136,6 +163,62 @@ impl<'a> Ws<'a> {
     /// Queue a binary message.
     pub fn send_binary(&mut self, data: &[u8]) -> SendStatus {
         self.send(MessageKind::Binary, data)
+    }
+
+    /// Subscribe this connection to `topic`; `Ok(false)` if it already was.
+    /// Publications from any worker or [`Publisher`] reach it from now on.
+    pub fn subscribe(&mut self, topic: &str) -> Result<bool, SubscribeError> {
+        if !self.sender.is_open() {
+            return Err(SubscribeError::Closing);
+        }
+        self.local.topics.subscribe(
+            self.id.index,
+            self.local.generation,
+            self.local.sub,
+            topic,
+            self.local.stats,
+        )
+    }
+
+    /// Stop receiving `topic`; returns whether it was subscribed. Publications
+    /// already queued for this connection are still sent.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        self.local.topics.unsubscribe(
+            self.id.index,
+            self.local.generation,
+            self.local.sub,
+            topic,
+            self.local.stats,
+        )
+    }
+
+    /// The topics this connection subscribes to.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &str> + '_ {
+        self.local
+            .sub
+            .iter()
+            .flat_map(|s| s.topics.iter().map(|t| &**t))
+    }
+
+    /// Publish on `topic` to every subscriber on every worker (this
+    /// connection too, if it subscribes). Framed once; delivered when the
+    /// callback returns.
+    pub fn publish(&mut self, topic: &str, kind: MessageKind, payload: &[u8]) {
+        self.publish_keyed(topic, None, kind, payload);
+    }
+
+    /// Publish with a conflation key: under [`Policy::Conflate`] a slow
+    /// subscriber keeps the newest publication per topic and key.
+    pub fn publish_keyed(
+        &mut self,
+        topic: &str,
+        key: Option<&str>,
+        kind: MessageKind,
+        payload: &[u8],
+    ) {
+        self.local
+            .publishes
+            .push(Publication::new(topic, key, kind, payload));
     }
 
     /// Start the close handshake.
@@ -210,6 +293,17 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Pin each worker to one CPU.
     pub pin_threads: bool,
+    /// What to do with a subscriber whose unsent bytes pass `max_buffered`.
+    pub slow_consumer: Policy,
+    /// Per-topic overrides of `slow_consumer`.
+    pub topic_policies: HashMap<String, Policy>,
+    /// Where the built-in feed app is served (`None`: nowhere).
+    pub feed_path: Option<String>,
+    /// Let every `/feed` client and `POST /publish/<topic>` publish.
+    pub allow_client_publish: bool,
+    /// Let clients that present this token publish (`?token=` on the URL, or
+    /// `Authorization: Bearer <token>`).
+    pub publish_token: Option<String>,
 }
 
 impl Default for Config {
@@ -225,6 +319,11 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(120),
             shutdown_grace: Duration::from_secs(3),
             pin_threads: true,
+            slow_consumer: Policy::Close,
+            topic_policies: HashMap::new(),
+            feed_path: Some("/feed".to_string()),
+            allow_client_publish: false,
+            publish_token: None,
         }
     }
 }
@@ -274,6 +373,18 @@ impl ServerBuilder {
     /// Protocol limits.
     pub fn limits(mut self, l: Limits) -> Self {
         self.config.limits = l;
+        self
+    }
+
+    /// Slow-consumer policy for every topic without an override.
+    pub fn slow_consumer(mut self, p: Policy) -> Self {
+        self.config.slow_consumer = p;
+        self
+    }
+
+    /// Slow-consumer policy for one topic.
+    pub fn topic_policy(mut self, topic: &str, p: Policy) -> Self {
+        self.config.topic_policies.insert(topic.to_string(), p);
         self
     }
 

@@ -1,5 +1,6 @@
-//! The page served on `GET /`: opens a WebSocket to the server, sends a text
-//! and a binary message, and shows the echoes; a form sends more.
+//! The page served on `GET /`: a live ticker table fed over WebSocket by the
+//! feed app (`/feed`, topic `ticks`), and an echo test that sends a text and
+//! a binary message and shows the echoes; a form sends more.
 
 /// The HTML document.
 pub const INDEX_HTML: &str = r#"<!doctype html>
@@ -12,10 +13,19 @@ pub const INDEX_HTML: &str = r#"<!doctype html>
  #status { font-weight: 600; }
  #log { font-family: ui-monospace, monospace; background: #f4f4f4; padding: .5rem 1rem; min-height: 6rem; }
  #log li { list-style: none; }
+ table { border-collapse: collapse; font-family: ui-monospace, monospace; }
+ th, td { padding: .15rem .8rem; text-align: right; border-bottom: 1px solid #ddd; }
+ th:first-child, td:first-child { text-align: left; }
+ .up { color: #0a7d2c; } .down { color: #b3261e; }
 </style>
 </head>
 <body>
 <h1>ringwave</h1>
+<h2>Live ticker</h2>
+<p>Subscribed to topic <code>ticks</code> on <code>/feed</code> (published by the built-in simulator, <code>--feed-sim</code>).
+Feed: <span id="feed-status">connecting…</span>, <span id="tick-count">0</span> ticks received.</p>
+<table id="ticker"><thead><tr><th>symbol</th><th>price</th><th>change</th><th>size</th><th>updates</th></tr></thead><tbody></tbody></table>
+<h2>Echo</h2>
 <p>This page opened a WebSocket to the server; every message you send is echoed back.</p>
 <p>Status: <span id="status">connecting…</span></p>
 <form id="form"><input id="text" value="hello" autocomplete="off"> <button>Send</button></form>
@@ -30,7 +40,41 @@ const status = document.getElementById('status');
 const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/echo';
 const ws = new WebSocket(url);
 ws.binaryType = 'arraybuffer';
-window.ringwave = { echoes: [], closed: false };
+window.ringwave = { echoes: [], closed: false, ticks: 0, symbols: 0 };
+const feedStatus = document.getElementById('feed-status');
+const rows = new Map();
+const feed = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/feed');
+feed.onopen = () => {
+  feedStatus.textContent = 'open';
+  feed.send(JSON.stringify({ op: 'subscribe', topic: 'ticks' }));
+};
+feed.onclose = (e) => { feedStatus.textContent = 'closed (' + e.code + ')'; };
+feed.onmessage = (e) => {
+  const m = JSON.parse(e.data);
+  if (m.event) { if (m.event === 'error') feedStatus.textContent = 'error: ' + m.error; return; }
+  if (m.type !== 'tick') return;
+  let row = rows.get(m.symbol);
+  if (!row) {
+    const tr = document.createElement('tr');
+    tr.innerHTML = '<td></td><td></td><td></td><td></td><td></td>';
+    tr.cells[0].textContent = m.symbol;
+    row = { tr, first: m.price, updates: 0 };
+    rows.set(m.symbol, row);
+    const body = document.querySelector('#ticker tbody');
+    const after = Array.from(body.rows).find((r) => r.cells[0].textContent > m.symbol);
+    body.insertBefore(tr, after || null);
+    window.ringwave.symbols = rows.size;
+  }
+  row.updates += 1;
+  const change = m.price - row.first;
+  row.tr.cells[1].textContent = m.price.toFixed(2);
+  row.tr.cells[2].textContent = (change >= 0 ? '+' : '') + change.toFixed(2);
+  row.tr.cells[2].className = change >= 0 ? 'up' : 'down';
+  row.tr.cells[3].textContent = m.size;
+  row.tr.cells[4].textContent = row.updates;
+  window.ringwave.ticks += 1;
+  document.getElementById('tick-count').textContent = window.ringwave.ticks;
+};
 ws.onopen = () => {
   status.textContent = 'open';
   ws.send('hello from the browser ✓');

@@ -1,7 +1,9 @@
 """Headless Chromium loads ringwave's `GET /` page and exchanges messages.
 
-Drives Chromium over the DevTools protocol (with the `websockets` client) and
-waits until the page shows both echoes. Usage:
+Drives Chromium over the DevTools protocol (with the `websockets` client),
+waits until the page shows both echoes, then checks that the live ticker
+table fills with ticks from the server's feed simulator and keeps updating.
+Usage:
     browser.py http://127.0.0.1:PORT/ [screenshot.png]
 Prints "N passed, N failed"; exits non-zero on failure.
 """
@@ -91,6 +93,29 @@ async def main():
             assert "echo text: typed ünicode" in log, log
             status = await js("document.getElementById('status').textContent")
             assert status == "open", status
+            # The ticker: rows for the simulator's symbols, prices shown, and
+            # the tick count still growing.
+            deadline = time.time() + 20
+            first = 0
+            while time.time() < deadline:
+                first = await js("window.ringwave.ticks") or 0
+                rows = await js("document.querySelectorAll('#ticker tbody tr').length")
+                if first >= 20 and rows >= 10:
+                    break
+                await asyncio.sleep(0.1)
+            assert first >= 20, f"only {first} ticks shown"
+            assert rows >= 10, f"ticker has {rows} rows"
+            prices = await js("Array.from(document.querySelectorAll('#ticker tbody tr'))"
+                              ".map(r => parseFloat(r.cells[1].textContent))")
+            assert all(p > 0 for p in prices), prices
+            feed = await js("document.getElementById('feed-status').textContent")
+            assert feed == "open", feed
+            deadline = time.time() + 10
+            later = first
+            while time.time() < deadline and later <= first:
+                await asyncio.sleep(0.1)
+                later = await js("window.ringwave.ticks")
+            assert later > first, f"ticks stopped at {first}"
             if SHOT:
                 shot = await call("Page.captureScreenshot", format="png")
                 with open(SHOT, "wb") as f:
@@ -106,9 +131,9 @@ async def main():
 
 try:
     asyncio.run(asyncio.wait_for(main(), 90))
-    print("ok   chromium_page_echo")
+    print("ok   chromium_page_echo_and_ticker")
     print("1 passed, 0 failed")
 except BaseException as e:  # noqa: BLE001 - report any failure as a test failure
-    print(f"FAIL chromium_page_echo: {e!r}")
+    print(f"FAIL chromium_page_echo_and_ticker: {e!r}")
     print("0 passed, 1 failed")
     sys.exit(1)

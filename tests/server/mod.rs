@@ -142,8 +142,13 @@ pub const REQUEST: &str = "GET /raw HTTP/1.1\r\nHost: test\r\nUpgrade: websocket
 
 impl RawClient {
     pub fn connect(addr: SocketAddr) -> RawClient {
-        let mut c = RawClient::tcp(addr);
-        c.stream.write_all(REQUEST.as_bytes()).unwrap();
+        RawClient::upgrade(RawClient::tcp(addr), "/raw")
+    }
+
+    /// Complete a WebSocket handshake for `path` on a connected client.
+    pub fn upgrade(mut c: RawClient, path: &str) -> RawClient {
+        let req = REQUEST.replacen("/raw", path, 1);
+        c.stream.write_all(req.as_bytes()).unwrap();
         let head = c.read_http_head();
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
@@ -262,6 +267,54 @@ pub fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
     v.extend_from_slice(&key);
     v.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     v
+}
+
+/// GET `path` over plain HTTP/1.1; returns (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes(),
+    )
+}
+
+/// Send a raw HTTP request; returns (status, body).
+pub fn http_request(addr: SocketAddr, req: &[u8]) -> (u16, String) {
+    let mut c = RawClient::tcp(addr);
+    c.send(req);
+    let head = c.read_http_head();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    let body = c.read_to_end();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The server's `/metrics`, as (name with labels) -> value.
+pub fn metrics(addr: SocketAddr) -> std::collections::HashMap<String, f64> {
+    let (status, body) = http_get(addr, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Poll `/metrics` until `name` satisfies `ok` (bounded: 20 s); returns it.
+pub fn wait_metric(addr: SocketAddr, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = metrics(addr).get(name).copied().unwrap_or(0.0);
+        if ok(v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{name} stayed at {v}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Path of the Python interpreter of the venv that scripts/test.sh builds.

@@ -1,0 +1,509 @@
+//! Publish/subscribe: publications framed once and shared by reference, the
+//! slow-consumer [`Policy`], and the [`Publisher`] handle for publishing from
+//! outside the workers.
+//!
+//! A publish builds one [`Publication`]: the WebSocket frame (header and
+//! payload) is encoded once, and the Server-Sent Events form is built once on
+//! first use. Every subscriber's queue holds an `Arc` to it, on its own worker
+//! and on the others, which receive it through their mailboxes. A subscriber
+//! sees a topic's publications in the order they were published from any one
+//! publisher.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::proto::frame::encode_frame;
+use crate::proto::{MessageKind, OpCode};
+use crate::runtime::mailbox::{Control, Mailbox, Refused};
+
+use super::metrics::Stats;
+
+/// Most topics one connection may subscribe to.
+pub const MAX_SUBSCRIPTIONS: usize = 1024;
+/// Longest topic name, in bytes.
+pub const MAX_TOPIC_LEN: usize = 256;
+
+/// What to do with a subscriber whose unsent bytes passed its limit
+/// ([`super::Config::max_buffered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Policy {
+    /// Close it with 1008 (policy violation) and count it.
+    Close,
+    /// Skip publications for it while it is over the limit, and count them.
+    Drop,
+    /// Keep only the newest publication per topic (per topic and key, for
+    /// keyed publishes) while it is over the limit; send those when it drains,
+    /// so a slow client catches up to the latest value.
+    Conflate,
+}
+
+impl Policy {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Close => "close",
+            Policy::Drop => "drop",
+            Policy::Conflate => "conflate",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Policy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "close" => Ok(Policy::Close),
+            "drop" => Ok(Policy::Drop),
+            "conflate" => Ok(Policy::Conflate),
+            _ => Err(format!(
+                "unknown slow-consumer policy {s:?}: expected close, drop or conflate"
+            )),
+        }
+    }
+}
+
+/// One published message, framed once for every subscriber.
+pub struct Publication {
+    topic: Arc<str>,
+    key: Option<Box<str>>,
+    kind: MessageKind,
+    frame: Box<[u8]>,
+    header_len: usize,
+    sse: OnceLock<Box<[u8]>>,
+}
+
+impl fmt::Debug for Publication {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publication")
+            .field("topic", &self.topic)
+            .field("key", &self.key)
+            .field("kind", &self.kind)
+            .field("len", &self.payload().len())
+            .finish()
+    }
+}
+
+impl Publication {
+    /// Frame `payload` for `topic`. `key`, if given, narrows conflation to
+    /// publications with the same topic and key (a symbol on a ticks topic).
+    pub fn new(topic: &str, key: Option<&str>, kind: MessageKind, payload: &[u8]) -> Arc<Self> {
+        let op = match kind {
+            MessageKind::Text => OpCode::Text,
+            MessageKind::Binary => OpCode::Binary,
+        };
+        let mut frame = Vec::with_capacity(payload.len() + 10);
+        encode_frame(&mut frame, op, true, false, None, payload);
+        let header_len = frame.len() - payload.len();
+        Arc::new(Publication {
+            topic: Arc::from(topic),
+            key: key.map(Box::from),
+            kind,
+            frame: frame.into_boxed_slice(),
+            header_len,
+            sse: OnceLock::new(),
+        })
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The conflation key, if any.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// Text or binary.
+    pub fn kind(&self) -> MessageKind {
+        self.kind
+    }
+
+    /// The message as published.
+    pub fn payload(&self) -> &[u8] {
+        &self.frame[self.header_len..]
+    }
+
+    /// The whole WebSocket frame (server to client: unmasked, uncompressed,
+    /// which is valid whether or not permessage-deflate was negotiated).
+    pub fn frame(&self) -> &[u8] {
+        &self.frame
+    }
+
+    /// The Server-Sent Events form: `data:` lines (binary payloads in base64,
+    /// announced with `event: binary`), built on first use.
+    pub fn sse(&self) -> &[u8] {
+        self.sse
+            .get_or_init(|| sse_event(self.kind, self.payload()))
+    }
+
+    /// Whether `other` replaces `self` under conflation.
+    pub(crate) fn same_slot(&self, other: &Publication) -> bool {
+        self.topic == other.topic && self.key == other.key
+    }
+
+    /// Bytes of the publication as a subscriber of the given kind receives it.
+    pub(crate) fn bytes(&self, sse: bool) -> &[u8] {
+        if sse {
+            self.sse()
+        } else {
+            self.frame()
+        }
+    }
+}
+
+fn sse_event(kind: MessageKind, payload: &[u8]) -> Box<[u8]> {
+    use base64::Engine as _;
+    let mut out = Vec::with_capacity(payload.len() + 16);
+    let text;
+    let body = match (kind, std::str::from_utf8(payload)) {
+        (MessageKind::Text, Ok(t)) => t,
+        _ => {
+            out.extend_from_slice(b"event: binary\n");
+            text = base64::engine::general_purpose::STANDARD.encode(payload);
+            &text
+        }
+    };
+    // A line break in the payload starts a new `data:` line; the client joins
+    // them with "\n" again.
+    for line in body.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.strip_suffix('\r').unwrap_or(line).as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    out.into_boxed_slice()
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeError {
+    /// Empty, longer than [`MAX_TOPIC_LEN`], or holding control characters.
+    BadTopic,
+    /// The connection already holds [`MAX_SUBSCRIPTIONS`].
+    TooMany,
+    /// The connection is closing.
+    Closing,
+}
+
+impl fmt::Display for SubscribeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubscribeError::BadTopic => write!(
+                f,
+                "a topic is 1 to {MAX_TOPIC_LEN} bytes without control characters"
+            ),
+            SubscribeError::TooMany => {
+                write!(
+                    f,
+                    "at most {MAX_SUBSCRIPTIONS} subscriptions per connection"
+                )
+            }
+            SubscribeError::Closing => f.write_str("the connection is closing"),
+        }
+    }
+}
+
+impl std::error::Error for SubscribeError {}
+
+/// Whether `topic` is a valid topic name.
+pub fn valid_topic(topic: &str) -> bool {
+    !topic.is_empty() && topic.len() <= MAX_TOPIC_LEN && !topic.chars().any(char::is_control)
+}
+
+/// A subscribing connection's side of pub/sub: its topics, the publications
+/// queued for it (shared, not copied) and those held back by conflation.
+/// Boxed in the connection's slot only once it subscribes.
+#[derive(Debug, Default)]
+pub(crate) struct Subscriber {
+    pub topics: Vec<Arc<str>>,
+    pub queue: VecDeque<Arc<Publication>>,
+    /// Bytes of the front publication already written.
+    pub front_pos: usize,
+    /// Unwritten bytes in `queue`.
+    pub queued_bytes: usize,
+    /// Newest publication per topic (and key) held back while over the limit.
+    pub conflated: Vec<Arc<Publication>>,
+}
+
+impl Subscriber {
+    /// Queue `p` (`len` bytes in this subscriber's encoding).
+    pub fn push(&mut self, p: Arc<Publication>, len: usize) {
+        self.queued_bytes += len;
+        self.queue.push_back(p);
+    }
+
+    /// Hold `p` back; returns whether it replaced an older one.
+    pub fn conflate(&mut self, p: &Arc<Publication>) -> bool {
+        match self.conflated.iter_mut().find(|q| q.same_slot(p)) {
+            Some(old) => {
+                *old = p.clone();
+                true
+            }
+            None => {
+                self.conflated.push(p.clone());
+                false
+            }
+        }
+    }
+
+    /// Queue what conflation held back, oldest slot first.
+    pub fn release_conflated(&mut self, sse: bool) {
+        for p in std::mem::take(&mut self.conflated) {
+            let len = p.bytes(sse).len();
+            self.push(p, len);
+        }
+    }
+
+    /// Forget everything not yet started (a closing subscriber); a partly
+    /// written front stays so the stream keeps its framing.
+    pub fn discard_unstarted(&mut self, sse: bool) {
+        let keep = usize::from(self.front_pos > 0);
+        self.queue.truncate(keep);
+        self.queued_bytes = self
+            .queue
+            .front()
+            .map_or(0, |p| p.bytes(sse).len() - self.front_pos);
+        self.conflated.clear();
+    }
+}
+
+/// A topic's subscribers on one worker.
+#[derive(Debug)]
+pub(crate) struct Topic {
+    /// (slot index, generation) of each subscriber.
+    pub subs: Vec<(u32, u32)>,
+    pub policy: Policy,
+}
+
+/// One worker's topic table.
+#[derive(Debug)]
+pub(crate) struct Topics {
+    map: HashMap<Arc<str>, Topic>,
+    default_policy: Policy,
+    overrides: Arc<HashMap<String, Policy>>,
+}
+
+impl Topics {
+    pub fn new(default_policy: Policy, overrides: Arc<HashMap<String, Policy>>) -> Self {
+        Topics {
+            map: HashMap::new(),
+            default_policy,
+            overrides,
+        }
+    }
+
+    pub fn get(&self, topic: &str) -> Option<&Topic> {
+        self.map.get(topic)
+    }
+
+    /// Subscribe slot (`index`, `generation`); `Ok(false)` if it already was.
+    pub fn subscribe(
+        &mut self,
+        index: u32,
+        generation: u32,
+        sub: &mut Option<Box<Subscriber>>,
+        topic: &str,
+        stats: &Stats,
+    ) -> Result<bool, SubscribeError> {
+        if !valid_topic(topic) {
+            return Err(SubscribeError::BadTopic);
+        }
+        let sub = sub.get_or_insert_with(Box::default);
+        if sub.topics.iter().any(|t| &**t == topic) {
+            return Ok(false);
+        }
+        if sub.topics.len() >= MAX_SUBSCRIPTIONS {
+            return Err(SubscribeError::TooMany);
+        }
+        let name = match self.map.get_key_value(topic) {
+            Some((k, _)) => k.clone(),
+            None => {
+                let k: Arc<str> = Arc::from(topic);
+                let policy = self
+                    .overrides
+                    .get(topic)
+                    .copied()
+                    .unwrap_or(self.default_policy);
+                let entry = Topic {
+                    subs: Vec::new(),
+                    policy,
+                };
+                self.map.insert(k.clone(), entry);
+                k
+            }
+        };
+        if let Some(entry) = self.map.get_mut(topic) {
+            entry.subs.push((index, generation));
+        }
+        sub.topics.push(name);
+        stats.subscriptions.add(1);
+        Ok(true)
+    }
+
+    /// Unsubscribe; returns whether it was subscribed.
+    pub fn unsubscribe(
+        &mut self,
+        index: u32,
+        generation: u32,
+        sub: &mut Option<Box<Subscriber>>,
+        topic: &str,
+        stats: &Stats,
+    ) -> bool {
+        let Some(sub) = sub.as_deref_mut() else {
+            return false;
+        };
+        let Some(pos) = sub.topics.iter().position(|t| &**t == topic) else {
+            return false;
+        };
+        sub.topics.swap_remove(pos);
+        self.remove_one(index, generation, topic);
+        stats.subscriptions.sub(1);
+        true
+    }
+
+    /// Drop every subscription of a closed connection.
+    pub fn remove_all(&mut self, index: u32, generation: u32, sub: &Subscriber, stats: &Stats) {
+        for t in &sub.topics {
+            self.remove_one(index, generation, t);
+        }
+        stats.subscriptions.sub(sub.topics.len() as u64);
+    }
+
+    fn remove_one(&mut self, index: u32, generation: u32, topic: &str) {
+        if let Some(entry) = self.map.get_mut(topic) {
+            if let Some(i) = entry.subs.iter().position(|&s| s == (index, generation)) {
+                entry.subs.swap_remove(i);
+            }
+            if entry.subs.is_empty() {
+                self.map.remove(topic);
+            }
+        }
+    }
+}
+
+/// Why a [`Publisher::publish`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishError {
+    /// The server stopped; nothing more is delivered.
+    Stopped,
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublishError::Stopped => f.write_str("the server has stopped"),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+/// Publishes from any thread to every worker's subscribers. Cloneable.
+///
+/// A full worker mailbox is back-pressure: `publish` waits until that worker
+/// takes the publication, so nothing is dropped on the way.
+#[derive(Clone)]
+pub struct Publisher {
+    mailboxes: Arc<[Arc<Mailbox>]>,
+}
+
+impl fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publisher")
+            .field("workers", &self.mailboxes.len())
+            .finish()
+    }
+}
+
+impl Publisher {
+    pub(crate) fn new(mailboxes: Arc<[Arc<Mailbox>]>) -> Self {
+        Publisher { mailboxes }
+    }
+
+    /// Publish a text message on `topic`.
+    pub fn publish_text(&self, topic: &str, text: &str) -> Result<(), PublishError> {
+        self.publish(Publication::new(
+            topic,
+            None,
+            MessageKind::Text,
+            text.as_bytes(),
+        ))
+    }
+
+    /// Publish a binary message on `topic`.
+    pub fn publish_binary(&self, topic: &str, data: &[u8]) -> Result<(), PublishError> {
+        self.publish(Publication::new(topic, None, MessageKind::Binary, data))
+    }
+
+    /// Publish a prepared publication (see [`Publication::new`] for keyed
+    /// conflation).
+    pub fn publish(&self, p: Arc<Publication>) -> Result<(), PublishError> {
+        for m in self.mailboxes.iter() {
+            let mut msg = Control::Publish(p.clone());
+            loop {
+                match m.send(msg) {
+                    Ok(()) => break,
+                    Err(Refused::Closed(_)) => return Err(PublishError::Stopped),
+                    Err(Refused::Full(back)) => {
+                        msg = back;
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framed_once_with_payload_inside() {
+        let p = Publication::new("t", Some("k"), MessageKind::Text, b"hello");
+        assert_eq!(p.frame(), b"\x81\x05hello");
+        assert_eq!(p.payload(), b"hello");
+        let big = Publication::new("t", None, MessageKind::Binary, &[7u8; 300]);
+        assert_eq!(&big.frame()[..4], &[0x82, 126, 1, 44]);
+        assert_eq!(big.payload().len(), 300);
+    }
+
+    #[test]
+    fn sse_form_splits_lines_and_encodes_binary() {
+        let p = Publication::new("t", None, MessageKind::Text, b"a\nb\r\nc");
+        assert_eq!(p.sse(), b"data: a\ndata: b\ndata: c\n\n");
+        let b = Publication::new("t", None, MessageKind::Binary, &[0, 1, 2]);
+        assert_eq!(b.sse(), b"event: binary\ndata: AAEC\n\n");
+    }
+
+    #[test]
+    fn conflation_slots() {
+        let a = Publication::new("t", Some("x"), MessageKind::Text, b"1");
+        let b = Publication::new("t", Some("x"), MessageKind::Text, b"2");
+        let c = Publication::new("t", Some("y"), MessageKind::Text, b"3");
+        let d = Publication::new("u", Some("x"), MessageKind::Text, b"4");
+        assert!(a.same_slot(&b));
+        assert!(!a.same_slot(&c));
+        assert!(!a.same_slot(&d));
+    }
+
+    #[test]
+    fn policy_names_round_trip() {
+        for p in [Policy::Close, Policy::Drop, Policy::Conflate] {
+            assert_eq!(p.name().parse::<Policy>(), Ok(p));
+        }
+        assert!("slow".parse::<Policy>().is_err());
+    }
+}

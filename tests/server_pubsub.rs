@@ -1,0 +1,492 @@
+//! Pub/sub through the real binary's feed app (`/feed`), Server-Sent Events
+//! and `POST /publish/<topic>`, on both backends: delivery on every worker,
+//! per-topic order, unsubscribe, each slow-consumer policy with a client that
+//! stops reading while a fast one keeps receiving, and control frames that
+//! overtake queued publications.
+
+mod server;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use server::{frame, http_request, metrics, wait_metric, RawClient, TestServer};
+use socket2::{Domain, Socket, Type};
+use tungstenite::{Message, WebSocket};
+
+type Ws = WebSocket<TcpStream>;
+
+const SERVER_ARGS: &[&str] = &["--feed-sim", "off", "--allow-client-publish"];
+
+fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v: Vec<&str> = SERVER_ARGS.to_vec();
+    v.extend_from_slice(extra);
+    v
+}
+
+fn sub_json(op: &str, topic: &str) -> String {
+    format!(r#"{{"op":"{op}","topic":"{topic}"}}"#)
+}
+
+fn pub_json(topic: &str, key: Option<&str>, data: &str) -> String {
+    match key {
+        Some(k) => format!(r#"{{"op":"publish","topic":"{topic}","key":"{k}","data":"{data}"}}"#),
+        None => format!(r#"{{"op":"publish","topic":"{topic}","data":"{data}"}}"#),
+    }
+}
+
+/// A tungstenite client on /feed.
+fn feed(addr: SocketAddr) -> Ws {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let (ws, _) = tungstenite::client(format!("ws://{addr}/feed"), stream).unwrap();
+    ws
+}
+
+fn next_text(ws: &mut Ws) -> String {
+    loop {
+        match ws.read().unwrap() {
+            Message::Text(t) => return t.to_string(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+fn subscribe(ws: &mut Ws, topic: &str) {
+    ws.send(Message::text(sub_json("subscribe", topic)))
+        .unwrap();
+    let ack = next_text(ws);
+    assert_eq!(
+        ack,
+        format!(r#"{{"event":"subscribed","topic":"{topic}"}}"#)
+    );
+}
+
+/// A raw /feed client whose receive buffer is tiny, so the server's queue
+/// fills as soon as it stops reading.
+fn slow_feed(addr: SocketAddr) -> RawClient {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.connect(&addr.into()).unwrap();
+    RawClient::upgrade(RawClient::from_stream(s.into()), "/feed")
+}
+
+fn raw_text(c: &mut RawClient) -> String {
+    loop {
+        let (op, p) = c.read_frame().expect("frame");
+        match op {
+            0x1 => return String::from_utf8(p).unwrap(),
+            0x9 | 0xA => {}
+            other => panic!(
+                "unexpected opcode {other:#x}: {:?}",
+                String::from_utf8_lossy(&p)
+            ),
+        }
+    }
+}
+
+fn raw_subscribe(c: &mut RawClient, topic: &str) {
+    c.send(&frame(0x81, sub_json("subscribe", topic).as_bytes()));
+    assert!(raw_text(c).contains("subscribed"));
+}
+
+/// A publisher on /feed.
+fn publisher(addr: SocketAddr) -> RawClient {
+    RawClient::upgrade(RawClient::tcp(addr), "/feed")
+}
+
+const PAD: usize = 1000;
+
+/// Message `i` of the slow-consumer tests: a sequence number and padding to
+/// about 1 KiB.
+fn numbered(i: usize) -> String {
+    format!("{i:06}:{}", "x".repeat(PAD))
+}
+
+fn seq(text: &str) -> usize {
+    text.split(':')
+        .find_map(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no number in {text:.40}"))
+}
+
+both_backends!(
+    delivers_to_subscribers_on_every_worker_in_order,
+    |backend| {
+        let srv = TestServer::start(backend, &args(&["--threads", "2"]));
+        // Connections spread over the workers by SO_REUSEPORT; open until both
+        // workers hold subscribers (bounded).
+        let mut subs: Vec<(Ws, bool)> = Vec::new();
+        for i in 0..64 {
+            let mut ws = feed(srv.addr);
+            subscribe(&mut ws, "t");
+            let also_u = i % 2 == 0;
+            if also_u {
+                subscribe(&mut ws, "u");
+            }
+            subs.push((ws, also_u));
+            if subs.len() >= 12 {
+                let m = metrics(srv.addr);
+                let w0 = m["ringwave_worker_subscriptions{worker=\"0\"}"];
+                let w1 = m["ringwave_worker_subscriptions{worker=\"1\"}"];
+                if w0 > 0.0 && w1 > 0.0 {
+                    break;
+                }
+            }
+        }
+        let m = metrics(srv.addr);
+        assert!(
+            m["ringwave_worker_subscriptions{worker=\"0\"}"] > 0.0,
+            "{m:?}"
+        );
+        assert!(
+            m["ringwave_worker_subscriptions{worker=\"1\"}"] > 0.0,
+            "{m:?}"
+        );
+        let mut p = publisher(srv.addr);
+        const N: usize = 300;
+        for i in 0..N {
+            let topic = if i % 3 == 0 { "u" } else { "t" };
+            p.send(&frame(
+                0x81,
+                pub_json(topic, None, &format!("{topic}:{i}")).as_bytes(),
+            ));
+        }
+        for (ws, also_u) in &mut subs {
+            let want: Vec<String> = (0..N)
+                .filter(|i| i % 3 != 0 || *also_u)
+                .map(|i| format!("{}:{i}", if i % 3 == 0 { "u" } else { "t" }))
+                .collect();
+            let got: Vec<String> = (0..want.len()).map(|_| next_text(ws)).collect();
+            assert_eq!(got, want);
+        }
+    }
+);
+
+both_backends!(unsubscribe_stops_delivery, |backend| {
+    let srv = TestServer::start(backend, &args(&[]));
+    let mut ws = feed(srv.addr);
+    subscribe(&mut ws, "t");
+    subscribe(&mut ws, "marker");
+    let mut p = publisher(srv.addr);
+    p.send(&frame(0x81, pub_json("t", None, "before").as_bytes()));
+    assert_eq!(next_text(&mut ws), "before");
+    ws.send(Message::text(sub_json("unsubscribe", "t")))
+        .unwrap();
+    assert_eq!(
+        next_text(&mut ws),
+        r#"{"event":"unsubscribed","topic":"t"}"#
+    );
+    for i in 0..20 {
+        p.send(&frame(
+            0x81,
+            pub_json("t", None, &format!("after {i}")).as_bytes(),
+        ));
+    }
+    p.send(&frame(0x81, pub_json("marker", None, "end").as_bytes()));
+    // Publications are delivered in order from one publisher: had any "t"
+    // message reached us, it would come before the marker.
+    assert_eq!(next_text(&mut ws), "end");
+    let m = metrics(srv.addr);
+    assert_eq!(m["ringwave_subscriptions"], 1.0);
+});
+
+both_backends!(feed_protocol_errors_keep_the_connection, |backend| {
+    let srv = TestServer::start(backend, &["--feed-sim", "off"]);
+    let mut ws = feed(srv.addr);
+    for (req, expect) in [
+        ("not json", "bad request"),
+        (r#"{"op":"dance","topic":"t"}"#, "unknown op"),
+        (r#"{"op":"subscribe"}"#, "missing \\\"topic\\\""),
+        (r#"{"op":"subscribe","topic":""}"#, "cannot subscribe"),
+        (r#"{"op":"publish","topic":"t","data":"x"}"#, "not allowed"),
+    ] {
+        ws.send(Message::text(req)).unwrap();
+        let reply = next_text(&mut ws);
+        assert!(reply.starts_with(r#"{"error":"#), "{req} -> {reply}");
+        assert!(reply.contains(expect), "{req} -> {reply}");
+    }
+    subscribe(&mut ws, "still-open");
+});
+
+/// Fill a slow subscriber: publish `n` numbered messages (keys alternate A/B
+/// when `keyed`) in batches well under the limit, and check the fast
+/// subscriber gets each batch, in order, while the slow one is not reading.
+fn publish_past_the_limit(p: &mut RawClient, fast: &mut Ws, n: usize, keyed: bool) {
+    const BATCH: usize = 16;
+    for start in (0..n).step_by(BATCH) {
+        let end = (start + BATCH).min(n);
+        for i in start..end {
+            let key = keyed.then_some(if i.is_multiple_of(2) { "A" } else { "B" });
+            p.send(&frame(0x81, pub_json("t", key, &numbered(i)).as_bytes()));
+        }
+        for i in start..end {
+            assert_eq!(seq(&next_text(fast)), i, "fast subscriber");
+        }
+    }
+}
+
+const N: usize = 3000;
+
+both_backends!(slow_consumer_close_policy, |backend| {
+    let srv = TestServer::start(
+        backend,
+        &args(&["--max-buffered", "65536", "--slow-consumer", "close"]),
+    );
+    let mut slow = slow_feed(srv.addr);
+    raw_subscribe(&mut slow, "t");
+    let mut fast = feed(srv.addr);
+    subscribe(&mut fast, "t");
+    let mut p = publisher(srv.addr);
+    publish_past_the_limit(&mut p, &mut fast, N, false);
+    assert_eq!(
+        wait_metric(srv.addr, "ringwave_slow_consumer_closes_total", |v| v
+            >= 1.0),
+        1.0
+    );
+    // The slow client reads what was sent before the close: an unbroken
+    // prefix, then close 1008.
+    let mut next = 0;
+    let code = loop {
+        let (op, payload) = slow.read_frame().expect("frame before close");
+        match op {
+            0x1 => {
+                assert_eq!(seq(&String::from_utf8(payload).unwrap()), next);
+                next += 1;
+            }
+            0x8 => break u16::from_be_bytes([payload[0], payload[1]]),
+            other => panic!("opcode {other:#x}"),
+        }
+    };
+    assert_eq!(code, 1008);
+    assert!(next < N, "the slow client got everything ({next})");
+    // The fast subscriber is unaffected.
+    p.send(&frame(0x81, pub_json("t", None, &numbered(N)).as_bytes()));
+    assert_eq!(seq(&next_text(&mut fast)), N);
+});
+
+both_backends!(
+    slow_consumer_drop_policy_counts_and_pings_still_answered,
+    |backend| {
+        let srv = TestServer::start(
+            backend,
+            &args(&["--max-buffered", "65536", "--slow-consumer", "drop"]),
+        );
+        let mut slow = slow_feed(srv.addr);
+        raw_subscribe(&mut slow, "t");
+        let mut fast = feed(srv.addr);
+        subscribe(&mut fast, "t");
+        let mut p = publisher(srv.addr);
+        publish_past_the_limit(&mut p, &mut fast, N, false);
+        let drops = wait_metric(srv.addr, "ringwave_slow_consumer_drops_total", |v| v >= 1.0);
+        // Over its limit, the slow client pings: the pong overtakes the
+        // publications queued in the server.
+        slow.send(&frame(0x89, b"still there?"));
+        let mut got = Vec::new();
+        let mut before_pong = None;
+        let done = Arc::new(AtomicBool::new(false));
+        // Once the slow client reads, an end marker gets through.
+        let marker = {
+            let done = done.clone();
+            let addr = srv.addr;
+            std::thread::spawn(move || {
+                let mut p = publisher(addr);
+                let deadline = Instant::now() + Duration::from_secs(20);
+                let mut sent = 0;
+                while !done.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    p.send(&frame(0x81, pub_json("t", None, "end").as_bytes()));
+                    sent += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                sent
+            })
+        };
+        loop {
+            let (op, payload) = slow.read_frame().expect("frame");
+            match op {
+                0xA => {
+                    assert_eq!(payload, b"still there?");
+                    before_pong = Some(got.len());
+                }
+                0x1 if payload == b"end" => break,
+                0x1 => got.push(seq(&String::from_utf8(payload).unwrap())),
+                other => panic!("opcode {other:#x}"),
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        let markers = marker.join().unwrap() as f64;
+        let before_pong = before_pong.expect("pong");
+        assert!(
+            before_pong < got.len(),
+            "the pong came after all {} queued publications",
+            got.len()
+        );
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "order");
+        assert!(got.len() < N, "nothing was dropped");
+        // Every numbered message either arrived or was counted as dropped
+        // (end markers may add to the count).
+        let total = metrics(srv.addr)["ringwave_slow_consumer_drops_total"];
+        assert!(total >= drops);
+        assert!(
+            total >= (N - got.len()) as f64 && total <= (N - got.len()) as f64 + markers,
+            "drops {total}, missing {}",
+            N - got.len()
+        );
+        assert_eq!(
+            metrics(srv.addr)["ringwave_slow_consumer_closes_total"],
+            0.0
+        );
+    }
+);
+
+both_backends!(
+    slow_consumer_conflate_policy_delivers_newest_after_drain,
+    |backend| {
+        let srv = TestServer::start(
+            backend,
+            &args(&["--max-buffered", "65536", "--slow-consumer", "conflate"]),
+        );
+        let mut slow = slow_feed(srv.addr);
+        raw_subscribe(&mut slow, "t");
+        let mut fast = feed(srv.addr);
+        subscribe(&mut fast, "t");
+        let mut p = publisher(srv.addr);
+        publish_past_the_limit(&mut p, &mut fast, N, true);
+        wait_metric(srv.addr, "ringwave_slow_consumer_conflated_total", |v| {
+            v >= 1.0
+        });
+        // Reading again, the slow client catches up to the newest value of
+        // each key: A's last is N-2, B's last is N-1.
+        let mut last: HashMap<char, usize> = HashMap::new();
+        let mut count = 0;
+        while last.get(&'A') != Some(&(N - 2)) || last.get(&'B') != Some(&(N - 1)) {
+            let text = raw_text(&mut slow);
+            let i = seq(&text);
+            let key = if i.is_multiple_of(2) { 'A' } else { 'B' };
+            if let Some(prev) = last.insert(key, i) {
+                assert!(prev < i, "key {key}: {i} after {prev}");
+            }
+            count += 1;
+        }
+        assert!(count < N, "nothing was conflated");
+        let m = metrics(srv.addr);
+        assert!(m["ringwave_slow_consumer_superseded_total"] >= 1.0, "{m:?}");
+        assert_eq!(m["ringwave_slow_consumer_closes_total"], 0.0);
+    }
+);
+
+/// Read one Server-Sent Event's data lines, joined with "\n".
+fn sse_event(c: &mut RawClient, pending: &mut String) -> String {
+    loop {
+        if let Some(i) = pending.find("\n\n") {
+            let block: String = pending.drain(..i + 2).collect();
+            let data: Vec<&str> = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            if data.is_empty() {
+                continue; // a comment (": subscribed", keep-alive)
+            }
+            return data.join("\n");
+        }
+        let mut buf = [0u8; 4096];
+        let n = std::io::Read::read(&mut c.stream, &mut buf).expect("sse read");
+        assert!(n > 0, "SSE stream ended");
+        pending.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+    }
+}
+
+both_backends!(sse_delivers_the_same_messages, |backend| {
+    let srv = TestServer::start(backend, &args(&[]));
+    let mut sse = RawClient::tcp(srv.addr);
+    sse.send(b"GET /sse/news HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n");
+    let head = sse.read_http_head();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("Content-Type: text/event-stream"), "{head}");
+    let mut ws = feed(srv.addr);
+    subscribe(&mut ws, "news");
+    wait_metric(srv.addr, "ringwave_subscriptions", |v| v >= 2.0);
+    let mut p = publisher(srv.addr);
+    let sent: Vec<String> = (0..50)
+        .map(|i| {
+            if i == 7 {
+                "two\\nlines".to_string()
+            } else {
+                format!("item {i} ✓")
+            }
+        })
+        .collect();
+    for s in &sent {
+        p.send(&frame(0x81, pub_json("news", None, s).as_bytes()));
+    }
+    let mut pending = String::new();
+    let mut sse_got = Vec::new();
+    let mut ws_got = Vec::new();
+    for _ in 0..sent.len() {
+        sse_got.push(sse_event(&mut sse, &mut pending));
+        ws_got.push(next_text(&mut ws));
+    }
+    assert_eq!(sse_got, ws_got);
+    assert_eq!(ws_got[7], "two\nlines");
+    assert_eq!(ws_got[8], "item 8 ✓");
+});
+
+both_backends!(http_publish_needs_permission_and_a_length, |backend| {
+    let srv = TestServer::start(
+        backend,
+        &[
+            "--feed-sim",
+            "off",
+            "--publish-token",
+            "s3cret",
+            "--max-message",
+            "1000",
+        ],
+    );
+    let mut ws = feed(srv.addr);
+    subscribe(&mut ws, "alerts");
+    let post = |auth: &str, body: &str| {
+        http_request(
+            srv.addr,
+            format!(
+                "POST /publish/alerts HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+    };
+    let (st, body) = post("", "nope");
+    assert_eq!(st, 403, "{body}");
+    let (st, _) = post("Authorization: Bearer wrong\r\n", "nope");
+    assert_eq!(st, 403);
+    let (st, body) = post("Authorization: Bearer s3cret\r\n", "fire!");
+    assert_eq!(st, 202, "{body}");
+    assert_eq!(next_text(&mut ws), "fire!");
+    let (st, _) = http_request(
+        srv.addr,
+        b"POST /publish/alerts?token=s3cret HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    assert_eq!(st, 411);
+    let (st, _) = post("Authorization: Bearer s3cret\r\n", &"x".repeat(1001));
+    assert_eq!(st, 413);
+    // The token on the URL works too, and a body may arrive in pieces.
+    let mut c = RawClient::tcp(srv.addr);
+    c.send(
+        b"POST /publish/alerts?token=s3cret HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello",
+    );
+    c.send(b" world");
+    let head = c.read_http_head();
+    assert!(head.starts_with("HTTP/1.1 202"), "{head}");
+    assert_eq!(next_text(&mut ws), "hello world");
+    // A /feed client with the token may publish; one without may not.
+    let mut tok = RawClient::upgrade(RawClient::tcp(srv.addr), "/feed?token=s3cret");
+    tok.send(&frame(
+        0x81,
+        pub_json("alerts", None, "via feed").as_bytes(),
+    ));
+    assert_eq!(next_text(&mut ws), "via feed");
+});
