@@ -62,8 +62,8 @@ start_server() {
     local name=$1
     port=$((port + 1))
     case "$name" in
-        ringwave-uring) taskset -c 0 target/release/ringwave --listen "127.0.0.1:$port" --backend uring --threads 1 --log-level warn >/dev/null & ;;
-        ringwave-poll) taskset -c 0 target/release/ringwave --listen "127.0.0.1:$port" --backend poll --threads 1 --log-level warn >/dev/null & ;;
+        ringwave-uring) taskset -c 0 target/release/ringwave --listen "127.0.0.1:$port" --backend uring --threads 1 --feed-sim off --log-level warn >/dev/null & ;;
+        ringwave-poll) taskset -c 0 target/release/ringwave --listen "127.0.0.1:$port" --backend poll --threads 1 --feed-sim off --log-level warn >/dev/null & ;;
         tokio-tungstenite) taskset -c 0 target/release/peer-tokio-tungstenite "127.0.0.1:$port" >/dev/null & ;;
         fastwebsockets) taskset -c 0 target/release/peer-fastwebsockets "127.0.0.1:$port" >/dev/null & ;;
         bun) taskset -c 0 "$bun" "$bun_dir/server.js" "$port" >/dev/null & ;;

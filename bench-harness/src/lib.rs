@@ -353,7 +353,7 @@ impl State {
                     pos += used;
                     match ev {
                         Some(Event::Text(t)) => {
-                            out.push(Happened::Message(i, t.len(), stamp(t.as_bytes())))
+                            out.push(Happened::Message(i, t.len(), text_stamp(t)))
                         }
                         Some(Event::Binary(b)) => out.push(Happened::Message(i, b.len(), stamp(b))),
                         Some(Event::Close { .. }) => failed = Some("server sent close".to_string()),
@@ -381,6 +381,15 @@ pub fn stamp(payload: &[u8]) -> u64 {
     payload.get(..8).map_or(0, |b| {
         u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
     })
+}
+
+/// A text payload's send timestamp: its first 16 characters as hex (the
+/// fanout scenario's publications); 0 when they are not hex digits.
+pub fn text_stamp(payload: &str) -> u64 {
+    payload
+        .get(..16)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
 }
 
 /// CPU time (user + system) of a process in nanoseconds, from

@@ -11,9 +11,11 @@ use plotters::prelude::*;
 use crate::stats::RunResult;
 
 /// Servers in report order.
-const ORDER: [&str; 5] = [
+const ORDER: [&str; 7] = [
     "ringwave-uring",
     "ringwave-poll",
+    "ringwave-uring-2w",
+    "ringwave-poll-2w",
     "tokio-tungstenite",
     "fastwebsockets",
     "bun",
@@ -241,6 +243,44 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
             }
         }
         md.push('\n');
+    }
+    let fan_cases: Vec<&String> = cases
+        .iter()
+        .filter(|(_, s)| s == "fanout")
+        .map(|(c, _)| c)
+        .collect();
+    if !fan_cases.is_empty() {
+        md.push_str("## Pub/sub fan-out (one publisher, N subscribers; latency from scheduled publish to each receipt)\n\n| case | server | offered deliveries/s | delivered msg/s (median) | range (repeats) | vs Bun | p50 µs | p99 µs | p99.9 µs | server CPU | server ns/delivery | generator CPU |\n|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        for case in &fan_cases {
+            let bun = get(case, "bun").and_then(|c| c.rate);
+            for s in servers(&cells, case) {
+                let c = &cells[&((*case).clone(), s.clone())];
+                let _ = writeln!(
+                    md,
+                    "| {case} | {s} | {} | {} | {}–{} ({}) | {} | {} | {} | {} | {}% | {} | {}% |",
+                    fmt(c.target, 0),
+                    fmt(c.rate, 0),
+                    fmt(c.rate_min, 0),
+                    fmt(c.rate_max, 0),
+                    c.repeats,
+                    ratio(c.rate, bun),
+                    fmt(c.p50, 0),
+                    fmt(c.p99, 0),
+                    fmt(c.p999, 0),
+                    fmt(c.server_cpu, 0),
+                    fmt(c.ns_per_op, 0),
+                    fmt(c.gen_cpu, 0),
+                );
+            }
+        }
+        md.push_str("\n![fan-out deliveries](fanout.png)\n\n");
+        chart(
+            &out.join("fanout.png"),
+            "Fan-out: delivered messages/s (median)",
+            &fan_cases,
+            &cells,
+            |c| c.rate,
+        )?;
     }
     let idle_cases: Vec<&String> = cases
         .iter()

@@ -3,7 +3,8 @@
 //! Scenarios: `echo` (closed-loop throughput), `latency` (open-loop at a fixed
 //! rate, HDR percentiles), `connect` (connection storm), `idle` (hold N idle
 //! connections, across several processes and source addresses when N exceeds
-//! one process's descriptor limit). `report` turns results into Markdown and
+//! one process's descriptor limit), `fanout` (pub/sub delivery over the feed
+//! protocol). `report` turns results into Markdown and
 //! PNG charts. Every scenario prints a summary line and, with `--json FILE`,
 //! appends one JSON object per run to FILE.
 
@@ -39,6 +40,11 @@ enum Cmd {
     Connect(ConnectArgs),
     /// Open N idle connections and hold them for T seconds.
     Idle(IdleArgs),
+    /// Pub/sub fan-out over the feed protocol (ringwave's /feed, or the Bun
+    /// peer's): S subscriber connections on one topic, one publisher at R
+    /// publishes per second; latency from publish to each receipt, delivered
+    /// messages per second.
+    Fanout(FanoutArgs),
     /// Write report.md and charts from a results file.
     Report(ReportArgs),
 }
@@ -151,6 +157,30 @@ struct IdleArgs {
 }
 
 #[derive(Args, Debug)]
+struct FanoutArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Subscriber connections (one subscription each).
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Publishes per second.
+    #[arg(short = 'r', long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Payload bytes per publication (at least 16: the send time in hex).
+    #[arg(short = 's', long, default_value_t = 100)]
+    size: usize,
+    /// Topic.
+    #[arg(long, default_value = "bench")]
+    topic: String,
+    /// Measured seconds.
+    #[arg(short = 't', long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds at the rate before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+}
+
+#[derive(Args, Debug)]
 struct ReportArgs {
     /// Results file (JSON lines).
     #[arg(long)]
@@ -170,6 +200,7 @@ fn main() -> ExitCode {
         Cmd::Latency(a) => latency(a),
         Cmd::Connect(a) => connect(a),
         Cmd::Idle(a) => idle(a),
+        Cmd::Fanout(a) => fanout(a),
         Cmd::Report(a) => bench_harness::report::write(&a.input, &a.out, a.preface.as_deref())
             .map_err(|e| e.to_string()),
     };
@@ -508,6 +539,183 @@ fn latency(a: LatencyArgs) -> Result<(), String> {
         rss_per_conn: None,
         errors: errors + closed + lost,
         target_rate: Some(a.rate),
+    };
+    emit(c, &r)
+}
+
+fn fanout(a: FanoutArgs) -> Result<(), String> {
+    let c = &a.common;
+    if a.size < 16 {
+        return Err("--size must be at least 16 (the payload carries the send time)".into());
+    }
+    if a.rate <= 0.0 || a.subscribers == 0 {
+        return Err("--rate and --subscribers must be positive".into());
+    }
+    // Subscribers first, then the publisher (the last connection).
+    let (mut engine, _, errors, _) =
+        open_connections(c, a.subscribers + 1, 500, Duration::from_secs(300))?;
+    if errors > 0 {
+        return Err(format!("{errors} connections failed to open"));
+    }
+    let publisher = a.subscribers;
+    let subscribe = format!(r#"{{"op":"subscribe","topic":"{}"}}"#, a.topic);
+    for i in 0..a.subscribers {
+        engine.send(i, MessageKind::Text, subscribe.as_bytes());
+    }
+    // Every subscriber answers with one acknowledgement.
+    let mut events = Vec::new();
+    let mut acks = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acks < a.subscribers {
+        events.clear();
+        engine
+            .poll(Duration::from_millis(10), &mut events)
+            .map_err(|e| e.to_string())?;
+        for ev in &events {
+            match ev {
+                Happened::Message(..) => acks += 1,
+                Happened::Closed(i, why) => return Err(format!("subscriber {i}: {why}")),
+                Happened::Opened(..) => {}
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {acks} of {} subscriptions acknowledged",
+                a.subscribers
+            ));
+        }
+    }
+    let mut hist = latency_histogram();
+    let pad = "x".repeat(a.size - 16);
+    let mut msg = String::with_capacity(a.size + 64);
+    let epoch = Instant::now();
+    let interval_ns = 1e9 / a.rate;
+    let warm_ns = (a.warmup * 1e9) as u64;
+    let send_end_ns = warm_ns + (a.duration * 1e9) as u64;
+    let mut k: u64 = 0;
+    let mut measured_sent: u64 = 0;
+    let mut window: Option<CpuWindow> = None;
+    let mut received = 0u64;
+    let mut closed = 0u64;
+    let mut last_progress = Instant::now();
+    let mut drain_deadline: Option<Instant> = None;
+    loop {
+        let now_ns = epoch.elapsed().as_nanos() as u64;
+        if window.is_none() && now_ns >= warm_ns {
+            window = Some(CpuWindow::start(c.server_pid));
+        }
+        loop {
+            let due = (k as f64 * interval_ns) as u64;
+            if due > now_ns || due >= send_end_ns {
+                break;
+            }
+            use std::fmt::Write as _;
+            msg.clear();
+            let _ = write!(
+                msg,
+                r#"{{"op":"publish","topic":"{}","data":"{due:016x}{pad}"}}"#,
+                a.topic
+            );
+            engine.send(publisher, MessageKind::Text, msg.as_bytes());
+            if due >= warm_ns {
+                measured_sent += 1;
+            }
+            k += 1;
+        }
+        let next_due = (k as f64 * interval_ns) as u64;
+        if next_due >= send_end_ns && drain_deadline.is_none() {
+            drain_deadline = Some(Instant::now() + Duration::from_secs(3));
+        }
+        let wait_ns = next_due.saturating_sub(epoch.elapsed().as_nanos() as u64);
+        let timeout = if wait_ns < 50_000 {
+            Duration::ZERO
+        } else {
+            Duration::from_nanos(wait_ns.min(1_000_000))
+        };
+        events.clear();
+        engine
+            .poll(timeout, &mut events)
+            .map_err(|e| e.to_string())?;
+        let now_ns = epoch.elapsed().as_nanos() as u64;
+        for ev in &events {
+            match *ev {
+                Happened::Message(_, _, sent) => {
+                    if sent >= warm_ns && sent < send_end_ns {
+                        received += 1;
+                        let _ = hist.record(now_ns.saturating_sub(sent).max(1000));
+                    }
+                }
+                Happened::Closed(i, ref why) => {
+                    closed += 1;
+                    if closed <= 3 {
+                        eprintln!("connection {i} closed during the run: {why}");
+                    }
+                }
+                Happened::Opened(..) => {}
+            }
+        }
+        let expected = measured_sent * a.subscribers as u64;
+        if let Some(d) = drain_deadline {
+            if received >= expected || Instant::now() >= d {
+                break;
+            }
+        }
+        if !c.quiet && last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            eprint!(
+                "\r[fanout {}] {:.1}s published {} delivered {} p99 {:.0} µs          ",
+                c.label,
+                now_ns as f64 / 1e9,
+                k,
+                received,
+                hist.value_at_quantile(0.99) as f64 / 1000.0
+            );
+        }
+    }
+    let w = window.ok_or("the run ended during warm-up")?;
+    let (_, server_pct, server_ns, own_pct) = w.end();
+    engine.close_all();
+    let expected = measured_sent * a.subscribers as u64;
+    let lost = expected.saturating_sub(received);
+    let p = Percentiles::from_ns(&hist);
+    if !c.quiet {
+        eprintln!();
+    }
+    println!(
+        "{} fanout {} subscribers x {:.0}/s x {}B: delivered {:.0} msg/s of {:.0} expected; p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs; {} missing; server CPU {}, {} per delivery; generator CPU {:.0}%",
+        c.label,
+        a.subscribers,
+        a.rate,
+        a.size,
+        received as f64 / a.duration,
+        expected as f64 / a.duration,
+        p.p50_us,
+        p.p99_us,
+        p.p999_us,
+        p.max_us,
+        lost,
+        server_pct.map_or("n/a".into(), |p| format!("{p:.0}%")),
+        server_ns.map_or("n/a".into(), |ns| format!("{:.0} ns", ns as f64 / received.max(1) as f64)),
+        own_pct
+    );
+    let r = RunResult {
+        server: c.label.clone(),
+        case: format!("fanout {}x{:.0}/s {}B", a.subscribers, a.rate, a.size),
+        scenario: "fanout".into(),
+        repeat: c.repeat,
+        connections: a.subscribers,
+        size: a.size,
+        seconds: a.duration,
+        rate: received as f64 / a.duration,
+        bytes_per_s: received as f64 * a.size as f64 / a.duration,
+        count: received,
+        latency: Some(p),
+        server_cpu_pct: server_pct,
+        server_cpu_ns_per_op: server_ns.map(|ns| ns as f64 / received.max(1) as f64),
+        generator_cpu_pct: own_pct,
+        rss_per_conn: None,
+        errors: errors + closed + lost,
+        target_rate: Some(a.rate * a.subscribers as f64),
     };
     emit(c, &r)
 }

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Pub/sub fan-out benchmark: ringwave's feed app (uring and poll backends, one
+# worker, and two workers) against Bun's pub/sub (server.publish, uWebSockets
+# inside), all speaking the same /feed JSON protocol.
+#
+#   scripts/bench-fanout.sh [--quick] [--repeats N] [--subscribers N]
+#                           [--rates "1000 10000"] [--servers "a b ..."]
+#
+# One-worker servers run pinned to CPU 0 and the load generator
+# (ringwave-bench fanout: N subscriber connections, one publisher at R
+# publishes/s, 100-byte payloads stamped with the send time) to CPU 1. The
+# two-worker ringwave ("-2w") gets CPUs 0 and 1, so it shares CPU 1 with the
+# generator: on this two-core machine that shows the cross-worker path, not
+# a second core's worth of speed. Runs are interleaved (A B C A B C ...) and
+# the report takes medians: bench-results/<timestamp>-fanout/report.md,
+# results.json, fanout.png.
+#
+# Slow-consumer policy: ringwave runs with --slow-consumer drop and Bun with
+# its default backpressure handling (messages to a subscriber over its
+# 1 MiB limit are skipped), so neither closes subscribers mid-run; both
+# buffer up to 1 MiB per subscriber.
+#
+# --quick: 2 repeats of 3 s. Default: 3 repeats of 5 s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+repeats=""
+subscribers=10000
+rates="1000 10000"
+servers="ringwave-uring ringwave-poll ringwave-uring-2w bun"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) quick=1 ;;
+        --repeats) repeats=$2; shift ;;
+        --subscribers) subscribers=$2; shift ;;
+        --rates) rates=$2; shift ;;
+        --servers) servers=$2; shift ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+if [ "$quick" = 1 ]; then dur=3; repeats=${repeats:-2}; else dur=5; repeats=${repeats:-3}; fi
+
+started=$(date +%s)
+out="bench-results/$(date -u +%Y%m%dT%H%M%SZ)-fanout"
+mkdir -p "$out"
+results="$out/results.jsonl"
+
+echo "==> building (release)"
+cargo build --release --quiet --bin ringwave -p ringwave
+cargo build --release --quiet -p bench-harness --bin ringwave-bench
+
+bun_dir=bench-harness/peers/bun
+bun="$bun_dir/node_modules/@oven/bun-linux-x64/bin/bun"
+if [[ " $servers " == *" bun "* ]] && [ ! -x "$bun" ]; then
+    echo "==> installing Bun from npm into $bun_dir/node_modules"
+    (cd "$bun_dir" && npm install --no-audit --no-fund --silent)
+fi
+
+gen=target/release/ringwave-bench
+port=9600
+srv_pid=""
+rw=(target/release/ringwave --feed-sim off --allow-client-publish --slow-consumer drop --log-level warn)
+
+start_server() {
+    local name=$1
+    port=$((port + 1))
+    case "$name" in
+        ringwave-uring) taskset -c 0 "${rw[@]}" --listen "127.0.0.1:$port" --backend uring --threads 1 >/dev/null & ;;
+        ringwave-poll) taskset -c 0 "${rw[@]}" --listen "127.0.0.1:$port" --backend poll --threads 1 >/dev/null & ;;
+        ringwave-uring-2w) taskset -c 0,1 "${rw[@]}" --listen "127.0.0.1:$port" --backend uring --threads 2 >/dev/null & ;;
+        ringwave-poll-2w) taskset -c 0,1 "${rw[@]}" --listen "127.0.0.1:$port" --backend poll --threads 2 >/dev/null & ;;
+        bun) taskset -c 0 "$bun" "$bun_dir/pubsub.js" "$port" >/dev/null & ;;
+        *) echo "unknown server $name" >&2; exit 2 ;;
+    esac
+    srv_pid=$!
+    for _ in $(seq 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "$name did not start" >&2
+    exit 1
+}
+
+stop_server() {
+    kill -TERM "$srv_pid" 2>/dev/null || true
+    wait "$srv_pid" 2>/dev/null || true
+}
+trap 'kill -TERM "$srv_pid" 2>/dev/null || true' EXIT
+
+echo "==> fanout: $subscribers subscribers at rates [$rates]/s, $repeats interleaved repeats over: $servers"
+for r in $(seq "$repeats"); do
+    for rate in $rates; do
+        for s in $servers; do
+            start_server "$s"
+            taskset -c 1 "$gen" fanout -n "$subscribers" -r "$rate" -s 100 -t "$dur" --warmup 1 \
+                --url "ws://127.0.0.1:$port/feed" --label "$s" --server-pid "$srv_pid" \
+                --sources 4 --json "$results" --repeat "$r" --quiet
+            stop_server
+        done
+    done
+done
+
+took=$(( $(date +%s) - started ))
+cat > "$out/preface.md" <<EOF2
+Command: \`scripts/bench-fanout.sh $( [ "$quick" = 1 ] && echo --quick ) --repeats $repeats --subscribers $subscribers --rates "$rates"\`, took ${took} s.
+Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), Linux $(uname -r).
+EOF2
+"$gen" report --input "$results" --out "$out" --preface "$out/preface.md"
+echo "==> report: $out/report.md (took ${took} s)"
