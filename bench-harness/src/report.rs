@@ -53,6 +53,7 @@ struct Cell {
     rss: Option<f64>,
     target: Option<f64>,
     errors: u64,
+    missing: Option<f64>,
 }
 
 fn cells(runs: &[RunResult]) -> BTreeMap<(String, String), Cell> {
@@ -86,6 +87,7 @@ fn cells(runs: &[RunResult]) -> BTreeMap<(String, String), Cell> {
                 rss: f(&|r| r.rss_per_conn),
                 target: f(&|r| r.target_rate),
                 errors: rs.iter().map(|r| r.errors).sum(),
+                missing: f(&|r| r.missing.map(|m| m as f64)),
             };
             (k, cell)
         })
@@ -250,14 +252,14 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
         .map(|(c, _)| c)
         .collect();
     if !fan_cases.is_empty() {
-        md.push_str("## Pub/sub fan-out (one publisher, N subscribers; latency from scheduled publish to each receipt)\n\n| case | server | offered deliveries/s | delivered msg/s (median) | range (repeats) | vs Bun | p50 µs | p99 µs | p99.9 µs | server CPU | server ns/delivery | generator CPU |\n|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("## Pub/sub fan-out (one publisher, N subscribers; latency from scheduled publish to each receipt)\n\n| case | server | offered deliveries/s | delivered msg/s (median) | range (repeats) | vs Bun | p50 µs | p99 µs | p99.9 µs | measured deliveries not received by the end | server CPU | server ns/delivery | generator CPU |\n|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for case in &fan_cases {
             let bun = get(case, "bun").and_then(|c| c.rate);
             for s in servers(&cells, case) {
                 let c = &cells[&((*case).clone(), s.clone())];
                 let _ = writeln!(
                     md,
-                    "| {case} | {s} | {} | {} | {}–{} ({}) | {} | {} | {} | {} | {}% | {} | {}% |",
+                    "| {case} | {s} | {} | {} | {}–{} ({}) | {} | {} | {} | {} | {} | {}% | {} | {}% |",
                     fmt(c.target, 0),
                     fmt(c.rate, 0),
                     fmt(c.rate_min, 0),
@@ -267,6 +269,7 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
                     fmt(c.p50, 0),
                     fmt(c.p99, 0),
                     fmt(c.p999, 0),
+                    fmt(c.missing, 0),
                     fmt(c.server_cpu, 0),
                     fmt(c.ns_per_op, 0),
                     fmt(c.gen_cpu, 0),

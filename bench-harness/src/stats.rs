@@ -78,6 +78,10 @@ pub struct RunResult {
     pub rss_per_conn: Option<f64>,
     /// Connections that failed.
     pub errors: u64,
-    /// Target rate (latency).
+    /// Target rate (latency; fanout: offered deliveries per second).
     pub target_rate: Option<f64>,
+    /// Fanout: deliveries of the measured publications that did not arrive
+    /// by the end of the run (queued behind a saturated server, or dropped).
+    #[serde(default)]
+    pub missing: Option<u64>,
 }
