@@ -84,14 +84,14 @@ both_backends!(handshake_timeout_closes_a_slow_client, |backend| {
 });
 
 both_backends!(idle_connection_is_pinged_then_closed_with_1001, |backend| {
-    let srv = TestServer::start(backend, &["--idle-timeout", "1"]);
+    let srv = TestServer::start(backend, &["--ping-interval", "1", "--idle-timeout", "2"]);
     let mut c = RawClient::connect(srv.addr);
     assert_eq!(
         c.read_frame(),
         Some((0x9, b"ringwave".to_vec())),
         "an idle connection is pinged"
     );
-    // No pong: closed with 1001 on the next idle period.
+    // No pong: closed with 1001 once silent for the idle timeout.
     assert_eq!(c.read_close_code(), Some(1001));
     // A client that answers stays open past several idle periods.
     let mut c = RawClient::connect(srv.addr);

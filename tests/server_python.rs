@@ -1,7 +1,8 @@
 //! The real server, on both backends, against clients nobody here wrote:
 //! Python's `websockets` (with permessage-deflate, fragmentation, ping, close
-//! codes, 1009 and 5,000 concurrent connections) and headless Chromium
-//! loading the `GET /` page. The Python side lives in tests/python/.
+//! codes, 1009 and 5,000 concurrent connections), headless Chromium
+//! loading the `GET /` page, and `prometheus_client` parsing `/metrics`.
+//! The Python side lives in tests/python/.
 
 mod server;
 use server::*;
@@ -43,3 +44,11 @@ both_backends!(
         );
     }
 );
+
+both_backends!(metrics_parse_with_prometheus_client, |backend| {
+    let srv = TestServer::start(backend, &["--threads", "2"]);
+    run_script(
+        "metrics_parse.py",
+        &["127.0.0.1", &srv.addr.port().to_string(), "2"],
+    );
+});

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use ringwave::driver::Backend;
+use ringwave::proto::handshake::UpgradeRequest;
 use ringwave::proto::{DeflateConfig, Limits};
 use ringwave::server::feedsim::{self, SimSpec};
-use ringwave::server::{Config, Echo, Policy, Server};
+use ringwave::server::{Config, Echo, Handler, Msg, Policy, Server, Upgrade, Ws};
 
 /// ringwave: a thread-per-core WebSocket server over io_uring.
 ///
@@ -69,14 +70,42 @@ struct Cli {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     handshake_timeout: u64,
 
-    /// Seconds without traffic before a ping; as long again without any reply
-    /// and the connection is closed with 1001.
+    /// Seconds a connection may stay silent before the server pings it (and
+    /// pings again every interval while it stays silent).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    ping_interval: u64,
+
+    /// Seconds of silence (no message, no pong) after which a connection that
+    /// was pinged is closed with 1001.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout: u64,
 
-    /// Seconds to wait for close handshakes on shutdown.
+    /// On SIGTERM/SIGINT, spread the 1001 closes over this many seconds (each
+    /// connection at a random moment) so clients do not reconnect in a storm;
+    /// /healthz answers 503 and new upgrades are refused from the start.
+    #[arg(long, default_value_t = 0)]
+    drain_seconds: u64,
+
+    /// Seconds to wait for close handshakes after the drain.
     #[arg(long, default_value_t = 3)]
     shutdown_grace: u64,
+
+    /// Connections beyond which new ones are answered 503 (0: only the
+    /// process's open-file limit).
+    #[arg(long, default_value_t = 0)]
+    max_connections: usize,
+
+    /// Comma-separated browser origins allowed to open WebSockets, e.g.
+    /// https://example.com,http://localhost:8080 (others get 403; requests
+    /// without an Origin header, from non-browser clients, are allowed).
+    #[arg(long, value_name = "ORIGINS", value_delimiter = ',')]
+    allowed_origins: Option<Vec<String>>,
+
+    /// Require this token on every WebSocket upgrade, as ?token=... on the URL
+    /// or `Authorization: Bearer ...`; others get 401. (An example of the
+    /// library's on_upgrade hook.)
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
 
     /// What to do with a subscriber whose unsent bytes pass --max-buffered:
     /// close (close it with 1008), drop (skip publications while it is over),
@@ -107,6 +136,48 @@ struct Cli {
     /// Log level: error, warn, info, debug or trace (or a tracing filter).
     #[arg(long, default_value = "info")]
     log_level: String,
+}
+
+/// The `--token` check: an application wrapped so that upgrades without the
+/// token are refused with 401 before the inner application sees them.
+struct TokenGate<H> {
+    token: Option<String>,
+    inner: H,
+}
+
+impl<H: Handler> Handler for TokenGate<H> {
+    fn on_upgrade(&mut self, req: &UpgradeRequest) -> Upgrade {
+        match &self.token {
+            Some(token) if !req.http.presents_token(token) => Upgrade::Reject {
+                status: 401,
+                reason: "missing or wrong token: add ?token=... to the URL or send \
+                         Authorization: Bearer ..."
+                    .to_string(),
+            },
+            _ => self.inner.on_upgrade(req),
+        }
+    }
+
+    fn on_open(&mut self, ws: &mut Ws<'_>) {
+        self.inner.on_open(ws);
+    }
+
+    fn on_message(&mut self, ws: &mut Ws<'_>, msg: Msg<'_>) {
+        self.inner.on_message(ws, msg);
+    }
+
+    fn on_drain(&mut self, ws: &mut Ws<'_>) {
+        self.inner.on_drain(ws);
+    }
+
+    fn on_close(
+        &mut self,
+        id: ringwave::server::ConnId,
+        code: ringwave::proto::CloseCode,
+        reason: &str,
+    ) {
+        self.inner.on_close(id, code, reason);
+    }
 }
 
 fn parse_topic_policy(s: &str) -> Result<(String, Policy), String> {
@@ -159,8 +230,12 @@ fn main() -> ExitCode {
         deflate: cli.deflate.then(DeflateConfig::default),
         max_buffered: cli.max_buffered,
         handshake_timeout: Duration::from_secs(cli.handshake_timeout),
+        ping_interval: Duration::from_secs(cli.ping_interval),
         idle_timeout: Duration::from_secs(cli.idle_timeout),
+        drain: Duration::from_secs(cli.drain_seconds),
         shutdown_grace: Duration::from_secs(cli.shutdown_grace),
+        max_connections: cli.max_connections,
+        allowed_origins: cli.allowed_origins.clone(),
         pin_threads: true,
         slow_consumer: cli.slow_consumer,
         topic_policies: {
@@ -183,7 +258,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let running = match Server::builder().config(config).serve(|| Echo) {
+    let token = cli.token.clone();
+    let app = move || TokenGate {
+        token: token.clone(),
+        inner: Echo,
+    };
+    let running = match Server::builder().config(config).serve(app) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ringwave: {e}");

@@ -49,6 +49,18 @@ const HEAP_KEEP: usize = 4 * 1024;
 /// Send buffer ids: registered buffers first, heap buffers after.
 const MAX_HEAP_SENDS: usize = u16::MAX as usize - SEND_BUFFERS;
 
+/// A zeroed buffer with every page touched, so the pools' memory is resident
+/// from the start: RSS then measures connections and queued data, not which
+/// pool pages traffic happened to reach first.
+fn resident_buffer(len: usize) -> Box<[u8]> {
+    let mut buf = vec![0u8; len].into_boxed_slice();
+    for b in buf.iter_mut().step_by(4096) {
+        // black_box: a store of zero into calloc'ed memory may be elided.
+        *b = std::hint::black_box(0);
+    }
+    buf
+}
+
 /// Operation kinds in `user_data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -155,7 +167,7 @@ impl RecvRing {
         let mut r = RecvRing {
             ring,
             ring_layout,
-            buffers: vec![0u8; RECV_BUFFERS as usize * RECV_BUFFER_SIZE].into_boxed_slice(),
+            buffers: resident_buffer(RECV_BUFFERS as usize * RECV_BUFFER_SIZE),
             tail: 0,
         };
         for bid in 0..RECV_BUFFERS {
@@ -320,7 +332,7 @@ impl UringDriver {
                 0,
             )?;
         }
-        let send_buffers = vec![0u8; SEND_BUFFERS * SEND_BUFFER_SIZE].into_boxed_slice();
+        let send_buffers = resident_buffer(SEND_BUFFERS * SEND_BUFFER_SIZE);
         let iovecs: Vec<libc::iovec> = (0..SEND_BUFFERS)
             .map(|i| libc::iovec {
                 iov_base: send_buffers[i * SEND_BUFFER_SIZE..].as_ptr() as *mut libc::c_void,

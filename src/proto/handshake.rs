@@ -112,6 +112,30 @@ pub struct HttpRequest {
 }
 
 impl HttpRequest {
+    /// The decoded value of query parameter `name` in the request target.
+    pub fn query(&self, name: &str) -> Option<String> {
+        let query = self.path.split_once('?')?.1;
+        query.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == name).then(|| {
+                percent_encoding::percent_decode_str(&v.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+        })
+    }
+
+    /// Whether the request carries `token`, as `Authorization: Bearer
+    /// <token>` or as the query parameter `token` (for browsers, which cannot
+    /// set headers on a WebSocket). Compared in constant time.
+    pub fn presents_token(&self, token: &str) -> bool {
+        let bearer = self
+            .header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| same_secret(t.trim(), token));
+        bearer || self.query("token").is_some_and(|t| same_secret(&t, token))
+    }
+
     /// Every value of header `name` (case-insensitive), in order.
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.headers
@@ -587,6 +611,12 @@ impl ClientHandshake {
             rest,
         }))
     }
+}
+
+/// Equality whose time does not depend on where two equal-length secrets
+/// differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 #[cfg(test)]

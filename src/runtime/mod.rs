@@ -8,6 +8,7 @@ pub(crate) mod worker;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{mpsc, Arc, OnceLock};
 use std::thread::JoinHandle;
 
@@ -26,6 +27,9 @@ const MAILBOX_CAPACITY: usize = 65_536;
 pub(crate) struct Shared {
     pub mailboxes: Arc<[Arc<Mailbox>]>,
     pub stats: Vec<Arc<Stats>>,
+    /// Connections open in the process (for `--max-connections`); changed
+    /// on accept and close only.
+    pub connections: AtomicUsize,
 }
 
 /// A running server.
@@ -196,6 +200,7 @@ where
     let _ = shared.set(Shared {
         mailboxes: mailboxes.clone(),
         stats: stats.into_iter().flatten().collect(),
+        connections: AtomicUsize::new(0),
     });
     Ok(Running {
         workers,

@@ -7,6 +7,7 @@
 //! finished; then advance the timer wheel.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -63,8 +64,10 @@ struct Slot {
     state: State,
     /// Tick by which something must happen (handshake done, data seen).
     deadline: u64,
-    /// An idle ping was sent and not yet followed by any traffic.
+    /// A keep-alive ping was sent and not yet followed by any traffic.
     pinged: bool,
+    /// Tick of the peer's last traffic (WebSocket).
+    last_seen: u32,
     /// Queued in `dirty` for this turn.
     dirty: bool,
     /// Unsent bytes passed the limit: fire `on_drain` when they clear.
@@ -244,6 +247,7 @@ struct Core<H: Handler> {
     fired: Vec<TimerEntry>,
     woken: bool,
     handshake_ticks: u64,
+    ping_ticks: u64,
     idle_ticks: u64,
     topics: Topics,
     /// Publishes made during a callback, delivered right after it.
@@ -253,6 +257,20 @@ struct Core<H: Handler> {
     /// Publications for a worker whose mailbox was full, in order.
     outbox: Vec<VecDeque<Arc<Publication>>>,
     stats: Arc<Stats>,
+    /// Shutting down: new upgrades get 503, `/healthz` answers 503.
+    draining: bool,
+    /// When this turn's work started (first completion), for the loop-turn
+    /// histogram.
+    turn_started: Option<Instant>,
+}
+
+/// A graceful drain: close 1001 to each connection at a random moment
+/// within the drain period, so clients do not all reconnect at once.
+struct Drain {
+    order: Vec<(u32, u32)>,
+    next: usize,
+    started: Instant,
+    spread: Duration,
 }
 
 /// Run a worker until it is told to shut down and its connections are gone.
@@ -270,6 +288,7 @@ pub(crate) fn run<H: Handler>(
         worker,
         handler,
         handshake_ticks: ticks(cfg.handshake_timeout),
+        ping_ticks: ticks(cfg.ping_interval),
         idle_ticks: ticks(cfg.idle_timeout),
         topics: Topics::new(cfg.slow_consumer, Arc::new(cfg.topic_policies.clone())),
         cfg,
@@ -284,9 +303,12 @@ pub(crate) fn run<H: Handler>(
         shared,
         outbox: Vec::new(),
         stats,
+        draining: false,
+        turn_started: None,
     };
     let started = Instant::now();
     let mut shutdown_at: Option<Instant> = None;
+    let mut drain: Option<Drain> = None;
     let mut controls = Vec::new();
     loop {
         let next_tick = started + TICK * (core.wheel.now() as u32 + 1);
@@ -294,10 +316,15 @@ pub(crate) fn run<H: Handler>(
         if let Some(t) = shutdown_at {
             timeout = timeout.min(t.saturating_duration_since(Instant::now()));
         }
+        if drain.is_some() {
+            // Close the next share of connections soon.
+            timeout = timeout.min(Duration::from_millis(10));
+        }
         if core.outbox.iter().any(|q| !q.is_empty()) {
             // Retry soon: another worker's mailbox was full.
             timeout = timeout.min(Duration::from_millis(1));
         }
+        core.turn_started = None;
         if let Err(e) = driver.turn(Some(timeout), &mut |c| core.on_completion(c)) {
             tracing::error!(worker, "driver failed: {e}; worker stops");
             mailbox.close();
@@ -310,13 +337,21 @@ pub(crate) fn run<H: Handler>(
             for c in controls.drain(..) {
                 match c {
                     Control::Publish(p) => core.deliver(&p),
-                    Control::Shutdown if shutdown_at.is_none() => {
-                        shutdown_at = Some(Instant::now() + core.cfg.shutdown_grace);
-                        driver.stop_accepting();
-                        core.begin_shutdown();
+                    Control::Shutdown if !core.draining => {
+                        core.draining = true;
+                        drain = Some(core.begin_drain());
                     }
                     Control::Shutdown => {}
                 }
+            }
+        }
+        if let Some(d) = &mut drain {
+            if core.drain_step(d) {
+                // Everyone has been told: stop accepting and give the close
+                // handshakes the grace period.
+                drain = None;
+                driver.stop_accepting();
+                shutdown_at = Some(Instant::now() + core.cfg.shutdown_grace);
             }
         }
         core.retry_outbox();
@@ -328,6 +363,9 @@ pub(crate) fn run<H: Handler>(
         }
         core.flush(driver.as_mut());
         core.close_finished(driver.as_mut());
+        if let Some(t0) = core.turn_started {
+            core.stats.turn.observe(t0.elapsed());
+        }
         if let Some(t) = shutdown_at {
             if core.open_count() == 0 {
                 mailbox.close();
@@ -362,6 +400,9 @@ impl<H: Handler> Core<H> {
     }
 
     fn on_completion(&mut self, c: Completion<'_>) {
+        if self.turn_started.is_none() {
+            self.turn_started = Some(Instant::now());
+        }
         match c {
             Completion::Accepted(t) => self.accept(t),
             Completion::Data(t, buf) => self.data(t.0, buf),
@@ -397,6 +438,7 @@ impl<H: Handler> Core<H> {
             state: State::Handshake(RequestParser::new(&self.cfg.limits)),
             deadline,
             pinged: false,
+            last_seen: 0,
             dirty: false,
             over_limit: false,
             linger: false,
@@ -410,11 +452,22 @@ impl<H: Handler> Core<H> {
         self.stats.connections_open.add(1);
         self.stats.connections_total.add(1);
         self.wheel.insert(t.0, generation, deadline);
+        if let Some(shared) = self.shared.get() {
+            let open = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.cfg.max_connections > 0 && open > self.cfg.max_connections {
+                let msg = format!(
+                    "the server is at its connection limit ({}); try again later\n",
+                    self.cfg.max_connections
+                );
+                self.respond_with(t.0, 503, "text/plain; charset=utf-8", msg.as_bytes(), false);
+            }
+        }
     }
 
     fn data(&mut self, index: u32, buf: &mut [u8]) {
+        self.stats.bytes_in.add(buf.len() as u64);
         let now = self.wheel.now();
-        let idle = self.idle_ticks;
+        let ping = self.ping_ticks;
         let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
             return;
         };
@@ -438,12 +491,16 @@ impl<H: Handler> Core<H> {
                         out: e.response(),
                         pos: 0,
                     };
-                    self.stats.handshakes_rejected.add(1);
+                    slot.linger = true;
+                    self.stats.reject(e.status);
                     self.mark_dirty(index);
                 }
             },
             State::Open(_) => {
-                slot.deadline = now + idle;
+                // Keep-alive: nothing is rescheduled per message; the
+                // timer entry compares with these when it comes due.
+                slot.deadline = now + ping;
+                slot.last_seen = now as u32;
                 slot.pinged = false;
                 self.frames(index, buf);
             }
@@ -482,6 +539,10 @@ impl<H: Handler> Core<H> {
                 );
             }
             if path == "/healthz" {
+                if self.draining {
+                    let msg = b"draining\n";
+                    return self.respond(index, 503, "text/plain; charset=utf-8", msg, &http);
+                }
                 return self.respond(index, 200, "text/plain; charset=utf-8", b"ok\n", &http);
             }
         }
@@ -514,7 +575,7 @@ impl<H: Handler> Core<H> {
             out.extend_from_slice(body);
         }
         if status >= 400 {
-            self.stats.handshakes_rejected.add(1);
+            self.stats.reject(status);
         }
         let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
             return;
@@ -525,6 +586,23 @@ impl<H: Handler> Core<H> {
         self.mark_dirty(index);
     }
 
+    /// `--allowed-origins`: a browser's `Origin` must be listed (requests
+    /// without one, from non-browser clients, pass).
+    fn check_origin(&self, req: &UpgradeRequest) -> Option<Upgrade> {
+        let allowed = self.cfg.allowed_origins.as_ref()?;
+        let origin = req.origin.as_deref()?;
+        if allowed
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+        {
+            return None;
+        }
+        Some(Upgrade::Reject {
+            status: 403,
+            reason: format!("origin {origin} is not allowed"),
+        })
+    }
+
     fn may_publish(&self, http: &HttpRequest) -> bool {
         if self.cfg.allow_client_publish {
             return true;
@@ -532,11 +610,7 @@ impl<H: Handler> Core<H> {
         let Some(token) = self.cfg.publish_token.as_deref() else {
             return false;
         };
-        let bearer = http
-            .header("authorization")
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| t.trim() == token);
-        bearer || query_param(&http.path, "token").as_deref() == Some(token)
+        http.presents_token(token)
     }
 
     fn begin_post(&mut self, index: u32, http: &HttpRequest, topic: String, rest: &[u8]) {
@@ -579,7 +653,7 @@ impl<H: Handler> Core<H> {
                 http,
             );
         }
-        let key = query_param(&http.path, "key");
+        let key = http.query("key");
         let take = rest.len().min(want);
         let mut body = Vec::with_capacity(want);
         body.extend_from_slice(&rest[..take]);
@@ -642,7 +716,7 @@ impl<H: Handler> Core<H> {
             pos: 0,
             closing: false,
         };
-        slot.deadline = self.wheel.now() + self.idle_ticks;
+        slot.deadline = self.wheel.now() + self.ping_ticks;
         let _ = self
             .topics
             .subscribe(index, slot.generation, &mut slot.sub, topic, &self.stats);
@@ -653,16 +727,29 @@ impl<H: Handler> Core<H> {
         let now = self.wheel.now();
         let can_publish = feed && self.may_publish(&http);
         let response = match UpgradeRequest::from_http(http) {
-            Err(e) => Err(e.response()),
+            Err(e) => Err((e.status, e.response())),
             Ok(req) => {
-                let decision = if feed {
-                    Upgrade::Accept { protocol: None }
+                let decision = if self.draining {
+                    Upgrade::Reject {
+                        status: 503,
+                        reason: "the server is shutting down".into(),
+                    }
+                } else if let Some(refused) = self.check_origin(&req) {
+                    refused
                 } else {
-                    self.handler.on_upgrade(&req)
+                    // The handler admits every upgrade (auth, subprotocols),
+                    // the feed app's included.
+                    match self.handler.on_upgrade(&req) {
+                        Upgrade::Accept { protocol } if feed => {
+                            let _ = protocol;
+                            Upgrade::Accept { protocol: None }
+                        }
+                        d => d,
+                    }
                 };
                 match decision {
                     Upgrade::Reject { status, reason } => {
-                        Err(HandshakeError { status, reason }.response())
+                        Err((status, HandshakeError { status, reason }.response()))
                     }
                     Upgrade::Accept { protocol } => {
                         let deflate = req.negotiate_deflate(self.cfg.deflate.as_ref());
@@ -689,14 +776,15 @@ impl<H: Handler> Core<H> {
             return;
         };
         match response {
-            Err(out) => {
+            Err((status, out)) => {
                 slot.state = State::Http { out, pos: 0 };
                 slot.linger = true;
-                self.stats.handshakes_rejected.add(1);
+                self.stats.reject(status);
             }
             Ok(conn) => {
                 slot.state = State::Open(conn);
-                slot.deadline = now + self.idle_ticks;
+                slot.deadline = now + self.ping_ticks;
+                slot.last_seen = now as u32;
                 slot.feed = feed;
                 slot.can_publish = can_publish;
                 self.stats.handshakes_accepted.add(1);
@@ -755,6 +843,7 @@ impl<H: Handler> Core<H> {
                             continue;
                         }
                     };
+                    self.stats.messages_in.add(1);
                     if slot.feed {
                         feed::handle(&mut ws, msg, slot.can_publish);
                     } else {
@@ -909,14 +998,23 @@ impl<H: Handler> Core<H> {
             };
             slot.dirty = false;
             let token = Token(index);
-            let mut failed = write_out(slot, driver, token).is_err();
+            let mut failed = match write_out(slot, driver, token) {
+                Ok(n) => {
+                    self.stats.bytes_out.add(n as u64);
+                    false
+                }
+                Err(_) => true,
+            };
             let sse = slot.is_sse();
             if !failed && slot.pending() <= limit / 2 && slot.takes_publications() {
                 if let Some(sub) = slot.sub.as_deref_mut() {
                     if !sub.conflated.is_empty() {
                         // Drained enough: send the newest of what was held.
                         sub.release_conflated(sse);
-                        failed = write_out(slot, driver, token).is_err();
+                        match write_out(slot, driver, token) {
+                            Ok(n) => self.stats.bytes_out.add(n as u64),
+                            Err(_) => failed = true,
+                        }
                     }
                 }
             }
@@ -974,6 +1072,16 @@ impl<H: Handler> Core<H> {
         };
         driver.close(Token(index));
         self.stats.connections_open.sub(1);
+        if let Some(shared) = self.shared.get() {
+            // Saturating: a connection accepted before `shared` was set was
+            // never counted.
+            let _ = shared
+                .connections
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+        if let State::Open(_) = slot.state {
+            self.stats.close(slot.close_code.0);
+        }
         if let Some(sub) = &slot.sub {
             self.topics
                 .remove_all(index, slot.generation, sub, &self.stats);
@@ -985,29 +1093,78 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    fn begin_shutdown(&mut self) {
-        for index in 0..self.conns.len() as u32 {
-            let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
-                continue;
-            };
-            match &mut slot.state {
-                State::Open(conn) => {
-                    let _ = conn.close(CloseCode::GOING_AWAY, "server shutting down");
-                    if let Some(sub) = slot.sub.as_deref_mut() {
-                        sub.discard_unstarted(false);
-                    }
-                    self.mark_dirty(index);
-                }
-                State::Sse { closing, .. } => {
-                    *closing = true;
-                    if let Some(sub) = slot.sub.as_deref_mut() {
-                        sub.discard_unstarted(true);
-                    }
-                    self.mark_dirty(index);
-                }
-                _ => self.to_close.push(index),
-            }
+    /// Start a drain: connections still in their handshake or answering
+    /// plain HTTP finish on their own; WebSocket and SSE connections are
+    /// told to go in a random order over `drain`.
+    fn begin_drain(&mut self) -> Drain {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let mut order: Vec<(u32, u32)> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|s| (i as u32, s.generation, s)))
+            .filter(|(_, _, s)| matches!(s.state, State::Open(_) | State::Sse { .. }))
+            .map(|(i, g, _)| (i, g))
+            .collect();
+        order.shuffle(&mut rand::rngs::StdRng::from_os_rng());
+        Drain {
+            order,
+            next: 0,
+            started: Instant::now(),
+            spread: self.cfg.drain,
         }
+    }
+
+    /// Close the share of connections due by now; true when all were told.
+    fn drain_step(&mut self, d: &mut Drain) -> bool {
+        let elapsed = d.started.elapsed();
+        let due = if d.spread.is_zero() || elapsed >= d.spread {
+            d.order.len()
+        } else {
+            (d.order.len() as f64 * elapsed.as_secs_f64() / d.spread.as_secs_f64()) as usize
+        };
+        while d.next < due {
+            let (index, generation) = d.order[d.next];
+            d.next += 1;
+            self.go_away(index, generation);
+        }
+        d.next == d.order.len() && elapsed >= d.spread
+    }
+
+    /// Close one connection with 1001 "server shutting down".
+    fn go_away(&mut self, index: u32, generation: u32) {
+        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            return;
+        };
+        if slot.generation != generation {
+            return;
+        }
+        match &mut slot.state {
+            State::Open(conn) => {
+                if conn
+                    .close(CloseCode::GOING_AWAY, "server shutting down")
+                    .is_ok()
+                {
+                    slot.close_code = CloseCode::GOING_AWAY;
+                }
+                if let Some(sub) = slot.sub.as_deref_mut() {
+                    sub.discard_unstarted(false);
+                }
+            }
+            State::Sse { closing, .. } => {
+                *closing = true;
+                if let Some(sub) = slot.sub.as_deref_mut() {
+                    sub.discard_unstarted(true);
+                }
+            }
+            _ => return,
+        }
+        // The close handshake gets the shutdown grace (at least a tick).
+        let ticks = self.cfg.shutdown_grace.as_secs().max(1);
+        slot.deadline = self.wheel.now() + ticks;
+        self.wheel.insert(index, generation, slot.deadline);
+        self.mark_dirty(index);
     }
 
     fn close_all(&mut self, driver: &mut dyn Driver) {
@@ -1051,6 +1208,9 @@ impl<H: Handler> Core<H> {
             match &mut slot.state {
                 State::Handshake(_) | State::Http { .. } | State::Body(_) => {
                     tracing::debug!(worker = self.worker, index = e.index, "handshake timeout");
+                    if matches!(slot.state, State::Handshake(_) | State::Body(_)) {
+                        self.stats.reject_timeout();
+                    }
                     self.to_close.push(e.index);
                 }
                 State::Sse { out, closing, .. } => {
@@ -1059,7 +1219,7 @@ impl<H: Handler> Core<H> {
                     } else {
                         // Keep proxies and the client from timing out.
                         out.extend_from_slice(b": keep-alive\n\n");
-                        slot.deadline = now + self.idle_ticks;
+                        slot.deadline = now + self.ping_ticks;
                         self.wheel.insert(e.index, e.generation, slot.deadline);
                         self.mark_dirty(e.index);
                     }
@@ -1068,14 +1228,18 @@ impl<H: Handler> Core<H> {
                     if conn.close_state() != CloseState::Open {
                         // The close handshake itself timed out.
                         self.to_close.push(e.index);
-                    } else if !slot.pinged {
+                    } else if !slot.pinged || now < slot.last_seen as u64 + self.idle_ticks {
+                        // Silent for a ping interval: ping, and again every
+                        // interval until the idle timeout.
                         let _ = conn.ping(b"ringwave");
                         slot.pinged = true;
-                        slot.deadline = now + self.idle_ticks;
+                        let close_at = slot.last_seen as u64 + self.idle_ticks;
+                        slot.deadline = (now + self.ping_ticks).min(close_at).max(now + 1);
                         self.wheel.insert(e.index, e.generation, slot.deadline);
                         self.mark_dirty(e.index);
                     } else {
                         let _ = conn.close(CloseCode::GOING_AWAY, "idle timeout");
+                        slot.close_code = CloseCode::GOING_AWAY;
                         slot.deadline = now + self.handshake_ticks;
                         self.wheel.insert(e.index, e.generation, slot.deadline);
                         self.mark_dirty(e.index);
@@ -1087,18 +1251,21 @@ impl<H: Handler> Core<H> {
     }
 }
 
-/// Send as much of the slot's unsent bytes as the driver takes now.
-fn write_out(slot: &mut Slot, driver: &mut dyn Driver, token: Token) -> std::io::Result<()> {
+/// Send as much of the slot's unsent bytes as the driver takes now; returns
+/// how many it took.
+fn write_out(slot: &mut Slot, driver: &mut dyn Driver, token: Token) -> std::io::Result<usize> {
+    let mut total = 0;
     loop {
         let mut parts: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
         let (n, front_partial) = gather(slot, &mut parts);
         if n == 0 {
-            return Ok(());
+            return Ok(total);
         }
         let written = driver.send_vectored(token, &parts[..n])?;
         if written == 0 {
-            return Ok(());
+            return Ok(total);
         }
+        total += written;
         slot.consume(written, front_partial);
     }
 }
@@ -1116,17 +1283,4 @@ fn decode_path(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()
         .into_owned()
-}
-
-/// The decoded value of query parameter `name` in a request target.
-fn query_param(target: &str, name: &str) -> Option<String> {
-    let query = target.split_once('?')?.1;
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then(|| {
-            percent_encoding::percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
 }

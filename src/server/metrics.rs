@@ -62,6 +62,80 @@ pub struct Stats {
     pub slow_conflated: Counter,
     /// Held-back publications replaced by a newer one before being sent.
     pub slow_superseded: Counter,
+    /// Whole messages received.
+    pub messages_in: Counter,
+    /// Messages queued by handlers (publications are `deliveries`).
+    pub messages_out: Counter,
+    /// Bytes read from sockets.
+    pub bytes_in: Counter,
+    /// Bytes handed to the kernel.
+    pub bytes_out: Counter,
+    /// WebSocket connections closed, by close code ([`CLOSE_CODES`], then
+    /// any other code).
+    pub closes: [Counter; CLOSE_CODES.len() + 1],
+    /// Requests refused, by reason ([`REJECT_REASONS`]).
+    pub rejects: [Counter; REJECT_REASONS.len()],
+    /// Loop-turn work time histogram (not counting the wait for I/O).
+    pub turn: Histogram,
+}
+
+/// Close codes counted one by one; others go to `code="other"`.
+pub const CLOSE_CODES: [u16; 9] = [1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011];
+
+/// Reasons a request is refused: an HTTP status, or a timeout.
+pub const REJECT_REASONS: [&str; 12] = [
+    "400", "401", "403", "404", "405", "411", "413", "426", "431", "503", "other", "timeout",
+];
+
+impl Stats {
+    /// Count a WebSocket close with `code`.
+    pub fn close(&self, code: u16) {
+        let i = CLOSE_CODES
+            .iter()
+            .position(|&c| c == code)
+            .unwrap_or(CLOSE_CODES.len());
+        self.closes[i].add(1);
+    }
+
+    /// Count a refused request by its HTTP status.
+    pub fn reject(&self, status: u16) {
+        let s = status.to_string();
+        let i = REJECT_REASONS
+            .iter()
+            .position(|&r| r == s)
+            .unwrap_or(REJECT_REASONS.len() - 2);
+        self.rejects[i].add(1);
+        self.handshakes_rejected.add(1);
+    }
+
+    /// Count a request that timed out before its head was complete.
+    pub fn reject_timeout(&self) {
+        self.rejects[REJECT_REASONS.len() - 1].add(1);
+        self.handshakes_rejected.add(1);
+    }
+}
+
+/// Upper bounds of the loop-turn histogram buckets, in microseconds.
+pub const TURN_BUCKETS_US: [u64; 9] = [10, 50, 100, 500, 1_000, 5_000, 10_000, 50_000, 100_000];
+
+/// A fixed-bucket histogram written by one thread.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [Counter; TURN_BUCKETS_US.len() + 1],
+    sum_ns: Counter,
+}
+
+impl Histogram {
+    /// Record one observation.
+    pub fn observe(&self, d: std::time::Duration) {
+        let us = d.as_micros() as u64;
+        let i = TURN_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(TURN_BUCKETS_US.len());
+        self.buckets[i].add(1);
+        self.sum_ns.add(d.as_nanos() as u64);
+    }
 }
 
 /// Picks one counter out of a worker's [`Stats`].
@@ -81,7 +155,7 @@ pub fn render(workers: &[WorkerView<'_>]) -> String {
     let sum = |f: Field| workers.iter().map(|w| f(w.stats).get()).sum::<u64>();
     let rows: [(&str, &str, &str, Field); 11] = [
         (
-            "ringwave_connections",
+            "ringwave_connections_open",
             "gauge",
             "Connections open now.",
             |s| &s.connections_open,
@@ -154,6 +228,82 @@ pub fn render(workers: &[WorkerView<'_>]) -> String {
             sum(f)
         );
     }
+    let traffic: [(&str, &str, Field); 4] = [
+        (
+            "ringwave_messages_in_total",
+            "Whole messages received.",
+            |s| &s.messages_in,
+        ),
+        (
+            "ringwave_messages_out_total",
+            "Messages sent by handlers (publications are deliveries).",
+            |s| &s.messages_out,
+        ),
+        ("ringwave_bytes_in_total", "Bytes read from sockets.", |s| {
+            &s.bytes_in
+        }),
+        (
+            "ringwave_bytes_out_total",
+            "Bytes handed to the kernel.",
+            |s| &s.bytes_out,
+        ),
+    ];
+    for (name, help, f) in traffic {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            sum(f)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringwave_closes_total WebSocket connections closed, by close code (1006: no close frame).\n# TYPE ringwave_closes_total counter"
+    );
+    for i in 0..=CLOSE_CODES.len() {
+        let label = CLOSE_CODES
+            .get(i)
+            .map_or("other".to_string(), |c| c.to_string());
+        let n: u64 = workers.iter().map(|w| w.stats.closes[i].get()).sum();
+        let _ = writeln!(out, "ringwave_closes_total{{code=\"{label}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringwave_rejects_total Requests refused, by HTTP status or timeout.\n# TYPE ringwave_rejects_total counter"
+    );
+    for (i, reason) in REJECT_REASONS.iter().enumerate() {
+        let n: u64 = workers.iter().map(|w| w.stats.rejects[i].get()).sum();
+        let _ = writeln!(out, "ringwave_rejects_total{{reason=\"{reason}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringwave_loop_turn_seconds Work per event-loop turn (not counting the wait for I/O), per worker.\n# TYPE ringwave_loop_turn_seconds histogram"
+    );
+    for (w, view) in workers.iter().enumerate() {
+        let h = &view.stats.turn;
+        let mut cumulative = 0;
+        for (i, b) in TURN_BUCKETS_US.iter().enumerate() {
+            cumulative += h.buckets[i].get();
+            let le = *b as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "ringwave_loop_turn_seconds_bucket{{worker=\"{w}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        cumulative += h.buckets[TURN_BUCKETS_US.len()].get();
+        let _ = writeln!(
+            out,
+            "ringwave_loop_turn_seconds_bucket{{worker=\"{w}\",le=\"+Inf\"}} {cumulative}"
+        );
+        let _ = writeln!(
+            out,
+            "ringwave_loop_turn_seconds_sum{{worker=\"{w}\"}} {}",
+            h.sum_ns.get() as f64 / 1e9
+        );
+        let _ = writeln!(
+            out,
+            "ringwave_loop_turn_seconds_count{{worker=\"{w}\"}} {cumulative}"
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP ringwave_mailbox_depth Messages waiting in a worker's mailbox.\n# TYPE ringwave_mailbox_depth gauge"
@@ -198,6 +348,12 @@ mod tests {
         b.slow_drops.add(4);
         b.subscriptions.add(2);
         b.subscriptions.sub(1);
+        a.close(1000);
+        b.close(4000);
+        a.reject(431);
+        b.reject_timeout();
+        a.turn.observe(std::time::Duration::from_micros(7));
+        a.turn.observe(std::time::Duration::from_millis(2));
         let text = render(&[
             WorkerView {
                 stats: &a,
@@ -217,5 +373,29 @@ mod tests {
             text.contains("ringwave_mailbox_depth{worker=\"1\"} 5\n"),
             "{text}"
         );
+        assert!(
+            text.contains("ringwave_closes_total{code=\"1000\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ringwave_closes_total{code=\"other\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ringwave_rejects_total{reason=\"431\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ringwave_rejects_total{reason=\"timeout\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nringwave_handshakes_rejected_total 2\n"),
+            "{text}"
+        );
+        let bucket = "ringwave_loop_turn_seconds_bucket{worker=\"0\",le=\"0.00001\"} 1\n";
+        assert!(text.contains(bucket), "{text}");
+        let all = "ringwave_loop_turn_seconds_bucket{worker=\"0\",le=\"+Inf\"} 2\n";
+        assert!(text.contains(all), "{text}");
     }
 }

@@ -148,7 +148,11 @@ impl<'a> Ws<'a> {
         if before > self.max_buffered {
             return SendStatus::Refused;
         }
-        match self.sender.send(kind, payload) {
+        let sent = self.sender.send(kind, payload);
+        if sent.is_ok() {
+            self.local.stats.messages_out.add(1);
+        }
+        match sent {
             Ok(()) if before == 0 => SendStatus::Sent,
             Ok(()) => SendStatus::Buffered,
             Err(_) => SendStatus::Refused,
@@ -286,11 +290,23 @@ pub struct Config {
     pub max_buffered: usize,
     /// Time to complete the opening handshake.
     pub handshake_timeout: Duration,
-    /// A connection that sends nothing for this long is pinged; if it stays
-    /// silent for another period, it is closed with 1001.
+    /// A connection silent this long is pinged (and again every interval).
+    pub ping_interval: Duration,
+    /// A connection that sends nothing (not even a pong) this long, after an
+    /// unanswered ping, is closed with 1001.
     pub idle_timeout: Duration,
-    /// On shutdown, how long to wait for close handshakes.
+    /// On shutdown, the period over which connections are told to go (close
+    /// 1001 at a random moment each), so clients do not reconnect in a storm.
+    /// New upgrades get 503 and `/healthz` answers 503 meanwhile.
+    pub drain: Duration,
+    /// After the drain, how long to wait for close handshakes.
     pub shutdown_grace: Duration,
+    /// Connections per process beyond which new ones get 503 (0: no limit
+    /// but the descriptor limit).
+    pub max_connections: usize,
+    /// Browser origins allowed to open WebSockets (`Origin` header; `*` for
+    /// any). `None`: every origin.
+    pub allowed_origins: Option<Vec<String>>,
     /// Pin each worker to one CPU.
     pub pin_threads: bool,
     /// What to do with a subscriber whose unsent bytes pass `max_buffered`.
@@ -316,8 +332,12 @@ impl Default for Config {
             deflate: None,
             max_buffered: 1 << 20,
             handshake_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
+            drain: Duration::ZERO,
             shutdown_grace: Duration::from_secs(3),
+            max_connections: 0,
+            allowed_origins: None,
             pin_threads: true,
             slow_consumer: Policy::Close,
             topic_policies: HashMap::new(),
