@@ -76,6 +76,13 @@ pub trait Driver {
     /// [`Completion::Writable`] follows when it can take more.
     fn send(&mut self, token: Token, data: &[u8]) -> io::Result<usize>;
 
+    /// Whether a send on `token` could take bytes now (false while the
+    /// driver still holds an earlier send for it), so callers can skip
+    /// preparing one. A hint: `send` decides.
+    fn send_ready(&self, _token: Token) -> bool {
+        true
+    }
+
     /// Take bytes from `parts`, in order, as one send (a connection's own
     /// frames followed by shared publish frames). Returns how many bytes were
     /// taken in total; the same rules as [`Driver::send`].

@@ -25,7 +25,7 @@ const SCRATCH: usize = 64 * 1024;
 /// Reads per socket per turn before moving on to others.
 const READS_PER_TURN: usize = 16;
 /// Most slices handed to one `writev`.
-const MAX_PARTS: usize = 64;
+const MAX_PARTS: usize = 256;
 
 struct Socket {
     stream: TcpStream,

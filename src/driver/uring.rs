@@ -43,9 +43,11 @@ const SEND_BUFFER_SIZE: usize = 64 * 1024;
 /// When every registered buffer is in flight (fan-out to thousands of
 /// connections at once), sends are copied into pooled heap buffers instead,
 /// at most this many bytes each, so a turn never waits for buffers to come
-/// back. Pooled buffers larger than `HEAP_KEEP` are freed on return.
-const HEAP_SEND_MAX: usize = 16 * 1024;
-const HEAP_KEEP: usize = 4 * 1024;
+/// back. Each is allocated at full size once; on return it keeps its
+/// allocation while at most `HEAP_KEEP` of them do (32 MiB), so a burst does
+/// not pin memory for good.
+const HEAP_SEND_MAX: usize = 32 * 1024;
+const HEAP_KEEP: usize = 1024;
 /// Send buffer ids: registered buffers first, heap buffers after.
 const MAX_HEAP_SENDS: usize = u16::MAX as usize - SEND_BUFFERS;
 
@@ -303,6 +305,8 @@ pub struct UringDriver {
     /// touched (its contents stay put even if this vector reallocates).
     heap_sends: Vec<Vec<u8>>,
     free_heap: Vec<u16>,
+    /// Heap send buffers holding an allocation (in flight or pooled).
+    heap_allocated: usize,
     slots: Slab<Slot>,
     next_generation: u32,
     listener: Option<TcpListener>,
@@ -358,6 +362,7 @@ impl UringDriver {
             free_send: (0..SEND_BUFFERS as u16).rev().collect(),
             heap_sends: Vec::new(),
             free_heap: Vec::new(),
+            heap_allocated: 0,
             slots: Slab::new(),
             next_generation: 1,
             listener,
@@ -462,8 +467,9 @@ impl UringDriver {
             return;
         }
         let heap = &mut self.heap_sends[buf as usize - SEND_BUFFERS];
-        if heap.capacity() > HEAP_KEEP {
+        if heap.capacity() > 0 && self.heap_allocated > HEAP_KEEP {
             *heap = Vec::new();
+            self.heap_allocated -= 1;
         }
         self.free_heap.push(buf);
     }
@@ -741,6 +747,12 @@ impl Driver for UringDriver {
         self.send_vectored(token, &[data])
     }
 
+    fn send_ready(&self, token: Token) -> bool {
+        self.slots
+            .get(token.index())
+            .is_some_and(|s| s.send.is_none() && !s.wants_buffer)
+    }
+
     fn send_vectored(&mut self, token: Token, parts: &[&[u8]]) -> io::Result<usize> {
         let Some(slot) = self.slots.get_mut(token.index()) else {
             return Err(io::Error::new(
@@ -778,6 +790,11 @@ impl Driver for UringDriver {
         }) {
             let dst = &mut self.heap_sends[id as usize - SEND_BUFFERS];
             dst.clear();
+            if dst.capacity() == 0 {
+                // One allocation of the full size, not a chain of regrowths.
+                dst.reserve_exact(HEAP_SEND_MAX);
+                self.heap_allocated += 1;
+            }
             for part in parts {
                 let take = part.len().min(HEAP_SEND_MAX - dst.len());
                 dst.extend_from_slice(&part[..take]);

@@ -29,7 +29,7 @@ const TICK: Duration = Duration::from_secs(1);
 /// Ticks to wait for a peer's EOF after a half-close.
 const LINGER_TICKS: u64 = 2;
 /// Most slices gathered into one send.
-const MAX_PARTS: usize = 64;
+const MAX_PARTS: usize = 256;
 /// Stop gathering publications into one send past this many bytes.
 const GATHER_BYTES: usize = 64 * 1024;
 
@@ -256,6 +256,10 @@ struct Core<H: Handler> {
     shared: Arc<OnceLock<Shared>>,
     /// Publications for a worker whose mailbox was full, in order.
     outbox: Vec<VecDeque<Arc<Publication>>>,
+    /// Publications taken this turn, delivered together before the flush:
+    /// each subscriber's slot is visited once per run of publications on a
+    /// topic, not once per publication.
+    batch: Vec<Arc<Publication>>,
     stats: Arc<Stats>,
     /// Shutting down: new upgrades get 503, `/healthz` answers 503.
     draining: bool,
@@ -302,6 +306,7 @@ pub(crate) fn run<H: Handler>(
         publishes: Vec::new(),
         shared,
         outbox: Vec::new(),
+        batch: Vec::new(),
         stats,
         draining: false,
         turn_started: None,
@@ -355,12 +360,14 @@ pub(crate) fn run<H: Handler>(
             }
         }
         core.retry_outbox();
+        core.deliver_batch();
         core.flush(driver.as_mut());
         core.close_finished(driver.as_mut());
         let target = started.elapsed().as_secs();
         while core.wheel.now() < target {
             core.tick();
         }
+        core.deliver_batch();
         core.flush(driver.as_mut());
         core.close_finished(driver.as_mut());
         if let Some(t0) = core.turn_started {
@@ -923,9 +930,37 @@ impl<H: Handler> Core<H> {
 
     /// Queue `p` to this worker's subscribers of its topic, applying the
     /// slow-consumer policy to those over their limit.
+    /// Take a publication for this worker's subscribers; it goes out with
+    /// the turn's others in [`Core::deliver_batch`].
     fn deliver(&mut self, p: &Arc<Publication>) {
         self.stats.publishes.add(1);
-        let Some(topic) = self.topics.get(p.topic()) else {
+        self.batch.push(p.clone());
+    }
+
+    /// Queue the turn's publications to their subscribers, run by run of
+    /// the same topic (so each subscriber still sees them in order).
+    fn deliver_batch(&mut self) {
+        let mut batch = std::mem::take(&mut self.batch);
+        let mut start = 0;
+        while start < batch.len() {
+            let topic = batch[start].topic();
+            let run = batch[start..]
+                .iter()
+                .position(|p| p.topic() != topic)
+                .unwrap_or(batch.len() - start);
+            self.deliver_run(&batch[start..start + run]);
+            start += run;
+        }
+        batch.clear();
+        if self.batch.is_empty() {
+            self.batch = batch;
+        }
+    }
+
+    /// Queue publications on one topic to each of its subscribers, applying
+    /// the topic's slow-consumer policy.
+    fn deliver_run(&mut self, run: &[Arc<Publication>]) {
+        let Some(topic) = self.topics.get(run[0].topic()) else {
             return;
         };
         let limit = self.cfg.max_buffered;
@@ -934,32 +969,37 @@ impl<H: Handler> Core<H> {
             let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
                 continue;
             };
-            if slot.generation != generation || !slot.takes_publications() {
+            if slot.generation != generation {
                 continue;
             }
             let sse = slot.is_sse();
-            let len = p.bytes(sse).len();
-            let buffered = slot.pending();
-            let over = buffered > 0 && buffered + len > limit;
-            let Some(sub) = slot.sub.as_deref_mut() else {
-                continue;
-            };
-            if !over {
-                sub.release_conflated(sse);
-                sub.push(p.clone(), len);
-                self.stats.deliveries.add(1);
-            } else {
+            for (i, p) in run.iter().enumerate() {
+                if !slot.takes_publications() {
+                    break;
+                }
+                let len = p.bytes(sse).len();
+                let buffered = slot.pending();
+                let over = buffered > 0 && buffered + len > limit;
+                let Some(sub) = slot.sub.as_deref_mut() else {
+                    break;
+                };
+                if !over {
+                    sub.release_conflated(sse);
+                    sub.push(p.clone(), len);
+                    self.stats.deliveries.add(1);
+                    continue;
+                }
                 match topic.policy {
                     Policy::Drop => {
-                        self.stats.slow_drops.add(1);
-                        continue;
+                        // Over the limit: the rest of the run is skipped too.
+                        self.stats.slow_drops.add((run.len() - i) as u64);
+                        break;
                     }
                     Policy::Conflate => {
                         self.stats.slow_conflated.add(1);
                         if sub.conflate(p) {
                             self.stats.slow_superseded.add(1);
                         }
-                        continue;
                     }
                     Policy::Close => {
                         self.stats.slow_closes.add(1);
@@ -978,6 +1018,7 @@ impl<H: Handler> Core<H> {
                         // The close handshake gets the handshake timeout.
                         slot.deadline = now + self.handshake_ticks;
                         self.wheel.insert(index, generation, slot.deadline);
+                        break;
                     }
                 }
             }
@@ -1256,6 +1297,9 @@ impl<H: Handler> Core<H> {
 fn write_out(slot: &mut Slot, driver: &mut dyn Driver, token: Token) -> std::io::Result<usize> {
     let mut total = 0;
     loop {
+        if !driver.send_ready(token) {
+            return Ok(total);
+        }
         let mut parts: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
         let (n, front_partial) = gather(slot, &mut parts);
         if n == 0 {
