@@ -205,8 +205,9 @@ impl<'a> Ws<'a> {
     }
 
     /// Publish on `topic` to every subscriber on every worker (this
-    /// connection too, if it subscribes). Framed once; delivered when the
-    /// callback returns.
+    /// connection too, if it subscribes). Framed once; handed to the other
+    /// workers when the callback returns, and queued to this worker's
+    /// subscribers with the rest of the loop turn's publications.
     pub fn publish(&mut self, topic: &str, kind: MessageKind, payload: &[u8]) {
         self.publish_keyed(topic, None, kind, payload);
     }
