@@ -286,7 +286,7 @@ impl Engine {
                     }
                 }
             }
-            Completion::Accepted(_) | Completion::Woken => {}
+            Completion::Accepted(..) | Completion::Woken => {}
         })?;
         for t in dead {
             self.driver.close(t);

@@ -101,6 +101,13 @@ struct Cli {
     #[arg(long, value_name = "ORIGINS", value_delimiter = ',')]
     allowed_origins: Option<Vec<String>>,
 
+    /// Behind a load balancer: take the client's address from a PROXY
+    /// protocol v2 header (HAProxy, AWS NLB) or the last X-Forwarded-For
+    /// entry. Only when every connection comes through that proxy: clients
+    /// could send either themselves.
+    #[arg(long)]
+    trust_proxy: bool,
+
     /// Require this token on every WebSocket upgrade, as ?token=... on the URL
     /// or `Authorization: Bearer ...`; others get 401. (An example of the
     /// library's on_upgrade hook.)
@@ -147,6 +154,7 @@ struct TokenGate<H> {
 
 impl<H: Handler> Handler for TokenGate<H> {
     fn on_upgrade(&mut self, req: &UpgradeRequest) -> Upgrade {
+        tracing::debug!(client = ?req.client_ip, path = %req.http.path, "upgrade");
         match &self.token {
             Some(token) if !req.http.presents_token(token) => Upgrade::Reject {
                 status: 401,
@@ -247,6 +255,7 @@ fn main() -> ExitCode {
         feed_path: Some("/feed".to_string()),
         allow_client_publish: cli.allow_client_publish,
         publish_token: cli.publish_token.clone(),
+        trust_proxy: cli.trust_proxy,
     };
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,

@@ -38,8 +38,8 @@ impl Token {
 /// What a driver reports.
 #[derive(Debug)]
 pub enum Completion<'a> {
-    /// A new connection.
-    Accepted(Token),
+    /// A new connection, with the peer's address when known.
+    Accepted(Token, Option<std::net::SocketAddr>),
     /// Bytes arrived. The buffer belongs to the driver and is valid only
     /// during the call; it may be modified (unmasked) in place.
     Data(Token, &'a mut [u8]),

@@ -99,7 +99,7 @@ impl PollDriver {
         }
         loop {
             match listener.accept() {
-                Ok((mut stream, _)) => {
+                Ok((mut stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let entry = self.sockets.vacant_entry();
                     let key = entry.key();
@@ -118,7 +118,7 @@ impl PollDriver {
                         dead: false,
                     });
                     self.accept_pause.succeeded();
-                    sink(Completion::Accepted(Token(key as u32)));
+                    sink(Completion::Accepted(Token(key as u32), Some(peer)));
                     // Data may already be there; read it this turn.
                     self.backlog.push(key);
                 }

@@ -487,8 +487,15 @@ impl UringDriver {
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
+        // SAFETY: `fd` was just returned by accept and stays open for this
+        // borrow (it is closed only through `close_fd`, later).
+        let peer = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let peer = socket2::SockRef::from(&peer)
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_socket());
         let index = self.insert_slot(fd);
-        sink(Completion::Accepted(Token(index)));
+        sink(Completion::Accepted(Token(index), peer));
     }
 
     /// A slot for a connected socket, with its multishot recv armed.

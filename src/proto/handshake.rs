@@ -357,6 +357,12 @@ pub struct UpgradeRequest {
     pub protocols: Vec<String>,
     /// Offered extensions in the client's order.
     pub extensions: Vec<ExtensionOffer>,
+    /// The TCP peer (set by the server; `None` from [`Self::from_http`]).
+    pub peer_addr: Option<std::net::SocketAddr>,
+    /// The client's address: the TCP peer's, or, behind a trusted proxy
+    /// (`--trust-proxy`), the one its PROXY v2 header or `X-Forwarded-For`
+    /// names (set by the server).
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 impl UpgradeRequest {
@@ -438,6 +444,8 @@ impl UpgradeRequest {
             origin,
             protocols,
             extensions,
+            peer_addr: None,
+            client_ip: None,
         })
     }
 

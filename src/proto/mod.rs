@@ -21,6 +21,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+pub mod proxy;
 pub mod utf8;
 
 use std::fmt;

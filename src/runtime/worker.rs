@@ -7,6 +7,7 @@
 //! finished; then advance the timer wheel.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use crate::driver::{Completion, Driver, Token};
 use crate::proto::handshake::{
     status_text, HandshakeError, HttpRequest, RequestParser, UpgradeRequest,
 };
+use crate::proto::proxy::{self, Preamble};
 use crate::proto::{CloseCode, CloseState, Conn, Event, MessageKind, Role};
 use crate::server::metrics::{self, Stats, WorkerView};
 use crate::server::pubsub::{Policy, Publication, Subscriber, Topics};
@@ -35,6 +37,8 @@ const GATHER_BYTES: usize = 64 * 1024;
 
 /// A connection's protocol phase.
 enum State {
+    /// Reading a PROXY protocol v2 header, if any (with `trust_proxy`).
+    Proxy(Vec<u8>),
     /// Reading the HTTP request head.
     Handshake(RequestParser),
     /// Writing a plain HTTP response, then closing.
@@ -85,6 +89,10 @@ struct Slot {
     feed: bool,
     /// May publish (feed app).
     can_publish: bool,
+    /// The TCP peer's address, when the driver knows it.
+    peer: Option<SocketAddr>,
+    /// The client named by a PROXY v2 header (with `trust_proxy`).
+    proxied: Option<SocketAddr>,
     /// Pub/sub state, once the connection subscribes.
     sub: Option<Box<Subscriber>>,
 }
@@ -98,7 +106,7 @@ impl Slot {
 
     fn advance_own(&mut self, n: usize) {
         match &mut self.state {
-            State::Handshake(_) | State::Body(_) => {}
+            State::Proxy(_) | State::Handshake(_) | State::Body(_) => {}
             State::Http { pos, .. } => *pos += n,
             State::Sse { out, pos, .. } => {
                 *pos += n;
@@ -136,7 +144,7 @@ impl Slot {
     /// Nothing more to do but close the transport once output is flushed.
     fn finished(&self) -> bool {
         match &self.state {
-            State::Handshake(_) | State::Body(_) => false,
+            State::Proxy(_) | State::Handshake(_) | State::Body(_) => false,
             State::Http { .. } => true,
             State::Sse { closing, .. } => *closing,
             State::Open(c) => c.close_state() == CloseState::Closed,
@@ -187,7 +195,7 @@ impl Slot {
 
 fn own_output(state: &State) -> &[u8] {
     match state {
-        State::Handshake(_) | State::Body(_) => &[],
+        State::Proxy(_) | State::Handshake(_) | State::Body(_) => &[],
         State::Http { out, pos } | State::Sse { out, pos, .. } => &out[*pos..],
         State::Open(c) => c.output(),
     }
@@ -411,7 +419,7 @@ impl<H: Handler> Core<H> {
             self.turn_started = Some(Instant::now());
         }
         match c {
-            Completion::Accepted(t) => self.accept(t),
+            Completion::Accepted(t, peer) => self.accept(t, peer),
             Completion::Data(t, buf) => self.data(t.0, buf),
             Completion::Writable(t) => {
                 // io_uring reports every finished send; only a connection
@@ -432,7 +440,7 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    fn accept(&mut self, t: Token) {
+    fn accept(&mut self, t: Token, peer: Option<SocketAddr>) {
         let i = t.index();
         if self.conns.len() <= i {
             self.conns.resize_with(i + 1, || None);
@@ -442,7 +450,11 @@ impl<H: Handler> Core<H> {
         let deadline = self.wheel.now() + self.handshake_ticks;
         self.conns[i] = Some(Slot {
             generation,
-            state: State::Handshake(RequestParser::new(&self.cfg.limits)),
+            state: if self.cfg.trust_proxy {
+                State::Proxy(Vec::new())
+            } else {
+                State::Handshake(RequestParser::new(&self.cfg.limits))
+            },
             deadline,
             pinged: false,
             last_seen: 0,
@@ -454,6 +466,8 @@ impl<H: Handler> Core<H> {
             close_reason: String::new(),
             feed: false,
             can_publish: false,
+            peer,
+            proxied: None,
             sub: None,
         });
         self.stats.connections_open.add(1);
@@ -485,6 +499,36 @@ impl<H: Handler> Core<H> {
                 post.body.extend_from_slice(&buf[..take]);
                 if post.body.len() == post.want {
                     self.finish_post(index);
+                }
+            }
+            State::Proxy(pre) => {
+                pre.extend_from_slice(buf);
+                let (skip, source) = match proxy::parse_v2(pre) {
+                    Preamble::Incomplete => return,
+                    Preamble::Absent => (0, None),
+                    Preamble::Header { len, source } => (len, source),
+                    Preamble::Invalid(why) => {
+                        let e = HandshakeError {
+                            status: 400,
+                            reason: why.to_string(),
+                        };
+                        slot.state = State::Http {
+                            out: e.response(),
+                            pos: 0,
+                        };
+                        slot.linger = true;
+                        self.stats.reject(400);
+                        self.mark_dirty(index);
+                        return;
+                    }
+                };
+                let mut rest = std::mem::take(pre).split_off(skip);
+                slot.proxied = source;
+                slot.state = State::Handshake(RequestParser::new(&self.cfg.limits));
+                if !rest.is_empty() {
+                    // Counted once already.
+                    self.stats.bytes_in.sub(rest.len() as u64);
+                    self.data(index, &mut rest);
                 }
             }
             State::Handshake(parser) => match parser.feed(buf) {
@@ -733,9 +777,23 @@ impl<H: Handler> Core<H> {
     fn upgrade(&mut self, index: u32, http: HttpRequest, feed: bool) {
         let now = self.wheel.now();
         let can_publish = feed && self.may_publish(&http);
+        let (peer, proxied) = self
+            .conns
+            .get(index as usize)
+            .and_then(Option::as_ref)
+            .map_or((None, None), |s| (s.peer, s.proxied));
         let response = match UpgradeRequest::from_http(http) {
             Err(e) => Err((e.status, e.response())),
-            Ok(req) => {
+            Ok(mut req) => {
+                req.peer_addr = peer;
+                req.client_ip = if self.cfg.trust_proxy {
+                    proxied
+                        .map(|a| a.ip())
+                        .or_else(|| proxy::forwarded_for(req.http.header_values("x-forwarded-for")))
+                        .or(peer.map(|a| a.ip()))
+                } else {
+                    peer.map(|a| a.ip())
+                };
                 let decision = if self.draining {
                     Upgrade::Reject {
                         status: 503,
@@ -1247,9 +1305,12 @@ impl<H: Handler> Core<H> {
                 continue;
             }
             match &mut slot.state {
-                State::Handshake(_) | State::Http { .. } | State::Body(_) => {
+                State::Proxy(_) | State::Handshake(_) | State::Http { .. } | State::Body(_) => {
                     tracing::debug!(worker = self.worker, index = e.index, "handshake timeout");
-                    if matches!(slot.state, State::Handshake(_) | State::Body(_)) {
+                    if matches!(
+                        slot.state,
+                        State::Proxy(_) | State::Handshake(_) | State::Body(_)
+                    ) {
                         self.stats.reject_timeout();
                     }
                     self.to_close.push(e.index);

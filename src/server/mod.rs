@@ -321,6 +321,10 @@ pub struct Config {
     /// Let clients that present this token publish (`?token=` on the URL, or
     /// `Authorization: Bearer <token>`).
     pub publish_token: Option<String>,
+    /// Take the client's address from a PROXY protocol v2 header or
+    /// `X-Forwarded-For` (only behind a proxy that sets them: clients could
+    /// send either themselves).
+    pub trust_proxy: bool,
 }
 
 impl Default for Config {
@@ -345,6 +349,7 @@ impl Default for Config {
             feed_path: Some("/feed".to_string()),
             allow_client_publish: false,
             publish_token: None,
+            trust_proxy: false,
         }
     }
 }
@@ -388,6 +393,13 @@ impl ServerBuilder {
     /// I/O backend.
     pub fn backend(mut self, b: Backend) -> Self {
         self.config.backend = b;
+        self
+    }
+
+    /// Take client addresses from PROXY v2 headers or `X-Forwarded-For`
+    /// (see [`Config::trust_proxy`]).
+    pub fn trust_proxy(mut self, on: bool) -> Self {
+        self.config.trust_proxy = on;
         self
     }
 
