@@ -14,7 +14,7 @@ step "test dependencies"
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import websockets" 2>/dev/null; then
+if ! .venv/bin/python -c "import websockets, prometheus_client" 2>/dev/null; then
     .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
 # Debian packages: chromium for the browser test, a TrueType font for the
@@ -42,3 +42,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace
+
+# Every fuzz target for a short bounded time from its seeds (scripts/fuzz.sh
+# runs them long); installs cargo-fuzz when missing.
+step "fuzz smoke (${FUZZ_SMOKE_SECS:=15} s per target)"
+scripts/fuzz.sh "$FUZZ_SMOKE_SECS"
