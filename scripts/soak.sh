@@ -64,8 +64,11 @@ report
 base_rss=$(rss_kib "$srv")
 base_fds=$(fds "$srv")
 echo "   (post-warm-up baseline: RSS $base_rss KiB, $base_fds fds)"
+# Sample every 30 s; the last sample (the end figures) 5 s before the
+# clients stop, while all connections are still open.
 while (( $(date +%s) - start < secs - 5 )); do
-    sleep 30
+    left=$(( secs - 5 - ($(date +%s) - start) ))
+    sleep $(( left < 30 ? left : 30 ))
     report
 done
 end_rss=$(rss_kib "$srv")
