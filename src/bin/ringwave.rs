@@ -210,6 +210,15 @@ fn main() -> ExitCode {
             }
         },
     };
+    if cli.idle_timeout <= cli.ping_interval {
+        eprintln!(
+            "ringwave: --idle-timeout ({} s) must be longer than --ping-interval ({} s): \
+             a silent connection is pinged first, and closed only if it stays silent \
+             until the idle timeout",
+            cli.idle_timeout, cli.ping_interval
+        );
+        return ExitCode::from(2);
+    }
     let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log_level) {
         Ok(f) => f,
         Err(e) => {
