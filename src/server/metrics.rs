@@ -153,7 +153,7 @@ pub struct WorkerView<'a> {
 pub fn render(workers: &[WorkerView<'_>]) -> String {
     let mut out = String::with_capacity(2048);
     let sum = |f: Field| workers.iter().map(|w| f(w.stats).get()).sum::<u64>();
-    let rows: [(&str, &str, &str, Field); 11] = [
+    let rows: [(&str, &str, &str, Field); 15] = [
         (
             "ringwave_connections_open",
             "gauge",
@@ -220,38 +220,35 @@ pub fn render(workers: &[WorkerView<'_>]) -> String {
             "Held-back publications replaced by a newer one before being sent.",
             |s| &s.slow_superseded,
         ),
-    ];
-    for (name, kind, help, f) in rows {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-            sum(f)
-        );
-    }
-    let traffic: [(&str, &str, Field); 4] = [
         (
             "ringwave_messages_in_total",
+            "counter",
             "Whole messages received.",
             |s| &s.messages_in,
         ),
         (
             "ringwave_messages_out_total",
+            "counter",
             "Messages sent by handlers (publications are deliveries).",
             |s| &s.messages_out,
         ),
-        ("ringwave_bytes_in_total", "Bytes read from sockets.", |s| {
-            &s.bytes_in
-        }),
+        (
+            "ringwave_bytes_in_total",
+            "counter",
+            "Bytes read from sockets.",
+            |s| &s.bytes_in,
+        ),
         (
             "ringwave_bytes_out_total",
+            "counter",
             "Bytes handed to the kernel.",
             |s| &s.bytes_out,
         ),
     ];
-    for (name, help, f) in traffic {
+    for (name, kind, help, f) in rows {
         let _ = writeln!(
             out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
             sum(f)
         );
     }
