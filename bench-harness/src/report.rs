@@ -45,6 +45,9 @@ struct Cell {
     server_cpu: Option<f64>,
     ns_per_op: Option<f64>,
     gen_cpu: Option<f64>,
+    /// The generator's own CPU time per message (ns): beside `ns_per_op`
+    /// it shows which side costs more per message.
+    gen_ns_per_op: Option<f64>,
     p50: Option<f64>,
     p90: Option<f64>,
     p99: Option<f64>,
@@ -79,6 +82,9 @@ fn cells(runs: &[RunResult]) -> BTreeMap<(String, String), Cell> {
                 server_cpu: f(&|r| r.server_cpu_pct),
                 ns_per_op: f(&|r| r.server_cpu_ns_per_op),
                 gen_cpu: f(&|r| Some(r.generator_cpu_pct)),
+                gen_ns_per_op: f(&|r| {
+                    (r.rate > 0.0).then(|| r.generator_cpu_pct / 100.0 * 1e9 / r.rate)
+                }),
                 p50: f(&|r| r.latency.as_ref().map(|l| l.p50_us)),
                 p90: f(&|r| r.latency.as_ref().map(|l| l.p90_us)),
                 p99: f(&|r| r.latency.as_ref().map(|l| l.p99_us)),
@@ -149,7 +155,9 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
     md.push_str(
         "Medians over interleaved repeats. Server pinned to CPU 0, load generator to CPU 1. \
          Server CPU is utime+stime of the server process over the measured window (100% = one core); \
-         ns/msg is that CPU time divided by messages echoed.\n\n",
+         ns/msg is that CPU time divided by messages echoed. Generator ns/msg is the same figure for \
+         the load generator: where it is not below the server's, one generator core cannot drive \
+         more than that server, and the rate is a floor for the server.\n\n",
     );
     let get = |case: &str, server: &str| cells.get(&(case.to_string(), server.to_string()));
     // Echo.
@@ -159,7 +167,7 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
         .map(|(c, _)| c)
         .collect();
     if !echo_cases.is_empty() {
-        md.push_str("## Echo throughput\n\n| case | server | msg/s (median) | range (repeats) | server CPU | server ns/msg | generator CPU | vs tokio-tungstenite | vs Bun | errors |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("## Echo throughput\n\n| case | server | msg/s (median) | range (repeats) | server CPU | server ns/msg | generator CPU | generator ns/msg | vs tokio-tungstenite | vs Bun | errors |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
         for case in &echo_cases {
             let tokio = get(case, "tokio-tungstenite").and_then(|c| c.rate);
             let bun = get(case, "bun").and_then(|c| c.rate);
@@ -167,7 +175,7 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
                 let c = &cells[&((*case).clone(), s.clone())];
                 let _ = writeln!(
                     md,
-                    "| {case} | {s} | {} | {}–{} ({}) | {}% | {} | {}% | {} | {} | {} |",
+                    "| {case} | {s} | {} | {}–{} ({}) | {}% | {} | {}% | {} | {} | {} | {} |",
                     fmt(c.rate, 0),
                     fmt(c.rate_min, 0),
                     fmt(c.rate_max, 0),
@@ -175,6 +183,7 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
                     fmt(c.server_cpu, 0),
                     fmt(c.ns_per_op, 0),
                     fmt(c.gen_cpu, 0),
+                    fmt(c.gen_ns_per_op, 0),
                     ratio(c.rate, tokio),
                     ratio(c.rate, bun),
                     c.errors

@@ -108,6 +108,7 @@ fn every_scenario_reports_and_the_report_renders() {
     let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
     for needle in [
         "## Echo throughput",
+        "generator ns/msg",
         "## Latency",
         "## Connect rate",
         "## Memory per idle connection",
