@@ -85,10 +85,11 @@ pub trait Driver {
 
     /// Take bytes from `parts`, in order, as one send (a connection's own
     /// frames followed by shared publish frames). Returns how many bytes were
-    /// taken in total; the same rules as [`Driver::send`].
-    fn send_vectored(&mut self, token: Token, parts: &[&[u8]]) -> io::Result<usize> {
-        match parts.iter().find(|p| !p.is_empty()) {
-            Some(first) => self.send(token, first),
+    /// taken in total; the same rules as [`Driver::send`]. A driver may keep
+    /// a [`Part::shared`] part's owner instead of copying its bytes.
+    fn send_vectored(&mut self, token: Token, parts: &[Part<'_>]) -> io::Result<usize> {
+        match parts.iter().find(|p| !p.bytes().is_empty()) {
+            Some(first) => self.send(token, first.bytes()),
             None => Ok(0),
         }
     }
@@ -110,6 +111,68 @@ pub trait Driver {
 
     /// A handle that wakes this worker from other threads.
     fn waker(&self) -> Waker;
+}
+
+/// Something that keeps shared, immutable bytes alive: a driver that sends
+/// them without copying holds one of these until the kernel is done.
+pub trait Keep {
+    /// Another reference to the owner.
+    fn keep(&self) -> Arc<dyn Send + Sync>;
+}
+
+impl<T: Send + Sync + 'static> Keep for Arc<T> {
+    fn keep(&self) -> Arc<dyn Send + Sync> {
+        self.clone()
+    }
+}
+
+/// One piece of a [`Driver::send_vectored`]: bytes to copy, or bytes inside
+/// a shared owner that the driver may reference until its send completes.
+#[derive(Clone, Copy)]
+pub struct Part<'a> {
+    bytes: &'a [u8],
+    owner: Option<&'a dyn Keep>,
+}
+
+impl<'a> Part<'a> {
+    /// Bytes the driver copies (or writes at once) before `send_vectored`
+    /// returns.
+    pub fn borrowed(bytes: &'a [u8]) -> Part<'a> {
+        Part { bytes, owner: None }
+    }
+
+    /// Bytes owned by `owner`, which the driver may reference after
+    /// `send_vectored` returns, holding a [`Keep::keep`] reference meanwhile.
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must lie in memory that `owner` owns and that is neither
+    /// written, moved nor freed while any reference to the owner lives.
+    pub unsafe fn shared(bytes: &'a [u8], owner: &'a dyn Keep) -> Part<'a> {
+        Part {
+            bytes,
+            owner: Some(owner),
+        }
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The owner, for a part made with [`Part::shared`].
+    pub fn owner(&self) -> Option<&'a dyn Keep> {
+        self.owner
+    }
+}
+
+impl fmt::Debug for Part<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Part")
+            .field("len", &self.bytes.len())
+            .field("shared", &self.owner.is_some())
+            .finish()
+    }
 }
 
 /// Which backend to run.

@@ -15,7 +15,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token as MioToken};
 use slab::Slab;
 
-use super::{AcceptPause, Completion, Driver, Token, Wake, Waker};
+use super::{AcceptPause, Completion, Driver, Part, Token, Wake, Waker};
 
 const LISTENER: MioToken = MioToken(usize::MAX - 1);
 const WAKER: MioToken = MioToken(usize::MAX - 2);
@@ -230,10 +230,10 @@ impl Driver for PollDriver {
     }
 
     fn send(&mut self, token: Token, data: &[u8]) -> io::Result<usize> {
-        self.send_vectored(token, &[data])
+        self.send_vectored(token, &[Part::borrowed(data)])
     }
 
-    fn send_vectored(&mut self, token: Token, parts: &[&[u8]]) -> io::Result<usize> {
+    fn send_vectored(&mut self, token: Token, parts: &[Part<'_>]) -> io::Result<usize> {
         let Some(sock) = self.sockets.get_mut(token.index()) else {
             return Err(io::Error::new(
                 ErrorKind::NotConnected,
@@ -242,8 +242,12 @@ impl Driver for PollDriver {
         };
         let mut slices = [IoSlice::new(&[]); MAX_PARTS];
         let mut count = 0;
-        for part in parts.iter().filter(|p| !p.is_empty()).take(MAX_PARTS) {
-            slices[count] = IoSlice::new(part);
+        for part in parts
+            .iter()
+            .filter(|p| !p.bytes().is_empty())
+            .take(MAX_PARTS)
+        {
+            slices[count] = IoSlice::new(part.bytes());
             count += 1;
         }
         if count == 0 {

@@ -26,7 +26,7 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 use slab::Slab;
 
-use super::{AcceptPause, Completion, Driver, Token, Wake, Waker};
+use super::{AcceptPause, Completion, Driver, Part, Token, Wake, Waker};
 
 /// Submission queue entries.
 const RING_ENTRIES: u32 = 4096;
@@ -50,6 +50,18 @@ const HEAP_SEND_MAX: usize = 32 * 1024;
 const HEAP_KEEP: usize = 1024;
 /// Send buffer ids: registered buffers first, heap buffers after.
 const MAX_HEAP_SENDS: usize = u16::MAX as usize - SEND_BUFFERS;
+/// The send id of a [`VecSend`] (no buffer id: above every heap id).
+const VEC_SEND: u16 = u16::MAX;
+/// A send whose shared parts ([`Part::shared`]) come to this many bytes goes
+/// out as a [`VecSend`], referencing them; below it, copying is cheaper than
+/// taking references.
+const ZERO_COPY_MIN: usize = 4096;
+/// Idle `VecSend`s kept for reuse.
+const VEC_SEND_KEEP: usize = 1024;
+/// A `VecSend` keeps a copy area up to this size when it is recycled.
+const VEC_COPY_KEEP: usize = 16 * 1024;
+/// Most iovecs in one `SENDMSG` (Linux's `UIO_MAXIOV`).
+const MAX_IOVECS: usize = 1024;
 
 /// A zeroed buffer with every page touched, so the pools' memory is resident
 /// from the start: RSS then measures connections and queued data, not which
@@ -121,6 +133,116 @@ struct SendOp {
     len: u32,
 }
 
+/// A send straight from the caller's shared buffers (`SENDMSG` over
+/// iovecs), for publications queued to many connections at once: the parts
+/// with an owner are referenced where they lie, and the owners held until the
+/// completion; the other parts are copied into `copied`. Boxed, so `msg` and
+/// `iov` stay put while the kernel may read them.
+struct VecSend {
+    msg: libc::msghdr,
+    iov: Vec<libc::iovec>,
+    /// First iovec with bytes left to send (after short writes).
+    first: usize,
+    /// The parts without an owner, back to back; `iov` points into it.
+    copied: Vec<u8>,
+    /// The owners of the other parts.
+    keep: Vec<Arc<dyn Send + Sync>>,
+}
+
+impl VecSend {
+    fn new() -> Box<VecSend> {
+        Box::new(VecSend {
+            // SAFETY: msghdr is plain data (pointers and integers); all zeroes
+            // is its "no name, no control data" value.
+            msg: unsafe { std::mem::zeroed() },
+            iov: Vec::new(),
+            first: 0,
+            copied: Vec::new(),
+            keep: Vec::new(),
+        })
+    }
+
+    /// Lay out `parts`; returns the bytes to send.
+    fn fill(&mut self, parts: &[Part<'_>]) -> usize {
+        let copy_len: usize = parts
+            .iter()
+            .filter(|p| p.owner().is_none())
+            .map(|p| p.bytes().len())
+            .sum();
+        // Reserved up front: `copied` must not reallocate once iovecs point
+        // into it.
+        self.copied.reserve_exact(copy_len);
+        let mut n = 0;
+        for part in parts
+            .iter()
+            .filter(|p| !p.bytes().is_empty())
+            .take(MAX_IOVECS)
+        {
+            let bytes = part.bytes();
+            let base = match part.owner() {
+                Some(owner) => {
+                    self.keep.push(owner.keep());
+                    bytes.as_ptr()
+                }
+                None => {
+                    let at = self.copied.len();
+                    self.copied.extend_from_slice(bytes);
+                    self.copied[at..].as_ptr()
+                }
+            };
+            self.iov.push(libc::iovec {
+                iov_base: base as *mut libc::c_void,
+                iov_len: bytes.len(),
+            });
+            n += bytes.len();
+        }
+        n
+    }
+
+    /// `n` more bytes went out: skip them in the iovecs.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 && self.first < self.iov.len() {
+            let v = &mut self.iov[self.first];
+            if n < v.iov_len {
+                v.iov_base = v.iov_base.wrapping_byte_add(n);
+                v.iov_len -= n;
+                return;
+            }
+            n -= v.iov_len;
+            self.first += 1;
+        }
+    }
+
+    /// Point `msg` at the iovecs left to send.
+    fn msghdr(&mut self) -> *const libc::msghdr {
+        self.msg.msg_iov = self.iov[self.first..].as_mut_ptr();
+        self.msg.msg_iovlen = self.iov.len() - self.first;
+        &self.msg
+    }
+
+    /// Done: drop the references and copies, keep the allocations.
+    fn clear(&mut self) {
+        self.keep.clear();
+        self.iov.clear();
+        self.first = 0;
+        self.copied.clear();
+        if self.copied.capacity() > VEC_COPY_KEEP {
+            self.copied = Vec::new();
+        }
+    }
+}
+
+impl std::fmt::Debug for VecSend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VecSend")
+            .field("iovecs", &self.iov.len())
+            .field("first", &self.first)
+            .field("copied", &self.copied.len())
+            .field("kept", &self.keep.len())
+            .finish()
+    }
+}
+
 #[derive(Debug)]
 struct Slot {
     fd: RawFd,
@@ -129,6 +251,8 @@ struct Slot {
     inflight: u32,
     recv_armed: bool,
     send: Option<SendOp>,
+    /// The iovecs and held owners of a send with id `VEC_SEND`.
+    vsend: Option<Box<VecSend>>,
     /// Waiting for a free send buffer.
     wants_buffer: bool,
     /// Peer closed or the socket failed; `Closed` already reported.
@@ -307,6 +431,10 @@ pub struct UringDriver {
     free_heap: Vec<u16>,
     /// Heap send buffers holding an allocation (in flight or pooled).
     heap_allocated: usize,
+    /// Idle `VecSend`s, boxed already: each moves into a slot, where it
+    /// must not move while the kernel reads it.
+    #[allow(clippy::vec_box)]
+    free_vec: Vec<Box<VecSend>>,
     slots: Slab<Slot>,
     next_generation: u32,
     listener: Option<TcpListener>,
@@ -363,6 +491,7 @@ impl UringDriver {
             heap_sends: Vec::new(),
             free_heap: Vec::new(),
             heap_allocated: 0,
+            free_vec: Vec::new(),
             slots: Slab::new(),
             next_generation: 1,
             listener,
@@ -386,7 +515,11 @@ impl UringDriver {
             // its own reference meanwhile), or a send buffer owned by `self`
             // and reserved for this op until its completion: a registered one,
             // or a pooled heap buffer whose id is off the free list (so it is
-            // neither written nor freed) until the completion returns it.
+            // neither written nor freed) until the completion returns it, or
+            // a slot's boxed `VecSend`, which stays in the slot until the
+            // completion and whose iovecs point into its own `copied` bytes
+            // (not touched until then) or into owners it holds until then
+            // (`Part::shared`: memory they own and never change or free).
             if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
                 return Ok(());
             }
@@ -443,7 +576,15 @@ impl UringDriver {
         }
         .encode();
         let len = op.len - op.offset;
-        let sqe = if (op.buf as usize) < SEND_BUFFERS {
+        let sqe = if op.buf == VEC_SEND {
+            let fd = slot.fd;
+            let Some(v) = self.slots[index as usize].vsend.as_mut() else {
+                return Ok(());
+            };
+            opcode::SendMsg::new(types::Fd(fd), v.msghdr())
+                .build()
+                .user_data(ud)
+        } else if (op.buf as usize) < SEND_BUFFERS {
             let start = op.buf as usize * SEND_BUFFER_SIZE + op.offset as usize;
             let ptr = self.send_buffers[start..].as_ptr();
             opcode::WriteFixed::new(types::Fd(slot.fd), ptr, len, op.buf)
@@ -508,6 +649,7 @@ impl UringDriver {
             inflight: 0,
             recv_armed: false,
             send: None,
+            vsend: None,
             wants_buffer: false,
             dead: false,
             closing: false,
@@ -653,10 +795,14 @@ impl UringDriver {
                     // while closing: the last bytes are usually a close frame).
                     op.offset += res as u32;
                     slot.send = Some(op);
+                    if let Some(v) = slot.vsend.as_mut() {
+                        v.advance(res as usize);
+                    }
                     let _ = self.submit_send(ud.index);
                     return;
                 }
                 slot.send = None;
+                let vsend = slot.vsend.take();
                 if slot.shutdown_pending {
                     slot.shutdown_pending = false;
                     shutdown_write(slot.fd);
@@ -665,7 +811,15 @@ impl UringDriver {
                 if res < 0 && live {
                     slot.dead = true;
                 }
-                self.release_send_buffer(op.buf);
+                match vsend {
+                    Some(mut v) => {
+                        v.clear();
+                        if self.free_vec.len() < VEC_SEND_KEEP {
+                            self.free_vec.push(v);
+                        }
+                    }
+                    None => self.release_send_buffer(op.buf),
+                }
                 if closing {
                     self.close_fd(ud.index);
                 } else if res < 0 && live {
@@ -751,7 +905,7 @@ impl Driver for UringDriver {
     }
 
     fn send(&mut self, token: Token, data: &[u8]) -> io::Result<usize> {
-        self.send_vectored(token, &[data])
+        self.send_vectored(token, &[Part::borrowed(data)])
     }
 
     fn send_ready(&self, token: Token) -> bool {
@@ -760,7 +914,12 @@ impl Driver for UringDriver {
             .is_some_and(|s| s.send.is_none() && !s.wants_buffer)
     }
 
-    fn send_vectored(&mut self, token: Token, parts: &[&[u8]]) -> io::Result<usize> {
+    fn send_vectored(&mut self, token: Token, parts: &[Part<'_>]) -> io::Result<usize> {
+        let shared: usize = parts
+            .iter()
+            .filter(|p| p.owner().is_some())
+            .map(|p| p.bytes().len())
+            .sum();
         let Some(slot) = self.slots.get_mut(token.index()) else {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
@@ -773,14 +932,20 @@ impl Driver for UringDriver {
                 "connection closed",
             ));
         }
-        if slot.send.is_some() || parts.iter().all(|p| p.is_empty()) {
+        if slot.send.is_some() || parts.iter().all(|p| p.bytes().is_empty()) {
             return Ok(0);
         }
-        let (buf, n) = if let Some(buf) = self.free_send.pop() {
+        let (buf, n) = if shared >= ZERO_COPY_MIN {
+            let mut v = self.free_vec.pop().unwrap_or_else(VecSend::new);
+            let n = v.fill(parts);
+            slot.vsend = Some(v);
+            (VEC_SEND, n)
+        } else if let Some(buf) = self.free_send.pop() {
             let start = buf as usize * SEND_BUFFER_SIZE;
             let dst = &mut self.send_buffers[start..start + SEND_BUFFER_SIZE];
             let mut n = 0;
             for part in parts {
+                let part = part.bytes();
                 let take = part.len().min(SEND_BUFFER_SIZE - n);
                 dst[n..n + take].copy_from_slice(&part[..take]);
                 n += take;
@@ -803,6 +968,7 @@ impl Driver for UringDriver {
                 self.heap_allocated += 1;
             }
             for part in parts {
+                let part = part.bytes();
                 let take = part.len().min(HEAP_SEND_MAX - dst.len());
                 dst.extend_from_slice(&part[..take]);
                 if dst.len() == HEAP_SEND_MAX {
@@ -925,5 +1091,63 @@ mod tests {
             assert_eq!(UserData::decode(ud.encode()), Some(ud));
         }
         assert_eq!(UserData::decode(0), None);
+    }
+
+    /// The bytes the iovecs still name, in order.
+    fn iov_bytes(v: &VecSend) -> Vec<u8> {
+        let mut out = Vec::new();
+        for iov in &v.iov[v.first..] {
+            // SAFETY: each iovec names live bytes: `v.copied` or an owner in
+            // `v.keep`, both alive for this borrow of `v`.
+            out.extend_from_slice(unsafe {
+                std::slice::from_raw_parts(iov.iov_base as *const u8, iov.iov_len)
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn vec_send_references_shared_parts_copies_the_rest_and_resumes_mid_part() {
+        let a: Arc<Vec<u8>> = Arc::new(b"shared-one|".to_vec());
+        let b: Arc<Vec<u8>> = Arc::new(b"shared-two".to_vec());
+        let mut own = b"own|".to_vec();
+        let mut v = VecSend::new();
+        let n = {
+            // SAFETY: the bytes are the whole contents of each Arc'd vector,
+            // which nothing changes while the Arcs live.
+            let parts = unsafe {
+                [
+                    Part::shared(&a[3..], &a),
+                    Part::borrowed(&own),
+                    Part::borrowed(&[]),
+                    Part::shared(&b, &b),
+                ]
+            };
+            v.fill(&parts)
+        };
+        // The borrowed part was copied: changing the original changes nothing.
+        own.copy_from_slice(b"XXXX");
+        assert_eq!(n, 8 + 4 + 10);
+        assert_eq!(v.iov.len(), 3, "empty parts are left out");
+        assert_eq!(iov_bytes(&v), b"red-one|own|shared-two");
+        // Shared parts are referenced where they lie, and held.
+        assert_eq!(v.iov[0].iov_base as *const u8, a[3..].as_ptr());
+        assert_eq!(Arc::strong_count(&a), 2);
+        assert_eq!(Arc::strong_count(&b), 2);
+        // Short writes: inside a part, to a boundary, across parts.
+        v.advance(5);
+        assert_eq!(iov_bytes(&v), b"ne|own|shared-two");
+        v.advance(3);
+        assert_eq!(iov_bytes(&v), b"own|shared-two");
+        v.advance(6);
+        assert_eq!(iov_bytes(&v), b"ared-two");
+        // The msghdr names what is left.
+        let msg = v.msghdr();
+        // SAFETY: `msg` points into `v`, alive here.
+        assert_eq!(unsafe { (*msg).msg_iovlen }, 1);
+        v.clear();
+        assert_eq!(Arc::strong_count(&a), 1, "clear releases the owners");
+        assert_eq!(Arc::strong_count(&b), 1);
+        assert!(v.iov.is_empty() && v.copied.is_empty() && v.first == 0);
     }
 }

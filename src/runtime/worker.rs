@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::driver::{Completion, Driver, Token};
+use crate::driver::{Completion, Driver, Part, Token};
 use crate::proto::handshake::{
     status_text, HandshakeError, HttpRequest, RequestParser, UpgradeRequest,
 };
@@ -206,7 +206,10 @@ fn own_output(state: &State) -> &[u8] {
 /// output (control frames are never starved behind publications), then
 /// queued publications. Returns the number of parts and whether the first is
 /// a partly written publication.
-fn gather<'s>(slot: &'s Slot, parts: &mut [&'s [u8]; MAX_PARTS]) -> (usize, bool) {
+///
+/// Publications go in as shared parts: a driver may send them from where they
+/// lie, holding a reference, instead of copying them.
+fn gather<'s>(slot: &'s Slot, parts: &mut [Part<'s>; MAX_PARTS]) -> (usize, bool) {
     let sse = slot.is_sse();
     let mut n = 0;
     let mut front_partial = false;
@@ -214,7 +217,7 @@ fn gather<'s>(slot: &'s Slot, parts: &mut [&'s [u8]; MAX_PARTS]) -> (usize, bool
     if let Some(sub) = sub {
         if sub.front_pos > 0 {
             if let Some(front) = sub.queue.front() {
-                parts[n] = &front.bytes(sse)[sub.front_pos..];
+                parts[n] = shared_part(&front.bytes(sse)[sub.front_pos..], front);
                 n += 1;
                 front_partial = true;
             }
@@ -223,7 +226,7 @@ fn gather<'s>(slot: &'s Slot, parts: &mut [&'s [u8]; MAX_PARTS]) -> (usize, bool
     let own = slot.own_output();
     let mut total = 0;
     if !own.is_empty() {
-        parts[n] = own;
+        parts[n] = Part::borrowed(own);
         n += 1;
         total += own.len();
     }
@@ -233,12 +236,22 @@ fn gather<'s>(slot: &'s Slot, parts: &mut [&'s [u8]; MAX_PARTS]) -> (usize, bool
                 break;
             }
             let b = p.bytes(sse);
-            parts[n] = b;
+            parts[n] = shared_part(b, p);
             n += 1;
             total += b.len();
         }
     }
     (n, front_partial)
+}
+
+/// A send part referencing `bytes` of publication `p`.
+fn shared_part<'s>(bytes: &'s [u8], p: &'s Arc<Publication>) -> Part<'s> {
+    // SAFETY: `bytes` is (a tail of) `p.frame()` or `p.sse()`, both owned by
+    // the publication: the frame is a boxed slice set at construction and the
+    // SSE form a `OnceLock` set at most once, and a `Publication` offers no
+    // way to change either, so they stay put and unchanged while any `Arc`
+    // to it lives.
+    unsafe { Part::shared(bytes, p) }
 }
 
 /// Per-worker state other than the driver (so completions can be handled
@@ -1023,6 +1036,10 @@ impl<H: Handler> Core<H> {
         };
         let limit = self.cfg.max_buffered;
         let now = self.wheel.now();
+        // Several publications go as one entry, framed back to back once, to
+        // each WebSocket subscriber with room for all of them (exactly when
+        // one by one would queue every one); the others take them one by one.
+        let mut joined: Option<(Arc<Publication>, usize)> = None;
         for &(index, generation) in &topic.subs {
             let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
                 continue;
@@ -1031,7 +1048,25 @@ impl<H: Handler> Core<H> {
                 continue;
             }
             let sse = slot.is_sse();
-            for (i, p) in run.iter().enumerate() {
+            let mut rest = run;
+            if run.len() > 1 && !sse && slot.takes_publications() {
+                let (whole, len) = joined.get_or_insert_with(|| {
+                    let p = Publication::run(run);
+                    let len = p.frame().len();
+                    (p, len)
+                });
+                let pending = slot.pending();
+                // (Held-back conflated publications would go first and count
+                // against the limit: those subscribers go one by one.)
+                if let Some(sub) = slot.sub.as_deref_mut().filter(|s| s.conflated.is_empty()) {
+                    if pending + *len <= limit {
+                        sub.push(whole.clone(), *len);
+                        self.stats.deliveries.add(run.len() as u64);
+                        rest = &[];
+                    }
+                }
+            }
+            for (i, p) in rest.iter().enumerate() {
                 if !slot.takes_publications() {
                     break;
                 }
@@ -1050,7 +1085,7 @@ impl<H: Handler> Core<H> {
                 match topic.policy {
                     Policy::Drop => {
                         // Over the limit: the rest of the run is skipped too.
-                        self.stats.slow_drops.add((run.len() - i) as u64);
+                        self.stats.slow_drops.add((rest.len() - i) as u64);
                         break;
                     }
                     Policy::Conflate => {
@@ -1361,7 +1396,7 @@ fn write_out(slot: &mut Slot, driver: &mut dyn Driver, token: Token) -> std::io:
         if !driver.send_ready(token) {
             return Ok(total);
         }
-        let mut parts: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
+        let mut parts = [Part::borrowed(&[]); MAX_PARTS];
         let (n, front_partial) = gather(slot, &mut parts);
         if n == 0 {
             return Ok(total);
@@ -1388,4 +1423,114 @@ fn decode_path(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()
         .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Limits;
+
+    fn open_slot(sub: Subscriber) -> Slot {
+        Slot {
+            generation: 1,
+            state: State::Open(Conn::new(Role::Server, Limits::default(), None)),
+            deadline: 0,
+            pinged: false,
+            last_seen: 0,
+            dirty: false,
+            over_limit: false,
+            linger: false,
+            lingering: false,
+            close_code: CloseCode::ABNORMAL,
+            close_reason: String::new(),
+            feed: true,
+            can_publish: false,
+            peer: None,
+            proxied: None,
+            sub: Some(Box::new(sub)),
+        }
+    }
+
+    /// A client's ping (masked with a zero key), answered by the server's
+    /// `Conn` with a pong in its own output.
+    fn receive_ping(slot: &mut Slot, payload: &[u8]) {
+        let State::Open(conn) = &mut slot.state else {
+            panic!("not open");
+        };
+        let mut frame = vec![0x89, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(payload);
+        let len = frame.len();
+        let (used, ev) = conn.read(&mut frame).expect("a valid ping");
+        assert_eq!(used, len);
+        assert!(matches!(ev, Some(Event::Ping(_))), "{ev:?}");
+    }
+
+    fn laid_out(slot: &Slot) -> (Vec<(Vec<u8>, bool)>, bool) {
+        let mut parts = [Part::borrowed(&[]); MAX_PARTS];
+        let (n, front_partial) = gather(slot, &mut parts);
+        let parts = parts[..n]
+            .iter()
+            .map(|p| (p.bytes().to_vec(), p.owner().is_some()))
+            .collect();
+        (parts, front_partial)
+    }
+
+    #[test]
+    fn a_pong_goes_ahead_of_queued_publications_after_the_frame_in_progress() {
+        let pubs: Vec<_> = (0..3u8)
+            .map(|i| Publication::new("t", None, MessageKind::Binary, &[i; 10]))
+            .collect();
+        let mut sub = Subscriber::default();
+        for p in &pubs {
+            sub.push(p.clone(), p.frame().len());
+        }
+        // The first publication is partly written: its frame must finish.
+        sub.front_pos = 5;
+        sub.queued_bytes -= 5;
+        let mut slot = open_slot(sub);
+        receive_ping(&mut slot, b"hb");
+        let pong = b"\x8a\x02hb".to_vec();
+
+        let (parts, front_partial) = laid_out(&slot);
+        assert!(front_partial);
+        let expect = vec![
+            (pubs[0].frame()[5..].to_vec(), true),
+            (pong.clone(), false),
+            (pubs[1].frame().to_vec(), true),
+            (pubs[2].frame().to_vec(), true),
+        ];
+        assert_eq!(parts, expect, "publications are shared, the pong is copied");
+
+        // A send that took the rest of the first frame, the pong and 4 bytes
+        // of the second frame.
+        let rest = pubs[0].frame().len() - 5;
+        slot.consume(rest + pong.len() + 4, true);
+        assert!(slot.own_output().is_empty());
+        let (parts, front_partial) = laid_out(&slot);
+        assert!(front_partial);
+        assert_eq!(parts[0].0, pubs[1].frame()[4..]);
+        assert_eq!(parts[1].0, pubs[2].frame());
+        assert_eq!(
+            slot.queued(),
+            pubs[1].frame().len() - 4 + pubs[2].frame().len()
+        );
+
+        // A new ping while publications are queued and none is in progress:
+        // its pong leads.
+        slot.consume(pubs[1].frame().len() - 4, true);
+        receive_ping(&mut slot, b"hb");
+        let (parts, front_partial) = laid_out(&slot);
+        assert!(!front_partial);
+        assert_eq!(parts, vec![(pong, false), (pubs[2].frame().to_vec(), true)]);
+    }
+
+    #[test]
+    fn a_run_of_publications_is_one_frame_sequence() {
+        let pubs: Vec<_> = (0..3u8)
+            .map(|i| Publication::new("t", None, MessageKind::Text, &[b'a' + i; 3]))
+            .collect();
+        let run = Publication::run(&pubs);
+        assert_eq!(run.frame(), b"\x81\x03aaa\x81\x03bbb\x81\x03ccc");
+        assert_eq!(run.topic(), "t");
+    }
 }

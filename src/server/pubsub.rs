@@ -80,6 +80,8 @@ pub struct Publication {
     frame: Box<[u8]>,
     header_len: usize,
     sse: OnceLock<Box<[u8]>>,
+    /// Several publications' frames back to back ([`Publication::run`]).
+    run: bool,
 }
 
 impl fmt::Debug for Publication {
@@ -111,6 +113,30 @@ impl Publication {
             frame: frame.into_boxed_slice(),
             header_len,
             sse: OnceLock::new(),
+            run: false,
+        })
+    }
+
+    /// A worker's run of publications on one topic, framed back to back in
+    /// one buffer, so it can be queued to each WebSocket subscriber with room
+    /// for all of them as one entry: one reference and one send part per
+    /// subscriber instead of one per publication. Internal to the workers'
+    /// queues: never queued to an SSE stream, never handed to handlers.
+    pub(crate) fn run(run: &[Arc<Publication>]) -> Arc<Self> {
+        let mut frame = Vec::with_capacity(run.iter().map(|p| p.frame.len()).sum());
+        for p in run {
+            frame.extend_from_slice(&p.frame);
+        }
+        Arc::new(Publication {
+            topic: run
+                .first()
+                .map_or_else(|| Arc::from(""), |p| p.topic.clone()),
+            key: None,
+            kind: run.first().map_or(MessageKind::Binary, |p| p.kind),
+            frame: frame.into_boxed_slice(),
+            header_len: 0,
+            sse: OnceLock::new(),
+            run: true,
         })
     }
 
@@ -154,6 +180,7 @@ impl Publication {
 
     /// Bytes of the publication as a subscriber of the given kind receives it.
     pub(crate) fn bytes(&self, sse: bool) -> &[u8] {
+        debug_assert!(!(sse && self.run), "a run of frames is never queued to SSE");
         if sse {
             self.sse()
         } else {
