@@ -170,6 +170,34 @@ impl PollDriver {
     }
 }
 
+impl PollDriver {
+    /// Run one non-blocking write on `token`'s socket: the bytes taken, or 0
+    /// (and a `Writable` to come) when the socket is full.
+    fn write_with(
+        &mut self,
+        token: Token,
+        mut write: impl FnMut(&mut TcpStream) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let Some(sock) = self.sockets.get_mut(token.index()) else {
+            return Err(io::Error::new(
+                ErrorKind::NotConnected,
+                "unknown connection",
+            ));
+        };
+        loop {
+            match write(&mut sock.stream) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    sock.want_write = true;
+                    return Ok(0);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 impl Driver for PollDriver {
     fn turn(
         &mut self,
@@ -230,16 +258,13 @@ impl Driver for PollDriver {
     }
 
     fn send(&mut self, token: Token, data: &[u8]) -> io::Result<usize> {
-        self.send_vectored(token, &[Part::borrowed(data)])
+        if data.is_empty() {
+            return Ok(0);
+        }
+        self.write_with(token, |stream| stream.write(data))
     }
 
     fn send_vectored(&mut self, token: Token, parts: &[Part<'_>]) -> io::Result<usize> {
-        let Some(sock) = self.sockets.get_mut(token.index()) else {
-            return Err(io::Error::new(
-                ErrorKind::NotConnected,
-                "unknown connection",
-            ));
-        };
         let mut slices = [IoSlice::new(&[]); MAX_PARTS];
         let mut count = 0;
         for part in parts
@@ -253,17 +278,7 @@ impl Driver for PollDriver {
         if count == 0 {
             return Ok(0);
         }
-        loop {
-            match sock.stream.write_vectored(&slices[..count]) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    sock.want_write = true;
-                    return Ok(0);
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        self.write_with(token, |stream| stream.write_vectored(&slices[..count]))
     }
 
     fn adopt(&mut self, stream: std::net::TcpStream) -> io::Result<Token> {

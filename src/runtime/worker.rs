@@ -1392,6 +1392,17 @@ impl<H: Handler> Core<H> {
 /// how many it took.
 fn write_out(slot: &mut Slot, driver: &mut dyn Driver, token: Token) -> std::io::Result<usize> {
     let mut total = 0;
+    if slot.sub.is_none() {
+        // No publications: the connection's own output is the only part.
+        loop {
+            let written = driver.send(token, slot.own_output())?;
+            if written == 0 {
+                return Ok(total);
+            }
+            total += written;
+            slot.advance_own(written);
+        }
+    }
     loop {
         if !driver.send_ready(token) {
             return Ok(total);
