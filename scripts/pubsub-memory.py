@@ -171,7 +171,8 @@ def main():
         print(f"  per subscription: {per_sub:.0f} bytes")
         print(f"  still queued: {queued} publications ({int(sent)} went to the kernel)")
         print(f"  per queued publication per subscriber: {per_queued:.1f} bytes "
-              f"(payload {a.payload} B, stored once: {frames / 1e6:.1f} MB for all {a.publications})")
+              f"(payload {a.payload} B, framed once: {frames / 1e6:.1f} MB for all {a.publications}, "
+              f"and at most once more per worker where a turn joins several into one entry)")
         print(f"  a copy per subscriber would need {queued * a.payload / 1e6:.0f} MB; "
               f"the server grew {(rss_queued - rss_subscribed) / 1e6:.1f} MB")
         for s, _ in subs:
