@@ -60,6 +60,10 @@ const ZERO_COPY_MIN: usize = 4096;
 const VEC_SEND_KEEP: usize = 1024;
 /// A `VecSend` keeps a copy area up to this size when it is recycled.
 const VEC_COPY_KEEP: usize = 16 * 1024;
+/// Most bytes a `VecSend` copies (a connection's own output can be large).
+const VEC_COPY_MAX: usize = SEND_BUFFER_SIZE;
+/// Most bytes in one `VecSend` (its length must fit `SendOp`'s u32).
+const VEC_SEND_MAX: usize = 1 << 30;
 /// Most iovecs in one `SENDMSG` (Linux's `UIO_MAXIOV`).
 const MAX_IOVECS: usize = 1024;
 
@@ -162,7 +166,9 @@ impl VecSend {
         })
     }
 
-    /// Lay out `parts`; returns the bytes to send.
+    /// Lay out `parts`, in order, up to `VEC_COPY_MAX` copied bytes and
+    /// `VEC_SEND_MAX` in all (a part past either is cut, and nothing after
+    /// it is taken); returns the bytes to send.
     fn fill(&mut self, parts: &[Part<'_>]) -> usize {
         let copy_len: usize = parts
             .iter()
@@ -171,14 +177,23 @@ impl VecSend {
             .sum();
         // Reserved up front: `copied` must not reallocate once iovecs point
         // into it.
-        self.copied.reserve_exact(copy_len);
+        self.copied.reserve_exact(copy_len.min(VEC_COPY_MAX));
         let mut n = 0;
         for part in parts
             .iter()
             .filter(|p| !p.bytes().is_empty())
             .take(MAX_IOVECS)
         {
-            let bytes = part.bytes();
+            let mut bytes = part.bytes();
+            let room = match part.owner() {
+                Some(_) => VEC_SEND_MAX - n,
+                None => (VEC_SEND_MAX - n).min(VEC_COPY_MAX - self.copied.len()),
+            };
+            let cut = bytes.len() > room;
+            bytes = &bytes[..bytes.len().min(room)];
+            if bytes.is_empty() {
+                break;
+            }
             let base = match part.owner() {
                 Some(owner) => {
                     self.keep.push(owner.keep());
@@ -195,6 +210,9 @@ impl VecSend {
                 iov_len: bytes.len(),
             });
             n += bytes.len();
+            if cut {
+                break;
+            }
         }
         n
     }
@@ -1147,6 +1165,23 @@ mod tests {
         assert_eq!(unsafe { (*msg).msg_iovlen }, 1);
         v.clear();
         assert_eq!(Arc::strong_count(&a), 1, "clear releases the owners");
+        assert_eq!(Arc::strong_count(&b), 1);
+        // Copies stop at VEC_COPY_MAX: a long own output is cut there and
+        // nothing after it goes in this send.
+        let big = vec![7u8; VEC_COPY_MAX + 100];
+        // SAFETY: as above.
+        let parts = unsafe {
+            [
+                Part::shared(&a, &a),
+                Part::borrowed(&big),
+                Part::shared(&b, &b),
+            ]
+        };
+        let n = v.fill(&parts);
+        assert_eq!(n, a.len() + VEC_COPY_MAX);
+        assert_eq!(v.iov.len(), 2);
+        assert_eq!(v.copied.len(), VEC_COPY_MAX);
+        v.clear();
         assert_eq!(Arc::strong_count(&b), 1);
         assert!(v.iov.is_empty() && v.copied.is_empty() && v.first == 0);
     }
