@@ -439,6 +439,8 @@ fn latency(a: LatencyArgs) -> Result<(), String> {
     let warm_ns = (a.warmup * 1e9) as u64;
     let send_end_ns = warm_ns + (a.duration * 1e9) as u64;
     let mut k: u64 = 0;
+    // Sends scheduled inside the measured window: each must come back.
+    let mut measured = 0u64;
     let mut window: Option<CpuWindow> = None;
     let mut received = 0u64;
     let mut closed = 0u64;
@@ -458,6 +460,7 @@ fn latency(a: LatencyArgs) -> Result<(), String> {
             payload[..8].copy_from_slice(&due.to_le_bytes());
             engine.send((k as usize) % a.connections, MessageKind::Binary, &payload);
             k += 1;
+            measured += u64::from(due >= warm_ns);
         }
         let next_due = (k as f64 * interval_ns) as u64;
         if next_due >= send_end_ns && drain_deadline.is_none() {
@@ -491,9 +494,8 @@ fn latency(a: LatencyArgs) -> Result<(), String> {
                 Happened::Opened(..) => {}
             }
         }
-        let expected = k.saturating_sub((warm_ns as f64 / interval_ns).ceil() as u64);
         if let Some(d) = drain_deadline {
-            if received >= expected || Instant::now() >= d {
+            if received >= measured || Instant::now() >= d {
                 break;
             }
         }
@@ -512,7 +514,6 @@ fn latency(a: LatencyArgs) -> Result<(), String> {
     let w = window.ok_or("the run ended during warm-up")?;
     let (_, server_pct, server_ns, own_pct) = w.end();
     engine.close_all();
-    let measured = (a.duration * a.rate) as u64;
     let lost = measured.saturating_sub(received);
     let p = Percentiles::from_ns(&hist);
     if !c.quiet {
