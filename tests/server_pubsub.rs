@@ -213,24 +213,38 @@ both_backends!(feed_protocol_errors_keep_the_connection, |backend| {
     subscribe(&mut ws, "still-open");
 });
 
-/// Fill a slow subscriber: publish `n` numbered messages (keys alternate A/B
-/// when `keyed`) in batches well under the limit, and check the fast
-/// subscriber gets each batch, in order, while the slow one is not reading.
-fn publish_past_the_limit(p: &mut RawClient, fast: &mut Ws, n: usize, keyed: bool) {
+/// Fill a slow subscriber: publish numbered messages (keys alternate A/B
+/// when `keyed`) in batches well under the limit, checking that the fast
+/// subscriber gets each batch, in order, while the slow one is not reading,
+/// until the policy's `metric` moves: the kernel's autotuned socket buffers
+/// (up to `tcp_wmem`'s 4 MiB) take a varying share first. Returns how many
+/// were published.
+fn publish_past_the_limit(
+    addr: SocketAddr,
+    p: &mut RawClient,
+    fast: &mut Ws,
+    metric: &str,
+    keyed: bool,
+) -> usize {
     const BATCH: usize = 16;
-    for start in (0..n).step_by(BATCH) {
-        let end = (start + BATCH).min(n);
-        for i in start..end {
+    // Well past what the kernel can buffer for the slow client.
+    const MOST: usize = 20_000;
+    let mut n = 0;
+    while n < MOST {
+        for i in n..n + BATCH {
             let key = keyed.then_some(if i.is_multiple_of(2) { "A" } else { "B" });
             p.send(&frame(0x81, pub_json("t", key, &numbered(i)).as_bytes()));
         }
-        for i in start..end {
+        for i in n..n + BATCH {
             assert_eq!(seq(&next_text(fast)), i, "fast subscriber");
         }
+        n += BATCH;
+        if n.is_multiple_of(256) && metrics(addr).get(metric).copied().unwrap_or(0.0) >= 1.0 {
+            return n;
+        }
     }
+    panic!("{metric} did not move after {MOST} publications of ~1 KiB");
 }
-
-const N: usize = 3000;
 
 both_backends!(slow_consumer_close_policy, |backend| {
     let srv = TestServer::start(
@@ -242,7 +256,13 @@ both_backends!(slow_consumer_close_policy, |backend| {
     let mut fast = feed(srv.addr);
     subscribe(&mut fast, "t");
     let mut p = publisher(srv.addr);
-    publish_past_the_limit(&mut p, &mut fast, N, false);
+    let n = publish_past_the_limit(
+        srv.addr,
+        &mut p,
+        &mut fast,
+        "ringwave_slow_consumer_closes_total",
+        false,
+    );
     assert_eq!(
         wait_metric(srv.addr, "ringwave_slow_consumer_closes_total", |v| v
             >= 1.0),
@@ -263,10 +283,10 @@ both_backends!(slow_consumer_close_policy, |backend| {
         }
     };
     assert_eq!(code, 1008);
-    assert!(next < N, "the slow client got everything ({next})");
+    assert!(next < n, "the slow client got everything ({next})");
     // The fast subscriber is unaffected.
-    p.send(&frame(0x81, pub_json("t", None, &numbered(N)).as_bytes()));
-    assert_eq!(seq(&next_text(&mut fast)), N);
+    p.send(&frame(0x81, pub_json("t", None, &numbered(n)).as_bytes()));
+    assert_eq!(seq(&next_text(&mut fast)), n);
 });
 
 both_backends!(
@@ -281,8 +301,13 @@ both_backends!(
         let mut fast = feed(srv.addr);
         subscribe(&mut fast, "t");
         let mut p = publisher(srv.addr);
-        publish_past_the_limit(&mut p, &mut fast, N, false);
-        wait_metric(srv.addr, "ringwave_slow_consumer_drops_total", |v| v >= 1.0);
+        let n = publish_past_the_limit(
+            srv.addr,
+            &mut p,
+            &mut fast,
+            "ringwave_slow_consumer_drops_total",
+            false,
+        );
         // From here only the slow client subscribes: every drop is its own.
         fast.send(Message::text(sub_json("unsubscribe", "t")))
             .unwrap();
@@ -300,7 +325,7 @@ both_backends!(
             std::thread::spawn(move || {
                 let mut p = publisher(addr);
                 let deadline = Instant::now() + Duration::from_secs(30);
-                let (mut next, mut markers) = (N, 0);
+                let (mut next, mut markers) = (n, 0);
                 while !filled.load(Ordering::Relaxed) && Instant::now() < deadline {
                     p.send(&frame(
                         0x81,
@@ -395,15 +420,18 @@ both_backends!(
         let mut fast = feed(srv.addr);
         subscribe(&mut fast, "t");
         let mut p = publisher(srv.addr);
-        publish_past_the_limit(&mut p, &mut fast, N, true);
-        wait_metric(srv.addr, "ringwave_slow_consumer_conflated_total", |v| {
-            v >= 1.0
-        });
+        let n = publish_past_the_limit(
+            srv.addr,
+            &mut p,
+            &mut fast,
+            "ringwave_slow_consumer_conflated_total",
+            true,
+        );
         // Reading again, the slow client catches up to the newest value of
-        // each key: A's last is N-2, B's last is N-1.
+        // each key: A's last is n-2, B's last is n-1 (n is even).
         let mut last: HashMap<char, usize> = HashMap::new();
         let mut count = 0;
-        while last.get(&'A') != Some(&(N - 2)) || last.get(&'B') != Some(&(N - 1)) {
+        while last.get(&'A') != Some(&(n - 2)) || last.get(&'B') != Some(&(n - 1)) {
             let text = raw_text(&mut slow);
             let i = seq(&text);
             let key = if i.is_multiple_of(2) { 'A' } else { 'B' };
@@ -412,7 +440,7 @@ both_backends!(
             }
             count += 1;
         }
-        assert!(count < N, "nothing was conflated");
+        assert!(count < n, "nothing was conflated");
         let m = metrics(srv.addr);
         assert!(m["ringwave_slow_consumer_superseded_total"] >= 1.0, "{m:?}");
         assert_eq!(m["ringwave_slow_consumer_closes_total"], 0.0);
