@@ -2,7 +2,7 @@
 # Side-by-side benchmark of ringwave (uring and poll backends) against
 # tokio-tungstenite, fastwebsockets and Bun, each an echo server on one core.
 #
-#   scripts/bench.sh [--quick] [--repeats N] [--servers "a b ..."]
+#   scripts/bench.sh [--quick] [--repeats N] [--servers "a b ..."] [--server-cpu PCT]
 #
 # Every server runs pinned to CPU 0 and the load generator (ringwave-bench) to
 # CPU 1. Cases run in interleaved repeats (A B C A B C ...) and the report
@@ -14,18 +14,29 @@
 # --quick: 1 s warm-up + 2 s per run, 3 repeats, smaller connect/idle counts
 # (under 10 minutes). Default: 1 s + 5 s per run, 5 repeats, 15,000 idle
 # connections.
+#
+# --server-cpu PCT: cap every server at PCT% of its core (a cgroup CPU quota,
+# 10 ms period; needs root and the cgroup cpu controller). On a loopback echo
+# each message costs both ends about the same kernel work, so a one-core
+# generator saturates about when a one-core server does; capped servers leave
+# the generator headroom (its CPU column shows how much), and the ratios then
+# compare servers at equal CPU budgets. Throttling adds stalls of up to the
+# period, so latency percentiles under a cap are not comparable to uncapped
+# ones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 quick=0
 repeats=""
+server_cpu=""
 servers="ringwave-uring ringwave-poll tokio-tungstenite fastwebsockets bun"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
         --repeats) repeats=$2; shift ;;
         --servers) servers=$2; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        --server-cpu) server_cpu=$2; shift ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -34,6 +45,30 @@ if [ "$quick" = 1 ]; then
     dur=2; warm=1; repeats=${repeats:-3}; lat_dur=3; connect_n=5000; idle_n=15000
 else
     dur=5; warm=1; repeats=${repeats:-5}; lat_dur=10; connect_n=10000; idle_n=15000
+fi
+
+# The cgroup that caps servers (--server-cpu): v2 when the cpu controller is
+# available there, else v1.
+cgroup=""
+if [ -n "$server_cpu" ]; then
+    if ! [[ "$server_cpu" =~ ^[0-9]+$ ]] || [ "$server_cpu" -lt 1 ] || [ "$server_cpu" -gt 100 ]; then
+        echo "--server-cpu takes a whole percentage from 1 to 100, not '$server_cpu'" >&2
+        exit 2
+    fi
+    quota=$((server_cpu * 100)) # µs per 10,000 µs period
+    if grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+        cgroup=/sys/fs/cgroup/ringwave-bench
+        echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+        mkdir -p "$cgroup" && echo "$quota 10000" >"$cgroup/cpu.max" || cgroup=""
+    elif [ -d /sys/fs/cgroup/cpu ]; then
+        cgroup=/sys/fs/cgroup/cpu/ringwave-bench
+        mkdir -p "$cgroup" && echo 10000 >"$cgroup/cpu.cfs_period_us" &&
+            echo "$quota" >"$cgroup/cpu.cfs_quota_us" || cgroup=""
+    fi
+    if [ -z "$cgroup" ]; then
+        echo "--server-cpu needs a writable cgroup cpu controller (run as root)" >&2
+        exit 2
+    fi
 fi
 
 started=$(date +%s)
@@ -70,6 +105,9 @@ start_server() {
         *) echo "unknown server $name" >&2; exit 2 ;;
     esac
     srv_pid=$!
+    if [ -n "$cgroup" ]; then
+        echo "$srv_pid" >"$cgroup/cgroup.procs"
+    fi
     for _ in $(seq 200); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
         sleep 0.05
@@ -142,11 +180,17 @@ for s in $servers; do
 done
 
 took=$(( $(date +%s) - started ))
+if [ -n "$cgroup" ]; then
+    rmdir "$cgroup" 2>/dev/null || true
+fi
 preface="$out/preface.md"
 {
     echo "Run: \`scripts/bench.sh $([ "$quick" = 1 ] && echo --quick)\` on $(date -u +%Y-%m-%d), took ${took} s."
     echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Linux $(uname -r)."
     echo "Per run: ${warm} s warm-up, ${dur} s measured (latency ${lat_dur} s); $repeats repeats."
+    if [ -n "$cgroup" ]; then
+        echo "Every server capped at ${server_cpu}% of its core (cgroup CPU quota, 10 ms period): compare servers at equal CPU budgets; latency under throttling is not comparable to uncapped runs."
+    fi
     echo
 } >"$preface"
 "$gen" report --input "$results" --out "$out" --preface "$preface"
