@@ -86,10 +86,18 @@ both_backends!(handshake_timeout_closes_a_slow_client, |backend| {
 both_backends!(idle_connection_is_pinged_then_closed_with_1001, |backend| {
     let srv = TestServer::start(backend, &["--ping-interval", "1", "--idle-timeout", "2"]);
     let mut c = RawClient::connect(srv.addr);
+    let start = std::time::Instant::now();
     assert_eq!(
         c.read_frame(),
         Some((0x9, b"ringwave".to_vec())),
         "an idle connection is pinged"
+    );
+    // After the ping interval (checked once a second), not after the 10 s
+    // handshake timeout that was pending when the handshake completed.
+    let waited = start.elapsed();
+    assert!(
+        waited < Duration::from_secs(5),
+        "first ping after {waited:?}"
     );
     // No pong: closed with 1001 once silent for the idle timeout.
     assert_eq!(c.read_close_code(), Some(1001));

@@ -66,7 +66,8 @@ struct Cli {
     #[arg(long)]
     deflate: bool,
 
-    /// Seconds allowed to complete the opening handshake.
+    /// Seconds allowed to complete the opening handshake (at least this
+    /// long: timeouts are checked once a second, so up to a second more).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     handshake_timeout: u64,
 

@@ -98,6 +98,28 @@ struct Slot {
 }
 
 impl Slot {
+    /// A new connection's slot.
+    fn new(generation: u32, state: State, deadline: u64, peer: Option<SocketAddr>) -> Slot {
+        Slot {
+            generation,
+            state,
+            deadline,
+            pinged: false,
+            last_seen: 0,
+            dirty: false,
+            over_limit: false,
+            linger: false,
+            lingering: false,
+            close_code: CloseCode::ABNORMAL,
+            close_reason: String::new(),
+            feed: false,
+            can_publish: false,
+            peer,
+            proxied: None,
+            sub: None,
+        }
+    }
+
     /// The connection's own unsent bytes (responses, frames it sent,
     /// control frames), which go ahead of queued publications.
     fn own_output(&self) -> &[u8] {
@@ -460,32 +482,22 @@ impl<H: Handler> Core<H> {
         }
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
-        let deadline = self.wheel.now() + self.handshake_ticks;
-        self.conns[i] = Some(Slot {
-            generation,
-            state: if self.cfg.trust_proxy {
-                State::Proxy(Vec::new())
-            } else {
-                State::Handshake(RequestParser::new(&self.cfg.limits))
-            },
-            deadline,
-            pinged: false,
-            last_seen: 0,
-            dirty: false,
-            over_limit: false,
-            linger: false,
-            lingering: false,
-            close_code: CloseCode::ABNORMAL,
-            close_reason: String::new(),
-            feed: false,
-            can_publish: false,
-            peer,
-            proxied: None,
-            sub: None,
-        });
+        // The current tick began up to a second ago: one more tick, so the
+        // handshake gets at least the whole timeout (a 1 s timeout could
+        // otherwise fire a moment after the accept).
+        let deadline = self.wheel.now() + self.handshake_ticks + 1;
+        let state = if self.cfg.trust_proxy {
+            State::Proxy(Vec::new())
+        } else {
+            State::Handshake(RequestParser::new(&self.cfg.limits))
+        };
+        self.conns[i] = Some(Slot::new(generation, state, deadline, peer));
         self.stats.connections_open.add(1);
         self.stats.connections_total.add(1);
-        self.wheel.insert(t.0, generation, deadline);
+        // The entry comes back at least every ping interval until the
+        // handshake is done, so the shorter deadline set then is not missed.
+        let due = deadline.min(self.wheel.now() + self.ping_ticks);
+        self.wheel.insert(t.0, generation, due);
         if let Some(shared) = self.shared.get() {
             let open = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
             if self.cfg.max_connections > 0 && open > self.cfg.max_connections {
@@ -1336,7 +1348,14 @@ impl<H: Handler> Core<H> {
                 continue;
             }
             if slot.deadline > now {
-                self.wheel.insert(e.index, e.generation, slot.deadline);
+                let due = match slot.state {
+                    // Still in the handshake: see `accept`.
+                    State::Proxy(_) | State::Handshake(_) | State::Body(_) => {
+                        slot.deadline.min(now + self.ping_ticks)
+                    }
+                    _ => slot.deadline,
+                };
+                self.wheel.insert(e.index, e.generation, due);
                 continue;
             }
             match &mut slot.state {
@@ -1395,6 +1414,9 @@ fn write_out(slot: &mut Slot, driver: &mut dyn Driver, token: Token) -> std::io:
     if slot.sub.is_none() {
         // No publications: the connection's own output is the only part.
         loop {
+            if slot.own_output().is_empty() {
+                return Ok(total);
+            }
             let written = driver.send(token, slot.own_output())?;
             if written == 0 {
                 return Ok(total);
@@ -1442,24 +1464,11 @@ mod tests {
     use crate::proto::Limits;
 
     fn open_slot(sub: Subscriber) -> Slot {
-        Slot {
-            generation: 1,
-            state: State::Open(Conn::new(Role::Server, Limits::default(), None)),
-            deadline: 0,
-            pinged: false,
-            last_seen: 0,
-            dirty: false,
-            over_limit: false,
-            linger: false,
-            lingering: false,
-            close_code: CloseCode::ABNORMAL,
-            close_reason: String::new(),
-            feed: true,
-            can_publish: false,
-            peer: None,
-            proxied: None,
-            sub: Some(Box::new(sub)),
-        }
+        let conn = Conn::new(Role::Server, Limits::default(), None);
+        let mut slot = Slot::new(1, State::Open(conn), 0, None);
+        slot.feed = true;
+        slot.sub = Some(Box::new(sub));
+        slot
     }
 
     /// A client's ping (masked with a zero key), answered by the server's
