@@ -6,7 +6,7 @@
 //!
 //! - [`uring`]: io_uring with multishot accept, multishot recv from a provided
 //!   buffer ring (an idle connection holds no read buffer) and sends from
-//!   registered buffers;
+//!   registered buffers, or by reference for shared bytes ([`Part::shared`]);
 //! - [`poll`]: mio (epoll), edge-triggered, one scratch read buffer per
 //!   worker.
 //!

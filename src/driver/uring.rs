@@ -6,7 +6,9 @@
 //! shared by the worker's connections, so an idle connection holds no read
 //! buffer. Sends are copied into **registered buffers** (`WRITE_FIXED`), one in
 //! flight per connection, so everything a connection queued during a loop turn
-//! leaves in one SQE.
+//! leaves in one SQE. Sends made mostly of shared bytes ([`Part::shared`]:
+//! publication frames) go by reference instead, as a `SENDMSG` over iovecs
+//! (`VecSend`) that holds the owners until the completion.
 //!
 //! `user_data` packs the op kind, the slot's generation and the slot index
 //! ([`UserData`]); a completion whose generation does not match its slot is
