@@ -168,9 +168,7 @@ impl PollDriver {
             self.backlog.push(key);
         }
     }
-}
 
-impl PollDriver {
     /// Run one non-blocking write on `token`'s socket: the bytes taken, or 0
     /// (and a `Writable` to come) when the socket is full.
     fn write_with(

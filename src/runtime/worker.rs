@@ -126,6 +126,18 @@ impl Slot {
         own_output(&self.state)
     }
 
+    /// When the slot's wheel entry should come back, at tick `now`: its
+    /// deadline, but until the handshake is done at least every ping
+    /// interval, so the shorter deadline set when it completes is not missed.
+    fn timer_due(&self, now: u64, ping_ticks: u64) -> u64 {
+        match self.state {
+            State::Proxy(_) | State::Handshake(_) | State::Body(_) => {
+                self.deadline.min(now + ping_ticks)
+            }
+            _ => self.deadline,
+        }
+    }
+
     fn advance_own(&mut self, n: usize) {
         match &mut self.state {
             State::Proxy(_) | State::Handshake(_) | State::Body(_) => {}
@@ -491,12 +503,11 @@ impl<H: Handler> Core<H> {
         } else {
             State::Handshake(RequestParser::new(&self.cfg.limits))
         };
-        self.conns[i] = Some(Slot::new(generation, state, deadline, peer));
+        let slot = Slot::new(generation, state, deadline, peer);
+        let due = slot.timer_due(self.wheel.now(), self.ping_ticks);
+        self.conns[i] = Some(slot);
         self.stats.connections_open.add(1);
         self.stats.connections_total.add(1);
-        // The entry comes back at least every ping interval until the
-        // handshake is done, so the shorter deadline set then is not missed.
-        let due = deadline.min(self.wheel.now() + self.ping_ticks);
         self.wheel.insert(t.0, generation, due);
         if let Some(shared) = self.shared.get() {
             let open = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
@@ -1348,13 +1359,7 @@ impl<H: Handler> Core<H> {
                 continue;
             }
             if slot.deadline > now {
-                let due = match slot.state {
-                    // Still in the handshake: see `accept`.
-                    State::Proxy(_) | State::Handshake(_) | State::Body(_) => {
-                        slot.deadline.min(now + self.ping_ticks)
-                    }
-                    _ => slot.deadline,
-                };
+                let due = slot.timer_due(now, self.ping_ticks);
                 self.wheel.insert(e.index, e.generation, due);
                 continue;
             }
