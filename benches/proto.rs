@@ -93,7 +93,7 @@ Sec-WebSocket-Version: 13\r\nUser-Agent: bench\r\nAccept-Encoding: gzip\r\n\r\n"
         let limits = Limits::default();
         b.iter(|| {
             let mut p = RequestParser::new(&limits);
-            let parsed = p.feed(black_box(req)).unwrap().unwrap();
+            let parsed = p.read(black_box(req)).unwrap().unwrap();
             let up = UpgradeRequest::from_http(parsed.request).unwrap();
             up.accept_response(up.choose_protocol(&["chat"]), None)
                 .len()

@@ -1,16 +1,24 @@
 //! ringwave: a thread-per-core WebSocket server over io_uring.
 //!
+//! Layers, each using only those listed before it:
+//!
 //! - [`proto`]: the sans-IO protocol core (RFC 6455, permessage-deflate), for
 //!   both the server and the client role.
 //! - [`driver`]: the io_uring and poll (mio) backends.
-//! - [`runtime`]: one pinned worker per core.
-//! - [`server`]: the [`server::Handler`] trait, [`server::Ws`] and
-//!   [`server::Server::builder`].
+//! - [`metrics`]: per-worker counters and the Prometheus text.
+//! - [`pubsub`]: publications, slow-consumer policies, subscriber queues and
+//!   topic tables, as data.
+//! - [`runtime`]: one pinned worker per core: the loop, the connection
+//!   sessions, timers, mailboxes.
+//! - [`server`]: the [`server::Handler`] trait, [`server::Ws`],
+//!   [`server::Server::builder`], the route table and the built-in apps.
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod driver;
+pub mod metrics;
 pub mod proto;
+pub mod pubsub;
 pub mod runtime;
 pub mod server;
 

@@ -33,7 +33,7 @@ fn good_lines() -> Vec<String> {
 
 fn parse(bytes: &[u8]) -> Result<UpgradeRequest, HandshakeError> {
     let mut p = RequestParser::new(&Limits::default());
-    let parsed = p.feed(bytes)?.expect("complete request");
+    let parsed = p.read(bytes)?.expect("complete request");
     UpgradeRequest::from_http(parsed.request)
 }
 
@@ -102,7 +102,7 @@ fn parses_one_byte_at_a_time_and_keeps_following_bytes() {
     let mut p = RequestParser::new(&Limits::default());
     let mut done = None;
     for (i, b) in bytes.iter().enumerate() {
-        if let Some(parsed) = p.feed(std::slice::from_ref(b)).unwrap() {
+        if let Some(parsed) = p.read(std::slice::from_ref(b)).unwrap() {
             assert_eq!(i + 1, head_len, "complete exactly at the blank line");
             done = Some(parsed);
             break;
@@ -112,7 +112,7 @@ fn parses_one_byte_at_a_time_and_keeps_following_bytes() {
     assert!(parsed.rest.is_empty());
     // All at once: the bytes after the head come back.
     let mut p = RequestParser::new(&Limits::default());
-    let parsed = p.feed(&bytes).unwrap().unwrap();
+    let parsed = p.read(&bytes).unwrap().unwrap();
     assert_eq!(parsed.rest, b"\x81\x85early");
     assert!(UpgradeRequest::from_http(parsed.request).is_ok());
 }
@@ -219,13 +219,13 @@ fn oversized_head_is_431() {
     let big = format!("X-Filler: {}", "a".repeat(9000));
     let bytes = with(|l| l.insert(1, big.clone()));
     let mut p = RequestParser::new(&Limits::default());
-    let e = p.feed(&bytes).unwrap_err();
+    let e = p.read(&bytes).unwrap_err();
     assert_eq!(e.status, 431);
     // Also when it arrives in pieces without ever reaching the blank line.
     let mut p = RequestParser::new(&Limits::default());
     let mut status = None;
     for chunk in bytes[..bytes.len() - 4].chunks(100) {
-        if let Err(e) = p.feed(chunk) {
+        if let Err(e) = p.read(chunk) {
             status = Some(e.status);
             break;
         }
@@ -274,7 +274,7 @@ fn client_handshake_round_trip() {
     // Byte at a time on the client side too.
     let mut accepted = None;
     for b in &resp {
-        if let Some(a) = client.feed(std::slice::from_ref(b)).unwrap() {
+        if let Some(a) = client.read(std::slice::from_ref(b)).unwrap() {
             accepted = Some(a);
             break;
         }
@@ -292,7 +292,7 @@ fn client_rejects_a_wrong_accept() {
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
         accept_key("AAAAAAAAAAAAAAAAAAAAAA==")
     );
-    assert!(client.feed(bad.as_bytes()).is_err());
+    assert!(client.read(bad.as_bytes()).is_err());
     let mut client = ClientHandshake::new([7; 16], &[], None, &Limits::default());
-    assert!(client.feed(b"HTTP/1.1 403 Forbidden\r\n\r\n").is_err());
+    assert!(client.read(b"HTTP/1.1 403 Forbidden\r\n\r\n").is_err());
 }

@@ -7,8 +7,8 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use ringwave::driver::Backend;
-use ringwave::proto::handshake::UpgradeRequest;
 use ringwave::proto::proxy;
+use ringwave::server::Request;
 use ringwave::server::{Handler, Msg, Server, Upgrade, Ws};
 
 /// Greets each connection with the client address its upgrade carried.
@@ -18,8 +18,8 @@ struct WhoAmI {
 }
 
 impl Handler for WhoAmI {
-    fn on_upgrade(&mut self, req: &UpgradeRequest) -> Upgrade {
-        self.last = Some((req.peer_addr, req.client_ip));
+    fn on_upgrade(&mut self, req: &Request<'_>) -> Upgrade {
+        self.last = Some((req.peer_addr(), req.client_ip()));
         Upgrade::Accept { protocol: None }
     }
 

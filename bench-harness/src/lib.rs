@@ -322,7 +322,7 @@ impl State {
         let mut rest_owned;
         let mut data: &mut [u8] = buf;
         if let Phase::Handshake(hs, _) = &mut c.phase {
-            match hs.feed(data) {
+            match hs.read(data) {
                 Ok(None) => return,
                 Ok(Some(acc)) => {
                     c.phase = Phase::Open(Box::new(Conn::new(

@@ -9,7 +9,7 @@ fn outcome(data: &[u8], step: usize) -> Option<Result<(String, Vec<u8>), u16>> {
     let limits = Limits { max_handshake_bytes: 2048, ..Limits::default() };
     let mut p = RequestParser::new(&limits);
     for chunk in data.chunks(step.max(1)) {
-        match p.feed(chunk) {
+        match p.read(chunk) {
             Ok(None) => continue,
             Ok(Some(parsed)) => {
                 let r = UpgradeRequest::from_http(parsed.request).map(|req| {

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use ringwave::driver::Backend;
-use ringwave::proto::handshake::UpgradeRequest;
 use ringwave::proto::{DeflateConfig, Limits};
 use ringwave::server::feedsim::{self, SimSpec};
-use ringwave::server::{Config, Echo, Handler, Msg, Policy, Server, Upgrade, Ws};
+use ringwave::server::{Config, Echo, Handler, Msg, Policy, Request, Server, Upgrade, Ws};
 
 /// ringwave: a thread-per-core WebSocket server over io_uring.
 ///
@@ -154,8 +153,8 @@ struct TokenGate<H> {
 }
 
 impl<H: Handler> Handler for TokenGate<H> {
-    fn on_upgrade(&mut self, req: &UpgradeRequest) -> Upgrade {
-        tracing::debug!(client = ?req.client_ip, path = %req.http.path, "upgrade");
+    fn on_upgrade(&mut self, req: &Request<'_>) -> Upgrade {
+        tracing::debug!(client = ?req.client_ip(), path = %req.http.path, "upgrade");
         match &self.token {
             Some(token) if !req.http.presents_token(token) => Upgrade::Reject {
                 status: 401,
@@ -193,7 +192,7 @@ fn parse_topic_policy(s: &str) -> Result<(String, Policy), String> {
     let (topic, policy) = s
         .rsplit_once('=')
         .ok_or_else(|| format!("{s:?}: expected TOPIC=POLICY, e.g. ticks=conflate"))?;
-    if !ringwave::server::pubsub::valid_topic(topic) {
+    if !ringwave::pubsub::valid_topic(topic) {
         return Err(format!("{topic:?} is not a valid topic"));
     }
     Ok((topic.to_string(), policy.parse()?))

@@ -29,10 +29,13 @@ pub fn accept_key(key: &str) -> String {
     B64.encode(h.finalize())
 }
 
-/// An HTTP error answer to a request that cannot be upgraded.
+/// Why a request head is not a valid WebSocket opening handshake, as the
+/// HTTP error that answers it. (A valid request that the server refuses, 401,
+/// 403 or 503, is not a handshake error: see [`http_response`].)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandshakeError {
-    /// HTTP status: 400, 426 or 431.
+    /// HTTP status: 400 (malformed), 426 (another version) or 431 (head too
+    /// large).
     pub status: u16,
     /// What was wrong, for the response body and the logs.
     pub reason: String,
@@ -55,13 +58,7 @@ impl HandshakeError {
             ""
         };
         let body = format!("{}\n", self.reason);
-        format!(
-            "HTTP/1.1 {} {}\r\n{extra}Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.status,
-            status_text(self.status),
-            body.len(),
-        )
-        .into_bytes()
+        http_response(self.status, extra, TEXT_PLAIN, body.as_bytes(), false)
     }
 }
 
@@ -78,6 +75,31 @@ impl fmt::Display for HandshakeError {
 }
 
 impl std::error::Error for HandshakeError {}
+
+/// The content type of plain-text answers.
+pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
+/// A whole HTTP/1.1 response that closes the connection: status line,
+/// `extra` header lines (each ending in CRLF), content type and length, then
+/// the body (left out for a `HEAD` request, the length still given).
+pub fn http_response(
+    status: u16,
+    extra: &str,
+    content_type: &str,
+    body: &[u8],
+    head_only: bool,
+) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\n{extra}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        status_text(status),
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    out
+}
 
 /// The reason phrase for the statuses this crate produces.
 pub fn status_text(status: u16) -> &'static str {
@@ -207,7 +229,7 @@ impl RequestParser {
 
     /// Add received bytes. `Ok(None)`: need more; `Ok(Some)`: the head is
     /// complete; `Err`: answer with the error's response and close.
-    pub fn feed(&mut self, data: &[u8]) -> Result<Option<Parsed>, HandshakeError> {
+    pub fn read(&mut self, data: &[u8]) -> Result<Option<Parsed>, HandshakeError> {
         self.buf.extend_from_slice(data);
         let from = self.scanned.saturating_sub(3);
         let Some(end) = find_head_end(&self.buf[from..]).map(|i| from + i) else {
@@ -357,12 +379,6 @@ pub struct UpgradeRequest {
     pub protocols: Vec<String>,
     /// Offered extensions in the client's order.
     pub extensions: Vec<ExtensionOffer>,
-    /// The TCP peer (set by the server; `None` from [`Self::from_http`]).
-    pub peer_addr: Option<std::net::SocketAddr>,
-    /// The client's address: the TCP peer's, or, behind a trusted proxy
-    /// (`--trust-proxy`), the one its PROXY v2 header or `X-Forwarded-For`
-    /// names (set by the server).
-    pub client_ip: Option<std::net::IpAddr>,
 }
 
 impl UpgradeRequest {
@@ -444,8 +460,6 @@ impl UpgradeRequest {
             origin,
             protocols,
             extensions,
-            peer_addr: None,
-            client_ip: None,
         })
     }
 
@@ -549,7 +563,7 @@ impl ClientHandshake {
     }
 
     /// Add response bytes. `Ok(None)`: need more.
-    pub fn feed(&mut self, data: &[u8]) -> Result<Option<ClientAccepted>, HandshakeError> {
+    pub fn read(&mut self, data: &[u8]) -> Result<Option<ClientAccepted>, HandshakeError> {
         self.buf.extend_from_slice(data);
         let Some(end) = find_head_end(&self.buf) else {
             if self.buf.len() > self.limit {

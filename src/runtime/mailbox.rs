@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::driver::Waker;
-use crate::server::pubsub::Publication;
+use crate::pubsub::Publication;
 
 /// Messages a worker accepts from outside.
 #[derive(Debug, Clone)]

@@ -1,10 +1,31 @@
-//! Thread-per-core runtime: one [`worker`] per core, each pinned, each with
-//! its own `SO_REUSEPORT` listener (the kernel spreads connections), its own
+//! Thread-per-core runtime: one worker per core, each pinned, each with its
+//! own `SO_REUSEPORT` listener (the kernel spreads connections), its own
 //! driver, connection table, timer wheel and [`mailbox`].
+//!
+//! - `worker`: the thread, the only part that reads the clock;
+//! - `core`: the connection table and what completions do to it, with time
+//!   passed in; `delivery`, `flush`, `deadlines` and `drain` are its other
+//!   parts, one concern each;
+//! - `session`: the sessions a connection goes through;
+//! - [`app`]: what the loop asks of the application above it;
+//! - [`ws`]: the connection handle applications get;
+//! - `publisher`: [`Publisher`], publishing from other threads through the
+//!   mailboxes.
 
+pub mod app;
+mod core;
+mod deadlines;
+mod delivery;
+mod drain;
+mod flush;
 pub mod mailbox;
+mod publisher;
+mod session;
+#[cfg(test)]
+mod tests;
 pub mod timer;
-pub(crate) mod worker;
+mod worker;
+pub mod ws;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -15,9 +36,10 @@ use std::thread::JoinHandle;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::driver::{self, affinity, Chosen};
-use crate::server::metrics::Stats;
-use crate::server::{Config, Handler, Publisher};
+use crate::metrics::Stats;
+use app::{App, Settings};
 use mailbox::{Control, Mailbox};
+pub use publisher::{PublishError, Publisher};
 
 /// Mailbox capacity per worker: enough for bursts of publishes; beyond it a
 /// publisher waits (back-pressure), nothing is dropped.
@@ -122,10 +144,10 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Bind, spawn the workers, and return once every worker serves.
-pub fn start<H, F>(cfg: Config, factory: F) -> io::Result<Running>
+pub fn start<A, F>(cfg: Settings, factory: F) -> io::Result<Running>
 where
-    H: Handler,
-    F: Fn() -> H + Send + Sync + 'static,
+    A: App,
+    F: Fn() -> A + Send + Sync + 'static,
 {
     let (backend, backend_reason) = driver::select(cfg.backend)?;
     let threads = cfg.threads.max(1);

@@ -1,5 +1,6 @@
 //! The built-in feed app on `/feed`: a small JSON text protocol over
-//! WebSocket for subscribing to topics (and publishing, when allowed).
+//! WebSocket for subscribing to topics (and publishing, when allowed). An
+//! ordinary [`Handler`], built only on the public API.
 //!
 //! Client to server, one JSON object per text message:
 //!
@@ -15,14 +16,60 @@
 //! open. Subscribers receive each publication as it was published, with no
 //! envelope.
 
+use std::collections::HashSet;
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{Msg, Ws};
-use crate::proto::MessageKind;
+use super::routes::PublishRule;
+use super::{ConnId, Handler, Msg, Request, Upgrade, Ws};
+use crate::proto::{CloseCode, MessageKind};
+use crate::pubsub::valid_topic;
+
+/// The feed app. Connections whose upgrade presented the publish token (or
+/// all, with `allow_client_publish`) may publish.
+#[derive(Debug)]
+pub struct Feed {
+    rule: PublishRule,
+    /// Open connections allowed to publish.
+    publishers: HashSet<ConnId>,
+}
+
+impl Feed {
+    /// A feed app that lets every client publish, or only those presenting
+    /// `token` (`?token=` or `Authorization: Bearer`), or none.
+    pub fn with_publishing(allow_all: bool, token: Option<String>) -> Feed {
+        Feed::new(PublishRule { allow_all, token })
+    }
+
+    pub(super) fn new(rule: PublishRule) -> Feed {
+        Feed {
+            rule,
+            publishers: HashSet::new(),
+        }
+    }
+}
+
+impl Handler for Feed {
+    fn on_upgrade(&mut self, req: &Request<'_>) -> Upgrade {
+        if self.rule.allows(&req.http) {
+            self.publishers.insert(req.id());
+        }
+        Upgrade::Accept { protocol: None }
+    }
+
+    fn on_message(&mut self, ws: &mut Ws<'_>, msg: Msg<'_>) {
+        let can_publish = self.publishers.contains(&ws.id());
+        handle(ws, msg, can_publish);
+    }
+
+    fn on_close(&mut self, id: ConnId, _code: CloseCode, _reason: &str) {
+        self.publishers.remove(&id);
+    }
+}
 
 #[derive(Deserialize)]
-struct Request {
+struct FeedRequest {
     op: String,
     topic: Option<String>,
     data: Option<Value>,
@@ -39,11 +86,11 @@ fn error(ws: &mut Ws<'_>, msg: &str) {
 
 /// Handle one message from a `/feed` client. `can_publish`: the server
 /// allows this client to publish.
-pub(crate) fn handle(ws: &mut Ws<'_>, msg: Msg<'_>, can_publish: bool) {
+fn handle(ws: &mut Ws<'_>, msg: Msg<'_>, can_publish: bool) {
     let Msg::Text(text) = msg else {
         return error(ws, "the feed protocol uses JSON text messages");
     };
-    let req: Request = match serde_json::from_str(text) {
+    let req: FeedRequest = match serde_json::from_str(text) {
         Ok(r) => r,
         Err(e) => return error(ws, &format!("bad request: {e}")),
     };
@@ -67,7 +114,7 @@ pub(crate) fn handle(ws: &mut Ws<'_>, msg: Msg<'_>, can_publish: bool) {
                      or connect with ?token=… matching --publish-token",
                 );
             }
-            if !super::pubsub::valid_topic(topic) {
+            if !valid_topic(topic) {
                 return error(ws, &format!("bad topic {topic:?}"));
             }
             let data = match req.data {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::pubsub::{Publication, Publisher};
+use super::{Publication, Publisher};
 use crate::proto::MessageKind;
 
 /// The topic the simulator publishes on.

@@ -9,76 +9,65 @@
 
 #![forbid(unsafe_code)]
 
-pub(crate) mod feed;
+pub mod feed;
 pub mod feedsim;
-pub mod metrics;
 pub mod page;
-pub mod pubsub;
+mod routes;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::driver::Backend;
 use crate::proto::handshake::UpgradeRequest;
-use crate::proto::{CloseCode, DeflateConfig, Limits, MessageKind, Sender};
-use crate::runtime;
-use metrics::Stats;
-pub use pubsub::{Policy, Publication, PublishError, Publisher, SubscribeError};
-use pubsub::{Subscriber, Topics};
+use crate::proto::{CloseCode, DeflateConfig, Limits};
+use crate::runtime::app::{RequestCx, Settings};
+use crate::runtime::{self, Running};
 
-/// A connection's identity: worker, slot index and generation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnId {
-    /// The worker (thread) that owns it.
-    pub worker: u16,
-    /// Its slot in the worker's table.
-    pub index: u32,
-    /// Which use of the slot.
-    pub generation: u32,
+pub use crate::pubsub::{Policy, Publication, SubscribeError};
+pub use crate::runtime::ws::{ConnId, Msg, SendStatus, Ws};
+pub use crate::runtime::{PublishError, Publisher};
+pub use feed::Feed;
+
+/// An upgrade request as a [`Handler`] sees it: the validated request
+/// (its fields through `Deref`) and what the server knows of the connection.
+pub struct Request<'a> {
+    upgrade: &'a UpgradeRequest,
+    cx: &'a RequestCx<'a>,
 }
 
-/// A received message, borrowed for the duration of the callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Msg<'a> {
-    /// A text message (valid UTF-8).
-    Text(&'a str),
-    /// A binary message.
-    Binary(&'a [u8]),
-}
-
-impl Msg<'_> {
-    /// Its kind.
-    pub fn kind(&self) -> MessageKind {
-        match self {
-            Msg::Text(_) => MessageKind::Text,
-            Msg::Binary(_) => MessageKind::Binary,
-        }
+impl<'a> Request<'a> {
+    pub(crate) fn new(upgrade: &'a UpgradeRequest, cx: &'a RequestCx<'a>) -> Request<'a> {
+        Request { upgrade, cx }
     }
 
-    /// Its bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            Msg::Text(s) => s.as_bytes(),
-            Msg::Binary(b) => b,
-        }
+    /// The connection that will open if the upgrade is accepted (the same
+    /// id its [`Ws::id`] and [`Handler::on_close`] carry).
+    pub fn id(&self) -> ConnId {
+        self.cx.id
+    }
+
+    /// The TCP peer, when the driver knows it.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.cx.peer_addr
+    }
+
+    /// The client's address: the TCP peer's, or, behind a trusted proxy
+    /// ([`Config::trust_proxy`]), the one its PROXY v2 header or the last
+    /// `X-Forwarded-For` entry names.
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.cx.client_ip
     }
 }
 
-/// How [`Ws::send`] went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendStatus {
-    /// Queued with nothing unsent ahead of it: it leaves at the end of this
-    /// loop turn, with everything else queued on the connection.
-    Sent,
-    /// Queued behind bytes the peer has not taken yet (back-pressure is
-    /// building; `on_drain` fires when it clears).
-    Buffered,
-    /// Not queued: the connection's unsent bytes exceed
-    /// [`Config::max_buffered`], or it is closing.
-    Refused,
+impl std::ops::Deref for Request<'_> {
+    type Target = UpgradeRequest;
+
+    fn deref(&self) -> &UpgradeRequest {
+        self.upgrade
+    }
 }
 
 /// The handler's answer to an upgrade request.
@@ -98,146 +87,12 @@ pub enum Upgrade {
     },
 }
 
-/// The worker-local pub/sub state a [`Ws`] reaches.
-pub(crate) struct Local<'a> {
-    pub generation: u32,
-    pub sub: &'a mut Option<Box<Subscriber>>,
-    pub topics: &'a mut Topics,
-    /// Publishes made during the callback, delivered right after it.
-    pub publishes: &'a mut Vec<Arc<Publication>>,
-    pub stats: &'a Stats,
-}
-
-/// A connection handle, valid during a callback.
-pub struct Ws<'a> {
-    pub(crate) id: ConnId,
-    pub(crate) sender: Sender<'a>,
-    pub(crate) max_buffered: usize,
-    pub(crate) local: Local<'a>,
-}
-
-impl<'a> Ws<'a> {
-    pub(crate) fn new(
-        id: ConnId,
-        sender: Sender<'a>,
-        max_buffered: usize,
-        local: Local<'a>,
-    ) -> Ws<'a> {
-        Ws {
-            id,
-            sender,
-            max_buffered,
-            local,
-        }
-    }
-
-    /// This connection's id.
-    pub fn id(&self) -> ConnId {
-        self.id
-    }
-
-    /// Bytes queued and not yet taken by the socket (its own frames and the
-    /// publications queued for it).
-    pub fn buffered(&self) -> usize {
-        self.sender.buffered_output() + self.local.sub.as_ref().map_or(0, |s| s.queued_bytes)
-    }
-
-    /// Queue a message. See [`SendStatus`].
-    pub fn send(&mut self, kind: MessageKind, payload: &[u8]) -> SendStatus {
-        let before = self.buffered();
-        if before > self.max_buffered {
-            return SendStatus::Refused;
-        }
-        let sent = self.sender.send(kind, payload);
-        if sent.is_ok() {
-            self.local.stats.messages_out.add(1);
-        }
-        match sent {
-            Ok(()) if before == 0 => SendStatus::Sent,
-            Ok(()) => SendStatus::Buffered,
-            Err(_) => SendStatus::Refused,
-        }
-    }
-
-    /// Queue a text message.
-    pub fn send_text(&mut self, text: &str) -> SendStatus {
-        self.send(MessageKind::Text, text.as_bytes())
-    }
-
-    /// Queue a binary message.
-    pub fn send_binary(&mut self, data: &[u8]) -> SendStatus {
-        self.send(MessageKind::Binary, data)
-    }
-
-    /// Subscribe this connection to `topic`; `Ok(false)` if it already was.
-    /// Publications from any worker or [`Publisher`] reach it from now on.
-    pub fn subscribe(&mut self, topic: &str) -> Result<bool, SubscribeError> {
-        if !self.sender.is_open() {
-            return Err(SubscribeError::Closing);
-        }
-        self.local.topics.subscribe(
-            self.id.index,
-            self.local.generation,
-            self.local.sub,
-            topic,
-            self.local.stats,
-        )
-    }
-
-    /// Stop receiving `topic`; returns whether it was subscribed. Publications
-    /// already queued for this connection are still sent.
-    pub fn unsubscribe(&mut self, topic: &str) -> bool {
-        self.local.topics.unsubscribe(
-            self.id.index,
-            self.local.generation,
-            self.local.sub,
-            topic,
-            self.local.stats,
-        )
-    }
-
-    /// The topics this connection subscribes to.
-    pub fn subscriptions(&self) -> impl Iterator<Item = &str> + '_ {
-        self.local
-            .sub
-            .iter()
-            .flat_map(|s| s.topics.iter().map(|t| &**t))
-    }
-
-    /// Publish on `topic` to every subscriber on every worker (this
-    /// connection too, if it subscribes). Framed once; handed to the other
-    /// workers when the callback returns, and queued to this worker's
-    /// subscribers with the rest of the loop turn's publications.
-    pub fn publish(&mut self, topic: &str, kind: MessageKind, payload: &[u8]) {
-        self.publish_keyed(topic, None, kind, payload);
-    }
-
-    /// Publish with a conflation key: under [`Policy::Conflate`] a slow
-    /// subscriber keeps the newest publication per topic and key.
-    pub fn publish_keyed(
-        &mut self,
-        topic: &str,
-        key: Option<&str>,
-        kind: MessageKind,
-        payload: &[u8],
-    ) {
-        self.local
-            .publishes
-            .push(Publication::new(topic, key, kind, payload));
-    }
-
-    /// Start the close handshake.
-    pub fn close(&mut self, code: CloseCode, reason: &str) {
-        let _ = self.sender.close(code, reason);
-    }
-}
-
 /// Application callbacks, called on the worker thread that owns the
 /// connection.
 pub trait Handler: 'static {
     /// Decide on an upgrade request (auth, origin, subprotocol). Default:
     /// accept without a subprotocol.
-    fn on_upgrade(&mut self, _req: &UpgradeRequest) -> Upgrade {
+    fn on_upgrade(&mut self, _req: &Request<'_>) -> Upgrade {
         Upgrade::Accept { protocol: None }
     }
 
@@ -328,28 +183,54 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// The loop's defaults ([`Settings::default`]) and the feed on `/feed`.
     fn default() -> Self {
+        let s = Settings::default();
         Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 9001)),
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            backend: Backend::Auto,
-            limits: Limits::default(),
-            deflate: None,
-            max_buffered: 1 << 20,
-            handshake_timeout: Duration::from_secs(10),
-            ping_interval: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(120),
-            drain: Duration::ZERO,
-            shutdown_grace: Duration::from_secs(3),
-            max_connections: 0,
+            listen: s.listen,
+            threads: s.threads,
+            backend: s.backend,
+            limits: s.limits,
+            deflate: s.deflate,
+            max_buffered: s.max_buffered,
+            handshake_timeout: s.handshake_timeout,
+            ping_interval: s.ping_interval,
+            idle_timeout: s.idle_timeout,
+            drain: s.drain,
+            shutdown_grace: s.shutdown_grace,
+            max_connections: s.max_connections,
             allowed_origins: None,
-            pin_threads: true,
-            slow_consumer: Policy::Close,
-            topic_policies: HashMap::new(),
+            pin_threads: s.pin_threads,
+            slow_consumer: s.slow_consumer,
+            topic_policies: s.topic_policies,
             feed_path: Some("/feed".to_string()),
             allow_client_publish: false,
             publish_token: None,
-            trust_proxy: false,
+            trust_proxy: s.trust_proxy,
+        }
+    }
+}
+
+impl Config {
+    /// What the loop needs of it (the rest is the route table's).
+    fn settings(&self) -> Settings {
+        Settings {
+            listen: self.listen,
+            threads: self.threads,
+            backend: self.backend,
+            pin_threads: self.pin_threads,
+            limits: self.limits,
+            deflate: self.deflate.clone(),
+            max_buffered: self.max_buffered,
+            handshake_timeout: self.handshake_timeout,
+            ping_interval: self.ping_interval,
+            idle_timeout: self.idle_timeout,
+            drain: self.drain,
+            shutdown_grace: self.shutdown_grace,
+            max_connections: self.max_connections,
+            trust_proxy: self.trust_proxy,
+            slow_consumer: self.slow_consumer,
+            topic_policies: self.topic_policies.clone(),
         }
     }
 }
@@ -423,11 +304,15 @@ impl ServerBuilder {
 
     /// Bind the listeners and start the workers; each builds its handler with
     /// `factory`. Returns once every worker is serving.
-    pub fn serve<H, F>(self, factory: F) -> io::Result<runtime::Running>
+    pub fn serve<H, F>(self, factory: F) -> io::Result<Running>
     where
         H: Handler,
         F: Fn() -> H + Send + Sync + 'static,
     {
-        runtime::start(self.config, factory)
+        let settings = self.config.settings();
+        let config = Arc::new(self.config);
+        runtime::start(settings, move || {
+            routes::Routes::new(config.clone(), factory())
+        })
     }
 }

@@ -1,6 +1,7 @@
-//! Publish/subscribe: publications framed once and shared by reference, the
-//! slow-consumer [`Policy`], and the [`Publisher`] handle for publishing from
-//! outside the workers.
+//! Publish/subscribe as data: publications framed once and shared by
+//! reference, the slow-consumer [`Policy`], each subscriber's queue and each
+//! worker's topic table. This layer knows nothing of the runtime: workers,
+//! mailboxes and sockets use it, never the other way round.
 //!
 //! A publish builds one [`Publication`]: the WebSocket frame (header and
 //! payload) is encoded once, and the Server-Sent Events form is built once on
@@ -9,17 +10,20 @@
 //! sees a topic's publications in the order they were published from any one
 //! publisher.
 
-use std::collections::{HashMap, VecDeque};
+#![forbid(unsafe_code)]
+
+mod queue;
+mod topics;
+
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use crate::proto::frame::encode_frame;
 use crate::proto::{MessageKind, OpCode};
-use crate::runtime::mailbox::{Control, Mailbox, Refused};
 
-use super::metrics::Stats;
+pub(crate) use queue::Subscriber;
+pub(crate) use topics::Topics;
 
 /// Most topics one connection may subscribe to.
 pub const MAX_SUBSCRIPTIONS: usize = 1024;
@@ -27,7 +31,7 @@ pub const MAX_SUBSCRIPTIONS: usize = 1024;
 pub const MAX_TOPIC_LEN: usize = 256;
 
 /// What to do with a subscriber whose unsent bytes passed its limit
-/// ([`super::Config::max_buffered`]).
+/// (the server's `max_buffered`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Policy {
     /// Close it with 1008 (policy violation) and count it.
@@ -246,251 +250,6 @@ impl std::error::Error for SubscribeError {}
 /// Whether `topic` is a valid topic name.
 pub fn valid_topic(topic: &str) -> bool {
     !topic.is_empty() && topic.len() <= MAX_TOPIC_LEN && !topic.chars().any(char::is_control)
-}
-
-/// A subscribing connection's side of pub/sub: its topics, the publications
-/// queued for it (shared, not copied) and those held back by conflation.
-/// Boxed in the connection's slot only once it subscribes.
-#[derive(Debug, Default)]
-pub(crate) struct Subscriber {
-    pub topics: Vec<Arc<str>>,
-    pub queue: VecDeque<Arc<Publication>>,
-    /// Bytes of the front publication already written.
-    pub front_pos: usize,
-    /// Unwritten bytes in `queue`.
-    pub queued_bytes: usize,
-    /// Newest publication per topic (and key) held back while over the limit.
-    pub conflated: Vec<Arc<Publication>>,
-}
-
-impl Subscriber {
-    /// Queue `p` (`len` bytes in this subscriber's encoding).
-    pub fn push(&mut self, p: Arc<Publication>, len: usize) {
-        self.queued_bytes += len;
-        self.queue.push_back(p);
-    }
-
-    /// Hold `p` back; returns whether it replaced an older one.
-    pub fn conflate(&mut self, p: &Arc<Publication>) -> bool {
-        match self.conflated.iter_mut().find(|q| q.same_slot(p)) {
-            Some(old) => {
-                *old = p.clone();
-                true
-            }
-            None => {
-                self.conflated.push(p.clone());
-                false
-            }
-        }
-    }
-
-    /// Queue what conflation held back, oldest slot first.
-    pub fn release_conflated(&mut self, sse: bool) {
-        for p in std::mem::take(&mut self.conflated) {
-            let len = p.bytes(sse).len();
-            self.push(p, len);
-        }
-    }
-
-    /// Forget everything not yet started (a closing subscriber); a partly
-    /// written front stays so the stream keeps its framing.
-    pub fn discard_unstarted(&mut self, sse: bool) {
-        let keep = usize::from(self.front_pos > 0);
-        self.queue.truncate(keep);
-        self.queued_bytes = self
-            .queue
-            .front()
-            .map_or(0, |p| p.bytes(sse).len() - self.front_pos);
-        self.conflated.clear();
-    }
-}
-
-/// A topic's subscribers on one worker.
-#[derive(Debug)]
-pub(crate) struct Topic {
-    /// (slot index, generation) of each subscriber.
-    pub subs: Vec<(u32, u32)>,
-    pub policy: Policy,
-}
-
-/// One worker's topic table.
-#[derive(Debug)]
-pub(crate) struct Topics {
-    map: HashMap<Arc<str>, Topic>,
-    default_policy: Policy,
-    overrides: Arc<HashMap<String, Policy>>,
-}
-
-impl Topics {
-    pub fn new(default_policy: Policy, overrides: Arc<HashMap<String, Policy>>) -> Self {
-        Topics {
-            map: HashMap::new(),
-            default_policy,
-            overrides,
-        }
-    }
-
-    pub fn get(&self, topic: &str) -> Option<&Topic> {
-        self.map.get(topic)
-    }
-
-    /// Subscribe slot (`index`, `generation`); `Ok(false)` if it already was.
-    pub fn subscribe(
-        &mut self,
-        index: u32,
-        generation: u32,
-        sub: &mut Option<Box<Subscriber>>,
-        topic: &str,
-        stats: &Stats,
-    ) -> Result<bool, SubscribeError> {
-        if !valid_topic(topic) {
-            return Err(SubscribeError::BadTopic);
-        }
-        let sub = sub.get_or_insert_with(Box::default);
-        if sub.topics.iter().any(|t| &**t == topic) {
-            return Ok(false);
-        }
-        if sub.topics.len() >= MAX_SUBSCRIPTIONS {
-            return Err(SubscribeError::TooMany);
-        }
-        let name = match self.map.get_key_value(topic) {
-            Some((k, _)) => k.clone(),
-            None => {
-                let k: Arc<str> = Arc::from(topic);
-                let policy = self
-                    .overrides
-                    .get(topic)
-                    .copied()
-                    .unwrap_or(self.default_policy);
-                let entry = Topic {
-                    subs: Vec::new(),
-                    policy,
-                };
-                self.map.insert(k.clone(), entry);
-                k
-            }
-        };
-        if let Some(entry) = self.map.get_mut(topic) {
-            entry.subs.push((index, generation));
-        }
-        sub.topics.push(name);
-        stats.subscriptions.add(1);
-        Ok(true)
-    }
-
-    /// Unsubscribe; returns whether it was subscribed.
-    pub fn unsubscribe(
-        &mut self,
-        index: u32,
-        generation: u32,
-        sub: &mut Option<Box<Subscriber>>,
-        topic: &str,
-        stats: &Stats,
-    ) -> bool {
-        let Some(sub) = sub.as_deref_mut() else {
-            return false;
-        };
-        let Some(pos) = sub.topics.iter().position(|t| &**t == topic) else {
-            return false;
-        };
-        sub.topics.swap_remove(pos);
-        self.remove_one(index, generation, topic);
-        stats.subscriptions.sub(1);
-        true
-    }
-
-    /// Drop every subscription of a closed connection.
-    pub fn remove_all(&mut self, index: u32, generation: u32, sub: &Subscriber, stats: &Stats) {
-        for t in &sub.topics {
-            self.remove_one(index, generation, t);
-        }
-        stats.subscriptions.sub(sub.topics.len() as u64);
-    }
-
-    fn remove_one(&mut self, index: u32, generation: u32, topic: &str) {
-        if let Some(entry) = self.map.get_mut(topic) {
-            if let Some(i) = entry.subs.iter().position(|&s| s == (index, generation)) {
-                entry.subs.swap_remove(i);
-            }
-            if entry.subs.is_empty() {
-                self.map.remove(topic);
-            }
-        }
-    }
-}
-
-/// Why a [`Publisher::publish`] failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PublishError {
-    /// The server stopped; nothing more is delivered.
-    Stopped,
-}
-
-impl fmt::Display for PublishError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PublishError::Stopped => f.write_str("the server has stopped"),
-        }
-    }
-}
-
-impl std::error::Error for PublishError {}
-
-/// Publishes from any thread to every worker's subscribers. Cloneable.
-///
-/// A full worker mailbox is back-pressure: `publish` waits until that worker
-/// takes the publication, so nothing is dropped on the way.
-#[derive(Clone)]
-pub struct Publisher {
-    mailboxes: Arc<[Arc<Mailbox>]>,
-}
-
-impl fmt::Debug for Publisher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Publisher")
-            .field("workers", &self.mailboxes.len())
-            .finish()
-    }
-}
-
-impl Publisher {
-    pub(crate) fn new(mailboxes: Arc<[Arc<Mailbox>]>) -> Self {
-        Publisher { mailboxes }
-    }
-
-    /// Publish a text message on `topic`.
-    pub fn publish_text(&self, topic: &str, text: &str) -> Result<(), PublishError> {
-        self.publish(Publication::new(
-            topic,
-            None,
-            MessageKind::Text,
-            text.as_bytes(),
-        ))
-    }
-
-    /// Publish a binary message on `topic`.
-    pub fn publish_binary(&self, topic: &str, data: &[u8]) -> Result<(), PublishError> {
-        self.publish(Publication::new(topic, None, MessageKind::Binary, data))
-    }
-
-    /// Publish a prepared publication (see [`Publication::new`] for keyed
-    /// conflation).
-    pub fn publish(&self, p: Arc<Publication>) -> Result<(), PublishError> {
-        for m in self.mailboxes.iter() {
-            let mut msg = Control::Publish(p.clone());
-            loop {
-                match m.send(msg) {
-                    Ok(()) => break,
-                    Err(Refused::Closed(_)) => return Err(PublishError::Stopped),
-                    Err(Refused::Full(back)) => {
-                        msg = back;
-                        std::thread::sleep(Duration::from_micros(100));
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,175 @@
+//! What the loop asks of the application above it ([`App`]), what it answers
+//! a request head with ([`Route`]), and the loop's own settings
+//! ([`Settings`]).
+//!
+//! The loop knows sessions (request head, response, body, event stream,
+//! WebSocket), not paths: which path is which is the route table's business
+//! (`server::routes`), and so is every application, built-in or not.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::driver::Backend;
+use crate::metrics::{self, WorkerView};
+use crate::proto::handshake::{HttpRequest, UpgradeRequest};
+use crate::proto::{CloseCode, DeflateConfig, Limits};
+use crate::pubsub::Policy;
+
+use super::ws::{AppTag, ConnId, Msg, Ws};
+use super::Shared;
+
+/// The application as the loop sees it: a route table plus the callbacks of
+/// the WebSocket connections it accepted. Called on the worker's thread.
+pub trait App: 'static {
+    /// A whole request head arrived: say which session serves it.
+    fn route(&mut self, req: HttpRequest, cx: &RequestCx<'_>) -> Route;
+
+    /// A WebSocket connection accepted with [`Route::Upgrade`] is open.
+    fn on_open(&mut self, ws: &mut Ws<'_>);
+
+    /// A whole message arrived.
+    fn on_message(&mut self, ws: &mut Ws<'_>, msg: Msg<'_>);
+
+    /// The connection's unsent bytes, which had passed the limit, were all
+    /// written.
+    fn on_drain(&mut self, ws: &mut Ws<'_>);
+
+    /// The connection closed (`CloseCode::ABNORMAL` without a close frame).
+    fn on_close(&mut self, id: ConnId, tag: AppTag, code: CloseCode, reason: &str);
+}
+
+/// What the loop knows of a request beyond its head.
+pub struct RequestCx<'a> {
+    /// The connection the request came on.
+    pub id: ConnId,
+    /// The TCP peer, when the driver knows it.
+    pub peer_addr: Option<SocketAddr>,
+    /// The client: the TCP peer's address, or behind a trusted proxy the one
+    /// its PROXY v2 header or `X-Forwarded-For` names.
+    pub client_ip: Option<IpAddr>,
+    /// The server is shutting down.
+    pub draining: bool,
+    pub(crate) shared: Option<&'a Shared>,
+}
+
+impl RequestCx<'_> {
+    /// Every worker's counters in the Prometheus text format.
+    pub fn metrics(&self) -> String {
+        let Some(shared) = self.shared else {
+            return String::new();
+        };
+        let views: Vec<WorkerView<'_>> = shared
+            .stats
+            .iter()
+            .zip(shared.mailboxes.iter())
+            .map(|(s, m)| WorkerView {
+                stats: s,
+                mailbox_depth: m.depth(),
+            })
+            .collect();
+        metrics::render(&views)
+    }
+}
+
+/// Which session serves a request.
+#[derive(Debug)]
+pub enum Route {
+    /// Answer with this whole HTTP response, then close.
+    Respond(Response),
+    /// Accepted WebSocket upgrade: the loop negotiates extensions, answers
+    /// 101 and calls [`App::on_open`]; `tag` comes back with every callback.
+    Upgrade {
+        /// The validated upgrade request.
+        req: UpgradeRequest,
+        /// The subprotocol chosen, if any.
+        protocol: Option<String>,
+        /// Which handler serves the connection.
+        tag: AppTag,
+    },
+    /// Stream `topic` as Server-Sent Events.
+    EventStream {
+        /// The topic (valid).
+        topic: String,
+    },
+    /// Read a body of `len` bytes, publish it on `topic`, answer 202.
+    Publish {
+        /// The topic (valid).
+        topic: String,
+        /// The conflation key.
+        key: Option<String>,
+        /// `Content-Length`.
+        len: usize,
+    },
+}
+
+/// A whole HTTP response and its status (counted as a refusal from 400 on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Status line, headers and body.
+    pub bytes: Vec<u8>,
+}
+
+/// The loop's settings (the server's `Config` less what only routes use).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Worker threads.
+    pub threads: usize,
+    /// I/O backend.
+    pub backend: Backend,
+    /// Pin each worker to one CPU.
+    pub pin_threads: bool,
+    /// Protocol limits.
+    pub limits: Limits,
+    /// permessage-deflate, if enabled.
+    pub deflate: Option<DeflateConfig>,
+    /// Unsent bytes per connection past which sends are refused.
+    pub max_buffered: usize,
+    /// Time to complete the opening handshake.
+    pub handshake_timeout: Duration,
+    /// A connection silent this long is pinged.
+    pub ping_interval: Duration,
+    /// A pinged connection silent this long is closed with 1001.
+    pub idle_timeout: Duration,
+    /// The period over which a shutdown spreads its 1001 closes.
+    pub drain: Duration,
+    /// After the drain, how long to wait for close handshakes.
+    pub shutdown_grace: Duration,
+    /// Connections per process beyond which new ones get 503 (0: none).
+    pub max_connections: usize,
+    /// Read PROXY v2 headers and `X-Forwarded-For`.
+    pub trust_proxy: bool,
+    /// Slow-consumer policy for topics without an override.
+    pub slow_consumer: Policy,
+    /// Per-topic overrides.
+    pub topic_policies: HashMap<String, Policy>,
+}
+
+impl Default for Settings {
+    /// 127.0.0.1:9001, a worker per CPU, each pinned; the limits and
+    /// timeouts the README gives.
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9001)),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            backend: Backend::Auto,
+            pin_threads: true,
+            limits: Limits::default(),
+            deflate: None,
+            max_buffered: 1 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            drain: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(3),
+            max_connections: 0,
+            trust_proxy: false,
+            slow_consumer: Policy::Close,
+            topic_policies: HashMap::new(),
+        }
+    }
+}

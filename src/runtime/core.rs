@@ -1,0 +1,589 @@
+//! The loop's core: the connection table and what each completion does to
+//! it, with no clock of its own. Time comes in as `now` (an [`Instant`]
+//! turned into wheel ticks from the core's epoch), so every timeout, the
+//! keep-alive, the drain and the slow-consumer policies run under a fake
+//! driver and a fake clock in unit tests (`runtime::tests`).
+//!
+//! A loop turn ([`Core::after_io`] after the driver reported its
+//! completions): take the mailbox's messages, close the drain's next share,
+//! deliver the turn's publications run by run, flush every connection that
+//! queued output (one send each: corking), close the finished ones, then
+//! advance the timer wheel and do the same for what the timers did.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::driver::{Completion, Driver, Token};
+use crate::metrics::Stats;
+use crate::proto::handshake::{http_response, HttpRequest, TEXT_PLAIN};
+use crate::proto::{CloseCode, Conn, Event, Role};
+use crate::pubsub::{Publication, Topics};
+
+use super::app::{App, RequestCx, Route, Settings};
+use super::drain::Drain;
+use super::mailbox::{Control, Refused};
+use super::session::body::PostBody;
+use super::session::head::{HeadStep, ProxyHead, ProxyStep, RequestHead};
+use super::session::sse::{self, EventStream};
+use super::session::websocket::WebSocket;
+use super::session::{Ending, Session, Slot, Ticks};
+use super::timer::{TimerEntry, TimerWheel};
+use super::ws::{ConnId, Msg, PubSub, Ws};
+use super::Shared;
+
+/// Timer tick.
+pub(super) const TICK: Duration = Duration::from_secs(1);
+/// Ticks to wait for a peer's EOF after a half-close.
+const LINGER_TICKS: u64 = 2;
+
+/// Whether the worker goes on after a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Serve on.
+    Run,
+    /// Every connection is gone (or the grace ran out): exit.
+    Exit,
+}
+
+/// One worker's state other than the driver (so completions can be handled
+/// while the driver is borrowed).
+pub(crate) struct Core<A: App> {
+    pub(super) worker: u16,
+    pub(super) app: A,
+    pub(super) cfg: Arc<Settings>,
+    pub(super) ticks: Ticks,
+    pub(super) conns: Vec<Option<Slot>>,
+    next_generation: u32,
+    /// Connections that queued output this turn.
+    pub(super) dirty: Vec<u32>,
+    pub(super) to_close: Vec<u32>,
+    /// Tick 0 of the wheel.
+    epoch: Instant,
+    pub(super) wheel: TimerWheel,
+    pub(super) fired: Vec<TimerEntry>,
+    woken: bool,
+    pub(super) topics: Topics,
+    /// Publishes made during a callback, delivered right after it.
+    pub(super) publishes: Vec<Arc<Publication>>,
+    /// Every worker's mailbox and counters, set once all have started.
+    shared: Arc<OnceLock<Shared>>,
+    /// Publications for a worker whose mailbox was full, in order.
+    outbox: Vec<VecDeque<Arc<Publication>>>,
+    /// Publications taken this turn, delivered together before the flush:
+    /// each subscriber's slot is visited once per run of publications on a
+    /// topic, not once per publication.
+    pub(super) batch: Vec<Arc<Publication>>,
+    pub(super) stats: Arc<Stats>,
+    /// Shutting down: new upgrades get 503, `/healthz` answers 503.
+    pub(super) draining: bool,
+    pub(super) drain: Option<Drain>,
+    /// Everyone was told to go: exit when the last connection is gone, or
+    /// at this moment.
+    shutdown_at: Option<Instant>,
+}
+
+impl<A: App> Core<A> {
+    /// A worker's core; `epoch` is tick 0 of its timer wheel.
+    pub(crate) fn new(
+        worker: u16,
+        app: A,
+        cfg: Arc<Settings>,
+        shared: Arc<OnceLock<Shared>>,
+        stats: Arc<Stats>,
+        epoch: Instant,
+    ) -> Core<A> {
+        let ticks = |d: Duration| d.as_secs().max(1);
+        Core {
+            worker,
+            app,
+            ticks: Ticks {
+                handshake: ticks(cfg.handshake_timeout),
+                ping: ticks(cfg.ping_interval),
+                idle: ticks(cfg.idle_timeout),
+                linger: LINGER_TICKS,
+            },
+            topics: Topics::new(cfg.slow_consumer, Arc::new(cfg.topic_policies.clone())),
+            cfg,
+            conns: Vec::new(),
+            next_generation: 1,
+            dirty: Vec::new(),
+            to_close: Vec::new(),
+            epoch,
+            wheel: TimerWheel::new(),
+            fired: Vec::new(),
+            woken: false,
+            publishes: Vec::new(),
+            shared,
+            outbox: Vec::new(),
+            batch: Vec::new(),
+            stats,
+            draining: false,
+            drain: None,
+            shutdown_at: None,
+        }
+    }
+
+    /// How long the driver may wait for I/O from `now`: until the next
+    /// tick, the end of the shutdown grace, the drain's next share, or a
+    /// retry of a full mailbox.
+    pub(crate) fn wait_time(&self, now: Instant) -> Duration {
+        let next_tick = self.epoch + TICK * (self.wheel.now() as u32 + 1);
+        let mut timeout = next_tick.saturating_duration_since(now);
+        if let Some(t) = self.shutdown_at {
+            timeout = timeout.min(t.saturating_duration_since(now));
+        }
+        if self.drain.is_some() {
+            timeout = timeout.min(Duration::from_millis(10));
+        }
+        if self.outbox.iter().any(|q| !q.is_empty()) {
+            timeout = timeout.min(Duration::from_millis(1));
+        }
+        timeout
+    }
+
+    /// Whether a [`Completion::Woken`] came this turn (the mailbox has
+    /// messages); cleared by asking.
+    pub(crate) fn take_woken(&mut self) -> bool {
+        std::mem::take(&mut self.woken)
+    }
+
+    /// A message from the mailbox.
+    pub(crate) fn control(&mut self, c: Control, now: Instant) {
+        match c {
+            Control::Publish(p) => self.deliver(&p),
+            Control::Shutdown if !self.draining => {
+                self.draining = true;
+                self.drain = Some(self.begin_drain(now));
+            }
+            Control::Shutdown => {}
+        }
+    }
+
+    /// The rest of a loop turn, after the driver's completions, at `now`.
+    pub(crate) fn after_io(&mut self, driver: &mut dyn Driver, now: Instant) -> Flow {
+        if let Some(mut d) = self.drain.take() {
+            if self.drain_step(&mut d, now) {
+                // Everyone has been told: stop accepting and give the close
+                // handshakes the grace period.
+                driver.stop_accepting();
+                self.shutdown_at = Some(now + self.cfg.shutdown_grace);
+            } else {
+                self.drain = Some(d);
+            }
+        }
+        self.retry_outbox();
+        self.deliver_batch();
+        self.flush(driver);
+        self.close_finished(driver);
+        let target = now.saturating_duration_since(self.epoch).as_secs();
+        while self.wheel.now() < target {
+            self.tick();
+        }
+        self.deliver_batch();
+        self.flush(driver);
+        self.close_finished(driver);
+        if let Some(t) = self.shutdown_at {
+            if self.open_count() == 0 {
+                return Flow::Exit;
+            }
+            if now >= t {
+                tracing::info!(
+                    worker = self.worker,
+                    "shutdown grace over; closing {} connections",
+                    self.open_count()
+                );
+                self.close_all(driver);
+                return Flow::Exit;
+            }
+        }
+        Flow::Run
+    }
+
+    pub(crate) fn open_count(&self) -> usize {
+        self.conns.iter().filter(|c| c.is_some()).count()
+    }
+
+    pub(super) fn mark_dirty(&mut self, index: u32) {
+        if let Some(Some(s)) = self.conns.get_mut(index as usize) {
+            if !s.dirty {
+                s.dirty = true;
+                self.dirty.push(index);
+            }
+        }
+    }
+
+    pub(super) fn conn_id(&self, index: u32, generation: u32) -> ConnId {
+        ConnId {
+            worker: self.worker,
+            index,
+            generation,
+        }
+    }
+
+    /// One completion from the driver.
+    pub(crate) fn on_completion(&mut self, c: Completion<'_>) {
+        match c {
+            Completion::Accepted(t, peer) => self.accept(t, peer),
+            Completion::Data(t, buf) => self.data(t.0, buf),
+            Completion::Writable(t) => {
+                // io_uring reports every finished send; only a connection
+                // with something left to do needs a flush.
+                if let Some(Some(s)) = self.conns.get(t.index()) {
+                    let waiting = s.sub.as_ref().is_some_and(|s| !s.conflated.is_empty());
+                    if s.pending() > 0 || s.session.finished() || s.over_limit || waiting {
+                        self.mark_dirty(t.0);
+                    }
+                }
+            }
+            Completion::Closed(t) => {
+                if let Some(Some(_)) = self.conns.get(t.index()) {
+                    self.to_close.push(t.0);
+                }
+            }
+            Completion::Woken => self.woken = true,
+        }
+    }
+
+    fn accept(&mut self, t: Token, peer: Option<SocketAddr>) {
+        let i = t.index();
+        if self.conns.len() <= i {
+            self.conns.resize_with(i + 1, || None);
+        }
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        // The current tick began up to a second ago: one more tick, so the
+        // handshake gets at least the whole timeout (a 1 s timeout could
+        // otherwise fire a moment after the accept).
+        let deadline = self.wheel.now() + self.ticks.handshake + 1;
+        let session = if self.cfg.trust_proxy {
+            Session::Proxy(ProxyHead::new(peer))
+        } else {
+            Session::Head(RequestHead::new(&self.cfg.limits, peer))
+        };
+        let slot = Slot::new(generation, session, deadline);
+        let due = slot.timer_due(self.wheel.now(), self.ticks.ping);
+        self.conns[i] = Some(slot);
+        self.stats.connections_open.add(1);
+        self.stats.connections_total.add(1);
+        self.wheel.insert(t.0, generation, due);
+        if let Some(shared) = self.shared.get() {
+            let open = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.cfg.max_connections > 0 && open > self.cfg.max_connections {
+                let msg = format!(
+                    "the server is at its connection limit ({}); try again later\n",
+                    self.cfg.max_connections
+                );
+                let out = http_response(503, "", TEXT_PLAIN, msg.as_bytes(), false);
+                self.stats.reject(503);
+                self.respond(t.0, out);
+            }
+        }
+    }
+
+    /// Answer with a whole response, then close (lingering).
+    fn respond(&mut self, index: u32, out: Vec<u8>) {
+        if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
+            slot.respond(out);
+            self.mark_dirty(index);
+        }
+    }
+
+    fn data(&mut self, index: u32, buf: &mut [u8]) {
+        self.stats.bytes_in.add(buf.len() as u64);
+        let now = self.wheel.now();
+        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            return;
+        };
+        match &mut slot.session {
+            Session::Respond(_) | Session::Events(_) => {}
+            Session::Body(post) => {
+                if post.take(buf) {
+                    self.finish_post(index);
+                }
+            }
+            Session::Proxy(pre) => match pre.read(buf, &self.cfg.limits) {
+                ProxyStep::Incomplete => {}
+                ProxyStep::Invalid(r) => {
+                    self.stats.reject(r.status);
+                    self.respond(index, r.bytes);
+                }
+                ProxyStep::Done(head, mut rest) => {
+                    slot.session = Session::Head(head);
+                    if !rest.is_empty() {
+                        // Counted once already.
+                        self.stats.bytes_in.sub(rest.len() as u64);
+                        self.data(index, &mut rest);
+                    }
+                }
+            },
+            Session::Head(head) => match head.read(buf) {
+                HeadStep::Incomplete => {}
+                HeadStep::Request(http, mut rest) => self.request(index, http, &mut rest),
+                HeadStep::Invalid(r) => {
+                    self.stats.reject(r.status);
+                    self.respond(index, r.bytes);
+                }
+            },
+            Session::WebSocket(ws) => {
+                // Keep-alive: nothing is rescheduled per message; the
+                // timer entry compares with these when it comes due.
+                slot.deadline = now + self.ticks.ping;
+                ws.heard(now);
+                self.frames(index, buf);
+            }
+        }
+    }
+
+    /// A whole request head arrived; `rest` holds the bytes after it.
+    fn request(&mut self, index: u32, http: HttpRequest, rest: &mut [u8]) {
+        let Some(Some(slot)) = self.conns.get(index as usize) else {
+            return;
+        };
+        let Session::Head(head) = &slot.session else {
+            return;
+        };
+        let cx = RequestCx {
+            id: self.conn_id(index, slot.generation),
+            peer_addr: head.peer(),
+            client_ip: head.client_ip(&http, self.cfg.trust_proxy),
+            draining: self.draining,
+            shared: self.shared.get(),
+        };
+        let head_only = http.method == "HEAD";
+        match self.app.route(http, &cx) {
+            Route::Respond(r) => {
+                if r.status >= 400 {
+                    self.stats.reject(r.status);
+                }
+                self.respond(index, r.bytes);
+            }
+            Route::Upgrade { req, protocol, tag } => {
+                let deflate = req.negotiate_deflate(self.cfg.deflate.as_ref());
+                let mut conn = Conn::new(
+                    Role::Server,
+                    self.cfg.limits,
+                    deflate.map(|p| {
+                        let d = self.cfg.deflate.as_ref();
+                        (
+                            p,
+                            d.map_or(1, |d| d.level),
+                            d.map_or(0, |d| d.min_compress_size),
+                        )
+                    }),
+                );
+                let _ = conn.send_raw(&req.accept_response(protocol.as_deref(), deflate.as_ref()));
+                self.open(index, WebSocket::new(conn, tag, self.wheel.now()));
+                if !rest.is_empty() {
+                    self.frames(index, rest);
+                }
+            }
+            Route::EventStream { topic } => self.begin_sse(index, &topic, head_only),
+            Route::Publish { topic, key, len } => {
+                let mut post = PostBody::new(topic, key, len);
+                let whole = post.take(rest);
+                if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
+                    slot.session = Session::Body(Box::new(post));
+                }
+                if whole {
+                    self.finish_post(index);
+                }
+            }
+        }
+    }
+
+    fn finish_post(&mut self, index: u32) {
+        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            return;
+        };
+        let Session::Body(post) = &slot.session else {
+            return;
+        };
+        let p = post.publication();
+        slot.session = Session::Head(RequestHead::new(&self.cfg.limits, None));
+        self.publish(p);
+        self.respond(index, PostBody::published());
+    }
+
+    fn begin_sse(&mut self, index: u32, topic: &str, head_only: bool) {
+        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            return;
+        };
+        if head_only {
+            slot.session = Session::Respond(super::session::http::Respond::new(sse::HEAD.to_vec()));
+            return self.mark_dirty(index);
+        }
+        slot.session = Session::Events(EventStream::new());
+        slot.deadline = self.wheel.now() + self.ticks.ping;
+        let _ = self
+            .topics
+            .subscribe(index, slot.generation, &mut slot.sub, topic, &self.stats);
+        self.mark_dirty(index);
+    }
+
+    /// The upgrade was accepted: the connection is a WebSocket from now on.
+    fn open(&mut self, index: u32, ws: WebSocket) {
+        let now = self.wheel.now();
+        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            return;
+        };
+        slot.session = Session::WebSocket(ws);
+        slot.deadline = now + self.ticks.ping;
+        self.stats.handshakes_accepted.add(1);
+        self.callback(index, |app, ws| app.on_open(ws));
+        self.publish_pending();
+        self.mark_dirty(index);
+    }
+
+    /// Hand WebSocket bytes to the connection and its messages to the app.
+    fn frames(&mut self, index: u32, buf: &mut [u8]) {
+        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            return;
+        };
+        let id = ConnId {
+            worker: self.worker,
+            index,
+            generation: slot.generation,
+        };
+        let Session::WebSocket(ws) = &mut slot.session else {
+            return;
+        };
+        let max_buffered = self.cfg.max_buffered;
+        let mut pos = 0;
+        while pos < buf.len() {
+            match ws.conn.read_and_reply(&mut buf[pos..]) {
+                Ok((n, ev, sender)) => {
+                    pos += n;
+                    let msg = match ev {
+                        None => break,
+                        Some(Event::Text(t)) => Msg::Text(t),
+                        Some(Event::Binary(b)) => Msg::Binary(b),
+                        Some(Event::Ping(_)) | Some(Event::Pong(_)) => continue,
+                        Some(Event::Close { code, reason }) => {
+                            ws.close_code = code.unwrap_or(CloseCode::NO_STATUS);
+                            ws.close_reason = reason.to_string();
+                            continue;
+                        }
+                    };
+                    let pubsub = PubSub {
+                        sub: &mut slot.sub,
+                        topics: &mut self.topics,
+                        publishes: &mut self.publishes,
+                        stats: &self.stats,
+                    };
+                    let mut handle = Ws::new(id, ws.tag, sender, max_buffered, pubsub);
+                    self.stats.messages_in.add(1);
+                    self.app.on_message(&mut handle, msg);
+                }
+                Err(e) => {
+                    tracing::debug!(worker = self.worker, index, "closing: {e}");
+                    ws.failed(e.code, e.reason);
+                    slot.ending = Ending::Linger;
+                    break;
+                }
+            }
+        }
+        self.mark_dirty(index);
+        self.publish_pending();
+    }
+
+    /// Fire `on_drain` for a WebSocket whose unsent bytes cleared.
+    pub(super) fn drained(&mut self, index: u32) {
+        self.callback(index, |app, ws| app.on_drain(ws));
+        if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
+            if !slot.own_output().is_empty() && !slot.dirty {
+                slot.dirty = true;
+                self.dirty.push(index);
+            }
+        }
+        self.publish_pending();
+    }
+
+    /// Call the app with a WebSocket's handle (outside the frame loop, which
+    /// builds its own from each read).
+    fn callback(&mut self, index: u32, f: impl FnOnce(&mut A, &mut Ws<'_>)) {
+        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            return;
+        };
+        let id = ConnId {
+            worker: self.worker,
+            index,
+            generation: slot.generation,
+        };
+        if let Session::WebSocket(ws) = &mut slot.session {
+            let pubsub = PubSub {
+                sub: &mut slot.sub,
+                topics: &mut self.topics,
+                publishes: &mut self.publishes,
+                stats: &self.stats,
+            };
+            let mut handle = Ws::new(id, ws.tag, ws.conn.sender(), self.cfg.max_buffered, pubsub);
+            f(&mut self.app, &mut handle);
+        }
+    }
+
+    pub(super) fn publish_pending(&mut self) {
+        if self.publishes.is_empty() {
+            return;
+        }
+        let mut ps = std::mem::take(&mut self.publishes);
+        for p in ps.drain(..) {
+            self.publish(p);
+        }
+        if self.publishes.is_empty() {
+            self.publishes = ps;
+        }
+    }
+
+    /// Deliver here and forward to every other worker.
+    fn publish(&mut self, p: Arc<Publication>) {
+        self.deliver(&p);
+        let Some(shared) = self.shared.get() else {
+            return;
+        };
+        if self.outbox.len() < shared.mailboxes.len() {
+            self.outbox
+                .resize_with(shared.mailboxes.len(), VecDeque::new);
+        }
+        for (w, m) in shared.mailboxes.iter().enumerate() {
+            if w == self.worker as usize {
+                continue;
+            }
+            if !self.outbox[w].is_empty() {
+                self.outbox[w].push_back(p.clone());
+                continue;
+            }
+            match m.send(Control::Publish(p.clone())) {
+                Ok(()) | Err(Refused::Closed(_)) => {}
+                Err(Refused::Full(_)) => self.outbox[w].push_back(p.clone()),
+            }
+        }
+    }
+
+    /// Hand publications held for full mailboxes on, in order.
+    fn retry_outbox(&mut self) {
+        let Some(shared) = self.shared.get() else {
+            return;
+        };
+        for (w, q) in self.outbox.iter_mut().enumerate() {
+            while let Some(p) = q.pop_front() {
+                match shared.mailboxes[w].send(Control::Publish(p)) {
+                    Ok(()) => {}
+                    Err(Refused::Closed(_)) => q.clear(),
+                    Err(Refused::Full(Control::Publish(p))) => {
+                        q.push_front(p);
+                        break;
+                    }
+                    Err(Refused::Full(_)) => break,
+                }
+            }
+        }
+    }
+
+    /// The process-wide connection count, when the workers share one.
+    pub(super) fn shared(&self) -> Option<&Shared> {
+        self.shared.get()
+    }
+}

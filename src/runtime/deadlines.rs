@@ -1,0 +1,60 @@
+//! What a connection's deadline means when its wheel entry comes due: a
+//! handshake that took too long, an event stream's keep-alive comment, a
+//! WebSocket's ping or idle close, the end of a lingering close.
+
+use super::app::App;
+use super::core::Core;
+use super::session::websocket::Expiry;
+use super::session::Session;
+
+impl<A: App> Core<A> {
+    /// Advance the wheel one tick and act on the entries due.
+    pub(super) fn tick(&mut self) {
+        let mut fired = std::mem::take(&mut self.fired);
+        fired.clear();
+        self.wheel.tick(&mut fired);
+        let now = self.wheel.now();
+        for e in &fired {
+            let Some(Some(slot)) = self.conns.get_mut(e.index as usize) else {
+                continue;
+            };
+            if slot.generation != e.generation {
+                continue;
+            }
+            if slot.deadline > now {
+                // Moved since it was set (lazy rescheduling).
+                let due = slot.timer_due(now, self.ticks.ping);
+                self.wheel.insert(e.index, e.generation, due);
+                continue;
+            }
+            match &mut slot.session {
+                Session::Proxy(_) | Session::Head(_) | Session::Respond(_) | Session::Body(_) => {
+                    tracing::debug!(worker = self.worker, index = e.index, "handshake timeout");
+                    if slot.session.in_handshake() {
+                        self.stats.reject_timeout();
+                    }
+                    self.to_close.push(e.index);
+                }
+                Session::Events(s) => {
+                    if s.closing() {
+                        self.to_close.push(e.index);
+                    } else {
+                        s.keep_alive();
+                        slot.deadline = now + self.ticks.ping;
+                        self.wheel.insert(e.index, e.generation, slot.deadline);
+                        self.mark_dirty(e.index);
+                    }
+                }
+                Session::WebSocket(ws) => match ws.expire(now, &self.ticks) {
+                    Expiry::Close => self.to_close.push(e.index),
+                    Expiry::Again(at) => {
+                        slot.deadline = at;
+                        self.wheel.insert(e.index, e.generation, at);
+                        self.mark_dirty(e.index);
+                    }
+                },
+            }
+        }
+        self.fired = fired;
+    }
+}

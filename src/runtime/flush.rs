@@ -1,0 +1,203 @@
+//! The end of a turn: each dirty connection's unsent bytes laid out and
+//! handed to the driver as one send (corking), the lingering close, and the
+//! release of closed connections.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::driver::{Driver, Part, Token};
+use crate::pubsub::Publication;
+
+use super::app::App;
+use super::core::Core;
+use super::session::{Ending, Session, Slot};
+
+/// Most slices gathered into one send.
+pub(super) const MAX_PARTS: usize = 256;
+/// Stop gathering publications into one send past this many bytes.
+const GATHER_BYTES: usize = 64 * 1024;
+
+/// Lay out a slot's unsent bytes for one send: the rest of a partly written
+/// publication (its frame must finish first), then the connection's own
+/// output (control frames are never starved behind publications), then
+/// queued publications. Returns the number of parts and whether the first is
+/// a partly written publication.
+///
+/// Publications go in as shared parts: a driver may send them from where they
+/// lie, holding a reference, instead of copying them.
+pub(super) fn gather<'s>(slot: &'s Slot, parts: &mut [Part<'s>; MAX_PARTS]) -> (usize, bool) {
+    let sse = slot.is_sse();
+    let mut n = 0;
+    let mut front_partial = false;
+    let sub = slot.sub.as_deref();
+    if let Some(sub) = sub {
+        if sub.front_pos > 0 {
+            if let Some(front) = sub.queue.front() {
+                parts[n] = shared_part(&front.bytes(sse)[sub.front_pos..], front);
+                n += 1;
+                front_partial = true;
+            }
+        }
+    }
+    let own = slot.own_output();
+    let mut total = 0;
+    if !own.is_empty() {
+        parts[n] = Part::borrowed(own);
+        n += 1;
+        total += own.len();
+    }
+    if let Some(sub) = sub {
+        for p in sub.queue.iter().skip(usize::from(front_partial)) {
+            if n == MAX_PARTS || total >= GATHER_BYTES {
+                break;
+            }
+            let b = p.bytes(sse);
+            parts[n] = shared_part(b, p);
+            n += 1;
+            total += b.len();
+        }
+    }
+    (n, front_partial)
+}
+
+/// A send part referencing `bytes` of publication `p`.
+fn shared_part<'s>(bytes: &'s [u8], p: &'s Arc<Publication>) -> Part<'s> {
+    // SAFETY: `bytes` is (a tail of) `p.frame()` or `p.sse()`, both owned by
+    // the publication: the frame is a boxed slice set at construction and the
+    // SSE form a `OnceLock` set at most once, and a `Publication` offers no
+    // way to change either, so they stay put and unchanged while any `Arc`
+    // to it lives.
+    unsafe { Part::shared(bytes, p) }
+}
+
+/// Send as much of the slot's unsent bytes as the driver takes now; returns
+/// how many it took.
+fn write_out(slot: &mut Slot, driver: &mut dyn Driver, token: Token) -> std::io::Result<usize> {
+    let mut total = 0;
+    if slot.sub.is_none() {
+        // No publications: the connection's own output is the only part.
+        loop {
+            if slot.own_output().is_empty() {
+                return Ok(total);
+            }
+            let written = driver.send(token, slot.own_output())?;
+            if written == 0 {
+                return Ok(total);
+            }
+            total += written;
+            slot.advance_own(written);
+        }
+    }
+    loop {
+        if !driver.send_ready(token) {
+            return Ok(total);
+        }
+        let mut parts = [Part::borrowed(&[]); MAX_PARTS];
+        let (n, front_partial) = gather(slot, &mut parts);
+        if n == 0 {
+            return Ok(total);
+        }
+        let written = driver.send_vectored(token, &parts[..n])?;
+        if written == 0 {
+            return Ok(total);
+        }
+        total += written;
+        slot.consume(written, front_partial);
+    }
+}
+
+impl<A: App> Core<A> {
+    /// Write out what each dirty connection queued this turn.
+    pub(super) fn flush(&mut self, driver: &mut dyn Driver) {
+        let dirty = std::mem::take(&mut self.dirty);
+        let limit = self.cfg.max_buffered;
+        for &index in &dirty {
+            let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+                continue;
+            };
+            slot.dirty = false;
+            let token = Token(index);
+            let mut failed = match write_out(slot, driver, token) {
+                Ok(n) => {
+                    self.stats.bytes_out.add(n as u64);
+                    false
+                }
+                Err(_) => true,
+            };
+            let sse = slot.is_sse();
+            if !failed && slot.pending() <= limit / 2 && slot.session.takes_publications() {
+                if let Some(sub) = slot.sub.as_deref_mut() {
+                    if !sub.conflated.is_empty() {
+                        // Drained enough: send the newest of what was held.
+                        sub.release_conflated(sse);
+                        match write_out(slot, driver, token) {
+                            Ok(n) => self.stats.bytes_out.add(n as u64),
+                            Err(_) => failed = true,
+                        }
+                    }
+                }
+            }
+            let pending = slot.pending();
+            let finished = pending == 0 && slot.session.finished();
+            if failed || (finished && slot.ending == Ending::Close) {
+                self.to_close.push(index);
+            } else if finished {
+                if slot.ending == Ending::Linger {
+                    slot.ending = Ending::Lingering;
+                    slot.deadline = self.wheel.now() + self.ticks.linger;
+                    self.wheel.insert(index, slot.generation, slot.deadline);
+                    driver.shutdown_write(token);
+                }
+            } else if pending > limit {
+                slot.over_limit = true;
+            } else if pending == 0 && slot.over_limit {
+                slot.over_limit = false;
+                self.drained(index);
+            }
+        }
+        // Reuse the allocation; entries pushed during on_drain stay.
+        let mut dirty = dirty;
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    /// Close the transports of finished or failed connections.
+    pub(super) fn close_finished(&mut self, driver: &mut dyn Driver) {
+        while let Some(index) = self.to_close.pop() {
+            self.close_transport(driver, index);
+        }
+    }
+
+    fn close_transport(&mut self, driver: &mut dyn Driver, index: u32) {
+        let Some(slot) = self.conns.get_mut(index as usize).and_then(Option::take) else {
+            return;
+        };
+        driver.close(Token(index));
+        self.stats.connections_open.sub(1);
+        if let Some(shared) = self.shared() {
+            // Saturating: a connection accepted before `shared` was set was
+            // never counted.
+            let _ = shared
+                .connections
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+        if let Some(sub) = &slot.sub {
+            self.topics
+                .remove_all(index, slot.generation, sub, &self.stats);
+        }
+        if let Session::WebSocket(ws) = &slot.session {
+            self.stats.close(ws.close_code.0);
+            let id = self.conn_id(index, slot.generation);
+            self.app
+                .on_close(id, ws.tag, ws.close_code, &ws.close_reason);
+        }
+    }
+
+    pub(super) fn close_all(&mut self, driver: &mut dyn Driver) {
+        for index in 0..self.conns.len() as u32 {
+            self.close_transport(driver, index);
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! [`Publisher`]: publishing from any thread, outside the workers, through
+//! their mailboxes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::mailbox::{Control, Mailbox, Refused};
+use crate::proto::MessageKind;
+use crate::pubsub::Publication;
+
+/// Why a [`Publisher::publish`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishError {
+    /// The server stopped; nothing more is delivered.
+    Stopped,
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublishError::Stopped => f.write_str("the server has stopped"),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+/// Publishes from any thread to every worker's subscribers. Cloneable.
+///
+/// A full worker mailbox is back-pressure: `publish` waits until that worker
+/// takes the publication, so nothing is dropped on the way.
+#[derive(Clone)]
+pub struct Publisher {
+    mailboxes: Arc<[Arc<Mailbox>]>,
+}
+
+impl fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publisher")
+            .field("workers", &self.mailboxes.len())
+            .finish()
+    }
+}
+
+impl Publisher {
+    pub(crate) fn new(mailboxes: Arc<[Arc<Mailbox>]>) -> Self {
+        Publisher { mailboxes }
+    }
+
+    /// Publish a text message on `topic`.
+    pub fn publish_text(&self, topic: &str, text: &str) -> Result<(), PublishError> {
+        self.publish(Publication::new(
+            topic,
+            None,
+            MessageKind::Text,
+            text.as_bytes(),
+        ))
+    }
+
+    /// Publish a binary message on `topic`.
+    pub fn publish_binary(&self, topic: &str, data: &[u8]) -> Result<(), PublishError> {
+        self.publish(Publication::new(topic, None, MessageKind::Binary, data))
+    }
+
+    /// Publish a prepared publication (see [`Publication::new`] for keyed
+    /// conflation).
+    pub fn publish(&self, p: Arc<Publication>) -> Result<(), PublishError> {
+        for m in self.mailboxes.iter() {
+            let mut msg = Control::Publish(p.clone());
+            loop {
+                match m.send(msg) {
+                    Ok(()) => break,
+                    Err(Refused::Closed(_)) => return Err(PublishError::Stopped),
+                    Err(Refused::Full(back)) => {
+                        msg = back;
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,121 @@
+//! The request-head sessions: an optional PROXY protocol v2 header (with
+//! `trust_proxy`), then the HTTP request head. Both end in a request for the
+//! route table, or in an error response.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::proto::handshake::{HandshakeError, HttpRequest, RequestParser};
+use crate::proto::proxy::{self, Preamble};
+use crate::proto::Limits;
+
+use super::super::app::Response;
+
+/// Reading a PROXY protocol v2 header, if any.
+pub(in crate::runtime) struct ProxyHead {
+    buf: Vec<u8>,
+    peer: Option<SocketAddr>,
+}
+
+/// What the PROXY header reader made of the bytes so far.
+pub(in crate::runtime) enum ProxyStep {
+    /// Need more bytes.
+    Incomplete,
+    /// Header read (or absent): the request head follows, starting with
+    /// `rest`.
+    Done(RequestHead, Vec<u8>),
+    /// Not a valid header: answer 400.
+    Invalid(Response),
+}
+
+impl ProxyHead {
+    pub(in crate::runtime) fn new(peer: Option<SocketAddr>) -> ProxyHead {
+        ProxyHead {
+            buf: Vec::new(),
+            peer,
+        }
+    }
+
+    pub(in crate::runtime) fn read(&mut self, data: &[u8], limits: &Limits) -> ProxyStep {
+        self.buf.extend_from_slice(data);
+        let (skip, source) = match proxy::parse_v2(&self.buf) {
+            Preamble::Incomplete => return ProxyStep::Incomplete,
+            Preamble::Absent => (0, None),
+            Preamble::Header { len, source } => (len, source),
+            Preamble::Invalid(why) => {
+                let e = HandshakeError {
+                    status: 400,
+                    reason: why.to_string(),
+                };
+                return ProxyStep::Invalid(Response {
+                    status: 400,
+                    bytes: e.response(),
+                });
+            }
+        };
+        let rest = std::mem::take(&mut self.buf).split_off(skip);
+        let mut head = RequestHead::new(limits, self.peer);
+        head.proxied = source;
+        ProxyStep::Done(head, rest)
+    }
+}
+
+/// Reading the HTTP request head.
+pub(in crate::runtime) struct RequestHead {
+    parser: RequestParser,
+    peer: Option<SocketAddr>,
+    /// The client a PROXY v2 header named.
+    proxied: Option<SocketAddr>,
+}
+
+/// What the head reader made of the bytes so far.
+pub(in crate::runtime) enum HeadStep {
+    /// Need more bytes.
+    Incomplete,
+    /// A whole head, and the bytes after it.
+    Request(HttpRequest, Vec<u8>),
+    /// Malformed or too large.
+    Invalid(Response),
+}
+
+impl RequestHead {
+    pub(in crate::runtime) fn new(limits: &Limits, peer: Option<SocketAddr>) -> RequestHead {
+        RequestHead {
+            parser: RequestParser::new(limits),
+            peer,
+            proxied: None,
+        }
+    }
+
+    pub(in crate::runtime) fn read(&mut self, data: &[u8]) -> HeadStep {
+        match self.parser.read(data) {
+            Ok(None) => HeadStep::Incomplete,
+            Ok(Some(parsed)) => HeadStep::Request(parsed.request, parsed.rest),
+            Err(e) => HeadStep::Invalid(Response {
+                status: e.status,
+                bytes: e.response(),
+            }),
+        }
+    }
+
+    /// The TCP peer.
+    pub(in crate::runtime) fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// The client's address: the peer's, or behind a trusted proxy the one
+    /// its PROXY header or the last `X-Forwarded-For` entry names.
+    pub(in crate::runtime) fn client_ip(
+        &self,
+        http: &HttpRequest,
+        trust_proxy: bool,
+    ) -> Option<IpAddr> {
+        let peer = self.peer.map(|a| a.ip());
+        if !trust_proxy {
+            return peer;
+        }
+        self.proxied
+            .map(|a| a.ip())
+            .or_else(|| proxy::forwarded_for(http.header_values("x-forwarded-for")))
+            .or(peer)
+    }
+}

@@ -1,0 +1,222 @@
+//! A connection's slot in the worker's table and the sessions it goes
+//! through, one file each with its state and transitions:
+//!
+//! - [`head`]: an optional PROXY v2 header, then the HTTP request head;
+//! - [`http`]: a plain response, then close;
+//! - [`body`]: the body of a publish request;
+//! - [`sse`]: a Server-Sent Events stream;
+//! - [`websocket`]: an upgraded connection.
+//!
+//! What every session shares (its own unsent bytes, whether it takes
+//! publications, whether it is finished) is answered here, by one match per
+//! question, so a new kind of session adds one arm to each and touches no
+//! other session.
+
+pub(super) mod body;
+pub(super) mod head;
+pub(super) mod http;
+pub(super) mod sse;
+pub(super) mod websocket;
+
+use crate::proto::CloseState;
+use crate::pubsub::Subscriber;
+
+use body::PostBody;
+use head::{ProxyHead, RequestHead};
+use http::Respond;
+use sse::EventStream;
+use websocket::WebSocket;
+
+/// The timeouts in ticks.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ticks {
+    pub handshake: u64,
+    pub ping: u64,
+    pub idle: u64,
+    /// Ticks to wait for a peer's EOF after a half-close.
+    pub linger: u64,
+}
+
+/// A connection's protocol phase.
+pub(super) enum Session {
+    Proxy(ProxyHead),
+    Head(RequestHead),
+    Respond(Respond),
+    Body(Box<PostBody>),
+    Events(EventStream),
+    WebSocket(WebSocket),
+}
+
+impl Session {
+    /// The connection's own unsent bytes (responses, frames it sent,
+    /// control frames), which go ahead of queued publications.
+    pub(super) fn own_output(&self) -> &[u8] {
+        match self {
+            Session::Proxy(_) | Session::Head(_) | Session::Body(_) => &[],
+            Session::Respond(r) => r.output(),
+            Session::Events(s) => s.output(),
+            Session::WebSocket(ws) => ws.conn.output(),
+        }
+    }
+
+    fn advance_own(&mut self, n: usize) {
+        match self {
+            Session::Proxy(_) | Session::Head(_) | Session::Body(_) => {}
+            Session::Respond(r) => r.advance(n),
+            Session::Events(s) => s.advance(n),
+            Session::WebSocket(ws) => ws.conn.advance_output(n),
+        }
+    }
+
+    /// Whether new publications may be queued.
+    pub(super) fn takes_publications(&self) -> bool {
+        match self {
+            Session::WebSocket(ws) => ws.conn.close_state() == CloseState::Open,
+            Session::Events(s) => !s.closing(),
+            _ => false,
+        }
+    }
+
+    /// Nothing more to do but close the transport once output is flushed.
+    pub(super) fn finished(&self) -> bool {
+        match self {
+            Session::Proxy(_) | Session::Head(_) | Session::Body(_) => false,
+            Session::Respond(_) => true,
+            Session::Events(s) => s.closing(),
+            Session::WebSocket(ws) => ws.conn.close_state() == CloseState::Closed,
+        }
+    }
+
+    /// Still before a response or an upgrade: the handshake timeout runs.
+    pub(super) fn in_handshake(&self) -> bool {
+        matches!(
+            self,
+            Session::Proxy(_) | Session::Head(_) | Session::Body(_)
+        )
+    }
+}
+
+/// How a connection ends once its output is out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ending {
+    /// Close the transport at once.
+    Close,
+    /// Half-close, then wait for the peer's EOF (failed connections and
+    /// refused requests, whose peer may still be sending: a reset could
+    /// destroy the answer).
+    Linger,
+    /// Half-closed, waiting for the peer's EOF or the deadline.
+    Lingering,
+}
+
+/// One connection in the worker's table.
+pub(super) struct Slot {
+    pub generation: u32,
+    pub session: Session,
+    /// Tick by which something must happen (handshake done, data seen).
+    pub deadline: u64,
+    /// Queued in the worker's dirty list for this turn.
+    pub dirty: bool,
+    /// Unsent bytes passed the limit: fire `on_drain` when they clear.
+    pub over_limit: bool,
+    pub ending: Ending,
+    /// Pub/sub state, once the connection subscribes.
+    pub sub: Option<Box<Subscriber>>,
+}
+
+impl Slot {
+    /// A new connection's slot.
+    pub(super) fn new(generation: u32, session: Session, deadline: u64) -> Slot {
+        Slot {
+            generation,
+            session,
+            deadline,
+            dirty: false,
+            over_limit: false,
+            ending: Ending::Close,
+            sub: None,
+        }
+    }
+
+    /// Answer with `out` and close, lingering (the peer may still be
+    /// sending).
+    pub(super) fn respond(&mut self, out: Vec<u8>) {
+        self.session = Session::Respond(Respond::new(out));
+        self.ending = Ending::Linger;
+    }
+
+    /// When the slot's wheel entry should come back, at tick `now`: its
+    /// deadline, but until the handshake is done at least every ping
+    /// interval, so the shorter deadline set when it completes is not missed.
+    pub(super) fn timer_due(&self, now: u64, ping_ticks: u64) -> u64 {
+        if self.session.in_handshake() {
+            self.deadline.min(now + ping_ticks)
+        } else {
+            self.deadline
+        }
+    }
+
+    pub(super) fn is_sse(&self) -> bool {
+        matches!(self.session, Session::Events(_))
+    }
+
+    pub(super) fn own_output(&self) -> &[u8] {
+        self.session.own_output()
+    }
+
+    pub(super) fn queued(&self) -> usize {
+        self.sub.as_ref().map_or(0, |s| s.queued_bytes)
+    }
+
+    /// Every unsent byte: own output and queued publications.
+    pub(super) fn pending(&self) -> usize {
+        self.own_output().len() + self.queued()
+    }
+
+    pub(super) fn advance_own(&mut self, n: usize) {
+        self.session.advance_own(n);
+    }
+
+    /// Consume `n` written bytes in the order `flush::gather` laid them out:
+    /// the rest of a partly written publication (if `front_partial`), own
+    /// output, then queued publications.
+    pub(super) fn consume(&mut self, mut n: usize, front_partial: bool) {
+        let sse = self.is_sse();
+        if front_partial {
+            if let Some(sub) = self.sub.as_deref_mut() {
+                let rest = sub
+                    .queue
+                    .front()
+                    .map_or(0, |p| p.bytes(sse).len() - sub.front_pos);
+                if n < rest {
+                    sub.front_pos += n;
+                    sub.queued_bytes -= n;
+                    return;
+                }
+                n -= rest;
+                sub.queued_bytes -= rest;
+                sub.front_pos = 0;
+                sub.queue.pop_front();
+            }
+        }
+        let own = self.own_output().len().min(n);
+        self.advance_own(own);
+        n -= own;
+        if let Some(sub) = self.sub.as_deref_mut() {
+            while n > 0 {
+                let Some(front) = sub.queue.front() else {
+                    break;
+                };
+                let len = front.bytes(sse).len();
+                if n < len {
+                    sub.front_pos = n;
+                    sub.queued_bytes -= n;
+                    return;
+                }
+                n -= len;
+                sub.queued_bytes -= len;
+                sub.queue.pop_front();
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The WebSocket session: the sans-IO protocol state, which handler serves
+//! it, how it closed, and keep-alive (ping after silence, 1001 after an
+//! unanswered ping).
+
+use crate::proto::{CloseCode, CloseState, Conn};
+
+use super::super::ws::AppTag;
+use super::Ticks;
+
+/// An upgraded connection.
+pub(in crate::runtime) struct WebSocket {
+    pub conn: Conn,
+    pub tag: AppTag,
+    /// How it closed, for `on_close` and the close-code counters.
+    pub close_code: CloseCode,
+    pub close_reason: String,
+    /// Tick of the peer's last traffic.
+    last_seen: u32,
+    /// Pinged, with no traffic since.
+    pinged: bool,
+}
+
+/// What a WebSocket's deadline means when it comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::runtime) enum Expiry {
+    /// Come back at this tick.
+    Again(u64),
+    /// Close the transport now (the close handshake itself timed out).
+    Close,
+}
+
+impl WebSocket {
+    pub(in crate::runtime) fn new(conn: Conn, tag: AppTag, now: u64) -> WebSocket {
+        WebSocket {
+            conn,
+            tag,
+            close_code: CloseCode::ABNORMAL,
+            close_reason: String::new(),
+            last_seen: now as u32,
+            pinged: false,
+        }
+    }
+
+    /// The peer sent something at tick `now`.
+    pub(in crate::runtime) fn heard(&mut self, now: u64) {
+        self.last_seen = now as u32;
+        self.pinged = false;
+    }
+
+    /// The deadline came at tick `now`: ping a silent peer (again every ping
+    /// interval), close with 1001 one that stayed silent for the idle
+    /// timeout after a ping, and give up on a close handshake that did not
+    /// finish.
+    pub(in crate::runtime) fn expire(&mut self, now: u64, ticks: &Ticks) -> Expiry {
+        if self.conn.close_state() != CloseState::Open {
+            return Expiry::Close;
+        }
+        let close_at = self.last_seen as u64 + ticks.idle;
+        if !self.pinged || now < close_at {
+            let _ = self.conn.ping(b"ringwave");
+            self.pinged = true;
+            return Expiry::Again((now + ticks.ping).min(close_at).max(now + 1));
+        }
+        let _ = self.conn.close(CloseCode::GOING_AWAY, "idle timeout");
+        self.close_code = CloseCode::GOING_AWAY;
+        Expiry::Again(now + ticks.handshake)
+    }
+
+    /// Start the close handshake with `code` (the server is going away, or
+    /// the peer is a slow consumer).
+    pub(in crate::runtime) fn close(&mut self, code: CloseCode, reason: &str) {
+        if self.conn.close(code, reason).is_ok() {
+            self.close_code = code;
+        }
+    }
+
+    /// The protocol failed: close with the error's code.
+    pub(in crate::runtime) fn failed(&mut self, code: CloseCode, reason: &str) {
+        self.close_code = code;
+        self.close_reason = reason.to_string();
+    }
+}

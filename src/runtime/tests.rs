@@ -1,0 +1,564 @@
+//! The loop core under a fake driver and a fake clock: no socket, no
+//! thread, no sleep. Each test drives [`Core`] with the completions a driver
+//! would report and with `now` values it chooses, and reads what the core
+//! asked the driver to send, half-close and close.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::driver::{Completion, Driver, Part, Token, Wake, Waker};
+use crate::metrics::Stats;
+use crate::proto::handshake::{http_response, HttpRequest, UpgradeRequest, TEXT_PLAIN};
+use crate::proto::{CloseCode, MessageKind};
+use crate::pubsub::{Policy, Publication};
+
+use super::app::{App, RequestCx, Response, Route, Settings};
+use super::core::Core;
+use super::mailbox::Control;
+use super::ws::{AppTag, ConnId, Msg, Ws};
+
+/// A driver that takes bytes into a per-connection log, up to an optional
+/// room per connection (0 left: "not now", as a full socket).
+#[derive(Default)]
+struct FakeDriver {
+    sent: HashMap<u32, Vec<u8>>,
+    room: HashMap<u32, usize>,
+    shut: Vec<u32>,
+    closed: Vec<u32>,
+    stopped_accepting: bool,
+}
+
+struct NoWake;
+
+impl Wake for NoWake {
+    fn wake(&self) {}
+}
+
+impl Driver for FakeDriver {
+    fn turn(
+        &mut self,
+        _timeout: Option<Duration>,
+        _sink: &mut dyn FnMut(Completion<'_>),
+    ) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn send(&mut self, token: Token, data: &[u8]) -> io::Result<usize> {
+        self.send_vectored(token, &[Part::borrowed(data)])
+    }
+
+    fn send_vectored(&mut self, token: Token, parts: &[Part<'_>]) -> io::Result<usize> {
+        assert!(!self.closed.contains(&token.0), "send after close");
+        let room = self.room.entry(token.0).or_insert(usize::MAX);
+        let log = self.sent.entry(token.0).or_default();
+        let mut n = 0;
+        for p in parts {
+            let take = p.bytes().len().min(*room - n);
+            log.extend_from_slice(&p.bytes()[..take]);
+            n += take;
+        }
+        *room -= n;
+        Ok(n)
+    }
+
+    fn adopt(&mut self, _stream: std::net::TcpStream) -> io::Result<Token> {
+        Err(io::Error::other("not in tests"))
+    }
+
+    fn shutdown_write(&mut self, token: Token) {
+        self.shut.push(token.0);
+    }
+
+    fn close(&mut self, token: Token) {
+        self.closed.push(token.0);
+    }
+
+    fn stop_accepting(&mut self) {
+        self.stopped_accepting = true;
+    }
+
+    fn waker(&self) -> Waker {
+        Arc::new(NoWake)
+    }
+}
+
+/// What the test app saw.
+#[derive(Default)]
+struct Seen {
+    closes: Vec<(u32, CloseCode)>,
+}
+
+/// Upgrades every WebSocket request and subscribes it to "t"; answers
+/// other requests 404; echoes messages.
+struct TestApp {
+    seen: Rc<RefCell<Seen>>,
+}
+
+impl App for TestApp {
+    fn route(&mut self, http: HttpRequest, _cx: &RequestCx<'_>) -> Route {
+        if !http.wants_websocket() {
+            return Route::Respond(Response {
+                status: 404,
+                bytes: http_response(404, "", TEXT_PLAIN, b"no\n", false),
+            });
+        }
+        match UpgradeRequest::from_http(http) {
+            Ok(req) => Route::Upgrade {
+                req,
+                protocol: None,
+                tag: AppTag(0),
+            },
+            Err(e) => Route::Respond(Response {
+                status: e.status,
+                bytes: e.response(),
+            }),
+        }
+    }
+
+    fn on_open(&mut self, ws: &mut Ws<'_>) {
+        ws.subscribe("t").expect("subscribe");
+    }
+
+    fn on_message(&mut self, ws: &mut Ws<'_>, msg: Msg<'_>) {
+        ws.send(msg.kind(), msg.as_bytes());
+    }
+
+    fn on_drain(&mut self, _ws: &mut Ws<'_>) {}
+
+    fn on_close(&mut self, id: ConnId, _tag: AppTag, code: CloseCode, _reason: &str) {
+        self.seen.borrow_mut().closes.push((id.index, code));
+    }
+}
+
+const UPGRADE: &[u8] = b"GET /x HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+struct Harness {
+    core: Core<TestApp>,
+    driver: FakeDriver,
+    seen: Rc<RefCell<Seen>>,
+    t0: Instant,
+}
+
+impl Harness {
+    fn new(cfg: Settings) -> Harness {
+        let seen = Rc::new(RefCell::new(Seen::default()));
+        let t0 = Instant::now();
+        let core = Core::new(
+            0,
+            TestApp { seen: seen.clone() },
+            Arc::new(cfg),
+            Arc::new(OnceLock::new()),
+            Arc::new(Stats::default()),
+            t0,
+        );
+        Harness {
+            core,
+            driver: FakeDriver::default(),
+            seen,
+            t0,
+        }
+    }
+
+    fn at(&self, secs: f64) -> Instant {
+        self.t0 + Duration::from_secs_f64(secs)
+    }
+
+    /// The rest of a loop turn at `secs` on the fake clock.
+    fn turn(&mut self, secs: f64) {
+        let now = self.at(secs);
+        self.core.after_io(&mut self.driver, now);
+    }
+
+    fn accept(&mut self, t: u32) {
+        self.core
+            .on_completion(Completion::Accepted(Token(t), None));
+    }
+
+    fn data(&mut self, t: u32, bytes: &[u8]) {
+        let mut b = bytes.to_vec();
+        self.core.on_completion(Completion::Data(Token(t), &mut b));
+    }
+
+    /// Accept `t` and upgrade it at `secs`.
+    fn open(&mut self, t: u32, secs: f64) {
+        self.accept(t);
+        self.data(t, UPGRADE);
+        self.turn(secs);
+        assert!(
+            self.sent(t).starts_with(b"HTTP/1.1 101"),
+            "{:?}",
+            String::from_utf8_lossy(self.sent(t))
+        );
+        self.driver.sent.remove(&t);
+    }
+
+    fn sent(&self, t: u32) -> &[u8] {
+        self.driver.sent.get(&t).map_or(&[], |v| &v[..])
+    }
+
+    fn frames(&self, t: u32) -> Vec<(u8, Vec<u8>)> {
+        server_frames(self.sent(t))
+    }
+
+    fn closed(&self, t: u32) -> bool {
+        self.driver.closed.contains(&t)
+    }
+
+    fn publish(&mut self, secs: f64, key: Option<&str>, payload: &[u8]) {
+        let p = Publication::new("t", key, MessageKind::Text, payload);
+        let now = self.at(secs);
+        self.core.control(Control::Publish(p), now);
+    }
+}
+
+/// Unmasked server frames: (opcode, payload).
+fn server_frames(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while b.len() >= 2 {
+        let op = b[0] & 0x0f;
+        let (len, at) = match b[1] & 0x7f {
+            126 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        assert!(b[1] & 0x80 == 0, "server frames are unmasked");
+        out.push((op, b[at..at + len].to_vec()));
+        b = &b[at + len..];
+    }
+    assert!(b.is_empty(), "a partial frame");
+    out
+}
+
+/// A client frame, masked with a zero key.
+fn client_frame(op: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x80 | op, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    f.extend_from_slice(payload);
+    f
+}
+
+fn close_code(payload: &[u8]) -> u16 {
+    u16::from_be_bytes([payload[0], payload[1]])
+}
+
+#[test]
+fn a_handshake_not_done_within_the_timeout_is_closed_and_counted() {
+    let mut h = Harness::new(Settings {
+        handshake_timeout: Duration::from_secs(2),
+        ..Settings::default()
+    });
+    h.accept(0);
+    h.data(0, b"GET /x HTTP/1.1\r\nHost: t\r\n");
+    // A complete handshake in time stays open.
+    h.accept(1);
+    h.data(1, UPGRADE);
+    h.turn(0.5);
+    assert!(h.sent(1).starts_with(b"HTTP/1.1 101"));
+    // At least the whole timeout: the accept's tick began up to a second
+    // before the accept, so the deadline is one tick more.
+    h.turn(2.9);
+    assert!(!h.closed(0), "closed before its timeout");
+    h.turn(3.0);
+    assert!(h.closed(0), "a trickling handshake outlived its timeout");
+    assert!(!h.closed(1));
+    assert!(
+        h.sent(0).is_empty(),
+        "a timed-out handshake is closed without an answer"
+    );
+    assert_eq!(h.core.stats.rejects[11].get(), 1, "counted as a timeout");
+}
+
+#[test]
+fn a_silent_websocket_is_pinged_every_interval_then_closed_with_1001() {
+    let mut h = Harness::new(Settings {
+        handshake_timeout: Duration::from_secs(3),
+        ping_interval: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(5),
+        ..Settings::default()
+    });
+    h.open(0, 0.0);
+    h.open(1, 0.0);
+    h.turn(1.9);
+    assert!(h.frames(0).is_empty(), "pinged before the interval");
+    h.turn(2.0);
+    assert_eq!(h.frames(0), vec![(0x9, b"ringwave".to_vec())]);
+    // Connection 1 answers its ping: traffic starts the interval again.
+    h.data(1, &client_frame(0xA, b"ringwave"));
+    h.turn(3.0);
+    h.turn(4.0);
+    assert_eq!(h.frames(0).len(), 2, "pinged again after another interval");
+    assert_eq!(h.frames(0)[1].0, 0x9);
+    h.turn(4.9);
+    assert!(
+        h.frames(0).iter().all(|f| f.0 == 0x9),
+        "closed before the idle timeout"
+    );
+    h.turn(5.0);
+    let last = h.frames(0).pop().unwrap();
+    assert_eq!((last.0, close_code(&last.1)), (0x8, 1001));
+    assert_eq!(&last.1[2..], b"idle timeout");
+    let pongs_answered = h.frames(1);
+    assert!(
+        pongs_answered.iter().all(|f| f.0 == 0x9),
+        "the connection that answered was not closed: {pongs_answered:?}"
+    );
+    // No close reply: the close handshake gets the handshake timeout, then
+    // the transport goes.
+    h.turn(7.9);
+    assert!(!h.closed(0));
+    h.turn(8.0);
+    assert!(h.closed(0));
+    assert_eq!(h.seen.borrow().closes, vec![(0, CloseCode::GOING_AWAY)]);
+    assert!(!h.closed(1));
+}
+
+#[test]
+fn a_drain_spreads_its_1001_closes_over_the_drain_period() {
+    let mut h = Harness::new(Settings {
+        drain: Duration::from_secs(4),
+        ..Settings::default()
+    });
+    for t in 0..10 {
+        h.open(t, 0.0);
+    }
+    let told = |h: &Harness| {
+        (0..10u32)
+            .filter(|&t| {
+                h.frames(t)
+                    .iter()
+                    .any(|f| f.0 == 0x8 && close_code(&f.1) == 1001)
+            })
+            .count()
+    };
+    let now = h.at(10.0);
+    h.core.control(Control::Shutdown, now);
+    let mut counts = Vec::new();
+    for s in [10.0, 11.0, 12.0, 13.0, 14.0] {
+        h.turn(s);
+        counts.push(told(&h));
+        assert_eq!(h.driver.stopped_accepting, s >= 14.0, "at {s} s");
+    }
+    // floor(10 * elapsed / 4) by each step, all by the end of the period.
+    assert_eq!(counts, vec![0, 2, 5, 7, 10]);
+    // The clients answer the close: every connection is closed.
+    for t in 0..10 {
+        h.data(t, &client_frame(0x8, &1001u16.to_be_bytes()));
+    }
+    h.turn(14.5);
+    assert!((0..10).all(|t| h.closed(t)));
+}
+
+#[test]
+fn a_refused_request_is_answered_then_half_closed_until_the_peer_leaves() {
+    let mut h = Harness::new(Settings::default());
+    h.accept(0);
+    h.accept(1);
+    h.data(0, b"GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n");
+    h.data(1, b"GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n");
+    h.turn(0.5);
+    for t in [0, 1] {
+        assert!(h.sent(t).starts_with(b"HTTP/1.1 404"));
+        assert!(h.driver.shut.contains(&t), "half-closed after the answer");
+        assert!(!h.closed(t), "not closed at once: the peer may be sending");
+    }
+    // Peer 0 sees the answer and leaves; peer 1 never does.
+    h.core.on_completion(Completion::Closed(Token(0)));
+    h.turn(0.6);
+    assert!(h.closed(0));
+    h.turn(1.0);
+    assert!(!h.closed(1), "the linger lasts two ticks");
+    h.turn(2.0);
+    assert!(h.closed(1), "closed when the linger ran out");
+}
+
+/// A subscriber whose socket takes nothing, with `max_buffered` 1,000 and
+/// 20 publications of 100 bytes; then the socket opens up.
+fn slow_subscriber(policy: Policy, keyed: bool) -> Harness {
+    let mut h = Harness::new(Settings {
+        max_buffered: 1000,
+        slow_consumer: policy,
+        ..Settings::default()
+    });
+    h.open(0, 0.0);
+    h.driver.room.insert(0, 0);
+    for i in 0..20u8 {
+        let mut payload = vec![b'a' + i; 100];
+        payload[0] = b'0' + i % 10;
+        h.publish(0.5, keyed.then_some("k"), &payload);
+        h.turn(0.5);
+    }
+    h
+}
+
+/// Let the slow subscriber's socket take everything again.
+fn unstall(h: &mut Harness, secs: f64) {
+    h.driver.room.insert(0, usize::MAX);
+    h.core.on_completion(Completion::Writable(Token(0)));
+    h.turn(secs);
+}
+
+#[test]
+fn the_close_policy_closes_a_slow_subscriber_with_1008() {
+    let mut h = slow_subscriber(Policy::Close, false);
+    assert_eq!(h.core.stats.slow_closes.get(), 1);
+    unstall(&mut h, 0.6);
+    let frames = h.frames(0);
+    let (op, payload) = frames.last().unwrap();
+    assert_eq!((*op, close_code(payload)), (0x8, 1008));
+    // What was queued and not started was discarded with the close.
+    assert!(frames.len() <= 11, "{} frames", frames.len());
+    h.data(0, &client_frame(0x8, &1008u16.to_be_bytes()));
+    h.turn(0.7);
+    assert!(h.closed(0));
+}
+
+#[test]
+fn the_drop_policy_skips_publications_while_over_and_keeps_the_connection() {
+    let mut h = slow_subscriber(Policy::Drop, false);
+    let dropped = h.core.stats.slow_drops.get();
+    assert!(dropped > 0, "nothing dropped");
+    unstall(&mut h, 0.6);
+    let got = h.frames(0);
+    assert_eq!(
+        got.len() as u64 + dropped,
+        20,
+        "each is delivered or dropped"
+    );
+    assert!(got.iter().all(|f| f.0 == 0x1), "no close: {got:?}");
+    // Delivered in order, and the first ones (queued while under the limit).
+    for (i, f) in got.iter().enumerate() {
+        assert_eq!(f.1[1], b'a' + i as u8);
+    }
+    // Once drained, publications flow again.
+    h.publish(0.7, None, b"after");
+    h.turn(0.7);
+    assert_eq!(h.frames(0).last().unwrap().1, b"after");
+    assert!(!h.closed(0));
+}
+
+#[test]
+fn the_conflate_policy_keeps_the_newest_per_key_and_sends_it_on_drain() {
+    let mut h = slow_subscriber(Policy::Conflate, true);
+    let held = h.core.stats.slow_conflated.get();
+    assert!(held > 1, "nothing held back");
+    assert_eq!(
+        h.core.stats.slow_superseded.get(),
+        held - 1,
+        "one slot: key k"
+    );
+    unstall(&mut h, 0.6);
+    let got = h.frames(0);
+    // The queued ones, then only the newest of those held back.
+    assert_eq!(got.len() as u64, 20 - held + 1);
+    assert_eq!(got.last().unwrap().1[1], b'a' + 19, "the newest arrives");
+    assert!(!h.closed(0));
+}
+
+mod output {
+    //! How a connection's unsent bytes are laid out for one send.
+
+    use super::super::flush::{gather, MAX_PARTS};
+    use super::super::session::websocket::WebSocket;
+    use super::super::session::{Session, Slot};
+    use super::super::ws::AppTag;
+    use crate::driver::Part;
+    use crate::proto::{Conn, Event, Limits, MessageKind, Role};
+    use crate::pubsub::{Publication, Subscriber};
+
+    fn open_slot(sub: Subscriber) -> Slot {
+        let conn = Conn::new(Role::Server, Limits::default(), None);
+        let ws = WebSocket::new(conn, AppTag(0), 0);
+        let mut slot = Slot::new(1, Session::WebSocket(ws), 0);
+        slot.sub = Some(Box::new(sub));
+        slot
+    }
+
+    /// A client's ping (masked with a zero key), answered by the server's
+    /// `Conn` with a pong in its own output.
+    fn receive_ping(slot: &mut Slot, payload: &[u8]) {
+        let Session::WebSocket(ws) = &mut slot.session else {
+            panic!("not open");
+        };
+        let mut frame = vec![0x89, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(payload);
+        let len = frame.len();
+        let (used, ev) = ws.conn.read(&mut frame).expect("a valid ping");
+        assert_eq!(used, len);
+        assert!(matches!(ev, Some(Event::Ping(_))), "{ev:?}");
+    }
+
+    fn laid_out(slot: &Slot) -> (Vec<(Vec<u8>, bool)>, bool) {
+        let mut parts = [Part::borrowed(&[]); MAX_PARTS];
+        let (n, front_partial) = gather(slot, &mut parts);
+        let parts = parts[..n]
+            .iter()
+            .map(|p| (p.bytes().to_vec(), p.owner().is_some()))
+            .collect();
+        (parts, front_partial)
+    }
+
+    #[test]
+    fn a_pong_goes_ahead_of_queued_publications_after_the_frame_in_progress() {
+        let pubs: Vec<_> = (0..3u8)
+            .map(|i| Publication::new("t", None, MessageKind::Binary, &[i; 10]))
+            .collect();
+        let mut sub = Subscriber::default();
+        for p in &pubs {
+            sub.push(p.clone(), p.frame().len());
+        }
+        // The first publication is partly written: its frame must finish.
+        sub.front_pos = 5;
+        sub.queued_bytes -= 5;
+        let mut slot = open_slot(sub);
+        receive_ping(&mut slot, b"hb");
+        let pong = b"\x8a\x02hb".to_vec();
+
+        let (parts, front_partial) = laid_out(&slot);
+        assert!(front_partial);
+        let expect = vec![
+            (pubs[0].frame()[5..].to_vec(), true),
+            (pong.clone(), false),
+            (pubs[1].frame().to_vec(), true),
+            (pubs[2].frame().to_vec(), true),
+        ];
+        assert_eq!(parts, expect, "publications are shared, the pong is copied");
+
+        // A send that took the rest of the first frame, the pong and 4 bytes
+        // of the second frame.
+        let rest = pubs[0].frame().len() - 5;
+        slot.consume(rest + pong.len() + 4, true);
+        assert!(slot.own_output().is_empty());
+        let (parts, front_partial) = laid_out(&slot);
+        assert!(front_partial);
+        assert_eq!(parts[0].0, pubs[1].frame()[4..]);
+        assert_eq!(parts[1].0, pubs[2].frame());
+        assert_eq!(
+            slot.queued(),
+            pubs[1].frame().len() - 4 + pubs[2].frame().len()
+        );
+
+        // A new ping while publications are queued and none is in progress:
+        // its pong leads.
+        slot.consume(pubs[1].frame().len() - 4, true);
+        receive_ping(&mut slot, b"hb");
+        let (parts, front_partial) = laid_out(&slot);
+        assert!(!front_partial);
+        assert_eq!(parts, vec![(pong, false), (pubs[2].frame().to_vec(), true)]);
+    }
+
+    #[test]
+    fn a_run_of_publications_is_one_frame_sequence() {
+        let pubs: Vec<_> = (0..3u8)
+            .map(|i| Publication::new("t", None, MessageKind::Text, &[b'a' + i; 3]))
+            .collect();
+        let run = Publication::run(&pubs);
+        assert_eq!(run.frame(), b"\x81\x03aaa\x81\x03bbb\x81\x03ccc");
+        assert_eq!(run.topic(), "t");
+    }
+}

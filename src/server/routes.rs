@@ -1,0 +1,280 @@
+//! The route table: which session serves a request, in one place outside
+//! the loop. Upgrades go to the feed app on its path and to the [`Handler`]
+//! everywhere else; plain requests to the page, metrics, health, event
+//! streams and publishing, by [`ROUTES`].
+
+use std::sync::Arc;
+
+use crate::proto::handshake::{http_response, HttpRequest, UpgradeRequest, TEXT_PLAIN};
+use crate::proto::CloseCode;
+use crate::pubsub::valid_topic;
+use crate::runtime::app::{App, RequestCx, Response, Route};
+use crate::runtime::ws::{AppTag, ConnId, Msg, Ws};
+
+use super::feed::Feed;
+use super::{page, Config, Handler, Request, Upgrade};
+
+/// Connections served by the application's [`Handler`].
+const HANDLER: AppTag = AppTag(0);
+/// Connections served by the built-in [`Feed`].
+const FEED: AppTag = AppTag(1);
+
+/// How a route's path is matched (on the path without its query).
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    Exact(&'static str),
+    /// The rest after the prefix, percent-decoded, is the route's argument.
+    Prefix(&'static str),
+}
+
+/// What a plain (non-upgrade) route serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Page,
+    Metrics,
+    Health,
+    /// Server-Sent Events of the topic in the path.
+    Events,
+    /// Publish the body on the topic in the path.
+    Publish,
+}
+
+/// Plain HTTP routes: path, whether it takes `POST` (else `GET` and `HEAD`),
+/// target. A path that matches with another method falls through to 404
+/// (`GET`, `HEAD`) or 405.
+const ROUTES: [(Path, bool, Target); 5] = [
+    (Path::Exact("/"), false, Target::Page),
+    (Path::Exact("/metrics"), false, Target::Metrics),
+    (Path::Exact("/healthz"), false, Target::Health),
+    (Path::Prefix("/sse/"), false, Target::Events),
+    (Path::Prefix("/publish/"), true, Target::Publish),
+];
+
+const NOT_FOUND: &str = "not found: WebSocket upgrades are served on any path (the feed app on \
+     /feed); the demo page is at /, Server-Sent Events at /sse/<topic>, metrics at /metrics\n";
+const BAD_TOPIC: &[u8] = b"bad topic: 1 to 256 bytes without control characters\n";
+
+/// Who may publish from outside (`POST /publish/<topic>`, the feed's
+/// `publish` op).
+#[derive(Debug, Clone)]
+pub(super) struct PublishRule {
+    pub allow_all: bool,
+    pub token: Option<String>,
+}
+
+impl PublishRule {
+    pub(super) fn allows(&self, http: &HttpRequest) -> bool {
+        self.allow_all
+            || self
+                .token
+                .as_deref()
+                .is_some_and(|t| http.presents_token(t))
+    }
+}
+
+/// The application the loop runs: the route table, the handler and the
+/// built-in feed app.
+pub(crate) struct Routes<H> {
+    cfg: Arc<Config>,
+    handler: H,
+    feed: Feed,
+    publish: PublishRule,
+}
+
+/// A plain-text answer.
+fn plain(status: u16, body: &[u8], head_only: bool) -> Route {
+    Route::Respond(Response {
+        status,
+        bytes: http_response(status, "", TEXT_PLAIN, body, head_only),
+    })
+}
+
+/// A percent-decoded path segment (invalid UTF-8 replaced).
+fn decode_path(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+impl<H: Handler> Routes<H> {
+    pub(crate) fn new(cfg: Arc<Config>, handler: H) -> Self {
+        let publish = PublishRule {
+            allow_all: cfg.allow_client_publish,
+            token: cfg.publish_token.clone(),
+        };
+        Routes {
+            feed: Feed::new(publish.clone()),
+            publish,
+            cfg,
+            handler,
+        }
+    }
+
+    /// `--allowed-origins`: a browser's `Origin` must be listed (requests
+    /// without one, from non-browser clients, pass).
+    fn origin_refused(&self, req: &UpgradeRequest) -> Option<Upgrade> {
+        let allowed = self.cfg.allowed_origins.as_ref()?;
+        let origin = req.origin.as_deref()?;
+        if allowed
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+        {
+            return None;
+        }
+        Some(Upgrade::Reject {
+            status: 403,
+            reason: format!("origin {origin} is not allowed"),
+        })
+    }
+
+    fn upgrade(&mut self, http: HttpRequest, path: &str, cx: &RequestCx<'_>) -> Route {
+        let feed = self.cfg.feed_path.as_deref() == Some(path);
+        let req = match UpgradeRequest::from_http(http) {
+            Ok(req) => req,
+            Err(e) => {
+                return Route::Respond(Response {
+                    status: e.status,
+                    bytes: e.response(),
+                })
+            }
+        };
+        let decision = if cx.draining {
+            Upgrade::Reject {
+                status: 503,
+                reason: "the server is shutting down".into(),
+            }
+        } else if let Some(refused) = self.origin_refused(&req) {
+            refused
+        } else {
+            // The handler admits every upgrade (auth, subprotocols), the
+            // feed app's included; the feed then takes it without one.
+            let r = Request::new(&req, cx);
+            match self.handler.on_upgrade(&r) {
+                Upgrade::Accept { .. } if feed => self.feed.on_upgrade(&r),
+                d => d,
+            }
+        };
+        match decision {
+            Upgrade::Reject { status, reason } => {
+                plain(status, format!("{reason}\n").as_bytes(), false)
+            }
+            Upgrade::Accept { protocol } => Route::Upgrade {
+                req,
+                protocol,
+                tag: if feed { FEED } else { HANDLER },
+            },
+        }
+    }
+
+    fn publish(&self, http: &HttpRequest, topic: String) -> Route {
+        const HINT: &str = "publishing is not allowed: start the server with \
+             --allow-client-publish, or send Authorization: Bearer <--publish-token>\n";
+        if !self.publish.allows(http) {
+            return plain(403, HINT.as_bytes(), false);
+        }
+        if !valid_topic(&topic) {
+            return plain(400, BAD_TOPIC, false);
+        }
+        if http.header_values("transfer-encoding").next().is_some() {
+            let msg = b"send the body with Content-Length (chunked bodies are not accepted)\n";
+            return plain(411, msg, false);
+        }
+        let Some(len) = http
+            .header("content-length")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        else {
+            return plain(411, b"Content-Length required\n", false);
+        };
+        let max = self.cfg.limits.max_message_size;
+        if len > max {
+            let msg = format!("body too large: {len} bytes, the limit is {max} (--max-message)\n");
+            return plain(413, msg.as_bytes(), false);
+        }
+        Route::Publish {
+            topic,
+            key: http.query("key"),
+            len,
+        }
+    }
+}
+
+impl<H: Handler> App for Routes<H> {
+    fn route(&mut self, http: HttpRequest, cx: &RequestCx<'_>) -> Route {
+        let path = http.path.split('?').next().unwrap_or("").to_string();
+        if http.wants_websocket() {
+            return self.upgrade(http, &path, cx);
+        }
+        let post = http.method == "POST";
+        let get = matches!(http.method.as_str(), "GET" | "HEAD");
+        let head_only = http.method == "HEAD";
+        let found = ROUTES.iter().find_map(|&(p, takes_post, target)| {
+            let arg = match p {
+                Path::Exact(e) => (path == e).then(String::new),
+                Path::Prefix(pre) => path.strip_prefix(pre).map(decode_path),
+            }?;
+            (if takes_post { post } else { get }).then_some((target, arg))
+        });
+        let Some((target, arg)) = found else {
+            return if get {
+                plain(404, NOT_FOUND.as_bytes(), head_only)
+            } else {
+                plain(405, b"method not allowed\n", head_only)
+            };
+        };
+        match target {
+            Target::Page => Route::Respond(Response {
+                status: 200,
+                bytes: http_response(
+                    200,
+                    "",
+                    "text/html; charset=utf-8",
+                    page::INDEX_HTML.as_bytes(),
+                    head_only,
+                ),
+            }),
+            Target::Metrics => Route::Respond(Response {
+                status: 200,
+                bytes: http_response(
+                    200,
+                    "",
+                    "text/plain; version=0.0.4",
+                    cx.metrics().as_bytes(),
+                    head_only,
+                ),
+            }),
+            Target::Health if cx.draining => plain(503, b"draining\n", head_only),
+            Target::Health => plain(200, b"ok\n", head_only),
+            Target::Events if !valid_topic(&arg) => plain(400, BAD_TOPIC, head_only),
+            Target::Events => Route::EventStream { topic: arg },
+            Target::Publish => self.publish(&http, arg),
+        }
+    }
+
+    fn on_open(&mut self, ws: &mut Ws<'_>) {
+        match ws.tag() {
+            FEED => self.feed.on_open(ws),
+            _ => self.handler.on_open(ws),
+        }
+    }
+
+    fn on_message(&mut self, ws: &mut Ws<'_>, msg: Msg<'_>) {
+        match ws.tag() {
+            FEED => self.feed.on_message(ws, msg),
+            _ => self.handler.on_message(ws, msg),
+        }
+    }
+
+    fn on_drain(&mut self, ws: &mut Ws<'_>) {
+        match ws.tag() {
+            FEED => self.feed.on_drain(ws),
+            _ => self.handler.on_drain(ws),
+        }
+    }
+
+    fn on_close(&mut self, id: ConnId, tag: AppTag, code: CloseCode, reason: &str) {
+        match tag {
+            FEED => self.feed.on_close(id, code, reason),
+            _ => self.handler.on_close(id, code, reason),
+        }
+    }
+}
