@@ -5,6 +5,7 @@
 #
 #   scripts/bench-fanout.sh [--quick] [--repeats N] [--subscribers N]
 #                           [--rates "100 1000 10000"] [--servers "a b ..."]
+#                           [--baseline BIN]
 #
 # One-worker servers run pinned to CPU 0 and the load generator
 # (ringwave-bench fanout: N subscriber connections, one publisher at R
@@ -27,6 +28,10 @@
 # the publications sent in the window, most of which queue far behind).
 #
 # --quick: 2 repeats of 3 s. Default: 3 repeats of 5 s.
+#
+# --baseline BIN: also run another build of ringwave (the commit a change
+# starts from, say) as baseline-uring, baseline-poll and baseline-uring-2w,
+# interleaved with the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +40,7 @@ repeats=""
 subscribers=10000
 rates="100 1000 10000"
 servers="ringwave-uring ringwave-poll ringwave-uring-2w bun"
+baseline=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -42,11 +48,16 @@ while [ $# -gt 0 ]; do
         --subscribers) subscribers=$2; shift ;;
         --rates) rates=$2; shift ;;
         --servers) servers=$2; shift ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        --baseline) baseline=$2; shift ;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
+if [ -n "$baseline" ]; then
+    [ -x "$baseline" ] || { echo "--baseline $baseline is not an executable" >&2; exit 2; }
+    [[ " $servers " == *" baseline-"* ]] || servers="$servers baseline-uring baseline-poll baseline-uring-2w"
+fi
 if [ "$quick" = 1 ]; then dur=3; repeats=${repeats:-2}; else dur=5; repeats=${repeats:-3}; fi
 
 started=$(date +%s)
@@ -78,6 +89,9 @@ start_server() {
         ringwave-poll) taskset -c 0 "${rw[@]}" --listen "127.0.0.1:$port" --backend poll --threads 1 >/dev/null & ;;
         ringwave-uring-2w) taskset -c 0,1 "${rw[@]}" --listen "127.0.0.1:$port" --backend uring --threads 2 >/dev/null & ;;
         ringwave-poll-2w) taskset -c 0,1 "${rw[@]}" --listen "127.0.0.1:$port" --backend poll --threads 2 >/dev/null & ;;
+        baseline-uring) taskset -c 0 "$baseline" "${rw[@]:1}" --listen "127.0.0.1:$port" --backend uring --threads 1 >/dev/null & ;;
+        baseline-poll) taskset -c 0 "$baseline" "${rw[@]:1}" --listen "127.0.0.1:$port" --backend poll --threads 1 >/dev/null & ;;
+        baseline-uring-2w) taskset -c 0,1 "$baseline" "${rw[@]:1}" --listen "127.0.0.1:$port" --backend uring --threads 2 >/dev/null & ;;
         bun) taskset -c 0 "$bun" "$bun_dir/pubsub.js" "$port" >/dev/null & ;;
         *) echo "unknown server $name" >&2; exit 2 ;;
     esac

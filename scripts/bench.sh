@@ -3,6 +3,7 @@
 # tokio-tungstenite, fastwebsockets and Bun, each an echo server on one core.
 #
 #   scripts/bench.sh [--quick] [--repeats N] [--servers "a b ..."] [--server-cpu PCT]
+#                    [--baseline BIN]
 #
 # Every server runs pinned to CPU 0 and the load generator (ringwave-bench) to
 # CPU 1. Cases run in interleaved repeats (A B C A B C ...) and the report
@@ -23,12 +24,18 @@
 # compare servers at equal CPU budgets. Throttling adds stalls of up to the
 # period, so latency percentiles under a cap are not comparable to uncapped
 # ones.
+#
+# --baseline BIN: also run another build of ringwave (say, the commit a change
+# starts from, built in a git worktree) as baseline-uring and baseline-poll,
+# interleaved with everything else, so a change is compared with its base in
+# one sitting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 quick=0
 repeats=""
 server_cpu=""
+baseline=""
 servers="ringwave-uring ringwave-poll tokio-tungstenite fastwebsockets bun"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -36,11 +43,16 @@ while [ $# -gt 0 ]; do
         --repeats) repeats=$2; shift ;;
         --servers) servers=$2; shift ;;
         --server-cpu) server_cpu=$2; shift ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        --baseline) baseline=$2; shift ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
+if [ -n "$baseline" ]; then
+    [ -x "$baseline" ] || { echo "--baseline $baseline is not an executable" >&2; exit 2; }
+    [[ " $servers " == *" baseline-"* ]] || servers="$servers baseline-uring baseline-poll"
+fi
 if [ "$quick" = 1 ]; then
     dur=2; warm=1; repeats=${repeats:-3}; lat_dur=3; connect_n=5000; idle_n=15000
 else
@@ -99,6 +111,8 @@ start_server() {
     case "$name" in
         ringwave-uring) taskset -c 0 target/release/ringwave --listen "127.0.0.1:$port" --backend uring --threads 1 --feed-sim off --log-level warn >/dev/null & ;;
         ringwave-poll) taskset -c 0 target/release/ringwave --listen "127.0.0.1:$port" --backend poll --threads 1 --feed-sim off --log-level warn >/dev/null & ;;
+        baseline-uring) taskset -c 0 "$baseline" --listen "127.0.0.1:$port" --backend uring --threads 1 --feed-sim off --log-level warn >/dev/null & ;;
+        baseline-poll) taskset -c 0 "$baseline" --listen "127.0.0.1:$port" --backend poll --threads 1 --feed-sim off --log-level warn >/dev/null & ;;
         tokio-tungstenite) taskset -c 0 target/release/peer-tokio-tungstenite "127.0.0.1:$port" >/dev/null & ;;
         fastwebsockets) taskset -c 0 target/release/peer-fastwebsockets "127.0.0.1:$port" >/dev/null & ;;
         bun) taskset -c 0 "$bun" "$bun_dir/server.js" "$port" >/dev/null & ;;

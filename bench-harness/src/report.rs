@@ -11,11 +11,15 @@ use plotters::prelude::*;
 use crate::stats::RunResult;
 
 /// Servers in report order.
-const ORDER: [&str; 7] = [
+const ORDER: [&str; 10] = [
     "ringwave-uring",
     "ringwave-poll",
     "ringwave-uring-2w",
     "ringwave-poll-2w",
+    // Another build of ringwave (`--baseline BIN` in the bench scripts).
+    "baseline-uring",
+    "baseline-poll",
+    "baseline-uring-2w",
     "tokio-tungstenite",
     "fastwebsockets",
     "bun",
