@@ -12,6 +12,7 @@ impl Respond {
     }
 
     /// The bytes not yet written.
+    #[inline]
     pub(in crate::runtime) fn output(&self) -> &[u8] {
         &self.out[self.pos..]
     }

@@ -50,6 +50,7 @@ pub(super) enum Session {
 impl Session {
     /// The connection's own unsent bytes (responses, frames it sent,
     /// control frames), which go ahead of queued publications.
+    #[inline]
     pub(super) fn own_output(&self) -> &[u8] {
         match self {
             Session::Proxy(_) | Session::Head(_) | Session::Body(_) => &[],
@@ -59,6 +60,7 @@ impl Session {
         }
     }
 
+    #[inline]
     fn advance_own(&mut self, n: usize) {
         match self {
             Session::Proxy(_) | Session::Head(_) | Session::Body(_) => {}
@@ -69,6 +71,7 @@ impl Session {
     }
 
     /// Whether new publications may be queued.
+    #[inline]
     pub(super) fn takes_publications(&self) -> bool {
         match self {
             Session::WebSocket(ws) => ws.conn.close_state() == CloseState::Open,
@@ -78,6 +81,7 @@ impl Session {
     }
 
     /// Nothing more to do but close the transport once output is flushed.
+    #[inline]
     pub(super) fn finished(&self) -> bool {
         match self {
             Session::Proxy(_) | Session::Head(_) | Session::Body(_) => false,
@@ -156,23 +160,28 @@ impl Slot {
         }
     }
 
+    #[inline]
     pub(super) fn is_sse(&self) -> bool {
         matches!(self.session, Session::Events(_))
     }
 
+    #[inline]
     pub(super) fn own_output(&self) -> &[u8] {
         self.session.own_output()
     }
 
+    #[inline]
     pub(super) fn queued(&self) -> usize {
         self.sub.as_ref().map_or(0, |s| s.queued_bytes)
     }
 
     /// Every unsent byte: own output and queued publications.
+    #[inline]
     pub(super) fn pending(&self) -> usize {
         self.own_output().len() + self.queued()
     }
 
+    #[inline]
     pub(super) fn advance_own(&mut self, n: usize) {
         self.session.advance_own(n);
     }

@@ -26,6 +26,7 @@ impl EventStream {
     }
 
     /// The stream's own bytes not yet written.
+    #[inline]
     pub(in crate::runtime) fn output(&self) -> &[u8] {
         &self.out[self.pos..]
     }
