@@ -22,7 +22,7 @@ use crate::proto::handshake::{http_response, HttpRequest, TEXT_PLAIN};
 use crate::proto::{CloseCode, Conn, Event, Role};
 use crate::pubsub::{Publication, Topics};
 
-use super::app::{App, RequestCx, Route, Settings};
+use super::app::{App, RequestCx, Response, Route, Settings};
 use super::drain::Drain;
 use super::mailbox::{Control, Refused};
 use super::session::body::PostBody;
@@ -276,17 +276,20 @@ impl<A: App> Core<A> {
                     "the server is at its connection limit ({}); try again later\n",
                     self.cfg.max_connections
                 );
-                let out = http_response(503, "", TEXT_PLAIN, msg.as_bytes(), false);
-                self.stats.reject(503);
-                self.respond(t.0, out);
+                let bytes = http_response(503, "", TEXT_PLAIN, msg.as_bytes(), false);
+                self.respond(t.0, Response { status: 503, bytes });
             }
         }
     }
 
-    /// Answer with a whole response, then close (lingering).
-    fn respond(&mut self, index: u32, out: Vec<u8>) {
+    /// Answer with a whole response, then close (lingering); a status from
+    /// 400 on is counted as a refusal.
+    fn respond(&mut self, index: u32, r: Response) {
+        if r.status >= 400 {
+            self.stats.reject(r.status);
+        }
         if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
-            slot.respond(out);
+            slot.respond(r.bytes);
             self.mark_dirty(index);
         }
     }
@@ -306,10 +309,7 @@ impl<A: App> Core<A> {
             }
             Session::Proxy(pre) => match pre.read(buf, &self.cfg.limits) {
                 ProxyStep::Incomplete => {}
-                ProxyStep::Invalid(r) => {
-                    self.stats.reject(r.status);
-                    self.respond(index, r.bytes);
-                }
+                ProxyStep::Invalid(r) => self.respond(index, r),
                 ProxyStep::Done(head, mut rest) => {
                     slot.session = Session::Head(head);
                     if !rest.is_empty() {
@@ -322,10 +322,7 @@ impl<A: App> Core<A> {
             Session::Head(head) => match head.read(buf) {
                 HeadStep::Incomplete => {}
                 HeadStep::Request(http, mut rest) => self.request(index, http, &mut rest),
-                HeadStep::Invalid(r) => {
-                    self.stats.reject(r.status);
-                    self.respond(index, r.bytes);
-                }
+                HeadStep::Invalid(r) => self.respond(index, r),
             },
             Session::WebSocket(ws) => {
                 // Keep-alive: nothing is rescheduled per message; the
@@ -354,12 +351,7 @@ impl<A: App> Core<A> {
         };
         let head_only = http.method == "HEAD";
         match self.app.route(http, &cx) {
-            Route::Respond(r) => {
-                if r.status >= 400 {
-                    self.stats.reject(r.status);
-                }
-                self.respond(index, r.bytes);
-            }
+            Route::Respond(r) => self.respond(index, r),
             Route::Upgrade { req, protocol, tag } => {
                 let deflate = req.negotiate_deflate(self.cfg.deflate.as_ref());
                 let mut conn = Conn::new(
@@ -402,7 +394,6 @@ impl<A: App> Core<A> {
             return;
         };
         let p = post.publication();
-        slot.session = Session::Head(RequestHead::new(&self.cfg.limits, None));
         self.publish(p);
         self.respond(index, PostBody::published());
     }
@@ -492,11 +483,13 @@ impl<A: App> Core<A> {
     /// Fire `on_drain` for a WebSocket whose unsent bytes cleared.
     pub(super) fn drained(&mut self, index: u32) {
         self.callback(index, |app, ws| app.on_drain(ws));
-        if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
-            if !slot.own_output().is_empty() && !slot.dirty {
-                slot.dirty = true;
-                self.dirty.push(index);
-            }
+        if self
+            .conns
+            .get(index as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|s| !s.own_output().is_empty())
+        {
+            self.mark_dirty(index);
         }
         self.publish_pending();
     }

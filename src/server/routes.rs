@@ -81,12 +81,17 @@ pub(crate) struct Routes<H> {
     publish: PublishRule,
 }
 
-/// A plain-text answer.
-fn plain(status: u16, body: &[u8], head_only: bool) -> Route {
+/// A whole answer, then close.
+fn answer(status: u16, content_type: &str, body: &[u8], head_only: bool) -> Route {
     Route::Respond(Response {
         status,
-        bytes: http_response(status, "", TEXT_PLAIN, body, head_only),
+        bytes: http_response(status, "", content_type, body, head_only),
     })
+}
+
+/// A plain-text answer.
+fn plain(status: u16, body: &[u8], head_only: bool) -> Route {
+    answer(status, TEXT_PLAIN, body, head_only)
 }
 
 /// A percent-decoded path segment (invalid UTF-8 replaced).
@@ -222,26 +227,18 @@ impl<H: Handler> App for Routes<H> {
             };
         };
         match target {
-            Target::Page => Route::Respond(Response {
-                status: 200,
-                bytes: http_response(
-                    200,
-                    "",
-                    "text/html; charset=utf-8",
-                    page::INDEX_HTML.as_bytes(),
-                    head_only,
-                ),
-            }),
-            Target::Metrics => Route::Respond(Response {
-                status: 200,
-                bytes: http_response(
-                    200,
-                    "",
-                    "text/plain; version=0.0.4",
-                    cx.metrics().as_bytes(),
-                    head_only,
-                ),
-            }),
+            Target::Page => answer(
+                200,
+                "text/html; charset=utf-8",
+                page::INDEX_HTML.as_bytes(),
+                head_only,
+            ),
+            Target::Metrics => answer(
+                200,
+                "text/plain; version=0.0.4",
+                cx.metrics().as_bytes(),
+                head_only,
+            ),
             Target::Health if cx.draining => plain(503, b"draining\n", head_only),
             Target::Health => plain(200, b"ok\n", head_only),
             Target::Events if !valid_topic(&arg) => plain(400, BAD_TOPIC, head_only),

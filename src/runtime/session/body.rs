@@ -7,6 +7,8 @@ use crate::proto::handshake::{http_response, TEXT_PLAIN};
 use crate::proto::MessageKind;
 use crate::pubsub::Publication;
 
+use super::super::app::Response;
+
 /// Reading the body of a publish request.
 pub(in crate::runtime) struct PostBody {
     topic: String,
@@ -44,7 +46,10 @@ impl PostBody {
     }
 
     /// The answer once published.
-    pub(in crate::runtime) fn published() -> Vec<u8> {
-        http_response(202, "", TEXT_PLAIN, b"published\n", false)
+    pub(in crate::runtime) fn published() -> Response {
+        Response {
+            status: 202,
+            bytes: http_response(202, "", TEXT_PLAIN, b"published\n", false),
+        }
     }
 }
