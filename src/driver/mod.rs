@@ -13,6 +13,7 @@
 //! [`select`] probes io_uring and picks a backend for `--backend auto`.
 
 pub mod affinity;
+pub mod descriptors;
 pub mod poll;
 pub mod uring;
 
@@ -240,7 +241,9 @@ pub fn select(wanted: Backend) -> io::Result<(Chosen, String)> {
 }
 
 /// Build the chosen driver for one worker around its listener (or, with
-/// `None`, for outgoing connections only: see [`Driver::adopt`]).
+/// `None`, for outgoing connections only: see [`Driver::adopt`]). Accepted
+/// sockets keep the listener's options: set TCP_NODELAY on the listener for
+/// connections that should have it.
 pub fn build(chosen: Chosen, listener: Option<TcpListener>) -> io::Result<Box<dyn Driver>> {
     Ok(match chosen {
         Chosen::Uring => Box::new(uring::UringDriver::new(listener)?),

@@ -100,7 +100,7 @@ impl PollDriver {
         loop {
             match listener.accept() {
                 Ok((mut stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
+                    // TCP_NODELAY comes from the listener (runtime::bind).
                     let entry = self.sockets.vacant_entry();
                     let key = entry.key();
                     if let Err(e) = self.poll.registry().register(

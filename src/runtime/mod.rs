@@ -29,6 +29,7 @@ pub mod ws;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsFd;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{mpsc, Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -138,9 +139,39 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
+    // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one
+    // setsockopt here instead of one per connection.
+    socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
     Ok(socket.into())
+}
+
+/// Descriptor slots reserved at startup when no connection limit is set.
+const DEFAULT_DESCRIPTOR_SLOTS: usize = 65_536;
+
+/// Raise the soft descriptor limit and grow the descriptor table once, now,
+/// instead of in the middle of a connection storm (see
+/// [`driver::descriptors`]). Failure only costs those stalls later, so it is
+/// logged, not returned.
+fn reserve_descriptors(listener: &TcpListener, max_connections: usize) {
+    match driver::descriptors::raise_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::info!("descriptor limit raised from {before} to {after}");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the descriptor limit: {e}"),
+    }
+    // Connections plus the listeners, rings and eventfds beside them.
+    let slots = if max_connections > 0 {
+        max_connections.saturating_add(256)
+    } else {
+        DEFAULT_DESCRIPTOR_SLOTS
+    };
+    match driver::descriptors::reserve(listener.as_fd(), slots) {
+        Ok(n) => tracing::debug!("descriptor table sized for {n} descriptors"),
+        Err(e) => tracing::warn!("cannot grow the descriptor table: {e}"),
+    }
 }
 
 /// Bind, spawn the workers, and return once every worker serves.
@@ -154,6 +185,7 @@ where
     let first = bind(cfg.listen)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", cfg.listen)))?;
     let local_addr = first.local_addr()?;
+    reserve_descriptors(&first, cfg.max_connections);
     let mut listeners = vec![first];
     for _ in 1..threads {
         listeners.push(bind(local_addr)?);

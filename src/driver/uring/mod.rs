@@ -247,8 +247,8 @@ impl UringDriver {
     }
 
     fn accept_fd(&mut self, fd: OwnedFd, sink: &mut dyn FnMut(Completion<'_>)) {
+        // TCP_NODELAY comes from the listener (runtime::bind).
         let sock = socket2::SockRef::from(&fd);
-        let _ = sock.set_tcp_nodelay(true);
         let peer = sock.peer_addr().ok().and_then(|a| a.as_socket());
         let index = self.insert_slot(fd);
         sink(Completion::Accepted(Token(index), peer));
