@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pub/sub fan-out benchmark: ringwave's feed app (uring and poll backends, one
 # worker, and two workers) against Bun's pub/sub (server.publish, uWebSockets
-# inside), all speaking the same /feed JSON protocol.
+# inside) and uWebSockets.js's (app.publish, run by Node), all speaking the
+# same /feed JSON protocol.
 #
 #   scripts/bench-fanout.sh [--quick] [--repeats N] [--subscribers N]
 #                           [--rates "100 1000 10000"] [--servers "a b ..."]
@@ -16,9 +17,9 @@
 # the report takes medians: bench-results/<timestamp>-fanout/report.md,
 # results.json, fanout.png.
 #
-# Slow-consumer policy: ringwave runs with --slow-consumer drop and Bun with
-# its default backpressure handling (messages to a subscriber over its
-# 1 MiB limit are skipped), so neither closes subscribers mid-run; both
+# Slow-consumer policy: ringwave runs with --slow-consumer drop, Bun and
+# uWebSockets.js with their backpressure handling (messages to a subscriber
+# over its 1 MiB limit are skipped), so none closes subscribers mid-run; all
 # buffer up to 1 MiB per subscriber.
 #
 # Rates: 100/s (1M deliveries/s offered, which every server here sustains on
@@ -39,7 +40,7 @@ quick=0
 repeats=""
 subscribers=10000
 rates="100 1000 10000"
-servers="ringwave-uring ringwave-poll ringwave-uring-2w bun"
+servers="ringwave-uring ringwave-poll ringwave-uring-2w bun uwebsockets-js"
 baseline=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -75,6 +76,11 @@ if [[ " $servers " == *" bun "* ]] && [ ! -x "$bun" ]; then
     echo "==> installing Bun from npm into $bun_dir/node_modules"
     (cd "$bun_dir" && npm install --no-audit --no-fund --silent)
 fi
+uws_dir=bench-harness/peers/uws
+if [[ " $servers " == *" uwebsockets-js "* ]] && [ ! -d "$uws_dir/node_modules/uws-pack" ]; then
+    echo "==> installing uWebSockets.js (uws-pack) from npm into $uws_dir/node_modules"
+    (cd "$uws_dir" && npm install --no-audit --no-fund --silent)
+fi
 
 gen=target/release/ringwave-bench
 port=9600
@@ -93,6 +99,7 @@ start_server() {
         baseline-poll) taskset -c 0 "$baseline" "${rw[@]:1}" --listen "127.0.0.1:$port" --backend poll --threads 1 >/dev/null & ;;
         baseline-uring-2w) taskset -c 0,1 "$baseline" "${rw[@]:1}" --listen "127.0.0.1:$port" --backend uring --threads 2 >/dev/null & ;;
         bun) taskset -c 0 "$bun" "$bun_dir/pubsub.js" "$port" >/dev/null & ;;
+        uwebsockets-js) taskset -c 0 node "$uws_dir/pubsub.js" "$port" >/dev/null & ;;
         *) echo "unknown server $name" >&2; exit 2 ;;
     esac
     srv_pid=$!

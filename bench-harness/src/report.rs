@@ -1,5 +1,6 @@
 //! `report.md`, `results.json` and PNG charts from a file of run results
-//! (JSON lines): medians over repeats, ratios to tokio-tungstenite and Bun.
+//! (JSON lines): medians over repeats, ranges, and ratios to the best peer
+//! (the best server that is not a ringwave build) in the same run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,7 +12,7 @@ use plotters::prelude::*;
 use crate::stats::RunResult;
 
 /// Servers in report order.
-const ORDER: [&str; 10] = [
+const ORDER: [&str; 11] = [
     "ringwave-uring",
     "ringwave-poll",
     "ringwave-uring-2w",
@@ -23,7 +24,13 @@ const ORDER: [&str; 10] = [
     "tokio-tungstenite",
     "fastwebsockets",
     "bun",
+    "uwebsockets-js",
 ];
+
+/// Whether `server` is a peer (not a build of ringwave).
+fn is_peer(server: &str) -> bool {
+    !server.starts_with("ringwave-") && !server.starts_with("baseline-")
+}
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
     v.retain(|x| x.is_finite());
@@ -55,6 +62,8 @@ struct Cell {
     p50: Option<f64>,
     p90: Option<f64>,
     p99: Option<f64>,
+    p99_min: Option<f64>,
+    p99_max: Option<f64>,
     p999: Option<f64>,
     max: Option<f64>,
     rss: Option<f64>,
@@ -92,6 +101,14 @@ fn cells(runs: &[RunResult]) -> BTreeMap<(String, String), Cell> {
                 p50: f(&|r| r.latency.as_ref().map(|l| l.p50_us)),
                 p90: f(&|r| r.latency.as_ref().map(|l| l.p90_us)),
                 p99: f(&|r| r.latency.as_ref().map(|l| l.p99_us)),
+                p99_min: rs
+                    .iter()
+                    .filter_map(|r| r.latency.as_ref().map(|l| l.p99_us))
+                    .reduce(f64::min),
+                p99_max: rs
+                    .iter()
+                    .filter_map(|r| r.latency.as_ref().map(|l| l.p99_us))
+                    .reduce(f64::max),
                 p999: f(&|r| r.latency.as_ref().map(|l| l.p999_us)),
                 max: f(&|r| r.latency.as_ref().map(|l| l.max_us)),
                 rss: f(&|r| r.rss_per_conn),
@@ -112,6 +129,25 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
         _ => "–".into(),
+    }
+}
+
+/// The best peer's value of `figure` in `case`: the largest when `higher`
+/// is better, else the smallest.
+fn best_peer(
+    cells: &BTreeMap<(String, String), Cell>,
+    case: &str,
+    figure: impl Fn(&Cell) -> Option<f64>,
+    higher: bool,
+) -> Option<f64> {
+    let values = cells
+        .iter()
+        .filter(|((c, s), _)| c == case && is_peer(s))
+        .filter_map(|(_, cell)| figure(cell));
+    if higher {
+        values.reduce(f64::max)
+    } else {
+        values.reduce(f64::min)
     }
 }
 
@@ -161,9 +197,10 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
          Server CPU is utime+stime of the server process over the measured window (100% = one core); \
          ns/msg is that CPU time divided by messages echoed. Generator ns/msg is the same figure for \
          the load generator: where it is not below the server's, one generator core cannot drive \
-         more than that server, and the rate is a floor for the server.\n\n",
+         more than that server, and the rate is a floor for the server. \
+         \"vs best peer\" divides by the best figure among the servers that are not ringwave builds \
+         in the same case (highest rate, lowest ns/msg, lowest p99).\n\n",
     );
-    let get = |case: &str, server: &str| cells.get(&(case.to_string(), server.to_string()));
     // Echo.
     let echo_cases: Vec<&String> = cases
         .iter()
@@ -171,25 +208,25 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
         .map(|(c, _)| c)
         .collect();
     if !echo_cases.is_empty() {
-        md.push_str("## Echo throughput\n\n| case | server | msg/s (median) | range (repeats) | server CPU | server ns/msg | generator CPU | generator ns/msg | vs tokio-tungstenite | vs Bun | errors |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("## Echo throughput\n\n| case | server | msg/s (median) | range (repeats) | vs best peer | server CPU | server ns/msg | ns/msg vs best peer | generator CPU | generator ns/msg | errors |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
         for case in &echo_cases {
-            let tokio = get(case, "tokio-tungstenite").and_then(|c| c.rate);
-            let bun = get(case, "bun").and_then(|c| c.rate);
+            let best_rate = best_peer(&cells, case, |c| c.rate, true);
+            let best_ns = best_peer(&cells, case, |c| c.ns_per_op, false);
             for s in servers(&cells, case) {
                 let c = &cells[&((*case).clone(), s.clone())];
                 let _ = writeln!(
                     md,
-                    "| {case} | {s} | {} | {}–{} ({}) | {}% | {} | {}% | {} | {} | {} | {} |",
+                    "| {case} | {s} | {} | {}–{} ({}) | {} | {}% | {} | {} | {}% | {} | {} |",
                     fmt(c.rate, 0),
                     fmt(c.rate_min, 0),
                     fmt(c.rate_max, 0),
                     c.repeats,
+                    ratio(c.rate, best_rate),
                     fmt(c.server_cpu, 0),
                     fmt(c.ns_per_op, 0),
+                    ratio(c.ns_per_op, best_ns),
                     fmt(c.gen_cpu, 0),
                     fmt(c.gen_ns_per_op, 0),
-                    ratio(c.rate, tokio),
-                    ratio(c.rate, bun),
                     c.errors
                 );
             }
@@ -209,17 +246,22 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
         .map(|(c, _)| c)
         .collect();
     if !lat_cases.is_empty() {
-        md.push_str("## Latency (open loop: at 50% of each server's own maximum echo rate, and at one rate for all)\n\n| case | server | rate/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | server CPU | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("## Latency (open loop, one rate for every server; p99 median and range over the repeats)\n\n| case | server | rate/s | p50 µs | p90 µs | p99 µs (median) | p99 range (repeats) | p99 vs best peer | p99.9 µs | max µs | server CPU | errors |\n|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
         for case in &lat_cases {
+            let best_p99 = best_peer(&cells, case, |c| c.p99, false);
             for s in servers(&cells, case) {
                 let c = &cells[&((*case).clone(), s.clone())];
                 let _ = writeln!(
                     md,
-                    "| {case} | {s} | {} | {} | {} | {} | {} | {} | {}% | {} |",
+                    "| {case} | {s} | {} | {} | {} | {} | {}–{} ({}) | {} | {} | {} | {}% | {} |",
                     fmt(c.target, 0),
                     fmt(c.p50, 0),
                     fmt(c.p90, 0),
                     fmt(c.p99, 0),
+                    fmt(c.p99_min, 0),
+                    fmt(c.p99_max, 0),
+                    c.repeats,
+                    ratio(c.p99, best_p99),
                     fmt(c.p999, 0),
                     fmt(c.max, 0),
                     fmt(c.server_cpu, 0),
@@ -242,17 +284,27 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
         .map(|(c, _)| c)
         .collect();
     if !conn_cases.is_empty() {
-        md.push_str("## Connect rate\n\n| case | server | connections/s | handshake p50 µs | p99 µs | server ns/conn | errors |\n|---|---|---:|---:|---:|---:|---:|\n");
+        md.push_str("## Connect rate\n\n| case | server | connections/s (median) | range (repeats) | vs best peer | handshake p50 µs | p99 µs (median) | p99 range | p99 vs best peer | server ns/conn | generator CPU | errors |\n|---|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|\n");
         for case in &conn_cases {
+            let best_rate = best_peer(&cells, case, |c| c.rate, true);
+            let best_p99 = best_peer(&cells, case, |c| c.p99, false);
             for s in servers(&cells, case) {
                 let c = &cells[&((*case).clone(), s.clone())];
                 let _ = writeln!(
                     md,
-                    "| {case} | {s} | {} | {} | {} | {} | {} |",
+                    "| {case} | {s} | {} | {}–{} ({}) | {} | {} | {} | {}–{} | {} | {} | {}% | {} |",
                     fmt(c.rate, 0),
+                    fmt(c.rate_min, 0),
+                    fmt(c.rate_max, 0),
+                    c.repeats,
+                    ratio(c.rate, best_rate),
                     fmt(c.p50, 0),
                     fmt(c.p99, 0),
+                    fmt(c.p99_min, 0),
+                    fmt(c.p99_max, 0),
+                    ratio(c.p99, best_p99),
                     fmt(c.ns_per_op, 0),
+                    fmt(c.gen_cpu, 0),
                     c.errors
                 );
             }
@@ -265,9 +317,9 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
         .map(|(c, _)| c)
         .collect();
     if !fan_cases.is_empty() {
-        md.push_str("## Pub/sub fan-out (one publisher, N subscribers; latency from scheduled publish to each receipt)\n\n| case | server | offered deliveries/s | delivered msg/s (median) | range (repeats) | vs Bun | p50 µs | p99 µs | p99.9 µs | measured deliveries not received by the end | server CPU | server ns/delivery | generator CPU |\n|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("## Pub/sub fan-out (one publisher, N subscribers; latency from scheduled publish to each receipt)\n\n| case | server | offered deliveries/s | delivered msg/s (median) | range (repeats) | vs best peer | p50 µs | p99 µs | p99.9 µs | measured deliveries not received by the end | server CPU | server ns/delivery | generator CPU |\n|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for case in &fan_cases {
-            let bun = get(case, "bun").and_then(|c| c.rate);
+            let best_rate = best_peer(&cells, case, |c| c.rate, true);
             for s in servers(&cells, case) {
                 let c = &cells[&((*case).clone(), s.clone())];
                 let _ = writeln!(
@@ -278,7 +330,7 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
                     fmt(c.rate_min, 0),
                     fmt(c.rate_max, 0),
                     c.repeats,
-                    ratio(c.rate, bun),
+                    ratio(c.rate, best_rate),
                     fmt(c.p50, 0),
                     fmt(c.p99, 0),
                     fmt(c.p999, 0),
@@ -407,6 +459,9 @@ fn chart(
         RGBColor(31, 119, 180),
         RGBColor(44, 160, 44),
         RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
     ];
     for (si, s) in all_servers.iter().enumerate() {
         let color = palette[si % palette.len()];
