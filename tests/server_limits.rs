@@ -1,9 +1,39 @@
 //! Running out of file descriptors: the server keeps serving the connections
-//! it has, logs once, and accepts again once descriptors free up.
+//! it has, logs once, and accepts again once descriptors free up. And the
+//! descriptor limit and table are set up at startup, before any connection.
 
 mod server;
 use server::*;
 use std::time::{Duration, Instant};
+
+both_backends!(
+    descriptor_limit_raised_and_table_grown_at_startup,
+    |backend| {
+        // Soft limit below the hard one: the server lifts it to the hard one and
+        // sizes its table for the 65,536 slots it asks for without a connection
+        // limit, capped at that limit, before it accepts anything.
+        let srv =
+            TestServer::start_with_nofile_limits(backend, Some((1024, 8192)), &["--threads", "1"]);
+        assert_eq!(nofile_soft_limit(srv.pid()), 8192);
+        let slots = fd_table_size(srv.pid());
+        assert!(slots >= 8192, "descriptor table of {slots} slots");
+    }
+);
+
+both_backends!(descriptor_table_sized_by_max_connections, |backend| {
+    // With --max-connections the table holds those connections and 256 more
+    // (rounded up to a power of two by the kernel), not the default 65,536.
+    let srv = TestServer::start_with_nofile_limits(
+        backend,
+        Some((8192, 8192)),
+        &["--threads", "1", "--max-connections", "1000"],
+    );
+    let slots = fd_table_size(srv.pid());
+    assert!(
+        (1256..8192).contains(&slots),
+        "descriptor table of {slots} slots"
+    );
+});
 
 both_backends!(accept_survives_fd_exhaustion, |backend| {
     // A server limited to 64 descriptors: the 100 clients cannot all be

@@ -42,12 +42,21 @@ impl TestServer {
     /// Like `start`, with the open-file limit set before the server starts
     /// (io_uring takes the limit in force when its ring is set up).
     pub fn start_with_nofile(backend: &str, nofile: Option<u32>, args: &[&str]) -> TestServer {
+        TestServer::start_with_nofile_limits(backend, nofile.map(|n| (n, n)), args)
+    }
+
+    /// Start with the descriptor limit set to `(soft, hard)` (by prlimit).
+    pub fn start_with_nofile_limits(
+        backend: &str,
+        nofile: Option<(u32, u32)>,
+        args: &[&str],
+    ) -> TestServer {
         let bin = env!("CARGO_BIN_EXE_ringwave");
         let mut cmd = match nofile {
             None => Command::new(bin),
-            Some(n) => {
+            Some((soft, hard)) => {
                 let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin);
+                c.arg(format!("--nofile={soft}:{hard}")).arg("--").arg(bin);
                 c
             }
         };
@@ -331,6 +340,27 @@ pub fn python() -> String {
 }
 
 /// Open file descriptors of a process.
+/// The slots of a process's descriptor table (FDSize in /proc/PID/status).
+pub fn fd_table_size(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("FDSize:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no FDSize in /proc/{pid}/status"))
+}
+
+/// A process's soft descriptor limit (from /proc/PID/limits).
+pub fn nofile_soft_limit(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no open-files limit in /proc/{pid}/limits"))
+}
+
 pub fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
