@@ -87,6 +87,10 @@ fn cells(runs: &[RunResult]) -> BTreeMap<(String, String), Cell> {
                 median(rs.iter().filter_map(|r| g(r)).collect())
             };
             let rates: Vec<f64> = rs.iter().map(|r| r.rate).collect();
+            let p99s: Vec<f64> = rs
+                .iter()
+                .filter_map(|r| r.latency.as_ref().map(|l| l.p99_us))
+                .collect();
             let cell = Cell {
                 repeats: rs.len(),
                 rate: f(&|r| Some(r.rate)),
@@ -100,15 +104,9 @@ fn cells(runs: &[RunResult]) -> BTreeMap<(String, String), Cell> {
                 }),
                 p50: f(&|r| r.latency.as_ref().map(|l| l.p50_us)),
                 p90: f(&|r| r.latency.as_ref().map(|l| l.p90_us)),
-                p99: f(&|r| r.latency.as_ref().map(|l| l.p99_us)),
-                p99_min: rs
-                    .iter()
-                    .filter_map(|r| r.latency.as_ref().map(|l| l.p99_us))
-                    .reduce(f64::min),
-                p99_max: rs
-                    .iter()
-                    .filter_map(|r| r.latency.as_ref().map(|l| l.p99_us))
-                    .reduce(f64::max),
+                p99: median(p99s.clone()),
+                p99_min: p99s.iter().copied().reduce(f64::min),
+                p99_max: p99s.iter().copied().reduce(f64::max),
                 p999: f(&|r| r.latency.as_ref().map(|l| l.p999_us)),
                 max: f(&|r| r.latency.as_ref().map(|l| l.max_us)),
                 rss: f(&|r| r.rss_per_conn),

@@ -18,15 +18,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 /// the kernel takes, `fs.nr_open`, when the hard limit is unlimited).
 /// Returns the soft limit before and after.
 pub fn raise_limit() -> io::Result<(u64, u64)> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a live rlimit owned by this frame; getrlimit writes
-    // exactly one rlimit into it.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let lim = nofile_limit()?;
     let before = lim.rlim_cur;
     let mut target = lim.rlim_max;
     if target == libc::RLIM_INFINITY {
@@ -55,7 +47,7 @@ pub fn raise_limit() -> io::Result<(u64, u64)> {
 /// the table itself (8 bytes a slot, kernel memory) and at most one grace
 /// period now. Returns the number of slots asked for.
 pub fn reserve(any: BorrowedFd<'_>, slots: usize) -> io::Result<usize> {
-    let limit = current_limit()?;
+    let limit = usize::try_from(nofile_limit()?.rlim_cur).unwrap_or(usize::MAX);
     let slots = slots.min(limit).max(1);
     // SAFETY: `any` is an open descriptor for the duration of the borrow;
     // F_DUPFD_CLOEXEC only reads it and returns a new descriptor (or -1),
@@ -76,16 +68,18 @@ pub fn reserve(any: BorrowedFd<'_>, slots: usize) -> io::Result<usize> {
     Ok(slots)
 }
 
-fn current_limit() -> io::Result<usize> {
+/// `RLIMIT_NOFILE`: the soft and hard descriptor limits.
+fn nofile_limit() -> io::Result<libc::rlimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: as in `raise_limit`.
+    // SAFETY: `lim` is a live rlimit owned by this frame; getrlimit writes
+    // exactly one rlimit into it.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX))
+    Ok(lim)
 }
 
 #[cfg(test)]
@@ -110,7 +104,7 @@ mod tests {
     #[test]
     fn reserve_grows_the_table_and_leaves_nothing_open() {
         let _ = raise_limit();
-        let want = current_limit().unwrap().min(6000);
+        let want = (nofile_limit().unwrap().rlim_cur as usize).min(6000);
         let file = std::fs::File::open("/dev/null").unwrap();
         let open = open_descriptors();
         let got = reserve(file.as_fd(), want).unwrap();
@@ -125,7 +119,7 @@ mod tests {
 
     #[test]
     fn raise_limit_never_lowers() {
-        let before = current_limit().unwrap() as u64;
+        let before = nofile_limit().unwrap().rlim_cur;
         let (was, now) = raise_limit().unwrap();
         assert!(was <= now);
         assert!(now >= before);
