@@ -48,8 +48,15 @@ fn ask(addr: SocketAddr, preamble: &[u8], extra: &str) -> (String, String) {
     }
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
+    let mut failed = None;
     loop {
-        let n = s.read(&mut buf).unwrap_or(0);
+        let n = match s.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                failed = Some(e);
+                0
+            }
+        };
         if n == 0 {
             break;
         }
@@ -64,7 +71,14 @@ fn ask(addr: SocketAddr, preamble: &[u8], extra: &str) -> (String, String) {
         }
     }
     let text = String::from_utf8_lossy(&got).into_owned();
-    let status = text.lines().next().unwrap_or("").to_string();
+    let mut status = text.lines().next().unwrap_or("").to_string();
+    if status.is_empty() {
+        // Nothing came back: say how the stream ended.
+        status = match failed {
+            Some(e) => format!("(read failed: {e})"),
+            None => "(closed without a response)".to_string(),
+        };
+    }
     let msg = match got.windows(4).position(|w| w == b"\r\n\r\n") {
         Some(i) if got.starts_with(b"HTTP/1.1 101") => {
             String::from_utf8_lossy(&got[i + 6..]).into_owned()
@@ -96,7 +110,7 @@ fn client_addresses(backend: Backend) {
     let addr = run(backend, false);
     let (st, msg) = ask(addr, b"", "X-Forwarded-For: 198.51.100.9\r\n");
     assert!(st.starts_with("HTTP/1.1 101"), "{st}");
-    assert_eq!(msg, "127.0.0.1 127.0.0.1");
+    assert_eq!(msg, "127.0.0.1 127.0.0.1", "status: {st:?}");
     let (st, _) = ask(addr, &header, "");
     assert!(
         st.starts_with("HTTP/1.1 400"),
@@ -106,18 +120,18 @@ fn client_addresses(backend: Backend) {
     // Trusted: the PROXY header first, then the proxy's X-Forwarded-For
     // entry, then the TCP peer.
     let addr = run(backend, true);
-    let (_, msg) = ask(addr, &header, "X-Forwarded-For: 198.51.100.9\r\n");
-    assert_eq!(msg, "127.0.0.1 203.0.113.7");
-    let (_, msg) = ask(addr, b"", "X-Forwarded-For: 6.6.6.6, 198.51.100.9\r\n");
-    assert_eq!(msg, "127.0.0.1 198.51.100.9");
-    let (_, msg) = ask(addr, b"", "");
-    assert_eq!(msg, "127.0.0.1 127.0.0.1");
+    let (st, msg) = ask(addr, &header, "X-Forwarded-For: 198.51.100.9\r\n");
+    assert_eq!(msg, "127.0.0.1 203.0.113.7", "status: {st:?}");
+    let (st, msg) = ask(addr, b"", "X-Forwarded-For: 6.6.6.6, 198.51.100.9\r\n");
+    assert_eq!(msg, "127.0.0.1 198.51.100.9", "status: {st:?}");
+    let (st, msg) = ask(addr, b"", "");
+    assert_eq!(msg, "127.0.0.1 127.0.0.1", "status: {st:?}");
     let v6 = proxy::encode_v2(
         "[2001:db8::1]:5555".parse().unwrap(),
         "[2001:db8::2]:443".parse().unwrap(),
     );
-    let (_, msg) = ask(addr, &v6, "");
-    assert_eq!(msg, "127.0.0.1 2001:db8::1");
+    let (st, msg) = ask(addr, &v6, "");
+    assert_eq!(msg, "127.0.0.1 2001:db8::1", "status: {st:?}");
     // A malformed header costs that connection only.
     let mut bad = proxy::SIGNATURE.to_vec();
     bad.extend_from_slice(&[0x21, 0x11, 0, 4, 1, 2, 3, 4]);

@@ -112,7 +112,21 @@ impl Drop for RecvRing {
 }
 
 /// What the probe found, or why io_uring cannot be used.
+///
+/// The probe ring is set up on a thread of its own. A ring ties its creating
+/// thread to io_uring (a task context, and task work queued to it while the
+/// ring is torn down), and that task work interrupts a blocking call the
+/// caller makes later: a socket read with a timeout then fails with `EINTR`.
+/// The caller here is the application's thread that starts the server.
 pub fn probe() -> io::Result<String> {
+    std::thread::Builder::new()
+        .name("ringwave-probe".into())
+        .spawn(probe_here)?
+        .join()
+        .map_err(|_| io::Error::other("the io_uring probe panicked"))?
+}
+
+fn probe_here() -> io::Result<String> {
     let (ring, flags) = new_ring()?;
     let mut probe = Probe::new();
     ring.submitter().register_probe(&mut probe)?;
