@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the protocol core with cargo-fuzz (libFuzzer).
+# Coverage-guided fuzzing of the protocol core and the server side of TLS
+# with cargo-fuzz (libFuzzer).
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
-# Runs each TARGET (default: handshake conn_server inflate mask utf8) for
-# SECONDS (default 600) one after the other, starting from the seed inputs in
+# Runs each TARGET (default: handshake conn_server inflate mask utf8
+# tls_server) for SECONDS (default 600) one after the other, starting from
+# the seed inputs in
 # fuzz/seeds/. Stops at the first crash, leaving the input in
 # fuzz/artifacts/TARGET/. cargo-fuzz needs nightly flags: the stable toolchain
 # accepts them with RUSTC_BOOTSTRAP=1. Set FUZZ_CPU=N to pin to one CPU.
@@ -14,7 +16,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(handshake conn_server inflate mask utf8)
+[ ${#targets[@]} -gt 0 ] || targets=(handshake conn_server inflate mask utf8 tls_server)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked

@@ -75,9 +75,35 @@ pub struct Stats {
     pub closes: [Counter; CLOSE_CODES.len() + 1],
     /// Requests refused, by reason ([`REJECT_REASONS`]).
     pub rejects: [Counter; REJECT_REASONS.len()],
+    /// TLS handshakes completed.
+    pub tls_handshakes: Counter,
+    /// TLS connections that failed, by reason ([`TLS_FAILURES`]).
+    pub tls_failures: [Counter; TLS_FAILURES.len()],
     /// Loop-turn work time histogram (not counting the wait for I/O).
     pub turn: Histogram,
 }
+
+/// Why a TLS connection failed:
+/// - `plaintext_http`: an HTTP request on the TLS port (answered 400);
+/// - `bad_record`: bytes that are not TLS records, or a record too large;
+/// - `incompatible`: no common protocol version, cipher suite or ALPN
+///   protocol, or no certificate for the name asked;
+/// - `misbehaved`: a peer breaking the protocol (renegotiation, unexpected
+///   messages);
+/// - `alert`: the peer sent a fatal alert;
+/// - `truncated`: the peer closed in the middle of the handshake;
+/// - `timeout`: the handshake was not done within `--handshake-timeout`;
+/// - `other`: anything else rustls refused.
+pub const TLS_FAILURES: [&str; 8] = [
+    "plaintext_http",
+    "bad_record",
+    "incompatible",
+    "misbehaved",
+    "alert",
+    "truncated",
+    "timeout",
+    "other",
+];
 
 /// Close codes counted one by one; others go to `code="other"`.
 pub const CLOSE_CODES: [u16; 9] = [1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011];
@@ -106,6 +132,16 @@ impl Stats {
             .unwrap_or(REJECT_REASONS.len() - 2);
         self.rejects[i].add(1);
         self.handshakes_rejected.add(1);
+    }
+
+    /// Count a failed TLS connection; `reason` is one of [`TLS_FAILURES`]
+    /// (anything else counts as `other`).
+    pub fn tls_failure(&self, reason: &str) {
+        let i = TLS_FAILURES
+            .iter()
+            .position(|&r| r == reason)
+            .unwrap_or(TLS_FAILURES.len() - 1);
+        self.tls_failures[i].add(1);
     }
 
     /// Count a request that timed out before its head was complete.
@@ -147,6 +183,13 @@ pub struct WorkerView<'a> {
     pub stats: &'a Stats,
     /// Messages waiting in its mailbox.
     pub mailbox_depth: usize,
+}
+
+/// The TLS certificate reload counts, in the Prometheus text format.
+pub fn render_tls_reloads(ok: u64, failed: u64) -> String {
+    format!(
+        "# HELP ringwave_tls_certificate_reloads_total Certificate reloads (SIGHUP or the library call), by result; a failed one keeps the old certificates.\n# TYPE ringwave_tls_certificate_reloads_total counter\nringwave_tls_certificate_reloads_total{{result=\"ok\"}} {ok}\nringwave_tls_certificate_reloads_total{{result=\"failed\"}} {failed}\n"
+    )
 }
 
 /// Render the Prometheus text exposition (version 0.0.4).
@@ -270,6 +313,23 @@ pub fn render(workers: &[WorkerView<'_>]) -> String {
     for (i, reason) in REJECT_REASONS.iter().enumerate() {
         let n: u64 = workers.iter().map(|w| w.stats.rejects[i].get()).sum();
         let _ = writeln!(out, "ringwave_rejects_total{{reason=\"{reason}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringwave_tls_handshakes_total TLS handshakes completed.\n# TYPE ringwave_tls_handshakes_total counter"
+    );
+    let n: u64 = workers.iter().map(|w| w.stats.tls_handshakes.get()).sum();
+    let _ = writeln!(out, "ringwave_tls_handshakes_total {n}");
+    let _ = writeln!(
+        out,
+        "# HELP ringwave_tls_handshake_failures_total TLS connections failed, by reason.\n# TYPE ringwave_tls_handshake_failures_total counter"
+    );
+    for (i, reason) in TLS_FAILURES.iter().enumerate() {
+        let n: u64 = workers.iter().map(|w| w.stats.tls_failures[i].get()).sum();
+        let _ = writeln!(
+            out,
+            "ringwave_tls_handshake_failures_total{{reason=\"{reason}\"}} {n}"
+        );
     }
     let _ = writeln!(
         out,

@@ -1,5 +1,6 @@
 //! The drivers on their own: adopted outgoing connections, zero-timeout
-//! turns (a busy loop must still see completions), sends and closes.
+//! turns (a busy loop must still see completions), sends and closes, and
+//! several listeners, each accepted connection naming its own.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -11,7 +12,7 @@ fn adopted_connection_round_trip(chosen: Chosen, timeout: Duration) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (mut peer, _) = listener.accept().unwrap();
-    let mut d = build(chosen, None).expect("driver");
+    let mut d = build(chosen, Vec::new()).expect("driver");
     let token = d.adopt(client).expect("adopt");
     // One turn first, so the receive is armed and waiting in the kernel when
     // the data arrives (not completed inline at submission).
@@ -70,4 +71,54 @@ fn poll_zero_timeout_turns_see_completions() {
 #[test]
 fn poll_blocking_turns_see_completions() {
     adopted_connection_round_trip(Chosen::Poll, Duration::from_millis(50));
+}
+
+/// Two listeners in one driver: each accepted connection is reported with
+/// the position of the listener it came through, and reads on it.
+fn accepts_name_their_listener(chosen: Chosen) {
+    let a = TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (addr_a, addr_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    let mut d = build(chosen, vec![a, b]).expect("driver");
+    let mut clients = Vec::new();
+    for (addr, tag) in [(addr_b, b"B"), (addr_a, b"A"), (addr_b, b"B")] {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(tag).unwrap();
+        clients.push(c);
+    }
+    // Which listener each token came through, and what each token said.
+    let mut listener_of = std::collections::HashMap::new();
+    let mut said = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while said.len() < 3 {
+        assert!(Instant::now() < deadline, "{chosen}: saw {said:?}");
+        d.turn(Some(Duration::from_millis(50)), &mut |c| match c {
+            Completion::Accepted(t, peer, listener) => {
+                assert!(peer.is_some());
+                listener_of.insert(t, listener);
+            }
+            Completion::Data(t, buf) => said.push((t, buf.to_vec())),
+            _ => {}
+        })
+        .unwrap();
+    }
+    for (t, bytes) in said {
+        let want = if bytes == b"A" { 0 } else { 1 };
+        assert_eq!(
+            listener_of[&t],
+            want,
+            "{chosen}: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+}
+
+#[test]
+fn uring_accepts_name_their_listener() {
+    accepts_name_their_listener(Chosen::Uring);
+}
+
+#[test]
+fn poll_accepts_name_their_listener() {
+    accepts_name_their_listener(Chosen::Poll);
 }

@@ -111,7 +111,7 @@ impl Engine {
     pub fn new(target: Target, sources: u8, backend: Backend) -> io::Result<Engine> {
         let (chosen, _) = ringwave::driver::select(backend)?;
         Ok(Engine {
-            driver: ringwave::driver::build(chosen, None)?,
+            driver: ringwave::driver::build(chosen, Vec::new())?,
             state: State {
                 clients: Vec::new(),
                 by_token: Vec::new(),

@@ -10,7 +10,9 @@ use clap::Parser;
 use ringwave::driver::Backend;
 use ringwave::proto::{DeflateConfig, Limits};
 use ringwave::server::feedsim::{self, SimSpec};
-use ringwave::server::{Config, Echo, Handler, Msg, Policy, Request, Server, Upgrade, Ws};
+use ringwave::server::{
+    CertFiles, Config, Echo, Handler, Msg, Policy, Request, Server, TlsConfig, Upgrade, Ws,
+};
 
 /// ringwave: a thread-per-core WebSocket server over io_uring.
 ///
@@ -26,6 +28,9 @@ use ringwave::server::{Config, Echo, Handler, Msg, Policy, Request, Server, Upgr
 /// - GET / is a demo page (live ticker and echo test); GET /sse/<topic>
 ///   streams a topic as Server-Sent Events; POST /publish/<topic> publishes
 ///   the body (when allowed); GET /metrics (Prometheus text); GET /healthz.
+///
+/// With --tls-cert and --tls-key it serves all of this over TLS as well, on
+/// --tls-listen (wss:// and https://); SIGHUP reloads the certificate files.
 ///
 /// SIGINT/SIGTERM close every connection with 1001 and exit 0.
 #[derive(Parser, Debug)]
@@ -140,6 +145,23 @@ struct Cli {
     #[arg(long, default_value = "20:50", value_name = "SYMBOLS:RATE|off")]
     feed_sim: String,
 
+    /// TLS certificate chain (PEM, server certificate first). Repeatable: the
+    /// Nth --tls-cert goes with the Nth --tls-key; the first pair is the
+    /// default, and a client's SNI name picks the first other pair whose
+    /// certificate is valid for it.
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    tls_certs: Vec<std::path::PathBuf>,
+
+    /// Private key for the --tls-cert at the same position (PEM: PKCS#8,
+    /// PKCS#1 or SEC1; ECDSA, RSA or Ed25519).
+    #[arg(long = "tls-key", value_name = "FILE")]
+    tls_keys: Vec<std::path::PathBuf>,
+
+    /// Address of the TLS listener (wss://, https://), served beside
+    /// --listen when a certificate is given.
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    tls_listen: SocketAddr,
+
     /// Log level: error, warn, info, debug or trace (or a tracing filter).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -231,6 +253,26 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    if cli.tls_certs.len() != cli.tls_keys.len() {
+        eprintln!(
+            "ringwave: {} --tls-cert but {} --tls-key: give one key per certificate, in the same order",
+            cli.tls_certs.len(),
+            cli.tls_keys.len()
+        );
+        return ExitCode::from(2);
+    }
+    let tls = (!cli.tls_certs.is_empty()).then(|| TlsConfig {
+        listen: cli.tls_listen,
+        certs: cli
+            .tls_certs
+            .iter()
+            .zip(&cli.tls_keys)
+            .map(|(cert, key)| CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .collect(),
+    });
     let max_message = cli.max_message as usize;
     let config = Config {
         listen: cli.listen,
@@ -265,6 +307,7 @@ fn main() -> ExitCode {
         allow_client_publish: cli.allow_client_publish,
         publish_token: cli.publish_token.clone(),
         trust_proxy: cli.trust_proxy,
+        tls,
     };
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
@@ -293,13 +336,23 @@ fn main() -> ExitCode {
         running.backend(),
         running.backend_reason()
     );
-    println!(
-        "ringwave listening on ws://{} (backend {}, {} threads); demo page at http://{}/",
-        running.local_addr(),
-        running.backend(),
-        running.threads(),
-        running.local_addr()
-    );
+    match running.tls_addr() {
+        None => println!(
+            "ringwave listening on ws://{} (backend {}, {} threads); demo page at http://{}/",
+            running.local_addr(),
+            running.backend(),
+            running.threads(),
+            running.local_addr()
+        ),
+        Some(tls) => println!(
+            "ringwave listening on ws://{} (backend {}, {} threads) and wss://{tls}; \
+             demo page at http://{}/ and https://{tls}/",
+            running.local_addr(),
+            running.backend(),
+            running.threads(),
+            running.local_addr()
+        ),
+    }
     let _ = std::io::stdout().flush();
     if let Some(spec) = sim {
         match feedsim::spawn(running.publisher(), spec) {
@@ -310,6 +363,23 @@ fn main() -> ExitCode {
                 feedsim::TOPIC
             ),
             Err(e) => tracing::warn!("feed simulator not started: {e}"),
+        }
+    }
+    if let Some(certs) = running.tls_certificates() {
+        match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
+            Ok(mut hup) => {
+                std::thread::spawn(move || {
+                    for _ in hup.forever() {
+                        match certs.reload() {
+                            Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+                            Err(e) => tracing::error!(
+                                "SIGHUP: TLS certificates not reloaded, the old ones stay in use: {e}"
+                            ),
+                        }
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("SIGHUP reload unavailable: {e}"),
         }
     }
     let shutdown = running.shutdown_handle();

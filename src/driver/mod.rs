@@ -39,8 +39,10 @@ impl Token {
 /// What a driver reports.
 #[derive(Debug)]
 pub enum Completion<'a> {
-    /// A new connection, with the peer's address when known.
-    Accepted(Token, Option<std::net::SocketAddr>),
+    /// A new connection, with the peer's address when known, and the
+    /// position of the listener that accepted it in the list the driver was
+    /// built with.
+    Accepted(Token, Option<std::net::SocketAddr>, usize),
     /// Bytes arrived. The buffer belongs to the driver and is valid only
     /// during the call; it may be modified (unmasked) in place.
     Data(Token, &'a mut [u8]),
@@ -240,14 +242,15 @@ pub fn select(wanted: Backend) -> io::Result<(Chosen, String)> {
     }
 }
 
-/// Build the chosen driver for one worker around its listener (or, with
-/// `None`, for outgoing connections only: see [`Driver::adopt`]). Accepted
+/// Build the chosen driver for one worker around its listeners (or, with
+/// none, for outgoing connections only: see [`Driver::adopt`]). Each
+/// [`Completion::Accepted`] names its listener by its position here. Accepted
 /// sockets keep the listener's options: set TCP_NODELAY on the listener for
 /// connections that should have it.
-pub fn build(chosen: Chosen, listener: Option<TcpListener>) -> io::Result<Box<dyn Driver>> {
+pub fn build(chosen: Chosen, listeners: Vec<TcpListener>) -> io::Result<Box<dyn Driver>> {
     Ok(match chosen {
-        Chosen::Uring => Box::new(uring::UringDriver::new(listener)?),
-        Chosen::Poll => Box::new(poll::PollDriver::new(listener)?),
+        Chosen::Uring => Box::new(uring::UringDriver::new(listeners)?),
+        Chosen::Poll => Box::new(poll::PollDriver::new(listeners)?),
     })
 }
 

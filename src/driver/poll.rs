@@ -17,8 +17,17 @@ use slab::Slab;
 
 use super::{AcceptPause, Completion, Driver, Part, Token, Wake, Waker};
 
-const LISTENER: MioToken = MioToken(usize::MAX - 1);
-const WAKER: MioToken = MioToken(usize::MAX - 2);
+const WAKER: MioToken = MioToken(usize::MAX - 1);
+/// Listener `i` is registered as `LISTENERS - i`, far above any socket key.
+const LISTENERS: usize = usize::MAX - 2;
+/// Most listeners one driver serves.
+const MAX_LISTENERS: usize = 64;
+
+/// Which listener a mio token names, if any.
+fn listener_of(token: MioToken) -> Option<usize> {
+    let i = LISTENERS.checked_sub(token.0)?;
+    (i < MAX_LISTENERS).then_some(i)
+}
 
 /// Scratch read buffer size.
 const SCRATCH: usize = 64 * 1024;
@@ -41,7 +50,8 @@ struct Socket {
 pub struct PollDriver {
     poll: Poll,
     events: Events,
-    listener: Option<TcpListener>,
+    /// The listeners, in the order the runtime gave them.
+    listeners: Vec<TcpListener>,
     sockets: Slab<Socket>,
     scratch: Box<[u8]>,
     waker: Arc<MioWaker>,
@@ -62,25 +72,29 @@ impl Wake for MioWaker {
 }
 
 impl PollDriver {
-    /// A driver serving `listener` (which it makes non-blocking), or only
-    /// adopted connections when there is none.
-    pub fn new(listener: Option<StdListener>) -> io::Result<Self> {
+    /// A driver serving `listeners` (which it makes non-blocking), or only
+    /// adopted connections when there are none.
+    pub fn new(listeners: Vec<StdListener>) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let listener = match listener {
-            Some(l) => {
-                l.set_nonblocking(true)?;
-                let mut l = TcpListener::from_std(l);
-                poll.registry()
-                    .register(&mut l, LISTENER, Interest::READABLE)?;
-                Some(l)
-            }
-            None => None,
-        };
+        if listeners.len() > MAX_LISTENERS {
+            return Err(io::Error::new(
+                ErrorKind::InvalidInput,
+                format!("at most {MAX_LISTENERS} listeners"),
+            ));
+        }
+        let mut registered = Vec::with_capacity(listeners.len());
+        for (i, l) in listeners.into_iter().enumerate() {
+            l.set_nonblocking(true)?;
+            let mut l = TcpListener::from_std(l);
+            poll.registry()
+                .register(&mut l, MioToken(LISTENERS - i), Interest::READABLE)?;
+            registered.push(l);
+        }
         let waker = Arc::new(MioWaker(mio::Waker::new(poll.registry(), WAKER)?));
         Ok(PollDriver {
             poll,
             events: Events::with_capacity(1024),
-            listener,
+            listeners: registered,
             sockets: Slab::new(),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             waker,
@@ -90,8 +104,9 @@ impl PollDriver {
         })
     }
 
-    fn accept_all(&mut self, sink: &mut dyn FnMut(Completion<'_>)) {
-        let Some(listener) = &self.listener else {
+    /// Accept every connection waiting on listener `i`.
+    fn accept_all(&mut self, i: usize, sink: &mut dyn FnMut(Completion<'_>)) {
+        let Some(listener) = self.listeners.get(i) else {
             return;
         };
         if self.accept_pause.active() {
@@ -118,7 +133,7 @@ impl PollDriver {
                         dead: false,
                     });
                     self.accept_pause.succeeded();
-                    sink(Completion::Accepted(Token(key as u32), Some(peer)));
+                    sink(Completion::Accepted(Token(key as u32), Some(peer), i));
                     // Data may already be there; read it this turn.
                     self.backlog.push(key);
                 }
@@ -224,7 +239,9 @@ impl Driver for PollDriver {
             ));
         }
         if self.accept_pause.pending() {
-            self.accept_all(sink);
+            for i in 0..self.listeners.len() {
+                self.accept_all(i, sink);
+            }
         }
         let backlog = std::mem::take(&mut self.backlog);
         for key in backlog {
@@ -233,8 +250,11 @@ impl Driver for PollDriver {
             }
         }
         for &(key, readable, writable) in &ready {
+            if let Some(i) = listener_of(MioToken(key)) {
+                self.accept_all(i, sink);
+                continue;
+            }
             match MioToken(key) {
-                LISTENER => self.accept_all(sink),
                 WAKER => sink(Completion::Woken),
                 _ => {
                     if writable {
@@ -314,7 +334,7 @@ impl Driver for PollDriver {
     }
 
     fn stop_accepting(&mut self) {
-        if let Some(mut l) = self.listener.take() {
+        for mut l in std::mem::take(&mut self.listeners) {
             let _ = self.poll.registry().deregister(&mut l);
         }
     }

@@ -68,7 +68,12 @@ impl RequestCx<'_> {
                 mailbox_depth: m.depth(),
             })
             .collect();
-        metrics::render(&views)
+        let mut text = metrics::render(&views);
+        if let Some(certs) = &shared.tls {
+            let (ok, failed) = certs.reloads();
+            text.push_str(&metrics::render_tls_reloads(ok, failed));
+        }
+        text
     }
 }
 
@@ -147,6 +152,8 @@ pub struct Settings {
     pub slow_consumer: Policy,
     /// Per-topic overrides.
     pub topic_policies: HashMap<String, Policy>,
+    /// A TLS listener beside the plaintext one, if any.
+    pub tls: Option<super::tls::TlsSettings>,
 }
 
 impl Default for Settings {
@@ -170,6 +177,7 @@ impl Default for Settings {
             trust_proxy: false,
             slow_consumer: Policy::Close,
             topic_policies: HashMap::new(),
+            tls: None,
         }
     }
 }

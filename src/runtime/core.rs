@@ -27,10 +27,12 @@ use super::drain::Drain;
 use super::mailbox::{Control, Refused};
 use super::session::body::PostBody;
 use super::session::head::{HeadStep, ProxyHead, ProxyStep, RequestHead};
+use super::session::http::Respond;
 use super::session::sse::{self, EventStream};
 use super::session::websocket::WebSocket;
 use super::session::{Ending, Session, Slot, Ticks};
 use super::timer::{TimerEntry, TimerWheel};
+use super::tls::TlsLayer;
 use super::ws::{ConnId, Msg, PubSub, Ws};
 use super::Shared;
 
@@ -83,6 +85,8 @@ pub(crate) struct Core<A: App> {
     /// Everyone was told to go: exit when the last connection is gone, or
     /// at this moment.
     shutdown_at: Option<Instant>,
+    /// Plaintext out of a TLS connection's read, parsed by its session.
+    plain: Vec<u8>,
 }
 
 impl<A: App> Core<A> {
@@ -123,6 +127,7 @@ impl<A: App> Core<A> {
             draining: false,
             drain: None,
             shutdown_at: None,
+            plain: Vec::new(),
         }
     }
 
@@ -226,7 +231,7 @@ impl<A: App> Core<A> {
     /// One completion from the driver.
     pub(crate) fn on_completion(&mut self, c: Completion<'_>) {
         match c {
-            Completion::Accepted(t, peer) => self.accept(t, peer),
+            Completion::Accepted(t, peer, listener) => self.accept(t, peer, listener),
             Completion::Data(t, buf) => self.data(t.0, buf),
             Completion::Writable(t) => {
                 // io_uring reports every finished send; only a connection
@@ -239,7 +244,10 @@ impl<A: App> Core<A> {
                 }
             }
             Completion::Closed(t) => {
-                if let Some(Some(_)) = self.conns.get(t.index()) {
+                if let Some(Some(slot)) = self.conns.get(t.index()) {
+                    if slot.tls.as_ref().is_some_and(|t| t.handshaking()) {
+                        self.stats.tls_failure("truncated");
+                    }
                     self.to_close.push(t.0);
                 }
             }
@@ -247,7 +255,8 @@ impl<A: App> Core<A> {
         }
     }
 
-    fn accept(&mut self, t: Token, peer: Option<SocketAddr>) {
+    /// A connection from listener `listener` (see [`super::TLS_LISTENER`]).
+    fn accept(&mut self, t: Token, peer: Option<SocketAddr>, listener: usize) {
         let i = t.index();
         if self.conns.len() <= i {
             self.conns.resize_with(i + 1, || None);
@@ -258,12 +267,20 @@ impl<A: App> Core<A> {
         // handshake gets at least the whole timeout (a 1 s timeout could
         // otherwise fire a moment after the accept).
         let deadline = self.wheel.now() + self.ticks.handshake + 1;
-        let session = if self.cfg.trust_proxy {
+        let tls = match &self.cfg.tls {
+            Some(tls) if listener == super::TLS_LISTENER => {
+                TlsLayer::new(&tls.config).map(Box::new)
+            }
+            _ => None,
+        };
+        // PROXY headers are read on the plaintext listener only.
+        let session = if self.cfg.trust_proxy && tls.is_none() {
             Session::Proxy(ProxyHead::new(peer))
         } else {
             Session::Head(RequestHead::new(&self.cfg.limits, peer))
         };
-        let slot = Slot::new(generation, session, deadline);
+        let mut slot = Slot::new(generation, session, deadline);
+        slot.tls = tls;
         let due = slot.timer_due(self.wheel.now(), self.ticks.ping);
         self.conns[i] = Some(slot);
         self.stats.connections_open.add(1);
@@ -294,8 +311,46 @@ impl<A: App> Core<A> {
         }
     }
 
+    /// Bytes from the driver: through the TLS layer first, if any.
     fn data(&mut self, index: u32, buf: &mut [u8]) {
         self.stats.bytes_in.add(buf.len() as u64);
+        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            return;
+        };
+        let Some(tls) = slot.tls.as_deref_mut() else {
+            return self.plain_data(index, buf);
+        };
+        let mut plain = std::mem::take(&mut self.plain);
+        plain.clear();
+        match tls.read(buf, &mut plain) {
+            Ok(handshake_done) => {
+                if handshake_done {
+                    self.stats.tls_handshakes.add(1);
+                }
+                if !tls.output().is_empty() {
+                    self.mark_dirty(index);
+                }
+                if !plain.is_empty() {
+                    self.plain_data(index, &mut plain);
+                }
+            }
+            Err(reason) => {
+                tracing::debug!(worker = self.worker, index, reason, "TLS failed");
+                self.stats.tls_failure(reason);
+                // The alert (or the plain 400) goes out, then the close.
+                slot.session = Session::Respond(Respond::new(Vec::new()));
+                slot.ending = Ending::Linger;
+                self.mark_dirty(index);
+            }
+        }
+        if plain.capacity() > 1 << 20 {
+            plain = Vec::new();
+        }
+        self.plain = plain;
+    }
+
+    /// Plaintext bytes for the connection's session.
+    fn plain_data(&mut self, index: u32, buf: &mut [u8]) {
         let now = self.wheel.now();
         let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
             return;
@@ -313,9 +368,7 @@ impl<A: App> Core<A> {
                 ProxyStep::Done(head, mut rest) => {
                     slot.session = Session::Head(head);
                     if !rest.is_empty() {
-                        // Counted once already.
-                        self.stats.bytes_in.sub(rest.len() as u64);
-                        self.data(index, &mut rest);
+                        self.plain_data(index, &mut rest);
                     }
                 }
             },

@@ -30,7 +30,9 @@ impl<A: App> Core<A> {
             match &mut slot.session {
                 Session::Proxy(_) | Session::Head(_) | Session::Respond(_) | Session::Body(_) => {
                     tracing::debug!(worker = self.worker, index = e.index, "handshake timeout");
-                    if slot.session.in_handshake() {
+                    if slot.tls.as_ref().is_some_and(|t| t.handshaking()) {
+                        self.stats.tls_failure("timeout");
+                    } else if slot.session.in_handshake() {
                         self.stats.reject_timeout();
                     }
                     self.to_close.push(e.index);

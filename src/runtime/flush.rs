@@ -11,11 +11,15 @@ use crate::pubsub::Publication;
 use super::app::App;
 use super::core::Core;
 use super::session::{Ending, Session, Slot};
+use super::tls::TlsLayer;
 
 /// Most slices gathered into one send.
 pub(super) const MAX_PARTS: usize = 256;
 /// Stop gathering publications into one send past this many bytes.
 const GATHER_BYTES: usize = 64 * 1024;
+/// Encrypt no more while this much ciphertext waits for the socket: unsent
+/// plaintext stays where it is (and counts against `max_buffered` there).
+const TLS_BACKLOG: usize = 64 * 1024;
 
 /// Lay out a slot's unsent bytes for one send: the rest of a partly written
 /// publication (its frame must finish first), then the connection's own
@@ -73,6 +77,11 @@ fn shared_part<'s>(bytes: &'s [u8], p: &'s Arc<Publication>) -> Part<'s> {
 /// Send as much of the slot's unsent bytes as the driver takes now; returns
 /// how many it took.
 fn write_out(slot: &mut Slot, driver: &mut dyn Driver, token: Token) -> std::io::Result<usize> {
+    if let Some(mut tls) = slot.tls.take() {
+        let written = write_out_tls(slot, &mut tls, driver, token);
+        slot.tls = Some(tls);
+        return written;
+    }
     let mut total = 0;
     if slot.sub.is_none() {
         // No publications: the connection's own output is the only part.
@@ -103,6 +112,54 @@ fn write_out(slot: &mut Slot, driver: &mut dyn Driver, token: Token) -> std::io:
         }
         total += written;
         slot.consume(written, front_partial);
+    }
+}
+
+/// [`write_out`] for a TLS connection: encrypt the slot's unsent bytes in
+/// the order [`gather`] lays them out (while the ciphertext backlog is
+/// short), queue close_notify once the session is finished, and send the
+/// ciphertext. Returns the ciphertext bytes the driver took.
+fn write_out_tls(
+    slot: &mut Slot,
+    tls: &mut TlsLayer,
+    driver: &mut dyn Driver,
+    token: Token,
+) -> std::io::Result<usize> {
+    let mut total = 0;
+    loop {
+        while tls.can_encrypt() && tls.output().len() < TLS_BACKLOG {
+            let (taken, front_partial) = {
+                let mut parts = [Part::borrowed(&[]); MAX_PARTS];
+                let (n, front_partial) = gather(slot, &mut parts);
+                let mut taken = 0;
+                for p in &parts[..n] {
+                    let b = p.bytes();
+                    let k = tls.write(b);
+                    taken += k;
+                    if k < b.len() || tls.output().len() >= TLS_BACKLOG {
+                        break;
+                    }
+                }
+                (taken, front_partial)
+            };
+            if taken == 0 {
+                break;
+            }
+            slot.consume(taken, front_partial);
+        }
+        if slot.session.finished() && slot.plain_pending() == 0 {
+            tls.close_notify();
+        }
+        let out = tls.output();
+        if out.is_empty() {
+            return Ok(total);
+        }
+        let written = driver.send(token, out)?;
+        if written == 0 {
+            return Ok(total);
+        }
+        total += written;
+        tls.advance(written);
     }
 }
 

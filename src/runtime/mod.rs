@@ -24,6 +24,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 pub mod timer;
+pub mod tls;
 mod worker;
 pub mod ws;
 
@@ -46,6 +47,10 @@ pub use publisher::{PublishError, Publisher};
 /// publisher waits (back-pressure), nothing is dropped.
 const MAILBOX_CAPACITY: usize = 65_536;
 
+/// The position of the TLS listener in each worker's driver (the plaintext
+/// one is 0): connections it accepts go through [`tls`].
+pub(crate) const TLS_LISTENER: usize = 1;
+
 /// What every worker can reach of the others, set once all have started.
 pub(crate) struct Shared {
     pub mailboxes: Arc<[Arc<Mailbox>]>,
@@ -53,6 +58,8 @@ pub(crate) struct Shared {
     /// Connections open in the process (for `--max-connections`); changed
     /// on accept and close only.
     pub connections: AtomicUsize,
+    /// The TLS listener's certificates (for the reload counts in /metrics).
+    pub tls: Option<Arc<tls::Certificates>>,
 }
 
 /// A running server.
@@ -60,6 +67,8 @@ pub struct Running {
     workers: Vec<JoinHandle<()>>,
     mailboxes: Arc<[Arc<Mailbox>]>,
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    tls_certs: Option<Arc<tls::Certificates>>,
     backend: Chosen,
     backend_reason: String,
 }
@@ -68,6 +77,31 @@ impl Running {
     /// The bound address (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The TLS listener's bound address, if one was configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// Read the TLS certificate and key files again: new handshakes use the
+    /// new certificates, open connections keep theirs. On an error (a file
+    /// unreadable, a key that does not fit its certificate) the old ones stay
+    /// in use and the error is returned.
+    pub fn reload_tls(&self) -> io::Result<()> {
+        match &self.tls_certs {
+            Some(c) => c.reload(),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no TLS listener configured",
+            )),
+        }
+    }
+
+    /// A handle that reloads the TLS certificates from another thread (a
+    /// signal handler thread); `None` without a TLS listener.
+    pub fn tls_certificates(&self) -> Option<Arc<tls::Certificates>> {
+        self.tls_certs.clone()
     }
 
     /// The backend in use.
@@ -186,10 +220,28 @@ where
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", cfg.listen)))?;
     let local_addr = first.local_addr()?;
     reserve_descriptors(&first, cfg.max_connections);
-    let mut listeners = vec![first];
+    let tls_first = match &cfg.tls {
+        Some(t) => Some(bind(t.listen).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen (TLS) on {}: {e}", t.listen),
+            )
+        })?),
+        None => None,
+    };
+    let tls_addr = tls_first.as_ref().map(|l| l.local_addr()).transpose()?;
+    // Each worker's listeners: the plaintext one, then the TLS one
+    // (TLS_LISTENER).
+    let mut listeners = vec![vec![first]];
+    listeners[0].extend(tls_first);
     for _ in 1..threads {
-        listeners.push(bind(local_addr)?);
+        let mut mine = vec![bind(local_addr)?];
+        if let Some(a) = tls_addr {
+            mine.push(bind(a)?);
+        }
+        listeners.push(mine);
     }
+    let tls_certs = cfg.tls.as_ref().map(|t| t.certs.clone());
     // Worker i runs on the i-th CPU this process may use, so `taskset` decides
     // where a server runs.
     let cpus = affinity::allowed_cpus();
@@ -213,7 +265,7 @@ where
                 }
                 // The driver is built on its own thread: an io_uring set up
                 // with SINGLE_ISSUER belongs to the thread that created it.
-                let driver = match driver::build(backend, Some(listener)) {
+                let driver = match driver::build(backend, listener) {
                     Ok(d) => d,
                     Err(e) => {
                         let _ = ready.send(Err(e));
@@ -255,11 +307,14 @@ where
         mailboxes: mailboxes.clone(),
         stats: stats.into_iter().flatten().collect(),
         connections: AtomicUsize::new(0),
+        tls: tls_certs.clone(),
     });
     Ok(Running {
         workers,
         mailboxes,
         local_addr,
+        tls_addr,
+        tls_certs,
         backend,
         backend_reason,
     })

@@ -175,7 +175,7 @@ impl Harness {
 
     fn accept(&mut self, t: u32) {
         self.core
-            .on_completion(Completion::Accepted(Token(t), None));
+            .on_completion(Completion::Accepted(Token(t), None, 0));
     }
 
     fn data(&mut self, t: u32, bytes: &[u8]) {

@@ -24,9 +24,11 @@ use crate::driver::Backend;
 use crate::proto::handshake::UpgradeRequest;
 use crate::proto::{CloseCode, DeflateConfig, Limits};
 use crate::runtime::app::{RequestCx, Settings};
+use crate::runtime::tls::{Certificates, TlsSettings};
 use crate::runtime::{self, Running};
 
 pub use crate::pubsub::{Policy, Publication, SubscribeError};
+pub use crate::runtime::tls::CertFiles;
 pub use crate::runtime::ws::{ConnId, Msg, SendStatus, Ws};
 pub use crate::runtime::{PublishError, Publisher};
 pub use feed::Feed;
@@ -180,6 +182,19 @@ pub struct Config {
     /// `X-Forwarded-For` (only behind a proxy that sets them: clients could
     /// send either themselves).
     pub trust_proxy: bool,
+    /// A TLS listener beside the plaintext one (`None`: plaintext only).
+    pub tls: Option<TlsConfig>,
+}
+
+/// A TLS listener: where, and the certificates it presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Address of the TLS listener.
+    pub listen: SocketAddr,
+    /// Certificate chains and keys (PEM). The first is the default; with
+    /// several, the client's SNI name picks the first whose certificate is
+    /// valid for it.
+    pub certs: Vec<CertFiles>,
 }
 
 impl Default for Config {
@@ -207,14 +222,23 @@ impl Default for Config {
             allow_client_publish: false,
             publish_token: None,
             trust_proxy: s.trust_proxy,
+            tls: None,
         }
     }
 }
 
 impl Config {
-    /// What the loop needs of it (the rest is the route table's).
-    fn settings(&self) -> Settings {
-        Settings {
+    /// What the loop needs of it (the rest is the route table's); reads the
+    /// TLS certificates.
+    fn settings(&self) -> io::Result<Settings> {
+        let tls = match &self.tls {
+            Some(t) => {
+                let certs = Arc::new(Certificates::load(t.certs.clone())?);
+                Some(TlsSettings::new(t.listen, certs)?)
+            }
+            None => None,
+        };
+        Ok(Settings {
             listen: self.listen,
             threads: self.threads,
             backend: self.backend,
@@ -231,7 +255,8 @@ impl Config {
             trust_proxy: self.trust_proxy,
             slow_consumer: self.slow_consumer,
             topic_policies: self.topic_policies.clone(),
-        }
+            tls,
+        })
     }
 }
 
@@ -284,6 +309,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Serve TLS on `listen` too, with these certificates (see
+    /// [`TlsConfig`]).
+    pub fn tls(mut self, listen: SocketAddr, certs: Vec<CertFiles>) -> Self {
+        self.config.tls = Some(TlsConfig { listen, certs });
+        self
+    }
+
     /// Protocol limits.
     pub fn limits(mut self, l: Limits) -> Self {
         self.config.limits = l;
@@ -309,7 +341,7 @@ impl ServerBuilder {
         H: Handler,
         F: Fn() -> H + Send + Sync + 'static,
     {
-        let settings = self.config.settings();
+        let settings = self.config.settings()?;
         let config = Arc::new(self.config);
         runtime::start(settings, move || {
             routes::Routes::new(config.clone(), factory())

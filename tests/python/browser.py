@@ -5,6 +5,7 @@ waits until the page shows both echoes, then checks that the live ticker
 table fills with ticks from the server's feed simulator and keeps updating.
 Usage:
     browser.py http://127.0.0.1:PORT/ [screenshot.png]
+    RINGWAVE_SPKI=<base64 sha256 of the key> browser.py https://127.0.0.1:PORT/
 Prints "N passed, N failed"; exits non-zero on failure.
 """
 import asyncio
@@ -22,6 +23,9 @@ from websockets.asyncio.client import connect
 
 PAGE = sys.argv[1]
 SHOT = sys.argv[2] if len(sys.argv) > 2 else None
+# Over https: trust the server's test certificate by its key's hash.
+SPKI_FLAGS = ([f"--ignore-certificate-errors-spki-list={os.environ['RINGWAVE_SPKI']}"]
+              if os.environ.get("RINGWAVE_SPKI") else [])
 EXPECT = ["text: hello from the browser ✓", "binary: [1,2,3,250]"]
 
 
@@ -40,6 +44,7 @@ async def main():
             chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
             "--no-first-run", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", f"--user-data-dir={profile}", "--remote-debugging-port=0",
+            *SPKI_FLAGS,
             "about:blank",
         ],
         stdout=subprocess.DEVNULL,

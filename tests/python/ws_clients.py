@@ -5,18 +5,13 @@ and exits non-zero on any failure.
 """
 import asyncio
 import sys
-import traceback
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
 
+from cases import case, run
+
 URL = sys.argv[1]
-results = []
-
-
-def case(fn):
-    results.append(fn)
-    return fn
 
 
 def text_of(n):
@@ -113,19 +108,4 @@ async def five_thousand_concurrent_connections():
         await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
 
 
-async def main():
-    passed = failed = 0
-    for fn in results:
-        try:
-            await fn()
-            passed += 1
-            print(f"ok   {fn.__name__}", flush=True)
-        except Exception:
-            failed += 1
-            print(f"FAIL {fn.__name__}", flush=True)
-            traceback.print_exc()
-    print(f"{passed} passed, {failed} failed")
-    return failed
-
-
-sys.exit(1 if asyncio.run(main()) else 0)
+run()

@@ -4,8 +4,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+pub mod certs;
 
 /// Run a test body once per backend: `both_backends!(name, |backend| ...)`.
 #[macro_export]
@@ -29,6 +32,8 @@ macro_rules! both_backends {
 pub struct TestServer {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The TLS listener, when started with a certificate.
+    pub tls_addr: Option<SocketAddr>,
     pub backend: String,
 }
 
@@ -90,11 +95,48 @@ impl TestServer {
             .parse()
             .expect("address");
         assert!(line.contains(&format!("backend {backend}")), "{line}");
+        let tls_addr = line
+            .split("wss://")
+            .nth(1)
+            .and_then(|s| s.split(|c: char| c == ';' || c.is_whitespace()).next())
+            .map(|s| s.parse().expect("TLS address"));
         TestServer {
             child: Some(child),
             addr,
+            tls_addr,
             backend: backend.to_string(),
         }
+    }
+
+    /// Start with a TLS listener on a free port serving `cert` and `key`.
+    pub fn start_tls(backend: &str, cert: &Path, key: &Path, args: &[&str]) -> TestServer {
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let mut all = vec![
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+        ];
+        all.extend_from_slice(args);
+        let srv = TestServer::start(backend, &all);
+        assert!(srv.tls_addr.is_some(), "no wss:// address announced");
+        srv
+    }
+
+    /// The TLS listener's address.
+    pub fn tls(&self) -> SocketAddr {
+        self.tls_addr.expect("started with TLS")
+    }
+
+    /// Send the server a signal (`HUP`, `TERM`, ...).
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(st.success(), "kill -{sig} failed");
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -326,6 +368,22 @@ pub fn wait_metric(addr: SocketAddr, name: &str, ok: impl Fn(f64) -> bool) -> f6
     }
 }
 
+/// Run `tests/python/SCRIPT ARGS` with `env` set; it must exit 0 and print
+/// "N passed, 0 failed".
+pub fn run_python(script: &str, args: &[&str], env: &[(&str, &str)]) {
+    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(python())
+        .arg(&path)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(" passed, 0 failed"), "{script}: {stdout}");
+}
+
 /// Path of the Python interpreter of the venv that scripts/test.sh builds.
 pub fn python() -> String {
     if let Ok(p) = std::env::var("RINGWAVE_PYTHON") {
@@ -339,7 +397,6 @@ pub fn python() -> String {
     p.to_string()
 }
 
-/// Open file descriptors of a process.
 /// The slots of a process's descriptor table (FDSize in /proc/PID/status).
 pub fn fd_table_size(pid: u32) -> usize {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -361,6 +418,7 @@ pub fn nofile_soft_limit(pid: u32) -> u64 {
         .unwrap_or_else(|| panic!("no open-files limit in /proc/{pid}/limits"))
 }
 
+/// Open file descriptors of a process.
 pub fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())

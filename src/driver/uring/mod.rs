@@ -102,8 +102,11 @@ pub struct UringDriver {
     sends: SendPools,
     slots: Slab<Slot>,
     next_generation: u32,
-    listener: Option<TcpListener>,
-    accept_armed: bool,
+    /// The listeners, in the order the runtime gave them: a connection's
+    /// `Accepted` names its listener by that position.
+    listeners: Vec<TcpListener>,
+    /// Whether each listener's multishot accept is armed.
+    accept_armed: Vec<bool>,
     accept_pause: AcceptPause,
     waker: Arc<EventFd>,
     /// Connections waiting for a free send buffer, in order.
@@ -114,9 +117,9 @@ pub struct UringDriver {
 }
 
 impl UringDriver {
-    /// A driver serving `listener`, or only adopted connections when there
-    /// is none.
-    pub fn new(listener: Option<TcpListener>) -> io::Result<Self> {
+    /// A driver serving `listeners`, or only adopted connections when there
+    /// are none.
+    pub fn new(listeners: Vec<TcpListener>) -> io::Result<Self> {
         let (ring, _) = new_ring()?;
         let recv = RecvRing::new()?;
         // SAFETY: `recv.ring` is a page-aligned ring of RECV_BUFFERS entries
@@ -142,7 +145,7 @@ impl UringDriver {
         }
         // SAFETY: `efd` is a new descriptor that nothing else owns.
         let efd = unsafe { OwnedFd::from_raw_fd(efd) };
-        if let Some(l) = &listener {
+        for l in &listeners {
             l.set_nonblocking(true)?;
         }
         let mut d = UringDriver {
@@ -151,15 +154,17 @@ impl UringDriver {
             sends,
             slots: Slab::new(),
             next_generation: 1,
-            listener,
-            accept_armed: false,
+            accept_armed: vec![false; listeners.len()],
+            listeners,
             accept_pause: AcceptPause::default(),
             waker: Arc::new(EventFd(efd)),
             buffer_waiters: VecDeque::new(),
             cqes: Vec::with_capacity(1024),
             returned: false,
         };
-        d.arm_accept()?;
+        for i in 0..d.listeners.len() {
+            d.arm_accept(i)?;
+        }
         d.arm_wake()?;
         Ok(d)
     }
@@ -182,16 +187,16 @@ impl UringDriver {
         }
     }
 
-    fn arm_accept(&mut self) -> io::Result<()> {
-        let Some(l) = &self.listener else {
+    fn arm_accept(&mut self, listener: usize) -> io::Result<()> {
+        let Some(l) = self.listeners.get(listener) else {
             return Ok(());
         };
         let sqe = opcode::AcceptMulti::new(types::Fd(l.as_raw_fd()))
             .flags(libc::SOCK_CLOEXEC)
             .build()
-            .user_data(UserData::listener(OpKind::Accept));
+            .user_data(UserData::accept(OpKind::Accept, listener));
         self.push(sqe)?;
-        self.accept_armed = true;
+        self.accept_armed[listener] = true;
         Ok(())
     }
 
@@ -246,12 +251,12 @@ impl UringDriver {
         self.push(sqe)
     }
 
-    fn accept_fd(&mut self, fd: OwnedFd, sink: &mut dyn FnMut(Completion<'_>)) {
+    fn accept_fd(&mut self, fd: OwnedFd, listener: usize, sink: &mut dyn FnMut(Completion<'_>)) {
         // TCP_NODELAY comes from the listener (runtime::bind).
         let sock = socket2::SockRef::from(&fd);
         let peer = sock.peer_addr().ok().and_then(|a| a.as_socket());
         let index = self.insert_slot(fd);
-        sink(Completion::Accepted(Token(index), peer));
+        sink(Completion::Accepted(Token(index), peer, listener));
     }
 
     /// A slot for a connected socket, with its multishot recv armed.
@@ -320,17 +325,20 @@ impl UringDriver {
                     // SAFETY: the kernel just returned this new descriptor to
                     // us; nothing else owns it.
                     let fd = unsafe { OwnedFd::from_raw_fd(res) };
-                    self.accept_fd(fd, sink);
+                    self.accept_fd(fd, ud.index as usize, sink);
                 } else {
                     let e = io::Error::from_raw_os_error(-res);
                     if !self.accept_pause.failed(&e, self.slots.len()) && res != -libc::ECANCELED {
                         tracing::warn!("accept failed: {e}");
                     }
                 }
+                let listener = ud.index as usize;
                 if !more {
-                    self.accept_armed = false;
-                    if !self.accept_pause.pending() && self.listener.is_some() {
-                        let _ = self.arm_accept();
+                    if let Some(armed) = self.accept_armed.get_mut(listener) {
+                        *armed = false;
+                    }
+                    if !self.accept_pause.pending() {
+                        let _ = self.arm_accept(listener);
                     }
                 }
             }
@@ -460,8 +468,12 @@ impl Driver for UringDriver {
         timeout: Option<Duration>,
         sink: &mut dyn FnMut(Completion<'_>),
     ) -> io::Result<()> {
-        if self.accept_pause.pending() && !self.accept_pause.active() && !self.accept_armed {
-            self.arm_accept()?;
+        if self.accept_pause.pending() && !self.accept_pause.active() {
+            for i in 0..self.listeners.len() {
+                if !self.accept_armed[i] {
+                    self.arm_accept(i)?;
+                }
+            }
         }
         let timeout = self.accept_pause.bound(timeout);
         // With DEFER_TASKRUN, completions (receives in particular) are only
@@ -619,9 +631,10 @@ impl Driver for UringDriver {
     }
 
     fn stop_accepting(&mut self) {
-        if let Some(l) = self.listener.take() {
-            if self.accept_armed {
-                let sqe = opcode::AsyncCancel::new(UserData::listener(OpKind::Accept))
+        let listeners = std::mem::take(&mut self.listeners);
+        for (i, l) in listeners.into_iter().enumerate() {
+            if self.accept_armed[i] {
+                let sqe = opcode::AsyncCancel::new(UserData::accept(OpKind::Accept, i))
                     .build()
                     .user_data(UserData::listener(OpKind::Cancel));
                 let _ = self.push(sqe);

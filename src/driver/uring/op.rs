@@ -41,6 +41,16 @@ impl UserData {
         })
     }
 
+    /// An accept on the `listener`-th listener (or its cancel).
+    pub(super) fn accept(kind: OpKind, listener: usize) -> u64 {
+        UserData {
+            kind,
+            generation: 0,
+            index: listener as u32,
+        }
+        .encode()
+    }
+
     pub(super) fn listener(kind: OpKind) -> u64 {
         UserData {
             kind,

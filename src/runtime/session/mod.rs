@@ -21,6 +21,8 @@ pub(super) mod websocket;
 use crate::proto::CloseState;
 use crate::pubsub::Subscriber;
 
+use super::tls::TlsLayer;
+
 use body::PostBody;
 use head::{ProxyHead, RequestHead};
 use http::Respond;
@@ -126,6 +128,9 @@ pub(super) struct Slot {
     pub ending: Ending,
     /// Pub/sub state, once the connection subscribes.
     pub sub: Option<Box<Subscriber>>,
+    /// TLS, on a connection from the TLS listener: the session's bytes are
+    /// plaintext and this layer's output is what goes to the socket.
+    pub tls: Option<Box<TlsLayer>>,
 }
 
 impl Slot {
@@ -139,6 +144,7 @@ impl Slot {
             over_limit: false,
             ending: Ending::Close,
             sub: None,
+            tls: None,
         }
     }
 
@@ -175,9 +181,17 @@ impl Slot {
         self.sub.as_ref().map_or(0, |s| s.queued_bytes)
     }
 
-    /// Every unsent byte: own output and queued publications.
+    /// Every unsent byte: own output, queued publications and encrypted
+    /// output.
     #[inline]
     pub(super) fn pending(&self) -> usize {
+        self.own_output().len() + self.queued() + self.tls.as_ref().map_or(0, |t| t.output().len())
+    }
+
+    /// Plaintext still to go through the TLS layer or the socket: own output
+    /// and queued publications.
+    #[inline]
+    pub(super) fn plain_pending(&self) -> usize {
         self.own_output().len() + self.queued()
     }
 

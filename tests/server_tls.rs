@@ -1,0 +1,436 @@
+//! TLS on the real server, both backends: clients nobody here wrote (Python
+//! `websockets` over wss, tungstenite over rustls, curl, headless Chromium)
+//! against certificates made at test time; SNI; certificate reload on
+//! SIGHUP; and bad input on the TLS port, each costing only its connection.
+
+mod server;
+use server::certs::{localhost, write_atomically, Leaf, TestPki};
+use server::*;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+type Tls = StreamOwned<ClientConnection, TcpStream>;
+
+const TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+const TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+const HTTP11: &[&[u8]] = &[b"http/1.1"];
+
+/// A finished TLS handshake with `addr`, for `name`.
+fn tls_connect_as(addr: SocketAddr, cfg: &Arc<ClientConfig>, name: ServerName<'static>) -> Tls {
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let conn = ClientConnection::new(cfg.clone(), name).unwrap();
+    let mut s = StreamOwned::new(conn, tcp);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock).expect("TLS handshake");
+    }
+    s
+}
+
+fn tls_connect(addr: SocketAddr, cfg: &Arc<ClientConfig>) -> Tls {
+    tls_connect_as(addr, cfg, localhost())
+}
+
+/// The certificate the server presented.
+fn presented(s: &Tls) -> Vec<u8> {
+    s.conn.peer_certificates().expect("server certificate")[0].to_vec()
+}
+
+/// A WebSocket over TLS to `/echo`.
+fn wss(addr: SocketAddr, cfg: &Arc<ClientConfig>) -> tungstenite::WebSocket<Tls> {
+    let s = tls_connect(addr, cfg);
+    let url = format!("wss://localhost:{}/echo", addr.port());
+    let (ws, resp) = tungstenite::client(url.as_str(), s).expect("upgrade over TLS");
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+fn echo(ws: &mut tungstenite::WebSocket<Tls>, msg: tungstenite::Message) {
+    ws.send(msg.clone()).unwrap();
+    loop {
+        match ws.read().unwrap() {
+            m @ (tungstenite::Message::Text(_) | tungstenite::Message::Binary(_)) => {
+                assert_eq!(m, msg);
+                return;
+            }
+            _ => continue,
+        }
+    }
+}
+
+/// GET `path` over TLS; returns (status, body). The body's end is the
+/// server's close_notify: an unclean end fails the read.
+fn https_get(addr: SocketAddr, cfg: &Arc<ClientConfig>, path: &str) -> (u16, String) {
+    let mut s = tls_connect(addr, cfg);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)
+        .expect("response ended by close_notify");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+fn start(backend: &str, leaf: &Leaf, args: &[&str]) -> TestServer {
+    TestServer::start_tls(backend, &leaf.cert, &leaf.key, args)
+}
+
+both_backends!(python_websockets_over_wss, |backend| {
+    let pki = TestPki::new(&format!("py-{backend}"));
+    let leaf = pki.leaf("server", &["localhost", "127.0.0.1"], 1);
+    let srv = start(backend, &leaf, &["--deflate"]);
+    let url = format!("wss://localhost:{}/echo", srv.tls().port());
+    run_python(
+        "wss_clients.py",
+        &[&url, pki.ca_file.to_str().unwrap()],
+        &[],
+    );
+});
+
+both_backends!(tungstenite_over_rustls_tls13_and_tls12, |backend| {
+    let pki = TestPki::new(&format!("tung-{backend}"));
+    let leaf = pki.leaf("server", &["localhost"], 1);
+    let srv = start(backend, &leaf, &[]);
+    for (versions, want) in [
+        (TLS13, rustls::ProtocolVersion::TLSv1_3),
+        (TLS12, rustls::ProtocolVersion::TLSv1_2),
+    ] {
+        let cfg = pki.client_config(versions, HTTP11);
+        let mut ws = wss(srv.tls(), &cfg);
+        assert_eq!(ws.get_ref().conn.protocol_version(), Some(want));
+        assert_eq!(ws.get_ref().conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+        assert_eq!(presented(ws.get_ref()), leaf.der.to_vec());
+        echo(&mut ws, tungstenite::Message::text("hello over TLS"));
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
+        echo(&mut ws, tungstenite::Message::binary(big));
+        ws.close(None).unwrap();
+        // The close handshake, then the server's close_notify and FIN.
+        loop {
+            match ws.read() {
+                Ok(_) => continue,
+                Err(tungstenite::Error::ConnectionClosed) => break,
+                Err(e) => panic!("unclean end: {e}"),
+            }
+        }
+        let (status, body) = https_get(srv.tls(), &cfg, "/healthz");
+        assert_eq!((status, body.trim()), (200, "ok"));
+    }
+    // The plaintext listener serves beside it, and counts the handshakes.
+    let m = metrics(srv.addr);
+    assert!(m["ringwave_tls_handshakes_total"] >= 4.0, "{m:?}");
+});
+
+both_backends!(sni_picks_the_certificate, |backend| {
+    let pki = TestPki::new(&format!("sni-{backend}"));
+    let default = pki.leaf("default", &["localhost"], 1);
+    let feed = pki.leaf("feed", &["feed.test"], 2);
+    let (dc, dk) = (
+        default.cert.to_str().unwrap(),
+        default.key.to_str().unwrap(),
+    );
+    let (fc, fk) = (feed.cert.to_str().unwrap(), feed.key.to_str().unwrap());
+    let srv = TestServer::start(
+        backend,
+        &[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            dc,
+            "--tls-key",
+            dk,
+            "--tls-cert",
+            fc,
+            "--tls-key",
+            fk,
+        ],
+    );
+    let cfg = pki.client_config(TLS13, HTTP11);
+    let s = tls_connect_as(srv.tls(), &cfg, ServerName::try_from("feed.test").unwrap());
+    assert_eq!(presented(&s), feed.der.to_vec());
+    let s = tls_connect(srv.tls(), &cfg);
+    assert_eq!(presented(&s), default.der.to_vec());
+});
+
+both_backends!(curl_streams_sse_over_https_with_alpn_http11, |backend| {
+    let pki = TestPki::new(&format!("curl-{backend}"));
+    let leaf = pki.leaf("server", &["localhost"], 1);
+    let srv = start(backend, &leaf, &["--feed-sim", "5:200"]);
+    let port = srv.tls().port();
+    let mut curl = Command::new("curl")
+        .args([
+            "-sS",
+            "-N",
+            "-v",
+            "--max-time",
+            "20",
+            "--cacert",
+            pki.ca_file.to_str().unwrap(),
+            "--resolve",
+            &format!("localhost:{port}:127.0.0.1"),
+            &format!("https://localhost:{port}/sse/ticks"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("curl (scripts/test.sh installs it)");
+    let mut out = curl.stdout.take().unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Until the first event: curl's own --max-time bounds the wait.
+    while !String::from_utf8_lossy(&got).contains("\ndata: ") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "stream ended before an event: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    let _ = curl.kill();
+    let mut err = String::new();
+    curl.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let _ = curl.wait();
+    let alpn = err
+        .lines()
+        .find(|l| l.contains("ALPN") && l.contains("accepted"))
+        .unwrap_or_else(|| panic!("no ALPN line in curl's trace:\n{err}"));
+    assert!(alpn.contains("http/1.1"), "{alpn}");
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.contains("\ndata: {\"type\":\"tick\""), "{got}");
+});
+
+both_backends!(
+    sighup_reloads_the_certificate_and_keeps_connections,
+    |backend| {
+        let pki = TestPki::new(&format!("hup-{backend}"));
+        let first = pki.leaf("server", &["localhost"], 1);
+        let mut srv = start(backend, &first, &[]);
+        let cfg = pki.client_config(TLS13, HTTP11);
+        let mut open = wss(srv.tls(), &cfg);
+        assert_eq!(presented(open.get_ref()), first.der.to_vec());
+        // A full handshake each time: a resumed session keeps the certificate
+        // it was made with.
+        let fresh = || tls_connect(srv.tls(), &pki.client_config(TLS13, HTTP11));
+
+        // New files under the same names, then SIGHUP.
+        let second = pki.leaf("server", &["localhost"], 2);
+        srv.signal("HUP");
+        wait_metric(
+            srv.addr,
+            "ringwave_tls_certificate_reloads_total{result=\"ok\"}",
+            |v| v == 1.0,
+        );
+        assert_eq!(presented(&fresh()), second.der.to_vec());
+        echo(&mut open, tungstenite::Message::text("still here"));
+
+        // A broken key file: logged, the second certificate stays.
+        write_atomically(
+            &second.key,
+            b"-----BEGIN PRIVATE KEY-----\nbm9wZQ==\n-----END PRIVATE KEY-----\n",
+        );
+        srv.signal("HUP");
+        wait_metric(
+            srv.addr,
+            "ringwave_tls_certificate_reloads_total{result=\"failed\"}",
+            |v| v == 1.0,
+        );
+        assert_eq!(presented(&fresh()), second.der.to_vec());
+
+        // A key that belongs to another certificate: the same.
+        let other = pki.leaf("other", &["localhost"], 3);
+        std::fs::copy(&other.key, &second.key).unwrap();
+        srv.signal("HUP");
+        wait_metric(
+            srv.addr,
+            "ringwave_tls_certificate_reloads_total{result=\"failed\"}",
+            |v| v == 2.0,
+        );
+        assert_eq!(presented(&fresh()), second.der.to_vec());
+        echo(&mut open, tungstenite::Message::text("and still here"));
+        assert!(srv.alive());
+    }
+);
+
+/// Resident set size of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// Read until the server closes (or resets) the connection; what came.
+fn until_closed(s: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!("server did not close: {e} (after {got:?})"),
+        }
+    }
+}
+
+fn raw(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// The first flight of a real client: a TLS 1.3 ClientHello.
+fn client_hello(cfg: &Arc<ClientConfig>) -> Vec<u8> {
+    let mut c = ClientConnection::new(cfg.clone(), localhost()).unwrap();
+    let mut out = Vec::new();
+    c.write_tls(&mut out).unwrap();
+    out
+}
+
+/// A ClientHello as a TLS 1.0 client sends it: version 3.1, no
+/// supported_versions extension, only TLS_RSA_WITH_AES_128_CBC_SHA.
+fn tls10_client_hello() -> Vec<u8> {
+    let mut body = vec![0x03, 0x01];
+    body.extend_from_slice(&[0x42; 32]); // random
+    body.push(0); // no session id
+    body.extend_from_slice(&[0x00, 0x02, 0x00, 0x2f]); // one cipher suite
+    body.extend_from_slice(&[0x01, 0x00]); // null compression
+    let mut hs = vec![0x01, 0, 0, body.len() as u8];
+    hs.extend_from_slice(&body);
+    let mut rec = vec![0x16, 0x03, 0x01, 0, hs.len() as u8];
+    rec.extend_from_slice(&hs);
+    rec
+}
+
+both_backends!(bad_tls_input_costs_only_its_connection, |backend| {
+    let pki = TestPki::new(&format!("bad-{backend}"));
+    let leaf = pki.leaf("server", &["localhost"], 1);
+    let mut srv = start(
+        backend,
+        &leaf,
+        &["--handshake-timeout", "1", "--threads", "1"],
+    );
+    let cfg = pki.client_config(TLS13, HTTP11);
+    let mut bystander = wss(srv.tls(), &cfg);
+    echo(&mut bystander, tungstenite::Message::text("warm up"));
+    let fds = open_fds(srv.pid());
+    let rss = rss_kib(srv.pid());
+    let failures = |reason: &str| {
+        metrics(srv.addr)
+            .get(&format!(
+                "ringwave_tls_handshake_failures_total{{reason=\"{reason}\"}}"
+            ))
+            .copied()
+            .unwrap_or(-1.0)
+    };
+
+    for round in 0..3 {
+        let n = round as f64 + 1.0;
+        // A plaintext HTTP request: a plain 400 that says why.
+        let mut s = raw(srv.tls());
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let got = String::from_utf8_lossy(&until_closed(&mut s)).into_owned();
+        assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+        assert!(got.contains("TLS port"), "{got}");
+        assert_eq!(failures("plaintext_http"), n);
+
+        // Garbage that is not a TLS record: an alert, then the close.
+        let mut s = raw(srv.tls());
+        s.write_all(&[0x99u8; 64]).unwrap();
+        let got = until_closed(&mut s);
+        assert_eq!(got.first(), Some(&0x15), "an alert record: {got:?}");
+        // An oversized record (length 0x4801 > 2^14 + 2048).
+        let mut s = raw(srv.tls());
+        let mut rec = vec![0x16, 0x03, 0x03, 0x48, 0x01];
+        rec.extend_from_slice(&[0u8; 64]);
+        s.write_all(&rec).unwrap();
+        until_closed(&mut s);
+        assert_eq!(failures("bad_record"), 2.0 * n);
+
+        // No common version or cipher: a TLS 1.0 hello with one RSA suite.
+        let mut s = raw(srv.tls());
+        s.write_all(&tls10_client_hello()).unwrap();
+        let got = until_closed(&mut s);
+        assert_eq!(got.first(), Some(&0x15), "an alert record: {got:?}");
+        assert_eq!(failures("incompatible"), n);
+
+        // Half a ClientHello, then the client goes away.
+        let hello = client_hello(&cfg);
+        let mut s = raw(srv.tls());
+        s.write_all(&hello[..hello.len() / 2]).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        until_closed(&mut s);
+        wait_metric(
+            srv.addr,
+            "ringwave_tls_handshake_failures_total{reason=\"truncated\"}",
+            |v| v == n,
+        );
+
+        // A trickle: one byte, then nothing; closed at --handshake-timeout.
+        let mut s = raw(srv.tls());
+        s.write_all(&hello[..1]).unwrap();
+        until_closed(&mut s);
+        assert_eq!(failures("timeout"), n);
+
+        echo(
+            &mut bystander,
+            tungstenite::Message::text(format!("round {round}")),
+        );
+    }
+    // Everything the bad clients held is given back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open_fds(srv.pid()) != fds {
+        assert!(
+            Instant::now() < deadline,
+            "descriptors {} -> {}",
+            fds,
+            open_fds(srv.pid())
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let grown = rss_kib(srv.pid()).saturating_sub(rss);
+    assert!(
+        grown < 2048,
+        "RSS grew by {grown} KiB over 15 bad connections"
+    );
+    assert!(srv.alive());
+});
+
+both_backends!(chromium_loads_the_page_over_https, |backend| {
+    let pki = TestPki::new(&format!("chromium-{backend}"));
+    let leaf = pki.leaf("server", &["localhost", "127.0.0.1"], 1);
+    let srv = start(backend, &leaf, &[]);
+    let page = format!("https://127.0.0.1:{}/", srv.tls().port());
+    run_python(
+        "browser.py",
+        &[&page],
+        &[("RINGWAVE_SPKI", &leaf.spki_sha256)],
+    );
+    assert!(metrics(srv.addr)["ringwave_tls_handshakes_total"] >= 1.0);
+});
