@@ -17,10 +17,13 @@ fi
 if ! .venv/bin/python -c "import websockets, prometheus_client" 2>/dev/null; then
     .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
-# Debian packages: chromium for the browser test, a TrueType font for the
-# benchmark report's charts.
+# Debian packages: chromium for the browser tests, curl and openssl for the
+# TLS tests (SSE over https, a renegotiation attempt), a TrueType font for
+# the benchmark report's charts.
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then

@@ -313,6 +313,45 @@ fn client_hello(cfg: &Arc<ClientConfig>) -> Vec<u8> {
     out
 }
 
+/// Ask for a TLS 1.2 renegotiation with openssl s_client once its handshake
+/// is done; returns what it printed.
+fn renegotiate(addr: SocketAddr, ca: &std::path::Path) -> String {
+    use std::io::BufRead;
+    let mut c = Command::new("timeout")
+        .args([
+            "10",
+            "openssl",
+            "s_client",
+            "-tls1_2",
+            "-servername",
+            "localhost",
+        ])
+        .args(["-connect", &addr.to_string(), "-CAfile"])
+        .arg(ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl (scripts/test.sh installs it)");
+    let mut stdin = c.stdin.take().unwrap();
+    let mut out = std::io::BufReader::new(c.stdout.take().unwrap());
+    let mut text = String::new();
+    // s_client prints the session once the handshake is done.
+    while !text.contains("Verify return code") {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        text.push_str(&line);
+    }
+    // (stdin stays open: its end would close the connection.)
+    stdin.write_all(b"R\n").unwrap();
+    out.read_to_string(&mut text).unwrap();
+    c.stderr.take().unwrap().read_to_string(&mut text).unwrap();
+    let _ = c.wait();
+    text
+}
+
 /// A ClientHello as a TLS 1.0 client sends it: version 3.1, no
 /// supported_versions extension, only TLS_RSA_WITH_AES_128_CBC_SHA.
 fn tls10_client_hello() -> Vec<u8> {
@@ -398,6 +437,18 @@ both_backends!(bad_tls_input_costs_only_its_connection, |backend| {
         until_closed(&mut s);
         assert_eq!(failures("timeout"), n);
 
+        // A TLS 1.2 renegotiation (openssl s_client's "R" command, typed
+        // once its handshake is done): refused with a no_renegotiation
+        // alert, on which the client gives up.
+        let text = renegotiate(srv.tls(), &pki.ca_file);
+        assert!(text.contains("RENEGOTIATING"), "{text}");
+        assert!(text.contains("no renegotiation"), "{text}");
+        wait_metric(
+            srv.addr,
+            "ringwave_tls_handshake_failures_total{reason=\"alert\"}",
+            |v| v == n,
+        );
+
         echo(
             &mut bystander,
             tungstenite::Message::text(format!("round {round}")),
@@ -417,7 +468,7 @@ both_backends!(bad_tls_input_costs_only_its_connection, |backend| {
     let grown = rss_kib(srv.pid()).saturating_sub(rss);
     assert!(
         grown < 2048,
-        "RSS grew by {grown} KiB over 15 bad connections"
+        "RSS grew by {grown} KiB over 18 bad connections"
     );
     assert!(srv.alive());
 });

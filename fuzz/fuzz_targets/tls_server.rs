@@ -36,7 +36,8 @@ fuzz_target!(|data: &[u8]| {
     let mut plain = Vec::new();
     for piece in rest.chunks(step) {
         plain.clear();
-        if layer.read(piece, &mut plain).is_err() {
+        let mut piece = piece.to_vec();
+        if layer.read(&mut piece, &mut plain).is_err() {
             break;
         }
         if !plain.is_empty() {

@@ -1,11 +1,11 @@
 //! TLS as a layer of the connection pipeline: driver bytes, then TLS, then
 //! the HTTP and WebSocket sessions, which see only plaintext.
 //!
-//! rustls runs without I/O of its own: ciphertext from the driver's buffer
-//! goes in with `read_tls` over a byte slice, plaintext comes out of its
-//! reader into a scratch buffer the sessions parse, and the sessions'
-//! output is encrypted at flush time into [`TlsLayer::output`], which leaves
-//! through the driver's ordinary send path (registered or pooled buffers on
+//! rustls runs without I/O of its own (its unbuffered API): records are
+//! parsed in the driver's receive buffer, their plaintext goes into a
+//! scratch buffer the sessions parse, and the sessions' output is encrypted
+//! at flush time straight into [`TlsLayer::output`], which leaves through
+//! the driver's ordinary send path (registered or pooled buffers on
 //! io_uring). No thread, no async runtime.
 //!
 //! [`Certificates`] is the server's certificate resolver: one or more
@@ -13,16 +13,19 @@
 //! [`Certificates::reload`] so new handshakes see new files while open
 //! connections keep theirs.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rustls::crypto::CryptoProvider;
+use rustls::server::UnbufferedServerConnection;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
@@ -193,8 +196,11 @@ impl TlsSettings {
     }
 }
 
-/// Plaintext read out of rustls at a time.
-const PLAIN_CHUNK: usize = 16 * 1024;
+/// Plaintext encrypted per call: a bound on the ciphertext one call adds.
+const ENCRYPT_CHUNK: usize = 64 * 1024;
+/// Bytes a record adds to its plaintext, at most (TLS 1.2 CBC-free suites
+/// and TLS 1.3: header, explicit nonce or content type, tag).
+const RECORD_OVERHEAD: usize = 64;
 
 /// Answer to a plaintext HTTP request on the TLS port.
 const PLAINTEXT_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 53\r\nConnection: close\r\n\r\nThis is a TLS port: use https:// or wss:// instead.\r\n";
@@ -202,10 +208,18 @@ const PLAINTEXT_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text
 /// One connection's TLS state and its encrypted output not yet sent. The
 /// loop drives it; it is public so that fuzzers and tests can drive the
 /// server side of TLS without a socket.
+///
+/// rustls's unbuffered API: records are parsed where they lie, in the
+/// driver's receive buffer, and ciphertext is written straight into
+/// `out`. The layer keeps received bytes only while a record is incomplete,
+/// and output only until the driver has taken it, so an idle connection
+/// holds rustls's session state and no buffer.
 pub struct TlsLayer {
-    conn: ServerConnection,
+    conn: UnbufferedServerConnection,
+    /// The start of a record that has not arrived whole.
+    incoming: Vec<u8>,
     /// Ciphertext (or, after a plaintext request, the plain 400) to send;
-    /// `out[sent..]` is unsent. Released when empty.
+    /// `out[sent..]` is unsent.
     out: Vec<u8>,
     sent: usize,
     /// The handshake completed (counted once).
@@ -216,6 +230,47 @@ pub struct TlsLayer {
     notified: bool,
 }
 
+/// Append what `f` writes to `out`: `room` bytes are offered first, then
+/// as many as rustls says it needs.
+fn append<E>(
+    out: &mut Vec<u8>,
+    mut room: usize,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    required: impl Fn(&E) -> Option<usize>,
+) -> Result<(), E> {
+    loop {
+        let start = out.len();
+        out.resize(start + room, 0);
+        match f(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
+            }
+            Err(e) => {
+                out.truncate(start);
+                match required(&e) {
+                    Some(need) if need > room => room = need,
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+fn encode_room(e: &EncodeError) -> Option<usize> {
+    match e {
+        EncodeError::InsufficientSize(s) => Some(s.required_size),
+        _ => None,
+    }
+}
+
+fn encrypt_room(e: &EncryptError) -> Option<usize> {
+    match e {
+        EncryptError::InsufficientSize(s) => Some(s.required_size),
+        _ => None,
+    }
+}
+
 impl TlsLayer {
     /// A server connection with the listener's settings.
     pub fn for_settings(tls: &TlsSettings) -> Option<TlsLayer> {
@@ -223,9 +278,10 @@ impl TlsLayer {
     }
 
     pub(super) fn new(config: &Arc<ServerConfig>) -> Option<TlsLayer> {
-        let conn = ServerConnection::new(config.clone()).ok()?;
+        let conn = UnbufferedServerConnection::new(config.clone()).ok()?;
         Some(TlsLayer {
             conn,
+            incoming: Vec::new(),
             out: Vec::new(),
             sent: 0,
             handshaken: false,
@@ -234,34 +290,35 @@ impl TlsLayer {
         })
     }
 
-    /// Take ciphertext from the peer; plaintext is appended to `plain`.
-    /// `Ok(true)` when the handshake completed with these bytes. `Err` with a
-    /// reason from [`crate::metrics::TLS_FAILURES`] when the connection must
-    /// end; the alert (or the plain 400) is then in [`Self::output`].
-    pub fn read(&mut self, mut data: &[u8], plain: &mut Vec<u8>) -> Result<bool, &'static str> {
+    /// Take ciphertext from the peer (parsed in place; the buffer's contents
+    /// are spent); plaintext is appended to `plain`. `Ok(true)` when the
+    /// handshake completed with these bytes. `Err` with a reason from
+    /// [`crate::metrics::TLS_FAILURES`] when the connection must end; the
+    /// alert (or the plain 400) is then in [`Self::output`].
+    pub fn read(&mut self, data: &mut [u8], plain: &mut Vec<u8>) -> Result<bool, &'static str> {
         if self.failed {
             return Ok(false);
         }
-        if !self.handshaken && self.conn.is_handshaking() && looks_like_http(data) {
+        if !self.handshaken && self.incoming.is_empty() && looks_like_http(data) {
             self.failed = true;
             self.out.clear();
             self.sent = 0;
             self.out.extend_from_slice(PLAINTEXT_ANSWER);
             return Err("plaintext_http");
         }
-        while !data.is_empty() {
-            match self.conn.read_tls(&mut data) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(_) => return Err(self.fail("bad_record")),
-            }
-            if let Err(e) = self.conn.process_new_packets() {
-                self.flush_records();
-                return Err(self.fail(reason(&e)));
-            }
-            self.drain_plaintext(plain);
+        // A panic in the TLS stack (a bug there) costs this connection, not
+        // the worker.
+        let result = guarded(|| self.read_records(data, plain))
+            .unwrap_or_else(|| Err(rustls::Error::General("the TLS stack panicked".into())));
+        if let Err(e) = result {
+            self.failed = true;
+            let _ = guarded(|| self.flush_alert());
+            self.incoming = Vec::new();
+            return Err(reason(&e));
         }
-        self.flush_records();
+        if self.incoming.is_empty() && self.incoming.capacity() > 0 {
+            self.incoming = Vec::new();
+        }
         let done = !self.handshaken && !self.conn.is_handshaking();
         if done {
             self.handshaken = true;
@@ -269,42 +326,94 @@ impl TlsLayer {
         Ok(done)
     }
 
-    fn fail(&mut self, reason: &'static str) -> &'static str {
-        self.failed = true;
-        reason
+    /// Parse `data` after any kept incomplete record, and keep what is left
+    /// unconsumed (rustls may hold offsets into those bytes: they are passed
+    /// again, in place, on the next call).
+    fn read_records(&mut self, data: &mut [u8], plain: &mut Vec<u8>) -> Result<(), rustls::Error> {
+        // Kept on failure too: the alert is encoded with those bytes given.
+        if self.incoming.is_empty() {
+            // The common case: records parsed in the driver's buffer, and
+            // only an incomplete tail kept.
+            let (used, r) = self.process(data, plain);
+            self.incoming
+                .extend_from_slice(&data[used.min(data.len())..]);
+            r
+        } else {
+            let mut incoming = std::mem::take(&mut self.incoming);
+            incoming.extend_from_slice(data);
+            let (used, r) = self.process(&mut incoming, plain);
+            incoming.drain(..used.min(incoming.len()));
+            self.incoming = incoming;
+            r
+        }
     }
 
-    fn drain_plaintext(&mut self, plain: &mut Vec<u8>) {
+    /// Run rustls over `buf` until it needs more bytes; returns how many
+    /// bytes it consumed (whole records; also when it fails) and how it
+    /// ended.
+    fn process(
+        &mut self,
+        buf: &mut [u8],
+        plain: &mut Vec<u8>,
+    ) -> (usize, Result<(), rustls::Error>) {
+        let mut used = 0;
         loop {
-            let len = plain.len();
-            plain.resize(len + PLAIN_CHUNK, 0);
-            match self.conn.reader().read(&mut plain[len..]) {
-                Ok(n) => {
-                    plain.truncate(len + n);
-                    if n == 0 {
-                        return; // close_notify: the TCP close follows
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(&mut buf[used..]);
+            let state = match state {
+                Ok(s) => s,
+                Err(e) => return (used + discard, Err(e)),
+            };
+            let more = match state {
+                ConnectionState::ReadTraffic(mut r) => {
+                    while let Some(record) = r.next_record() {
+                        match record {
+                            Ok(record) => plain.extend_from_slice(record.payload),
+                            Err(e) => return (used + discard, Err(e)),
+                        }
                     }
+                    true
                 }
-                Err(_) => {
-                    // WouldBlock: nothing more for now (or an unclean end,
-                    // reported by the driver as a close).
-                    plain.truncate(len);
-                    return;
+                ConnectionState::EncodeTlsData(mut e) => {
+                    if let Err(e) = append(&mut self.out, 4096, |b| e.encode(b), encode_room) {
+                        return (used + discard, Err(rustls::Error::General(e.to_string())));
+                    }
+                    true
                 }
+                // `out` holds the records: the flush sends them.
+                ConnectionState::TransmitTlsData(t) => {
+                    t.done();
+                    true
+                }
+                // The peer's close_notify: its TCP close follows.
+                ConnectionState::PeerClosed => true,
+                // Need more bytes, or caught up.
+                _ => false,
+            };
+            used += discard;
+            if !more {
+                return (used, Ok(()));
             }
         }
     }
 
-    /// Move rustls's pending records into `out`.
-    fn flush_records(&mut self) {
-        while self.conn.wants_write() {
-            if self.sent == self.out.len() {
-                self.out.clear();
-                self.sent = 0;
+    /// After a fatal error: move the alert rustls queued into `out`. Only
+    /// while records are queued: rustls hands those out before it looks at
+    /// the input again, which would fail (and alert) a second time.
+    fn flush_alert(&mut self) {
+        for _ in 0..8 {
+            if !self.conn.wants_write() {
+                return;
             }
-            match self.conn.write_tls(&mut self.out) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+            let UnbufferedStatus { state, .. } =
+                self.conn.process_tls_records(&mut self.incoming[..]);
+            match state {
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    if append(&mut self.out, 4096, |b| e.encode(b), encode_room).is_err() {
+                        return;
+                    }
+                }
+                _ => return,
             }
         }
     }
@@ -319,22 +428,86 @@ impl TlsLayer {
         !self.handshaken && !self.failed
     }
 
-    /// Encrypt as much of `plain` as rustls takes now; returns how much.
+    /// Encrypt as much of `plain` as it takes now (up to 64 KiB); returns
+    /// how much.
     pub fn write(&mut self, plain: &[u8]) -> usize {
-        if !self.can_encrypt() {
+        if !self.can_encrypt() || plain.is_empty() {
             return 0;
         }
-        let n = self.conn.writer().write(plain).unwrap_or(0);
-        self.flush_records();
-        n
+        let plain = &plain[..plain.len().min(ENCRYPT_CHUNK)];
+        self.compact_out();
+        let mut encrypted = 0;
+        let ran = guarded(|| {
+            self.with_write_traffic(|w, out| {
+                // The plaintext plus each record's header, tag and type.
+                let room = plain.len() + (plain.len() / 16384 + 1) * RECORD_OVERHEAD;
+                if append(out, room, |b| w.encrypt(plain, b), encrypt_room).is_ok() {
+                    encrypted = plain.len();
+                }
+            })
+        });
+        if ran.is_none() {
+            self.failed = true;
+        }
+        encrypted
     }
 
     /// Queue close_notify (once), after everything encrypted so far.
     pub fn close_notify(&mut self) {
         if self.handshaken && !self.failed && !self.notified {
             self.notified = true;
-            self.conn.send_close_notify();
-            self.flush_records();
+            self.compact_out();
+            self.with_write_traffic(|w, out| {
+                let _ = append(
+                    out,
+                    2 * RECORD_OVERHEAD,
+                    |b| w.queue_close_notify(b),
+                    encrypt_room,
+                );
+            });
+        }
+    }
+
+    /// Reach the write state (encoding whatever records rustls has queued
+    /// first) and call `f` in it. rustls is given the kept incomplete record,
+    /// never an empty buffer in its place: it may hold offsets into it.
+    fn with_write_traffic(
+        &mut self,
+        mut f: impl FnMut(
+            &mut rustls::unbuffered::WriteTraffic<'_, rustls::server::ServerConnectionData>,
+            &mut Vec<u8>,
+        ),
+    ) {
+        for _ in 0..8 {
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(&mut self.incoming[..]);
+            let go_on = match state {
+                Ok(ConnectionState::WriteTraffic(mut w)) => {
+                    f(&mut w, &mut self.out);
+                    false
+                }
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    append(&mut self.out, 4096, |b| e.encode(b), encode_room).is_ok()
+                }
+                Ok(ConnectionState::TransmitTlsData(t)) => {
+                    t.done();
+                    true
+                }
+                _ => false,
+            };
+            let discard = discard.min(self.incoming.len());
+            self.incoming.drain(..discard);
+            if !go_on {
+                return;
+            }
+        }
+    }
+
+    /// Drop the sent prefix of `out` before appending to it.
+    fn compact_out(&mut self) {
+        if self.sent > 0 {
+            self.out.drain(..self.sent);
+            self.sent = 0;
         }
     }
 
@@ -353,6 +526,16 @@ impl TlsLayer {
             self.sent = 0;
         }
     }
+}
+
+/// Run `f`, turning a panic into `None`: a bug in the TLS stack costs the
+/// connection it hit, not the worker. Fuzzing builds let panics through, so
+/// the fuzzer sees them.
+fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    #[cfg(fuzzing)]
+    return Some(f());
+    #[cfg(not(fuzzing))]
+    catch_unwind(AssertUnwindSafe(f)).ok()
 }
 
 /// Whether bytes at the start of a TLS connection are an HTTP request (a
