@@ -4,7 +4,7 @@
 # inside) and uWebSockets.js's (app.publish, run by Node), all speaking the
 # same /feed JSON protocol.
 #
-#   scripts/bench-fanout.sh [--quick] [--repeats N] [--subscribers N]
+#   scripts/bench-fanout.sh [--quick] [--tls] [--repeats N] [--subscribers N]
 #                           [--rates "100 1000 10000"] [--servers "a b ..."]
 #                           [--baseline BIN]
 #
@@ -33,6 +33,11 @@
 # --baseline BIN: also run another build of ringwave (the commit a change
 # starts from, say) as baseline-uring, baseline-poll and baseline-uring-2w,
 # interleaved with the rest.
+#
+# --tls: every subscriber and the publisher connect over wss:// (one ECDSA
+# P-256 certificate made for the run with openssl; the generator verifies
+# it). Every publication is then encrypted once per subscriber: that is the
+# cost this mode shows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +47,7 @@ subscribers=10000
 rates="100 1000 10000"
 servers="ringwave-uring ringwave-poll ringwave-uring-2w bun uwebsockets-js"
 baseline=""
+tls=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -50,7 +56,8 @@ while [ $# -gt 0 ]; do
         --rates) rates=$2; shift ;;
         --servers) servers=$2; shift ;;
         --baseline) baseline=$2; shift ;;
-        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+        --tls) tls=1 ;;
+        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -65,6 +72,14 @@ started=$(date +%s)
 out="bench-results/$(date -u +%Y%m%dT%H%M%SZ)-fanout"
 mkdir -p "$out"
 results="$out/results.jsonl"
+scheme=ws
+host=127.0.0.1
+tls_gen=()
+if [ "$tls" = 1 ]; then
+    t="$out/tls"; cert="$t/cert.pem"; key="$t/key.pem"
+    scripts/make-cert.sh "$t" 2 >/dev/null
+    scheme=wss; host=localhost; tls_gen=(--ca "$t/ca.pem")
+fi
 
 echo "==> building (release)"
 cargo build --release --quiet --bin ringwave -p ringwave
@@ -90,6 +105,23 @@ rw=(target/release/ringwave --feed-sim off --allow-client-publish --slow-consume
 start_server() {
     local name=$1
     port=$((port + 1))
+    if [ "$tls" = 1 ]; then
+        # The TLS port is the one measured; ringwave's plaintext listener
+        # sits beside it unused.
+        local t=(--listen "127.0.0.1:$((port + 10000))" --tls-listen "127.0.0.1:$port" --tls-cert "$cert" --tls-key "$key")
+        case "$name" in
+            ringwave-uring) taskset -c 0 "${rw[@]}" "${t[@]}" --backend uring --threads 1 >/dev/null & ;;
+            ringwave-poll) taskset -c 0 "${rw[@]}" "${t[@]}" --backend poll --threads 1 >/dev/null & ;;
+            ringwave-uring-2w) taskset -c 0,1 "${rw[@]}" "${t[@]}" --backend uring --threads 2 >/dev/null & ;;
+            ringwave-poll-2w) taskset -c 0,1 "${rw[@]}" "${t[@]}" --backend poll --threads 2 >/dev/null & ;;
+            baseline-uring) taskset -c 0 "$baseline" "${rw[@]:1}" "${t[@]}" --backend uring --threads 1 >/dev/null & ;;
+            baseline-poll) taskset -c 0 "$baseline" "${rw[@]:1}" "${t[@]}" --backend poll --threads 1 >/dev/null & ;;
+            baseline-uring-2w) taskset -c 0,1 "$baseline" "${rw[@]:1}" "${t[@]}" --backend uring --threads 2 >/dev/null & ;;
+            bun) taskset -c 0 "$bun" "$bun_dir/pubsub.js" "$port" "$cert" "$key" >/dev/null & ;;
+            uwebsockets-js) taskset -c 0 node "$uws_dir/pubsub.js" "$port" "$cert" "$key" >/dev/null & ;;
+            *) echo "unknown server $name" >&2; exit 2 ;;
+        esac
+    else
     case "$name" in
         ringwave-uring) taskset -c 0 "${rw[@]}" --listen "127.0.0.1:$port" --backend uring --threads 1 >/dev/null & ;;
         ringwave-poll) taskset -c 0 "${rw[@]}" --listen "127.0.0.1:$port" --backend poll --threads 1 >/dev/null & ;;
@@ -102,6 +134,7 @@ start_server() {
         uwebsockets-js) taskset -c 0 node "$uws_dir/pubsub.js" "$port" >/dev/null & ;;
         *) echo "unknown server $name" >&2; exit 2 ;;
     esac
+    fi
     srv_pid=$!
     for _ in $(seq 200); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
@@ -123,7 +156,7 @@ for r in $(seq "$repeats"); do
         for s in $servers; do
             start_server "$s"
             taskset -c 1 "$gen" fanout -n "$subscribers" -r "$rate" -s 100 -t "$dur" --warmup 1 \
-                --url "ws://127.0.0.1:$port/feed" --label "$s" --server-pid "$srv_pid" \
+                --url "$scheme://$host:$port/feed" "${tls_gen[@]}" --label "$s" --server-pid "$srv_pid" \
                 --sources 4 --json "$results" --repeat "$r" --quiet
             stop_server
         done
@@ -132,7 +165,7 @@ done
 
 took=$(( $(date +%s) - started ))
 cat > "$out/preface.md" <<EOF2
-Command: \`scripts/bench-fanout.sh $( [ "$quick" = 1 ] && echo --quick ) --repeats $repeats --subscribers $subscribers --rates "$rates"\`, took ${took} s.
+Command: \`scripts/bench-fanout.sh $( [ "$quick" = 1 ] && echo --quick ) $( [ "$tls" = 1 ] && echo --tls ) --repeats $repeats --subscribers $subscribers --rates "$rates"\`, took ${took} s.
 Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), Linux $(uname -r).
 EOF2
 "$gen" report --input "$results" --out "$out" --preface "$out/preface.md"

@@ -4,8 +4,8 @@
 # engine as a Node.js addon, without Bun's layer), each an echo server on one
 # core.
 #
-#   scripts/bench.sh [--quick] [--repeats N] [--servers "a b ..."] [--server-cpu PCT]
-#                    [--baseline BIN]
+#   scripts/bench.sh [--quick] [--tls] [--repeats N] [--servers "a b ..."]
+#                    [--server-cpu PCT] [--baseline BIN]
 #
 # Every server runs pinned to CPU 0 and the load generator (ringwave-bench) to
 # CPU 1. Cases run in interleaved repeats (A B C A B C ...) and the report
@@ -38,6 +38,14 @@
 # starts from, built in a git worktree) as baseline-uring and baseline-poll,
 # interleaved with everything else, so a change is compared with its base in
 # one sitting.
+#
+# --tls: every server serves wss:// with the same ECDSA P-256 certificate
+# (made for the run with openssl) and the generator speaks TLS (rustls,
+# trusting that certificate, no session resumption): echo 100x20B and
+# 10x16KiB, connect 5,000 (at most 100 at once: full TLS handshakes per
+# second) and RSS per idle TLS connection. Peers: tokio-tungstenite over
+# tokio-rustls, Bun (BoringSSL) and uWebSockets.js (SSLApp). No latency
+# case.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,15 +53,18 @@ quick=0
 repeats=""
 server_cpu=""
 baseline=""
+tls=0
+servers_given=""
 servers="ringwave-uring ringwave-poll tokio-tungstenite fastwebsockets bun uwebsockets-js"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
         --repeats) repeats=$2; shift ;;
-        --servers) servers=$2; shift ;;
+        --servers) servers=$2; servers_given=1; shift ;;
         --server-cpu) server_cpu=$2; shift ;;
         --baseline) baseline=$2; shift ;;
-        -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
+        --tls) tls=1 ;;
+        -h|--help) sed -n '2,50p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -66,6 +77,11 @@ if [ "$quick" = 1 ]; then
     dur=2; warm=1; repeats=${repeats:-3}; lat_dur=2; lat_repeats=5; connect_n=5000; idle_n=15000
 else
     dur=5; warm=1; repeats=${repeats:-5}; lat_dur=3; lat_repeats=9; connect_n=10000; idle_n=15000
+fi
+if [ "$tls" = 1 ]; then
+    connect_n=5000
+    [ -n "$servers_given" ] || servers="ringwave-uring ringwave-poll tokio-tungstenite bun uwebsockets-js"
+    [[ " $servers " != *" fastwebsockets "* ]] || { echo "--tls: the fastwebsockets peer has no TLS" >&2; exit 2; }
 fi
 
 # The cgroup that caps servers (--server-cpu): v2 when the cpu controller is
@@ -96,6 +112,14 @@ started=$(date +%s)
 out="bench-results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 results="$out/results.jsonl"
+scheme=ws
+host=127.0.0.1
+tls_gen=()
+if [ "$tls" = 1 ]; then
+    t="$out/tls"; cert="$t/cert.pem"; key="$t/key.pem"
+    scripts/make-cert.sh "$t" 2 >/dev/null
+    scheme=wss; host=localhost; tls_gen=(--ca "$t/ca.pem")
+fi
 
 echo "==> building (release)"
 cargo build --release --quiet --bin ringwave -p ringwave
@@ -122,6 +146,21 @@ srv_pid=""
 start_server() {
     local name=$1
     port=$((port + 1))
+    if [ "$tls" = 1 ]; then
+        # The TLS port is the one measured; ringwave's plaintext listener sits
+        # beside it unused.
+        local rw=(--listen "127.0.0.1:$((port + 10000))" --tls-listen "127.0.0.1:$port" --tls-cert "$cert" --tls-key "$key" --threads 1 --feed-sim off --log-level warn)
+        case "$name" in
+            ringwave-uring) taskset -c 0 target/release/ringwave --backend uring "${rw[@]}" >/dev/null & ;;
+            ringwave-poll) taskset -c 0 target/release/ringwave --backend poll "${rw[@]}" >/dev/null & ;;
+            baseline-uring) taskset -c 0 "$baseline" --backend uring "${rw[@]}" >/dev/null & ;;
+            baseline-poll) taskset -c 0 "$baseline" --backend poll "${rw[@]}" >/dev/null & ;;
+            tokio-tungstenite) taskset -c 0 target/release/peer-tokio-tungstenite "127.0.0.1:$port" "$cert" "$key" >/dev/null & ;;
+            bun) taskset -c 0 "$bun" "$bun_dir/server.js" "$port" "$cert" "$key" >/dev/null & ;;
+            uwebsockets-js) taskset -c 0 node "$uws_dir/server.js" "$port" "$cert" "$key" >/dev/null & ;;
+            *) echo "server $name has no TLS mode" >&2; exit 2 ;;
+        esac
+    else
     case "$name" in
         ringwave-uring) taskset -c 0 target/release/ringwave --listen "127.0.0.1:$port" --backend uring --threads 1 --feed-sim off --log-level warn >/dev/null & ;;
         ringwave-poll) taskset -c 0 target/release/ringwave --listen "127.0.0.1:$port" --backend poll --threads 1 --feed-sim off --log-level warn >/dev/null & ;;
@@ -133,6 +172,7 @@ start_server() {
         uwebsockets-js) taskset -c 0 node "$uws_dir/server.js" "$port" >/dev/null & ;;
         *) echo "unknown server $name" >&2; exit 2 ;;
     esac
+    fi
     srv_pid=$!
     if [ -n "$cgroup" ]; then
         echo "$srv_pid" >"$cgroup/cgroup.procs"
@@ -153,11 +193,12 @@ trap 'kill -TERM "$srv_pid" 2>/dev/null || true' EXIT
 
 run() { # server case-args...
     local name=$1; shift
-    taskset -c 1 "$gen" "$@" --url "ws://127.0.0.1:$port/" --label "$name" --server-pid "$srv_pid" \
-        --json "$results" --quiet
+    taskset -c 1 "$gen" "$@" --url "$scheme://$host:$port/" "${tls_gen[@]}" --label "$name" \
+        --server-pid "$srv_pid" --json "$results" --quiet
 }
 
 echo_cases=("-c 1 -s 20" "-c 100 -s 20" "-c 1000 -s 20" "-c 10 -s 1024" "-c 10 -s 16384")
+[ "$tls" = 0 ] || echo_cases=("-c 100 -s 20" "-c 10 -s 16384")
 
 echo "==> echo, latency and connect: $repeats interleaved repeats over: $servers"
 for r in $(seq "$repeats"); do
@@ -172,7 +213,11 @@ for r in $(seq "$repeats"); do
     done
 done
 
-echo "==> latency: $lat_repeats interleaved repeats at one rate for all servers"
+if [ "$tls" = 1 ]; then
+    lat_repeats=0
+else
+    echo "==> latency: $lat_repeats interleaved repeats at one rate for all servers"
+fi
 max_of() {
     python3 - "$results" "$1" <<'EOF'
 import json, statistics, sys
@@ -187,6 +232,7 @@ for s in $servers; do
     if [ -z "$common" ] || [ "$m" -lt "$common" ]; then common=$m; fi
 done
 common=$((common / 2)) # 50% of the slowest server's maximum: a rate every server sustains
+[ "$lat_repeats" -gt 0 ] || common=0
 for r in $(seq "$lat_repeats"); do
     for s in $servers; do
         start_server "$s"
@@ -200,7 +246,7 @@ echo "==> idle memory: $idle_n connections"
 for s in $servers; do
     start_server "$s"
     # Warm up allocator and tables, then measure RSS growth for idle_n.
-    taskset -c 1 "$gen" idle -n 1000 -t 0 --url "ws://127.0.0.1:$port/" --quiet >/dev/null </dev/null
+    taskset -c 1 "$gen" idle -n 1000 -t 0 --url "$scheme://$host:$port/" "${tls_gen[@]}" --quiet >/dev/null </dev/null
     run "$s" idle -n "$idle_n" -t 0 --sources 4 --repeat 1 </dev/null
     stop_server
 done
@@ -211,9 +257,12 @@ if [ -n "$cgroup" ]; then
 fi
 preface="$out/preface.md"
 {
-    echo "Run: \`scripts/bench.sh $([ "$quick" = 1 ] && echo --quick)\` on $(date -u +%Y-%m-%d), took ${took} s."
+    echo "Run: \`scripts/bench.sh $([ "$quick" = 1 ] && echo --quick) $([ "$tls" = 1 ] && echo --tls)\` on $(date -u +%Y-%m-%d), took ${took} s."
     echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Linux $(uname -r)."
     echo "Per run: ${warm} s warm-up, ${dur} s measured; $repeats repeats (latency: ${lat_dur} s measured, $lat_repeats repeats)."
+    if [ "$tls" = 1 ]; then
+        echo "TLS: every server serves wss:// with one ECDSA P-256 certificate; the generator (rustls, ring) makes full handshakes (no resumption)."
+    fi
     if [ -n "$cgroup" ]; then
         echo "Every server capped at ${server_cpu}% of its core (cgroup CPU quota, 10 ms period): compare servers at equal CPU budgets; latency under throttling is not comparable to uncapped runs."
     fi

@@ -6,12 +6,17 @@
 //!
 //! [`Engine`] owns the connections and reports what happened on each
 //! ([`Happened`]); the scenarios in `ringwave-bench` decide what to send.
+//! For `wss://` targets each connection runs a rustls client between the
+//! driver and the WebSocket protocol, without I/O of its own, as the server
+//! does.
 
 pub mod report;
 pub mod stats;
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
@@ -20,7 +25,7 @@ use ringwave::proto::handshake::ClientHandshake;
 use ringwave::proto::{Conn, Event, Limits, MessageKind};
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// Where to connect: from a `ws://host:port/path` URL.
+/// Where to connect: from a `ws://` or `wss://host:port/path` URL.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// Server address.
@@ -29,14 +34,28 @@ pub struct Target {
     pub host: String,
     /// Request path.
     pub path: String,
+    /// For `wss://`: the client settings (see [`Target::with_tls`]) and the
+    /// name the certificate is checked against.
+    pub tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+    /// The URL said `wss://`.
+    pub wants_tls: bool,
 }
 
 impl Target {
-    /// Parse `ws://HOST:PORT/PATH` (HOST an IP address or `localhost`).
+    /// Parse `ws://HOST:PORT/PATH` or `wss://...` (HOST an IP address or
+    /// `localhost`). A `wss://` target needs [`Target::with_tls`] next.
     pub fn parse(url: &str) -> Result<Target, String> {
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
+        let (rest, wants_tls) = match url.strip_prefix("wss://") {
+            Some(r) => (r, true),
+            None => (
+                url.strip_prefix("ws://")
+                    .ok_or_else(|| format!("{url}: only ws:// and wss:// URLs are supported"))?,
+                false,
+            ),
+        };
         let (hostport, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -57,7 +76,117 @@ impl Target {
             addr: SocketAddr::new(ip, port),
             host: hostport.to_string(),
             path: path.to_string(),
+            tls: None,
+            wants_tls,
         })
+    }
+
+    /// For a `wss://` target: trust the CA certificates in `ca` (PEM), or
+    /// with `insecure` any certificate. A `ws://` target is returned as is.
+    pub fn with_tls(mut self, ca: Option<&Path>, insecure: bool) -> Result<Target, String> {
+        if !self.wants_tls {
+            return Ok(self);
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| e.to_string())?;
+        let mut cfg = if insecure {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth()
+        } else {
+            let ca = ca.ok_or("a wss:// URL needs --ca FILE (or --insecure)")?;
+            let mut roots = rustls::RootCertStore::empty();
+            use rustls::pki_types::pem::PemObject;
+            let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca)
+                .map_err(|e| format!("{}: {e}", ca.display()))?;
+            for c in certs {
+                roots
+                    .add(c.map_err(|e| format!("{}: {e}", ca.display()))?)
+                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        };
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // A benchmark's connections are new clients: full handshakes.
+        cfg.resumption = rustls::client::Resumption::disabled();
+        let name = self
+            .host
+            .rsplit_once(':')
+            .map_or(self.host.as_str(), |(h, _)| h);
+        let name = rustls::pki_types::ServerName::try_from(name.to_string())
+            .map_err(|e| format!("{name}: {e}"))?;
+        self.tls = Some((Arc::new(cfg), name));
+        Ok(self)
+    }
+}
+
+/// `--insecure`: every certificate is accepted (signatures are still
+/// checked, so the handshake costs what a verified one does, bar the chain).
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A connection's TLS client and the ciphertext it has not sent yet.
+struct TlsClient {
+    conn: rustls::ClientConnection,
+    out: Vec<u8>,
+}
+
+impl TlsClient {
+    /// Move rustls's pending records into `out`.
+    fn flush_records(&mut self) {
+        while self.conn.wants_write() {
+            if self.conn.write_tls(&mut self.out).is_err() {
+                break;
+            }
+        }
     }
 }
 
@@ -71,6 +200,7 @@ struct Client {
     token: Token,
     phase: Phase,
     started: Instant,
+    tls: Option<Box<TlsClient>>,
 }
 
 /// Something that happened to a connection during [`Engine::poll`].
@@ -92,6 +222,8 @@ struct State {
     by_token: Vec<usize>,
     open: usize,
     dirty: Vec<usize>,
+    /// Plaintext out of a TLS read.
+    plain: Vec<u8>,
 }
 
 /// A set of client connections on one of ringwave's drivers (io_uring or
@@ -117,6 +249,7 @@ impl Engine {
                 by_token: Vec::new(),
                 open: 0,
                 dirty: Vec::new(),
+                plain: Vec::new(),
             },
             target,
             rng: rand::rng(),
@@ -138,6 +271,20 @@ impl Engine {
     /// loopback); returns its index.
     pub fn connect(&mut self) -> io::Result<usize> {
         let i = self.state.clients.len();
+        let tls = match &self.target.tls {
+            Some((cfg, name)) => {
+                let conn = rustls::ClientConnection::new(cfg.clone(), name.clone())
+                    .map_err(io::Error::other)?;
+                Some(Box::new(TlsClient {
+                    conn,
+                    out: Vec::new(),
+                }))
+            }
+            None if self.target.wants_tls => {
+                return Err(io::Error::other("wss:// target without TLS settings"))
+            }
+            None => None,
+        };
         let socket = Socket::new(
             Domain::for_address(self.target.addr),
             Type::STREAM,
@@ -164,6 +311,7 @@ impl Engine {
             token,
             phase: Phase::Handshake(Box::new(hs), request),
             started,
+            tls,
         });
         st.dirty.push(i);
         Ok(i)
@@ -212,7 +360,17 @@ impl Engine {
         for c in &mut self.state.clients {
             if let Phase::Open(conn) = &mut c.phase {
                 let _ = conn.close(ringwave::proto::CloseCode::NORMAL, "");
-                let _ = self.driver.send(c.token, conn.output());
+                match &mut c.tls {
+                    Some(tls) => {
+                        let _ = tls.conn.writer().write_all(conn.output());
+                        tls.conn.send_close_notify();
+                        tls.flush_records();
+                        let _ = self.driver.send(c.token, &tls.out);
+                    }
+                    None => {
+                        let _ = self.driver.send(c.token, conn.output());
+                    }
+                }
             }
             if !matches!(c.phase, Phase::Closed) {
                 self.driver.close(c.token);
@@ -226,6 +384,46 @@ impl Engine {
         let dirty = std::mem::take(&mut self.state.dirty);
         for &i in &dirty {
             let c = &mut self.state.clients[i];
+            if let Some(tls) = c.tls.as_deref_mut() {
+                // Plaintext into rustls (it holds the request until its
+                // handshake is done), then the ciphertext to the socket.
+                let bytes: &[u8] = match &c.phase {
+                    Phase::Handshake(_, req) => req,
+                    Phase::Open(conn) => conn.output(),
+                    Phase::Closed => &[],
+                };
+                let n = if bytes.is_empty() {
+                    0
+                } else {
+                    tls.conn.writer().write(bytes).unwrap_or(0)
+                };
+                match &mut c.phase {
+                    Phase::Handshake(_, req) => {
+                        req.drain(..n);
+                    }
+                    Phase::Open(conn) => conn.advance_output(n),
+                    Phase::Closed => {}
+                }
+                tls.flush_records();
+                while !tls.out.is_empty() && !matches!(c.phase, Phase::Closed) {
+                    match self.driver.send(c.token, &tls.out) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            tls.out.drain(..n);
+                        }
+                        Err(e) => {
+                            if matches!(c.phase, Phase::Open(_)) {
+                                self.state.open -= 1;
+                            }
+                            c.phase = Phase::Closed;
+                            self.driver.close(c.token);
+                            out.push(Happened::Closed(i, e.to_string()));
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
             loop {
                 let bytes: &[u8] = match &c.phase {
                     Phase::Handshake(_, req) => req,
@@ -319,8 +517,50 @@ impl State {
             return;
         }
         let c = &mut self.clients[i];
-        let mut rest_owned;
+        let mut plain = std::mem::take(&mut self.plain);
         let mut data: &mut [u8] = buf;
+        if let Some(tls) = c.tls.as_deref_mut() {
+            plain.clear();
+            let mut input: &[u8] = data;
+            while !input.is_empty() {
+                let read = tls.conn.read_tls(&mut input);
+                if let Err(e) = read
+                    .map_err(|e| e.to_string())
+                    .and_then(|_| tls.conn.process_new_packets().map_err(|e| e.to_string()))
+                {
+                    self.plain = plain;
+                    self.close(i, format!("TLS: {e}"), out);
+                    dead.push(t);
+                    return;
+                }
+                let mut chunk = [0u8; 16 * 1024];
+                loop {
+                    match tls.conn.reader().read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => plain.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            }
+            if tls.conn.wants_write() || !tls.out.is_empty() {
+                self.dirty.push(i);
+            }
+            data = &mut plain[..];
+        }
+        self.data_plain(i, t, data, out, dead);
+        self.plain = plain;
+    }
+
+    fn data_plain(
+        &mut self,
+        i: usize,
+        t: Token,
+        data: &mut [u8],
+        out: &mut Vec<Happened>,
+        dead: &mut Vec<Token>,
+    ) {
+        let c = &mut self.clients[i];
+        let mut rest_owned;
+        let mut data: &mut [u8] = data;
         if let Phase::Handshake(hs, _) = &mut c.phase {
             match hs.read(data) {
                 Ok(None) => return,

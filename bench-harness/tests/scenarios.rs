@@ -132,5 +132,90 @@ fn bad_urls_are_rejected_with_a_reason() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("only ws:// URLs"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only ws:// and wss:// URLs"));
+}
+
+/// A CA and a leaf for localhost signed by it, as PEM files in `dir`;
+/// returns (CA file, certificate file, key file).
+fn make_certs(dir: &std::path::Path, tag: &str) -> [std::path::PathBuf; 3] {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let files = [
+        dir.join(format!("{tag}-ca.pem")),
+        dir.join(format!("{tag}-cert.pem")),
+        dir.join(format!("{tag}-key.pem")),
+    ];
+    std::fs::write(&files[0], ca.pem()).unwrap();
+    std::fs::write(&files[1], leaf.pem()).unwrap();
+    std::fs::write(&files[2], key.serialize_pem()).unwrap();
+    files
+}
+
+#[test]
+fn wss_scenarios_verify_the_server_or_refuse_it() {
+    let dir = std::env::temp_dir().join(format!("ringwave-bench-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let [ca, cert, key] = make_certs(&dir, "good");
+    let [other_ca, _, _] = make_certs(&dir, "other");
+    let server = Server::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .threads(1)
+        .backend(Backend::Poll)
+        .tls(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![ringwave::server::CertFiles { cert, key }],
+        )
+        .serve(|| Echo)
+        .expect("server");
+    let url = format!("wss://localhost:{}/", server.tls_addr().unwrap().port());
+    let json = dir.join("results.jsonl");
+    let j = json.to_str().unwrap();
+    let ca = ca.to_str().unwrap();
+    let common = ["--url", &url, "--json", j, "--quiet"];
+    let echo = [
+        "echo", "-c", "4", "-s", "2000", "-t", "0.5", "--warmup", "0.2",
+    ];
+    bench(&[&echo[..], &common, &["--ca", ca]].concat());
+    bench(
+        &[
+            &["connect", "-n", "50", "-k", "10"][..],
+            &common,
+            &["--insecure"],
+        ]
+        .concat(),
+    );
+    let rs = results(&json);
+    assert_eq!(rs.len(), 2);
+    assert_eq!(rs[0].errors, 0);
+    assert!(rs[0].rate > 0.0 && rs[0].bytes_per_s >= rs[0].rate * 2000.0 * 0.99);
+    assert_eq!((rs[1].count, rs[1].errors), (50, 0));
+
+    // A certificate from a CA the generator does not trust: every
+    // handshake fails, and says why.
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwave-bench"))
+        .args(["connect", "-n", "5", "-k", "5", "--url", &url, "--ca"])
+        .arg(&other_ca)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("invalid peer certificate"), "{text}");
+    // wss:// without a CA or --insecure is refused before connecting.
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwave-bench"))
+        .args(["echo", "-t", "0.1", "--url", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ca FILE (or --insecure)"));
+    server.shutdown();
+    server.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,12 +1,16 @@
 // Peer pub/sub server: Bun's built-in WebSocket server (uWebSockets inside,
 // topics with server.publish), one thread, speaking ringwave's /feed JSON
-// protocol (../feed.mjs). Usage: bun pubsub.js [PORT]
+// protocol (../feed.mjs). Usage: bun pubsub.js [PORT [CERT KEY]]: with a
+// certificate and key it serves wss://.
 import { feedMessage } from "../feed.mjs";
 
 const port = Number(process.argv[2] || 9005);
+const [cert, key] = [process.argv[3], process.argv[4]];
+const tls = cert && key ? { cert: Bun.file(cert), key: Bun.file(key) } : undefined;
 const server = Bun.serve({
   hostname: "127.0.0.1",
   port,
+  tls,
   fetch(req, server) {
     if (server.upgrade(req)) return;
     return new Response("WebSocket pub/sub peer\n");
@@ -22,4 +26,4 @@ const server = Bun.serve({
     },
   },
 });
-console.log(`bun pubsub listening on ws://127.0.0.1:${server.port}`);
+console.log(`bun pubsub listening on ${tls ? "wss" : "ws"}://127.0.0.1:${server.port}`);

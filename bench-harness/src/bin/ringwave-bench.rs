@@ -51,9 +51,16 @@ enum Cmd {
 
 #[derive(Args, Debug, Clone)]
 struct Common {
-    /// Server URL, ws://IP:PORT/PATH.
+    /// Server URL, ws://IP:PORT/PATH or wss://HOST:PORT/PATH (HOST
+    /// `localhost` or an IP address; the certificate is checked against it).
     #[arg(long, default_value = "ws://127.0.0.1:9001/")]
     url: String,
+    /// For wss://: trust the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// For wss://: accept any server certificate (signatures still checked).
+    #[arg(long)]
+    insecure: bool,
     /// Label for the server in results.
     #[arg(long, default_value = "server")]
     label: String,
@@ -221,7 +228,7 @@ fn open_connections(
     k: usize,
     deadline: Duration,
 ) -> Result<(Engine, hdrhistogram::Histogram<u64>, u64, Duration), String> {
-    let target = Target::parse(&common.url)?;
+    let target = Target::parse(&common.url)?.with_tls(common.ca.as_deref(), common.insecure)?;
     let mut engine =
         Engine::new(target, common.sources, common.backend).map_err(|e| e.to_string())?;
     let mut hist = latency_histogram();
@@ -807,6 +814,11 @@ fn idle(a: IdleArgs) -> Result<(), String> {
             .args(["idle", "--child", "--quiet", "--url", &c.url])
             .args(["-n", &share.to_string(), "-t", &a.hold.to_string()])
             .args(["--sources", &c.sources.max(2).to_string()])
+            .args(
+                c.ca.iter()
+                    .flat_map(|ca| [std::ffi::OsStr::new("--ca"), ca.as_os_str()]),
+            )
+            .args(c.insecure.then_some("--insecure"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
