@@ -21,10 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rustls::crypto::CryptoProvider;
-use rustls::server::UnbufferedServerConnection;
 use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::sign::CertifiedKey;
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncodeTlsData, EncryptError, UnbufferedStatus,
+};
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -181,12 +183,11 @@ impl TlsSettings {
     /// TLS 1.3 and 1.2 with the ring provider's cipher suites, ALPN
     /// `http/1.1`, serving `certs` on `listen`.
     pub fn new(listen: SocketAddr, certs: Arc<Certificates>) -> io::Result<TlsSettings> {
-        let config = ServerConfig::builder_with_provider(certs.provider.clone())
+        let mut config = ServerConfig::builder_with_provider(certs.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| io::Error::other(format!("TLS setup: {e}")))?
             .with_no_client_auth()
             .with_cert_resolver(certs.clone());
-        let mut config = config;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(TlsSettings {
             listen,
@@ -257,11 +258,16 @@ fn append<E>(
     }
 }
 
-fn encode_room(e: &EncodeError) -> Option<usize> {
-    match e {
+/// Append the handshake or alert record rustls hands out to `out`.
+fn encode(
+    out: &mut Vec<u8>,
+    e: &mut EncodeTlsData<'_, ServerConnectionData>,
+) -> Result<(), EncodeError> {
+    let room = |e: &EncodeError| match e {
         EncodeError::InsufficientSize(s) => Some(s.required_size),
         _ => None,
-    }
+    };
+    append(out, 4096, |b| e.encode(b), room)
 }
 
 fn encrypt_room(e: &EncryptError) -> Option<usize> {
@@ -375,7 +381,7 @@ impl TlsLayer {
                     true
                 }
                 ConnectionState::EncodeTlsData(mut e) => {
-                    if let Err(e) = append(&mut self.out, 4096, |b| e.encode(b), encode_room) {
+                    if let Err(e) = encode(&mut self.out, &mut e) {
                         return (used + discard, Err(rustls::Error::General(e.to_string())));
                     }
                     true
@@ -409,7 +415,7 @@ impl TlsLayer {
                 self.conn.process_tls_records(&mut self.incoming[..]);
             match state {
                 Ok(ConnectionState::EncodeTlsData(mut e)) => {
-                    if append(&mut self.out, 4096, |b| e.encode(b), encode_room).is_err() {
+                    if encode(&mut self.out, &mut e).is_err() {
                         return;
                     }
                 }
@@ -473,10 +479,7 @@ impl TlsLayer {
     /// never an empty buffer in its place: it may hold offsets into it.
     fn with_write_traffic(
         &mut self,
-        mut f: impl FnMut(
-            &mut rustls::unbuffered::WriteTraffic<'_, rustls::server::ServerConnectionData>,
-            &mut Vec<u8>,
-        ),
+        mut f: impl FnMut(&mut rustls::unbuffered::WriteTraffic<'_, ServerConnectionData>, &mut Vec<u8>),
     ) {
         for _ in 0..8 {
             let UnbufferedStatus { discard, state } =
@@ -486,9 +489,7 @@ impl TlsLayer {
                     f(&mut w, &mut self.out);
                     false
                 }
-                Ok(ConnectionState::EncodeTlsData(mut e)) => {
-                    append(&mut self.out, 4096, |b| e.encode(b), encode_room).is_ok()
-                }
+                Ok(ConnectionState::EncodeTlsData(mut e)) => encode(&mut self.out, &mut e).is_ok(),
                 Ok(ConnectionState::TransmitTlsData(t)) => {
                     t.done();
                     true
