@@ -24,7 +24,11 @@ const HTTP11: &[&[u8]] = &[b"http/1.1"];
 
 /// A finished TLS handshake with `addr`, for `name`.
 fn tls_connect_as(addr: SocketAddr, cfg: &Arc<ClientConfig>, name: ServerName<'static>) -> Tls {
-    let tcp = TcpStream::connect(addr).unwrap();
+    tls_handshake(TcpStream::connect(addr).unwrap(), cfg, name)
+}
+
+/// A finished TLS handshake over `tcp`, for `name`.
+fn tls_handshake(tcp: TcpStream, cfg: &Arc<ClientConfig>, name: ServerName<'static>) -> Tls {
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let conn = ClientConnection::new(cfg.clone(), name).unwrap();
     let mut s = StreamOwned::new(conn, tcp);
@@ -45,8 +49,26 @@ fn presented(s: &Tls) -> Vec<u8> {
 
 /// A WebSocket over TLS to `/echo`.
 fn wss(addr: SocketAddr, cfg: &Arc<ClientConfig>) -> tungstenite::WebSocket<Tls> {
-    let s = tls_connect(addr, cfg);
-    let url = format!("wss://localhost:{}/echo", addr.port());
+    wss_to(addr, cfg, "/echo")
+}
+
+/// A WebSocket over TLS to `path`.
+fn wss_to(addr: SocketAddr, cfg: &Arc<ClientConfig>, path: &str) -> tungstenite::WebSocket<Tls> {
+    wss_over(tls_connect(addr, cfg), addr, path)
+}
+
+/// A WebSocket over TLS to `path` from a socket whose receive buffer is
+/// tiny, so that what the server sends it waits in the server while it does
+/// not read.
+fn wss_slow(addr: SocketAddr, cfg: &Arc<ClientConfig>, path: &str) -> tungstenite::WebSocket<Tls> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.connect(&addr.into()).unwrap();
+    wss_over(tls_handshake(s.into(), cfg, localhost()), addr, path)
+}
+
+fn wss_over(s: Tls, addr: SocketAddr, path: &str) -> tungstenite::WebSocket<Tls> {
+    let url = format!("wss://localhost:{}{path}", addr.port());
     let (ws, resp) = tungstenite::client(url.as_str(), s).expect("upgrade over TLS");
     assert_eq!(resp.status(), 101);
     ws
@@ -221,6 +243,112 @@ both_backends!(curl_streams_sse_over_https_with_alpn_http11, |backend| {
     let got = String::from_utf8_lossy(&got);
     assert!(got.contains("\ndata: {\"type\":\"tick\""), "{got}");
 });
+
+/// The next text message (pings and pongs skipped).
+fn next_text(ws: &mut tungstenite::WebSocket<Tls>) -> String {
+    loop {
+        match ws.read().expect("a message") {
+            tungstenite::Message::Text(t) => return t.to_string(),
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Publication `i` of the TLS fan-out test: its number, then padding of a
+/// length that mixes publications smaller and larger than a TLS record. The
+/// 4 MB of the first 800 fill the kernel's send buffer towards a slow
+/// subscriber, so the rest waits in the server's queue.
+fn tls_publication(i: usize) -> String {
+    let pad = match i {
+        800..900 => 3_500,
+        _ if i.is_multiple_of(4) => 20_000,
+        _ if i % 10 == 3 => 5_000,
+        _ => i % 97,
+    };
+    format!(
+        "{i:05}:{}",
+        char::from(b'a' + (i % 26) as u8).to_string().repeat(pad)
+    )
+}
+
+both_backends!(
+    feed_over_tls_delivers_every_publication_in_order,
+    |backend| {
+        let pki = TestPki::new(&format!("feed-{backend}"));
+        let leaf = pki.leaf("server", &["localhost"], 1);
+        // Room for every publication in each queue: no slow-consumer policy acts.
+        let mut srv = start(
+            backend,
+            &leaf,
+            &[
+                "--feed-sim",
+                "off",
+                "--allow-client-publish",
+                "--max-buffered",
+                "67108864",
+            ],
+        );
+        let cfg = pki.client_config(TLS13, HTTP11);
+        const SUBSCRIBERS: usize = 8;
+        const N: usize = 1_000;
+        let mut subs: Vec<_> = (0..SUBSCRIBERS)
+            .map(|i| {
+                let mut ws = if i < SUBSCRIBERS / 2 {
+                    wss_to(srv.tls(), &cfg, "/feed")
+                } else {
+                    wss_slow(srv.tls(), &cfg, "/feed")
+                };
+                ws.send(tungstenite::Message::text(
+                    r#"{"op":"subscribe","topic":"t"}"#,
+                ))
+                .unwrap();
+                assert_eq!(next_text(&mut ws), r#"{"event":"subscribed","topic":"t"}"#);
+                ws
+            })
+            .collect();
+        let mut publisher = wss_to(srv.tls(), &cfg, "/feed");
+        let read_all = |mut ws: tungstenite::WebSocket<Tls>| {
+            std::thread::spawn(move || {
+                for i in 0..N {
+                    let got = next_text(&mut ws);
+                    let want = tls_publication(i);
+                    assert!(
+                        got == want,
+                        "publication {i}: got {:.40} ({} bytes)",
+                        got,
+                        got.len()
+                    );
+                }
+            })
+        };
+        // Half the subscribers read while the publisher sends, so
+        // publications queue behind sends in flight; the other half start
+        // only once the first half has everything, with tiny receive
+        // buffers, so their feed waits in the server and goes out gathered
+        // into large writes.
+        let late = subs.split_off(SUBSCRIBERS / 2);
+        let early: Vec<_> = subs.into_iter().map(read_all).collect();
+        for i in 0..N {
+            let data = tls_publication(i);
+            publisher
+                .send(tungstenite::Message::text(format!(
+                    r#"{{"op":"publish","topic":"t","data":"{data}"}}"#
+                )))
+                .unwrap();
+        }
+        for r in early {
+            r.join()
+                .expect("an early subscriber got every publication in order");
+        }
+        let late: Vec<_> = late.into_iter().map(read_all).collect();
+        for r in late {
+            r.join()
+                .expect("a late subscriber got every publication in order");
+        }
+        assert!(srv.alive());
+    }
+);
 
 both_backends!(
     sighup_reloads_the_certificate_and_keeps_connections,

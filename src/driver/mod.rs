@@ -86,6 +86,18 @@ pub trait Driver {
         true
     }
 
+    /// Take the bytes `buf[from..]` to send on `token`, with the same rules
+    /// as [`Driver::send`], except that the driver may take `buf` itself
+    /// instead of copying from it, leaving an empty vector in its place (so
+    /// the caller's bookkeeping of `from` plus what was taken still holds).
+    /// For output that the caller would otherwise drop once it is sent.
+    fn send_owned(&mut self, token: Token, buf: &mut Vec<u8>, from: usize) -> io::Result<usize> {
+        match buf.get(from..) {
+            Some(rest) => self.send(token, rest),
+            None => Ok(0),
+        }
+    }
+
     /// Take bytes from `parts`, in order, as one send (a connection's own
     /// frames followed by shared publish frames). Returns how many bytes were
     /// taken in total; the same rules as [`Driver::send`]. A driver may keep

@@ -246,6 +246,19 @@ impl Conn {
         &self.tx.out[self.tx.out_pos..]
     }
 
+    /// Hand the output to `write`, which gets the buffer and the position
+    /// of its first unwritten byte, may take the buffer whole (leaving an
+    /// empty one) and returns how many bytes it wrote; they count as
+    /// written.
+    pub fn send_output_with<E>(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>, usize) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        let n = write(&mut self.tx.out, self.tx.out_pos)?;
+        self.advance_output(n);
+        Ok(n)
+    }
+
     /// `n` bytes of [`Conn::output`] were written.
     pub fn advance_output(&mut self, n: usize) {
         let tx = &mut self.tx;

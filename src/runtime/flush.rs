@@ -84,17 +84,26 @@ fn write_out(slot: &mut Slot, driver: &mut dyn Driver, token: Token) -> std::io:
     }
     let mut total = 0;
     if slot.sub.is_none() {
-        // No publications: the connection's own output is the only part.
+        // No publications: the connection's own output is the only part,
+        // which a driver may take over whole instead of copying.
         loop {
             if slot.own_output().is_empty() {
                 return Ok(total);
             }
-            let written = driver.send(token, slot.own_output())?;
+            let written = match &mut slot.session {
+                Session::WebSocket(ws) => ws
+                    .conn
+                    .send_output_with(|buf, from| driver.send_owned(token, buf, from))?,
+                _ => {
+                    let n = driver.send(token, slot.own_output())?;
+                    slot.advance_own(n);
+                    n
+                }
+            };
             if written == 0 {
                 return Ok(total);
             }
             total += written;
-            slot.advance_own(written);
         }
     }
     loop {
@@ -115,10 +124,26 @@ fn write_out(slot: &mut Slot, driver: &mut dyn Driver, token: Token) -> std::io:
     }
 }
 
+/// Encrypt as much of `parts`, in order, as the layer takes while its
+/// backlog is short; returns the plaintext bytes taken.
+fn encrypt_parts(tls: &mut TlsLayer, parts: &[Part<'_>]) -> usize {
+    let mut taken = 0;
+    for p in parts {
+        let b = p.bytes();
+        let k = tls.write(b);
+        taken += k;
+        if k < b.len() || tls.output().len() >= TLS_BACKLOG {
+            break;
+        }
+    }
+    taken
+}
+
 /// [`write_out`] for a TLS connection: encrypt the slot's unsent bytes in
 /// the order [`gather`] lays them out (while the ciphertext backlog is
-/// short), queue close_notify once the session is finished, and send the
-/// ciphertext. Returns the ciphertext bytes the driver took.
+/// short), queue close_notify once the session is finished, and hand the
+/// ciphertext to the driver (which may take the buffer over). Returns the
+/// ciphertext bytes the driver took.
 fn write_out_tls(
     slot: &mut Slot,
     tls: &mut TlsLayer,
@@ -127,20 +152,13 @@ fn write_out_tls(
 ) -> std::io::Result<usize> {
     let mut total = 0;
     loop {
-        while tls.can_encrypt() && tls.output().len() < TLS_BACKLOG {
+        // Nothing more is encrypted while the driver still holds an earlier
+        // send: ciphertext waits in one buffer per connection at most.
+        while tls.can_encrypt() && tls.output().len() < TLS_BACKLOG && driver.send_ready(token) {
             let (taken, front_partial) = {
                 let mut parts = [Part::borrowed(&[]); MAX_PARTS];
                 let (n, front_partial) = gather(slot, &mut parts);
-                let mut taken = 0;
-                for p in &parts[..n] {
-                    let b = p.bytes();
-                    let k = tls.write(b);
-                    taken += k;
-                    if k < b.len() || tls.output().len() >= TLS_BACKLOG {
-                        break;
-                    }
-                }
-                (taken, front_partial)
+                (encrypt_parts(tls, &parts[..n]), front_partial)
             };
             if taken == 0 {
                 break;
@@ -150,16 +168,14 @@ fn write_out_tls(
         if slot.session.finished() && slot.plain_pending() == 0 {
             tls.close_notify();
         }
-        let out = tls.output();
-        if out.is_empty() {
+        if tls.output().is_empty() {
             return Ok(total);
         }
-        let written = driver.send(token, out)?;
+        let written = tls.send_with(|buf, from| driver.send_owned(token, buf, from))?;
         if written == 0 {
             return Ok(total);
         }
         total += written;
-        tls.advance(written);
     }
 }
 

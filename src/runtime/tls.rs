@@ -518,6 +518,18 @@ impl TlsLayer {
         &self.out[self.sent..]
     }
 
+    /// Hand the output to `send`, which gets the buffer and the position of
+    /// its first unsent byte, may take the buffer whole (leaving an empty
+    /// one) and returns how many bytes it took; they count as sent.
+    pub fn send_with<E>(
+        &mut self,
+        send: impl FnOnce(&mut Vec<u8>, usize) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        let n = send(&mut self.out, self.sent)?;
+        self.advance(n);
+        Ok(n)
+    }
+
     /// `n` bytes of [`Self::output`] were taken by the driver.
     pub fn advance(&mut self, n: usize) {
         self.sent += n;

@@ -462,6 +462,22 @@ impl UringDriver {
     }
 }
 
+/// The slot of a connection that can still send, or the error a send on it
+/// returns.
+fn live_slot(slots: &mut Slab<Slot>, token: Token) -> io::Result<&mut Slot> {
+    match slots.get_mut(token.index()) {
+        None => Err(io::Error::new(
+            io::ErrorKind::NotConnected,
+            "unknown connection",
+        )),
+        Some(slot) if !slot.live() => Err(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "connection closed",
+        )),
+        Some(slot) => Ok(slot),
+    }
+}
+
 impl Driver for UringDriver {
     fn turn(
         &mut self,
@@ -531,6 +547,29 @@ impl Driver for UringDriver {
         self.send_vectored(token, &[Part::borrowed(data)])
     }
 
+    fn send_owned(&mut self, token: Token, buf: &mut Vec<u8>, from: usize) -> io::Result<usize> {
+        let rest = buf.len().saturating_sub(from);
+        let take_over = rest > 0
+            && buf.len() <= send::OWNED_MAX
+            && (rest >= send::OWNED_MIN || !self.sends.registered_free());
+        if !take_over {
+            return match buf.get(from..) {
+                Some(rest) => self.send(token, rest),
+                None => Ok(0),
+            };
+        }
+        let slot = live_slot(&mut self.slots, token)?;
+        if matches!(slot.sending, Sending::InFlight { .. }) {
+            return Ok(0);
+        }
+        slot.sending = Sending::InFlight {
+            op: self.sends.prepare_owned(buf, from),
+            then_shutdown: false,
+        };
+        self.submit_send(token.0)?;
+        Ok(rest)
+    }
+
     fn send_ready(&self, token: Token) -> bool {
         self.slots
             .get(token.index())
@@ -538,18 +577,7 @@ impl Driver for UringDriver {
     }
 
     fn send_vectored(&mut self, token: Token, parts: &[Part<'_>]) -> io::Result<usize> {
-        let Some(slot) = self.slots.get_mut(token.index()) else {
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "unknown connection",
-            ));
-        };
-        if !slot.live() {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "connection closed",
-            ));
-        }
+        let slot = live_slot(&mut self.slots, token)?;
         if matches!(slot.sending, Sending::InFlight { .. })
             || parts.iter().all(|p| p.bytes().is_empty())
         {

@@ -1,8 +1,8 @@
 //! Sends: what a send in flight holds ([`SendKind`]) and the pools it takes
 //! its memory from. A send's memory belongs to its op until the completion
-//! arrives: a registered buffer or a pooled heap buffer off its free list, or
-//! a boxed [`VecSend`] whose iovecs point at its own copies and at shared
-//! owners it holds.
+//! arrives: a registered buffer or a pooled heap buffer off its free list, a
+//! caller's buffer taken over whole, or a boxed [`VecSend`] whose iovecs
+//! point at its own copies and at shared owners it holds.
 
 use std::sync::Arc;
 
@@ -17,9 +17,11 @@ const SEND_BUFFER_SIZE: usize = 64 * 1024;
 /// When every registered buffer is in flight (fan-out to thousands of
 /// connections at once), sends are copied into pooled heap buffers instead,
 /// at most this many bytes each, so a turn never waits for buffers to come
-/// back. Each is allocated at full size once; on return it keeps its
-/// allocation while at most `HEAP_KEEP` of them do (32 MiB), so a burst does
-/// not pin memory for good.
+/// back. Each is allocated at the size of the send that needs it (a 100-byte
+/// publication does not touch 32 KiB of fresh pages) and grows when a
+/// larger one reuses it; on return it keeps its allocation while at most
+/// `HEAP_KEEP` of them do (32 MiB at most), so a burst does not pin memory
+/// for good.
 const HEAP_SEND_MAX: usize = 32 * 1024;
 const HEAP_KEEP: usize = 1024;
 /// Most heap send buffers.
@@ -38,6 +40,13 @@ const VEC_COPY_MAX: usize = SEND_BUFFER_SIZE;
 const VEC_SEND_MAX: usize = 1 << 30;
 /// Most iovecs in one `SENDMSG` (Linux's `UIO_MAXIOV`).
 const MAX_IOVECS: usize = 1024;
+/// A caller's buffer ([`SendPools::prepare_owned`]) is taken over rather
+/// than copied from this many bytes up, or whenever no registered buffer is
+/// free: below it, a copy into a registered buffer costs less than the
+/// allocation the caller then makes for its next output.
+pub(super) const OWNED_MIN: usize = 4096;
+/// Most bytes in a buffer taken over (its length must fit `SendOp`'s u32).
+pub(super) const OWNED_MAX: usize = VEC_SEND_MAX;
 
 /// Where a send's bytes are.
 #[derive(Debug)]
@@ -48,6 +57,8 @@ pub(super) enum SendKind {
     Heap(u16),
     /// Referenced in place (`SENDMSG`).
     Vectored(Box<VecSend>),
+    /// A caller's buffer, taken over: `owned[i]` (`SEND`).
+    Owned(u32),
 }
 
 /// A send in flight and how much of it is left.
@@ -208,6 +219,11 @@ pub(super) struct SendPools {
     free_heap: Vec<u16>,
     /// Heap send buffers holding an allocation (in flight or pooled).
     heap_allocated: usize,
+    /// Buffers taken over from callers, in flight; a free entry holds no
+    /// allocation (each is dropped when its send completes). As with `heap`,
+    /// a buffer's bytes stay put while this vector reallocates.
+    owned: Vec<Vec<u8>>,
+    free_owned: Vec<u32>,
     /// Idle `VecSend`s, boxed already: each moves into a send, where it
     /// must not move while the kernel reads it.
     #[allow(clippy::vec_box)]
@@ -222,8 +238,15 @@ impl SendPools {
             heap: Vec::new(),
             free_heap: Vec::new(),
             heap_allocated: 0,
+            owned: Vec::new(),
+            free_owned: Vec::new(),
             free_vec: Vec::new(),
         }
+    }
+
+    /// Whether a registered buffer is free.
+    pub(super) fn registered_free(&self) -> bool {
+        !self.free_registered.is_empty()
     }
 
     /// The registered buffers, for `register_buffers`.
@@ -271,11 +294,12 @@ impl SendPools {
             })?;
             let dst = &mut self.heap[id as usize];
             dst.clear();
+            let want: usize = parts.iter().map(|p| p.bytes().len()).sum();
             if dst.capacity() == 0 {
-                // One allocation of the full size, not a chain of regrowths.
-                dst.reserve_exact(HEAP_SEND_MAX);
                 self.heap_allocated += 1;
             }
+            // One allocation of the size needed, not a chain of regrowths.
+            dst.reserve_exact(want.min(HEAP_SEND_MAX));
             for part in parts {
                 let part = part.bytes();
                 let take = part.len().min(HEAP_SEND_MAX - dst.len());
@@ -293,6 +317,29 @@ impl SendPools {
         })
     }
 
+    /// A send of `buf[from..]` (not empty, at most [`OWNED_MAX`] bytes in
+    /// all), taking `buf` over and leaving an empty vector in its place.
+    pub(super) fn prepare_owned(&mut self, buf: &mut Vec<u8>, from: usize) -> SendOp {
+        debug_assert!(from < buf.len() && buf.len() <= OWNED_MAX);
+        let bytes = std::mem::take(buf);
+        let len = bytes.len() as u32;
+        let id = match self.free_owned.pop() {
+            Some(id) => {
+                self.owned[id as usize] = bytes;
+                id
+            }
+            None => {
+                self.owned.push(bytes);
+                (self.owned.len() - 1) as u32
+            }
+        };
+        SendOp {
+            kind: SendKind::Owned(id),
+            offset: from as u32,
+            len,
+        }
+    }
+
     /// The SQE for what is left of `op` on `fd` (without its `user_data`).
     pub(super) fn sqe(&mut self, fd: types::Fd, op: &mut SendOp) -> squeue::Entry {
         let len = op.len - op.offset;
@@ -305,6 +352,10 @@ impl SendPools {
             }
             SendKind::Heap(id) => {
                 let ptr = self.heap[*id as usize][op.offset as usize..].as_ptr();
+                opcode::Send::new(fd, ptr, len).build()
+            }
+            SendKind::Owned(id) => {
+                let ptr = self.owned[*id as usize][op.offset as usize..].as_ptr();
                 opcode::Send::new(fd, ptr, len).build()
             }
         }
@@ -327,6 +378,10 @@ impl SendPools {
                 if self.free_vec.len() < VEC_SEND_KEEP {
                     self.free_vec.push(v);
                 }
+            }
+            SendKind::Owned(id) => {
+                self.owned[id as usize] = Vec::new();
+                self.free_owned.push(id);
             }
         }
     }
@@ -409,5 +464,58 @@ mod tests {
         v.clear();
         assert_eq!(Arc::strong_count(&b), 1);
         assert!(v.iov.is_empty() && v.copied.is_empty() && v.first == 0);
+    }
+
+    #[test]
+    fn owned_sends_take_the_buffer_and_heap_copies_allocate_what_they_need() {
+        let mut pools = SendPools::new();
+        let mut buf = b"sent already|the rest".to_vec();
+        let ptr = buf.as_ptr();
+        let mut op = pools.prepare_owned(&mut buf, 13);
+        assert!(
+            buf.is_empty() && buf.capacity() == 0,
+            "an empty vector is left"
+        );
+        assert_eq!((op.offset, op.len), (13, 21));
+        let SendKind::Owned(id) = op.kind else {
+            panic!("not owned: {:?}", op.kind);
+        };
+        // The bytes were not moved: the send goes out from them.
+        assert_eq!(pools.owned[id as usize].as_ptr(), ptr);
+        assert_eq!(&pools.owned[id as usize][op.offset as usize..], b"the rest");
+        op.advance(4);
+        assert!(!op.done());
+        op.advance(4);
+        assert!(op.done());
+        pools.release(op.kind);
+        assert_eq!(
+            pools.owned[id as usize].capacity(),
+            0,
+            "dropped on completion"
+        );
+        // The entry is reused.
+        let mut again = vec![1u8; 10];
+        let op = pools.prepare_owned(&mut again, 0);
+        assert!(matches!(op.kind, SendKind::Owned(i) if i == id));
+        pools.release(op.kind);
+
+        // With every registered buffer in flight, a small send is copied
+        // into a heap buffer the size of the send, not of the largest one.
+        let mut held = Vec::new();
+        while pools.registered_free() {
+            held.push(pools.prepare(&[Part::borrowed(b"x")]).unwrap());
+        }
+        let op = pools
+            .prepare(&[Part::borrowed(b"small "), Part::borrowed(b"send")])
+            .unwrap();
+        let SendKind::Heap(h) = op.kind else {
+            panic!("not a heap copy: {:?}", op.kind);
+        };
+        assert_eq!(pools.heap[h as usize], b"small send");
+        assert!(pools.heap[h as usize].capacity() < 1024);
+        pools.release(op.kind);
+        for op in held {
+            pools.release(op.kind);
+        }
     }
 }
