@@ -418,6 +418,14 @@ pub fn nofile_soft_limit(pid: u32) -> u64 {
         .unwrap_or_else(|| panic!("no open-files limit in /proc/{pid}/limits"))
 }
 
+/// Whether a `uring` server these tests start accepts into io_uring direct
+/// descriptors: yes, unless the test run forces regular descriptors with
+/// `RINGWAVE_URING_NO_DIRECT` (scripts/test.sh runs the io_uring tests both
+/// ways; the server inherits the variable).
+pub fn uring_direct(backend: &str) -> bool {
+    backend == "uring" && std::env::var_os("RINGWAVE_URING_NO_DIRECT").is_none_or(|v| v == "0")
+}
+
 /// Open file descriptors of a process.
 pub fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))

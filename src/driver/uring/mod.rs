@@ -17,6 +17,7 @@
 //! completed (`inflight == 0`): memory the kernel may touch (the send in
 //! flight) is owned by the slot until its completion arrives.
 
+mod accept;
 mod op;
 mod ring;
 mod send;
@@ -32,6 +33,8 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use slab::Slab;
 
 use super::{AcceptPause, Completion, Driver, Part, Token, Wake, Waker};
+pub use accept::NO_DIRECT_ENV;
+use accept::{AcceptSlot, Sock, DIRECT_ACCEPTS};
 use op::{OpKind, UserData};
 pub use ring::probe;
 use ring::{new_ring, RecvRing, RECV_BUFFERS, RECV_GROUP};
@@ -52,7 +55,7 @@ enum Sending {
 #[derive(Debug)]
 struct Slot {
     /// The socket; `None` once closed (after the last send completed).
-    fd: Option<OwnedFd>,
+    fd: Option<Sock>,
     generation: u32,
     /// Ops submitted and not yet completed.
     inflight: u32,
@@ -69,11 +72,6 @@ impl Slot {
     fn live(&self) -> bool {
         !self.closing && !self.dead
     }
-}
-
-fn shutdown_write(fd: &OwnedFd) {
-    // Errors (the peer already gone) are moot.
-    let _ = socket2::SockRef::from(fd).shutdown(std::net::Shutdown::Write);
 }
 
 struct EventFd(OwnedFd);
@@ -99,14 +97,26 @@ pub struct UringDriver {
     // it) before the buffers it references.
     ring: IoUring,
     recv: RecvRing,
+    /// Each listener's accepts (one multishot, or `DIRECT_ACCEPTS`
+    /// single-shot ones writing into these buffers): boxed slices, which
+    /// never move while the kernel writes into them.
+    accepts: Vec<Box<[AcceptSlot]>>,
+    /// Accepted sockets go into the ring's fixed file table.
+    direct: bool,
+    /// The fixed file table's size and its slots in use (accepted and not
+    /// yet closed). Accepts are armed only while the table has room for
+    /// them: an accept that finds the table full has already taken the
+    /// connection off the listener's queue, and the kernel drops it.
+    fixed_table: u32,
+    fixed_open: u32,
+    /// The table full was logged (once per episode).
+    fixed_full_logged: bool,
     sends: SendPools,
     slots: Slab<Slot>,
     next_generation: u32,
     /// The listeners, in the order the runtime gave them: a connection's
     /// `Accepted` names its listener by that position.
     listeners: Vec<TcpListener>,
-    /// Whether each listener's multishot accept is armed.
-    accept_armed: Vec<bool>,
     accept_pause: AcceptPause,
     waker: Arc<EventFd>,
     /// Connections waiting for a free send buffer, in order.
@@ -121,6 +131,18 @@ impl UringDriver {
     /// are none.
     pub fn new(listeners: Vec<TcpListener>) -> io::Result<Self> {
         let (ring, _) = new_ring()?;
+        let fixed_table = match accept::setup_direct(&ring) {
+            Ok(size) => {
+                tracing::debug!("io_uring: direct descriptors, {size} per worker");
+                size
+            }
+            Err(why) => {
+                tracing::info!("io_uring: regular descriptors: {why}");
+                0
+            }
+        };
+        let direct = fixed_table > 0;
+        let per_listener = if direct { DIRECT_ACCEPTS } else { 1 };
         let recv = RecvRing::new()?;
         // SAFETY: `recv.ring` is a page-aligned ring of RECV_BUFFERS entries
         // owned by this driver and freed only after the ring is dropped.
@@ -151,10 +173,17 @@ impl UringDriver {
         let mut d = UringDriver {
             ring,
             recv,
+            accepts: listeners
+                .iter()
+                .map(|_| (0..per_listener).map(|_| AcceptSlot::new()).collect())
+                .collect(),
+            direct,
+            fixed_table,
+            fixed_open: 0,
+            fixed_full_logged: false,
             sends,
             slots: Slab::new(),
             next_generation: 1,
-            accept_armed: vec![false; listeners.len()],
             listeners,
             accept_pause: AcceptPause::default(),
             waker: Arc::new(EventFd(efd)),
@@ -179,7 +208,10 @@ impl UringDriver {
             // registered buffer or a pooled heap buffer off its free list (so
             // neither written nor freed), or a boxed `VecSend` whose iovecs
             // point into its own copies or into owners it holds
-            // (`Part::shared`: memory they own and never change or free).
+            // (`Part::shared`: memory they own and never change or free), or a
+            // caller's buffer taken over (`Owned`, dropped on completion), or
+            // an accept's address buffer in `accepts` (boxed slices kept
+            // until after the ring is dropped, not rearmed while armed).
             if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
                 return Ok(());
             }
@@ -187,16 +219,50 @@ impl UringDriver {
         }
     }
 
+    /// Arm the listener's accepts that are not armed.
     fn arm_accept(&mut self, listener: usize) -> io::Result<()> {
         let Some(l) = self.listeners.get(listener) else {
             return Ok(());
         };
-        let sqe = opcode::AcceptMulti::new(types::Fd(l.as_raw_fd()))
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(UserData::accept(OpKind::Accept, listener));
-        self.push(sqe)?;
-        self.accept_armed[listener] = true;
+        let fd = types::Fd(l.as_raw_fd());
+        // Fixed-table slots not taken by a connection or an armed accept.
+        let armed: usize = self
+            .accepts
+            .iter()
+            .map(|a| a.iter().filter(|s| s.armed).count())
+            .sum();
+        let mut room = (self.fixed_table as usize).saturating_sub(self.fixed_open as usize + armed);
+        let mut sqes = Vec::new();
+        for (k, slot) in self.accepts[listener].iter_mut().enumerate() {
+            if slot.armed {
+                continue;
+            }
+            if self.direct {
+                if room == 0 {
+                    if !self.fixed_full_logged {
+                        tracing::warn!(
+                            "io_uring fixed file table full ({} connections): accepting again when one closes",
+                            self.fixed_open
+                        );
+                        self.fixed_full_logged = true;
+                    }
+                    break;
+                }
+                room -= 1;
+            }
+            let sqe = if self.direct {
+                slot.direct_accept(fd)
+            } else {
+                opcode::AcceptMulti::new(fd)
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build()
+            };
+            slot.armed = true;
+            sqes.push(sqe.user_data(UserData::accept(OpKind::Accept, listener, k)));
+        }
+        for sqe in sqes {
+            self.push(sqe)?;
+        }
         Ok(())
     }
 
@@ -212,17 +278,19 @@ impl UringDriver {
         let Some(slot) = self.slots.get_mut(index as usize) else {
             return Ok(());
         };
-        let Some(fd) = &slot.fd else {
+        let Some(sock) = &slot.fd else {
             return Ok(());
         };
+        let (fd, fixed) = sock.target();
         let ud = UserData {
             kind: OpKind::Recv,
             generation: slot.generation,
             index,
         }
         .encode();
-        let sqe = opcode::RecvMulti::new(types::Fd(fd.as_raw_fd()), RECV_GROUP)
+        let sqe = opcode::RecvMulti::new(fd, RECV_GROUP)
             .build()
+            .flags(fixed)
             .user_data(ud);
         slot.inflight += 1;
         slot.recv_armed = true;
@@ -234,9 +302,10 @@ impl UringDriver {
         let Some(slot) = self.slots.get_mut(index as usize) else {
             return Ok(());
         };
-        let Some(fd) = &slot.fd else {
+        let Some(sock) = &slot.fd else {
             return Ok(());
         };
+        let (fd, fixed) = sock.target();
         let Sending::InFlight { op, .. } = &mut slot.sending else {
             return Ok(());
         };
@@ -246,21 +315,27 @@ impl UringDriver {
             index,
         }
         .encode();
-        let sqe = self.sends.sqe(types::Fd(fd.as_raw_fd()), op).user_data(ud);
+        let sqe = self.sends.sqe(fd, op).flags(fixed).user_data(ud);
         slot.inflight += 1;
         self.push(sqe)
     }
 
-    fn accept_fd(&mut self, fd: OwnedFd, listener: usize, sink: &mut dyn FnMut(Completion<'_>)) {
-        // TCP_NODELAY comes from the listener (runtime::bind).
-        let sock = socket2::SockRef::from(&fd);
-        let peer = sock.peer_addr().ok().and_then(|a| a.as_socket());
-        let index = self.insert_slot(fd);
+    /// A connection accepted on `listener`. Socket options (TCP_NODELAY)
+    /// come from the listener (runtime::bind): accepted sockets inherit
+    /// them, direct descriptors too.
+    fn accept_sock(
+        &mut self,
+        sock: Sock,
+        peer: Option<std::net::SocketAddr>,
+        listener: usize,
+        sink: &mut dyn FnMut(Completion<'_>),
+    ) {
+        let index = self.insert_slot(sock);
         sink(Completion::Accepted(Token(index), peer, listener));
     }
 
     /// A slot for a connected socket, with its multishot recv armed.
-    fn insert_slot(&mut self, fd: OwnedFd) -> u32 {
+    fn insert_slot(&mut self, fd: Sock) -> u32 {
         let generation = self.next_generation;
         self.next_generation = (self.next_generation + 1) & 0xff_ffff;
         let index = self.slots.insert(Slot {
@@ -278,15 +353,54 @@ impl UringDriver {
         index
     }
 
-    /// Close a closing slot's descriptor. Pending SQEs are submitted first so
-    /// none of them can name a descriptor number that gets reused; ops the
-    /// kernel already holds keep their own reference to the socket.
+    /// Close a closing slot's socket; ops the kernel already holds keep
+    /// their own reference to it.
+    ///
+    /// A descriptor: pending SQEs are submitted first so none of them can
+    /// name a descriptor number that gets reused. A fixed slot: closed by an
+    /// SQE queued after every SQE that names it (they run in order when
+    /// submitted), so the slot is free for a new accept only after them.
     fn close_fd(&mut self, index: u32) {
-        let Some(fd) = self.slots.get_mut(index as usize).and_then(|s| s.fd.take()) else {
+        let Some(sock) = self.slots.get_mut(index as usize).and_then(|s| s.fd.take()) else {
             return;
         };
-        let _ = self.ring.submit();
-        drop(fd);
+        match sock {
+            Sock::Fd(fd) => {
+                let _ = self.ring.submit();
+                drop(fd);
+            }
+            Sock::Fixed(i) => {
+                let sqe = opcode::Close::new(types::Fixed(i))
+                    .build()
+                    .user_data(UserData::listener(OpKind::Cancel));
+                if let Err(e) = self.push(sqe) {
+                    tracing::warn!("cannot close fixed file {i}: {e}");
+                }
+                // Free once that SQE runs, before any accept submitted after
+                // it.
+                self.fixed_open -= 1;
+                self.fixed_full_logged = false;
+            }
+        }
+    }
+
+    /// Half-close the slot's socket (FIN after what was sent). Errors (the
+    /// peer already gone) are moot.
+    fn shutdown_sock(&mut self, index: u32) {
+        let Some(sock) = self.slots.get(index as usize).and_then(|s| s.fd.as_ref()) else {
+            return;
+        };
+        match sock {
+            Sock::Fd(fd) => {
+                let _ = socket2::SockRef::from(fd).shutdown(std::net::Shutdown::Write);
+            }
+            Sock::Fixed(i) => {
+                let sqe = opcode::Shutdown::new(types::Fixed(*i), libc::SHUT_WR)
+                    .build()
+                    .user_data(UserData::listener(OpKind::Cancel));
+                let _ = self.push(sqe);
+            }
+        }
     }
 
     /// Free the slot when nothing references it any more.
@@ -320,22 +434,38 @@ impl UringDriver {
         tracing::trace!(kind = ?ud.kind, index = ud.index, generation = ud.generation, res, more, "cqe");
         match ud.kind {
             OpKind::Accept => {
+                let listener = ud.index as usize;
+                let k = ud.generation as usize;
                 if res >= 0 {
                     self.accept_pause.succeeded();
-                    // SAFETY: the kernel just returned this new descriptor to
-                    // us; nothing else owns it.
-                    let fd = unsafe { OwnedFd::from_raw_fd(res) };
-                    self.accept_fd(fd, ud.index as usize, sink);
+                    let (sock, peer) = if self.direct {
+                        let peer = self
+                            .accepts
+                            .get_mut(listener)
+                            .and_then(|a| a.get_mut(k))
+                            .and_then(|a| a.peer());
+                        self.fixed_open += 1;
+                        (Sock::Fixed(res as u32), peer)
+                    } else {
+                        // SAFETY: the kernel just returned this new
+                        // descriptor to us; nothing else owns it.
+                        let fd = unsafe { OwnedFd::from_raw_fd(res) };
+                        let peer = socket2::SockRef::from(&fd)
+                            .peer_addr()
+                            .ok()
+                            .and_then(|a| a.as_socket());
+                        (Sock::Fd(fd), peer)
+                    };
+                    self.accept_sock(sock, peer, listener, sink);
                 } else {
                     let e = io::Error::from_raw_os_error(-res);
                     if !self.accept_pause.failed(&e, self.slots.len()) && res != -libc::ECANCELED {
                         tracing::warn!("accept failed: {e}");
                     }
                 }
-                let listener = ud.index as usize;
                 if !more {
-                    if let Some(armed) = self.accept_armed.get_mut(listener) {
-                        *armed = false;
+                    if let Some(slot) = self.accepts.get_mut(listener).and_then(|a| a.get_mut(k)) {
+                        slot.armed = false;
                     }
                     if !self.accept_pause.pending() {
                         let _ = self.arm_accept(listener);
@@ -429,14 +559,12 @@ impl UringDriver {
                         return;
                     }
                 }
-                if then_shutdown {
-                    if let Some(fd) = &slot.fd {
-                        shutdown_write(fd);
-                    }
-                }
                 let closing = slot.closing;
                 if res < 0 && live {
                     slot.dead = true;
+                }
+                if then_shutdown {
+                    self.shutdown_sock(ud.index);
                 }
                 self.sends.release(op.kind);
                 if closing {
@@ -484,11 +612,13 @@ impl Driver for UringDriver {
         timeout: Option<Duration>,
         sink: &mut dyn FnMut(Completion<'_>),
     ) -> io::Result<()> {
-        if self.accept_pause.pending() && !self.accept_pause.active() {
+        // After a pause, or (direct descriptors) once the fixed table has
+        // room again: arm what is not armed.
+        if (self.accept_pause.pending() && !self.accept_pause.active())
+            || (self.direct && !self.accept_pause.pending())
+        {
             for i in 0..self.listeners.len() {
-                if !self.accept_armed[i] {
-                    self.arm_accept(i)?;
-                }
+                self.arm_accept(i)?;
             }
         }
         let timeout = self.accept_pause.bound(timeout);
@@ -601,22 +731,19 @@ impl Driver for UringDriver {
 
     fn adopt(&mut self, stream: std::net::TcpStream) -> io::Result<Token> {
         stream.set_nodelay(true)?;
-        Ok(Token(self.insert_slot(OwnedFd::from(stream))))
+        Ok(Token(self.insert_slot(Sock::Fd(OwnedFd::from(stream)))))
     }
 
     fn shutdown_write(&mut self, token: Token) {
         let Some(slot) = self.slots.get_mut(token.index()) else {
             return;
         };
-        if slot.closing {
+        if slot.closing || slot.fd.is_none() {
             return;
         }
-        let Some(fd) = &slot.fd else {
-            return;
-        };
         match &mut slot.sending {
             Sending::InFlight { then_shutdown, .. } => *then_shutdown = true,
-            _ => shutdown_write(fd),
+            _ => self.shutdown_sock(token.0),
         }
     }
 
@@ -661,14 +788,22 @@ impl Driver for UringDriver {
     fn stop_accepting(&mut self) {
         let listeners = std::mem::take(&mut self.listeners);
         for (i, l) in listeners.into_iter().enumerate() {
-            if self.accept_armed[i] {
-                let sqe = opcode::AsyncCancel::new(UserData::accept(OpKind::Accept, i))
+            let armed: Vec<usize> = self.accepts[i]
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| a.armed)
+                .map(|(k, _)| k)
+                .collect();
+            for k in armed {
+                let sqe = opcode::AsyncCancel::new(UserData::accept(OpKind::Accept, i, k))
                     .build()
                     .user_data(UserData::listener(OpKind::Cancel));
                 let _ = self.push(sqe);
-                let _ = self.ring.submit();
             }
-            // The cancelled accept holds its own reference until it completes.
+            let _ = self.ring.submit();
+            // A cancelled accept holds its own reference to the listener
+            // until it completes, and its address buffer stays in
+            // `accepts` until the driver (after the ring) is dropped.
             drop(l);
         }
         self.accept_pause.clear();

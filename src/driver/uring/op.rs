@@ -41,11 +41,12 @@ impl UserData {
         })
     }
 
-    /// An accept on the `listener`-th listener (or its cancel).
-    pub(super) fn accept(kind: OpKind, listener: usize) -> u64 {
+    /// Accept `k` of the `listener`-th listener (or its cancel); the
+    /// generation field carries `k`.
+    pub(super) fn accept(kind: OpKind, listener: usize, k: usize) -> u64 {
         UserData {
             kind,
-            generation: 0,
+            generation: k as u32,
             index: listener as u32,
         }
         .encode()
