@@ -37,38 +37,50 @@ fn rss_kib(pid: u32) -> u64 {
 /// What a fault may leave behind is measured against this.
 struct Baseline {
     pid: u32,
+    addr: std::net::SocketAddr,
     fds: usize,
     rss_kib: u64,
+    /// Open connections in /metrics (the /metrics request itself among
+    /// them): io_uring's direct descriptors are not in /proc/PID/fd.
+    conns: f64,
+}
+
+fn open_connections(addr: std::net::SocketAddr) -> f64 {
+    metrics(addr)["ringwave_connections_open"]
 }
 
 impl Baseline {
     fn take(srv: &TestServer) -> Baseline {
         Baseline {
             pid: srv.pid(),
+            addr: srv.addr,
             fds: open_fds(srv.pid()),
             rss_kib: rss_kib(srv.pid()),
+            conns: open_connections(srv.addr),
         }
     }
 
-    /// Wait (bounded) until the server holds no more descriptors than at
-    /// the baseline and its RSS is back within 10% (plus 1 MiB for allocator
-    /// noise) of it.
+    /// Wait (bounded) until the server holds no more descriptors and
+    /// connections than at the baseline and its RSS is back within 10%
+    /// (plus 1 MiB for allocator noise) of it.
     fn assert_settled(&self, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let (fds, rss) = (open_fds(self.pid), rss_kib(self.pid));
+            let conns = open_connections(self.addr);
             let rss_ok = rss <= self.rss_kib + self.rss_kib / 10 + 1024;
-            if fds <= self.fds && rss_ok {
+            if fds <= self.fds && conns <= self.conns && rss_ok {
                 eprintln!(
-                    "{what}: fds {} -> {fds}, RSS {} -> {rss} KiB",
-                    self.fds, self.rss_kib
+                    "{what}: fds {} -> {fds}, connections {} -> {conns}, RSS {} -> {rss} KiB",
+                    self.fds, self.conns, self.rss_kib
                 );
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "{what}: fds {} -> {fds}, RSS {} -> {rss} KiB did not return to the baseline",
+                "{what}: fds {} -> {fds}, connections {} -> {conns}, RSS {} -> {rss} KiB did not return to the baseline",
                 self.fds,
+                self.conns,
                 self.rss_kib
             );
             std::thread::sleep(Duration::from_millis(50));

@@ -582,21 +582,22 @@ both_backends!(bad_tls_input_costs_only_its_connection, |backend| {
             tungstenite::Message::text(format!("round {round}")),
         );
     }
-    // Everything the bad clients held is given back: their connections
-    // (the bystander and the /metrics request itself stay open), and the
-    // descriptors (io_uring's direct descriptors are not in the process's
-    // table: the connection count covers them).
-    wait_metric(srv.addr, "ringwave_connections_open", |v| v == 2.0);
+    // Everything the bad clients held is given back: the descriptors, and
+    // their connections (io_uring's direct descriptors are not in the
+    // process's table: the connection count covers them).
     let deadline = Instant::now() + Duration::from_secs(10);
     while open_fds(srv.pid()) != fds {
         assert!(
             Instant::now() < deadline,
-            "descriptors {} -> {}",
+            "descriptors {} -> {}: {:?}",
             fds,
-            open_fds(srv.pid())
+            open_fds(srv.pid()),
+            fd_targets(srv.pid())
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The bystander and the /metrics request itself stay open.
+    wait_metric(srv.addr, "ringwave_connections_open", |v| v == 2.0);
     let grown = rss_kib(srv.pid()).saturating_sub(rss);
     assert!(
         grown < 2048,

@@ -426,6 +426,24 @@ pub fn uring_direct(backend: &str) -> bool {
     backend == "uring" && std::env::var_os("RINGWAVE_URING_NO_DIRECT").is_none_or(|v| v == "0")
 }
 
+/// What each of a process's descriptors names (`socket:[inode]`, a path),
+/// for messages.
+pub fn fd_targets(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let target = std::fs::read_link(e.path()).ok()?;
+        Some(format!(
+            "{}={}",
+            e.file_name().to_string_lossy(),
+            target.display()
+        ))
+    })
+    .collect()
+}
+
 /// Open file descriptors of a process.
 pub fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
