@@ -122,3 +122,87 @@ fn uring_accepts_name_their_listener() {
 fn poll_accepts_name_their_listener() {
     accepts_name_their_listener(Chosen::Poll);
 }
+
+/// A connection half-closed and closed in one turn, while the next one
+/// waits to be accepted: the next connection must not inherit the first
+/// one's half-close. On io_uring with direct descriptors, a `SHUTDOWN`
+/// looks up its fixed slot only when an io-wq worker runs it, and the
+/// accept that runs in the same turn takes the slot the close just freed.
+fn half_close_stays_with_its_connection(chosen: Chosen) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut d = build(chosen, vec![listener]).expect("driver");
+    for round in 0..200 {
+        // Each client says its tag; wait for the server side to hear it.
+        let hear = |d: &mut Box<dyn ringwave::driver::Driver>, tag: &[u8]| {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                assert!(
+                    Instant::now() < deadline,
+                    "{chosen} round {round}: no {tag:?}"
+                );
+                let mut token = None;
+                d.turn(Some(Duration::from_millis(50)), &mut |c| {
+                    if let Completion::Data(t, buf) = c {
+                        if buf == tag {
+                            token = Some(t);
+                        }
+                    }
+                })
+                .unwrap();
+                if let Some(t) = token {
+                    return t;
+                }
+            }
+        };
+        let mut a = TcpStream::connect(addr).unwrap();
+        a.write_all(b"a").unwrap();
+        let ta = hear(&mut d, b"a");
+        // b is in the listener's queue before a is let go.
+        let mut b = TcpStream::connect(addr).unwrap();
+        b.write_all(b"b").unwrap();
+        d.shutdown_write(ta);
+        d.close(ta);
+        let tb = hear(&mut d, b"b");
+        let mut sent = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while sent == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{chosen} round {round}: cannot send"
+            );
+            sent = d.send(tb, b"ok").unwrap_or(0);
+            d.turn(Some(Duration::from_millis(1)), &mut |_| {}).unwrap();
+        }
+        b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 2];
+        let mut got = 0;
+        while got < 2 {
+            // Keep the driver turning while the client waits.
+            d.turn(Some(Duration::ZERO), &mut |_| {}).unwrap();
+            match b.read(&mut buf[got..]) {
+                Ok(0) => panic!(
+                    "{chosen} round {round}: the second connection was half-closed \
+                     (the first one's shutdown reached it)"
+                ),
+                Ok(n) => got += n,
+                Err(e) => panic!("{chosen} round {round}: {e}"),
+            }
+        }
+        assert_eq!(&buf, b"ok");
+        // The first one did get its end.
+        a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(a.read(&mut buf).unwrap_or(0), 0);
+        d.close(tb);
+    }
+}
+
+#[test]
+fn uring_half_close_stays_with_its_connection() {
+    half_close_stays_with_its_connection(Chosen::Uring);
+}
+
+#[test]
+fn poll_half_close_stays_with_its_connection() {
+    half_close_stays_with_its_connection(Chosen::Poll);
+}

@@ -65,6 +65,11 @@ struct Slot {
     dead: bool,
     /// The runtime called `close`: report nothing more, free when idle.
     closing: bool,
+    /// A `SHUTDOWN` SQE on the fixed slot has not completed. The kernel
+    /// always runs it on an io-wq worker, which looks the slot up only then:
+    /// the slot must stay ours (not closed and handed to a new accept) until
+    /// it completes, or it would half-close the next connection there.
+    shutting: bool,
 }
 
 impl Slot {
@@ -346,6 +351,7 @@ impl UringDriver {
             sending: Sending::Idle,
             dead: false,
             closing: false,
+            shutting: false,
         }) as u32;
         if let Err(e) = self.arm_recv(index) {
             tracing::warn!("cannot arm recv: {e}");
@@ -358,8 +364,10 @@ impl UringDriver {
     ///
     /// A descriptor: pending SQEs are submitted first so none of them can
     /// name a descriptor number that gets reused. A fixed slot: closed by an
-    /// SQE queued after every SQE that names it (they run in order when
-    /// submitted), so the slot is free for a new accept only after them.
+    /// SQE queued after every SQE that names it, so the slot is free for a
+    /// new accept only after them. Recv and send look the slot up when
+    /// submitted, in order; a shutdown looks it up later, on an io-wq
+    /// worker, so a close waits for its completion (`Slot::shutting`).
     fn close_fd(&mut self, index: u32) {
         let Some(sock) = self.slots.get_mut(index as usize).and_then(|s| s.fd.take()) else {
             return;
@@ -387,7 +395,10 @@ impl UringDriver {
     /// Half-close the slot's socket (FIN after what was sent). Errors (the
     /// peer already gone) are moot.
     fn shutdown_sock(&mut self, index: u32) {
-        let Some(sock) = self.slots.get(index as usize).and_then(|s| s.fd.as_ref()) else {
+        let Some(slot) = self.slots.get(index as usize) else {
+            return;
+        };
+        let Some(sock) = slot.fd.as_ref() else {
             return;
         };
         match sock {
@@ -397,8 +408,20 @@ impl UringDriver {
             Sock::Fixed(i) => {
                 let sqe = opcode::Shutdown::new(types::Fixed(*i), libc::SHUT_WR)
                     .build()
-                    .user_data(UserData::listener(OpKind::Cancel));
-                let _ = self.push(sqe);
+                    .user_data(
+                        UserData {
+                            kind: OpKind::Shutdown,
+                            generation: slot.generation,
+                            index,
+                        }
+                        .encode(),
+                    );
+                if self.push(sqe).is_ok() {
+                    if let Some(slot) = self.slots.get_mut(index as usize) {
+                        slot.inflight += 1;
+                        slot.shutting = true;
+                    }
+                }
             }
         }
     }
@@ -489,6 +512,21 @@ impl UringDriver {
                 }
             }
             OpKind::Cancel => {}
+            OpKind::Shutdown => {
+                let Some(slot) = self.slots.get_mut(ud.index as usize) else {
+                    return;
+                };
+                if slot.generation != ud.generation {
+                    return;
+                }
+                slot.inflight -= 1;
+                slot.shutting = false;
+                // A close asked for meanwhile waited for this.
+                if slot.closing && !matches!(slot.sending, Sending::InFlight { .. }) {
+                    self.close_fd(ud.index);
+                }
+                self.maybe_free(ud.index);
+            }
             OpKind::Recv => {
                 let Some(slot) = self.slots.get_mut(ud.index as usize) else {
                     self.return_buffer(flags);
@@ -567,8 +605,14 @@ impl UringDriver {
                     self.shutdown_sock(ud.index);
                 }
                 self.sends.release(op.kind);
+                let shutting = self
+                    .slots
+                    .get(ud.index as usize)
+                    .is_some_and(|s| s.shutting);
                 if closing {
-                    self.close_fd(ud.index);
+                    if !shutting {
+                        self.close_fd(ud.index);
+                    }
                 } else if res < 0 && live {
                     sink(Completion::Closed(token));
                 } else if live {
@@ -759,7 +803,7 @@ impl Driver for UringDriver {
         if matches!(slot.sending, Sending::WaitingBuffer) {
             slot.sending = Sending::Idle;
         }
-        let sending = matches!(slot.sending, Sending::InFlight { .. });
+        let busy = matches!(slot.sending, Sending::InFlight { .. }) || slot.shutting;
         if slot.recv_armed {
             let target = UserData {
                 kind: OpKind::Recv,
@@ -778,8 +822,9 @@ impl Driver for UringDriver {
             let _ = self.push(sqe);
         }
         // A send still in flight finishes first (the close frame must reach
-        // the peer); the descriptor is closed when it completes.
-        if !sending {
+        // the peer), and a half-close too; the socket is closed when they
+        // complete.
+        if !busy {
             self.close_fd(index);
         }
         self.maybe_free(index);

@@ -10,6 +10,7 @@ pub(super) enum OpKind {
     Send = 3,
     Cancel = 4,
     Wake = 5,
+    Shutdown = 6,
 }
 
 /// `user_data` layout: kind (8 bits) | generation (24 bits) | index (32 bits).
@@ -32,6 +33,7 @@ impl UserData {
             3 => OpKind::Send,
             4 => OpKind::Cancel,
             5 => OpKind::Wake,
+            6 => OpKind::Shutdown,
             _ => return None,
         };
         Some(UserData {
