@@ -319,6 +319,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // SIGHUP is caught from before the server listens: a reload asked for
+    // as soon as it is up must not meet the default action (exit).
+    let hup = config
+        .tls
+        .is_some()
+        .then(|| signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]));
     let token = cli.token.clone();
     let app = move || TokenGate {
         token: token.clone(),
@@ -365,8 +371,8 @@ fn main() -> ExitCode {
             Err(e) => tracing::warn!("feed simulator not started: {e}"),
         }
     }
-    if let Some(certs) = running.tls_certificates() {
-        match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
+    if let (Some(certs), Some(hup)) = (running.tls_certificates(), hup) {
+        match hup {
             Ok(mut hup) => {
                 std::thread::spawn(move || {
                     for _ in hup.forever() {
