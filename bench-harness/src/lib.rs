@@ -10,11 +10,13 @@
 //! driver and the WebSocket protocol, without I/O of its own, as the server
 //! does.
 
+pub mod hold;
 pub mod report;
 pub mod stats;
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -199,6 +201,8 @@ enum Phase {
 struct Client {
     token: Token,
     phase: Phase,
+    /// The handshake completed (the connection may have closed since).
+    opened: bool,
     started: Instant,
     tls: Option<Box<TlsClient>>,
 }
@@ -212,6 +216,8 @@ pub enum Happened {
     Message(usize, usize, u64),
     /// The connection failed or closed.
     Closed(usize, String),
+    /// The server pinged (the pong is queued already).
+    Pinged(usize),
 }
 
 /// Everything but the driver, so completions can be handled while the
@@ -233,8 +239,10 @@ pub struct Engine {
     state: State,
     target: Target,
     rng: rand::rngs::ThreadRng,
-    /// Source addresses to spread connections over (127.0.0.1 .. 127.0.0.N).
+    /// Source addresses to spread connections over: `source_base` and the
+    /// `sources - 1` after it (127.0.0.1 .. 127.0.0.N unless set).
     sources: u8,
+    source_base: Ipv4Addr,
 }
 
 impl Engine {
@@ -254,7 +262,21 @@ impl Engine {
             target,
             rng: rand::rng(),
             sources: sources.max(1),
+            source_base: Ipv4Addr::new(127, 0, 0, 1),
         })
+    }
+
+    /// Bind every connection to a source address from `base` on (with
+    /// `sources` addresses, the next ones too), for a loopback target: each
+    /// address has its own range of ephemeral ports.
+    pub fn set_source_base(&mut self, base: Ipv4Addr) {
+        self.source_base = base;
+    }
+
+    /// Whether connection `i` has completed its handshake at some point
+    /// (open now, or lost after).
+    pub fn was_opened(&self, i: usize) -> bool {
+        self.state.clients.get(i).is_some_and(|c| c.opened)
     }
 
     /// Connections with a completed handshake that are still open.
@@ -291,12 +313,36 @@ impl Engine {
             Some(Protocol::TCP),
         )?;
         socket.set_tcp_nodelay(true)?;
-        if self.sources > 1 && self.target.addr.ip().is_loopback() && self.target.addr.is_ipv4() {
-            let src = Ipv4Addr::new(127, 0, 0, 1 + (i % self.sources as usize) as u8);
-            socket.bind(&SocketAddr::new(IpAddr::V4(src), 0).into())?;
+        let spread = self.sources > 1 || self.source_base != Ipv4Addr::new(127, 0, 0, 1);
+        if spread && self.target.addr.ip().is_loopback() && self.target.addr.is_ipv4() {
+            let src = u32::from(self.source_base).wrapping_add((i % self.sources as usize) as u32);
+            // The port is chosen at connect, unique for the 4-tuple: a
+            // bind to port 0 would search the address's whole port range
+            // for one no socket uses, slower with every connection.
+            let on: libc::c_int = 1;
+            // SAFETY: setsockopt reads one c_int from a live local for a
+            // socket this function owns.
+            unsafe {
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::IP_BIND_ADDRESS_NO_PORT,
+                    &on as *const libc::c_int as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+            socket.bind(&SocketAddr::new(IpAddr::V4(Ipv4Addr::from(src)), 0).into())?;
         }
         let started = Instant::now();
-        socket.connect(&self.target.addr.into())?;
+        // Non-blocking: a SYN the server's full queue drops is retried by
+        // the kernel (1 s, 3 s, ...) without stalling every other
+        // connection; the request is sent once the socket is writable.
+        socket.set_nonblocking(true)?;
+        match socket.connect(&self.target.addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
         let token = self.driver.adopt(socket.into())?;
         let mut nonce = [0u8; 16];
         self.rng.fill_bytes(&mut nonce);
@@ -310,6 +356,7 @@ impl Engine {
         st.clients.push(Client {
             token,
             phase: Phase::Handshake(Box::new(hs), request),
+            opened: false,
             started,
             tls,
         });
@@ -571,6 +618,7 @@ impl State {
                         None,
                     )));
                     self.open += 1;
+                    c.opened = true;
                     out.push(Happened::Opened(i, c.started.elapsed()));
                     rest_owned = acc.rest;
                     data = &mut rest_owned[..];
@@ -597,6 +645,7 @@ impl State {
                         }
                         Some(Event::Binary(b)) => out.push(Happened::Message(i, b.len(), stamp(b))),
                         Some(Event::Close { .. }) => failed = Some("server sent close".to_string()),
+                        Some(Event::Ping(_)) => out.push(Happened::Pinged(i)),
                         Some(_) => {}
                         None => break,
                     }
@@ -655,4 +704,17 @@ pub fn process_rss(pid: u32) -> Option<u64> {
 /// This process's own CPU time in nanoseconds.
 pub fn self_cpu_ns() -> u64 {
     process_cpu_ns(std::process::id()).unwrap_or(0)
+}
+
+/// This process's soft limit on open descriptors.
+pub fn descriptor_limit() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return 1024;
+    }
+    r.rlim_cur
 }

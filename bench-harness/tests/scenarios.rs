@@ -219,3 +219,82 @@ fn wss_scenarios_verify_the_server_or_refuse_it() {
     server.join().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `hold` over several generator processes: every connection opens from the
+/// processes' own source addresses, the checkpoints come in order, the
+/// sample echoes while held, and nothing is lost.
+#[test]
+fn hold_spreads_connections_over_processes_and_loses_none() {
+    let server = Server::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .threads(2)
+        .serve(|| Echo)
+        .expect("server");
+    let url = format!("ws://{}/", server.local_addr());
+    let json =
+        std::env::temp_dir().join(format!("ringwave-hold-test-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&json);
+    let pid = std::process::id().to_string();
+    let table = bench(&[
+        "hold",
+        "--url",
+        &url,
+        "-n",
+        "300",
+        "-r",
+        "3000",
+        "-t",
+        "2.5",
+        "--per-process",
+        "120",
+        "--sample",
+        "12",
+        "--checkpoints",
+        "100",
+        "--server-pid",
+        &pid,
+        "--quiet",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&json)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let labels: Vec<&str> = rows.iter().map(|r| r["label"].as_str().unwrap()).collect();
+    assert_eq!(labels[..2], ["100", "300"], "{table}");
+    assert!(labels[2].starts_with("held"), "{table}");
+    let held = &rows[2];
+    assert_eq!(held["open"], 300, "{table}");
+    assert_eq!(held["lost"], 0, "{table}");
+    assert_eq!(held["failed"], 0, "{table}");
+    assert!(held["echo_samples"].as_u64().unwrap() >= 12, "{table}");
+    assert!(held["server_rss_bytes"].as_u64().unwrap() > 0, "{table}");
+    // Three processes of at most 120: their sockets came from three sets of
+    // source addresses; all 300 are in the kernel's count (both ends).
+    assert!(held["tcp_inuse"].as_u64().unwrap() >= 600, "{table}");
+    assert!(table.contains("| held"), "{table}");
+    assert!(
+        table.contains("server RSS against connections open"),
+        "{table}"
+    );
+    let _ = std::fs::remove_file(&json);
+
+    // More per process than the descriptor limit allows: refused, with why.
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwave-bench"))
+        .args([
+            "hold",
+            "--url",
+            &url,
+            "-n",
+            "10",
+            "--per-process",
+            "100000000",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("descriptor limit"), "{err}");
+}

@@ -215,6 +215,17 @@ impl std::str::FromStr for Backend {
     }
 }
 
+/// The name [`Backend::from_str`](std::str::FromStr) takes back.
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Auto => "auto",
+            Backend::Uring => "uring",
+            Backend::Poll => "poll",
+        })
+    }
+}
+
 /// The backend that will actually run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chosen {

@@ -45,8 +45,77 @@ enum Cmd {
     /// publishes per second; latency from publish to each receipt, delivered
     /// messages per second.
     Fanout(FanoutArgs),
+    /// Ramp up to N connections (a million by default) at R per second over
+    /// child processes, hold them for T seconds, and measure the server at
+    /// checkpoints: connections open, RSS per connection, kernel socket
+    /// memory, handshake p99, echo p50/p99 of a sample, connections lost.
+    Hold(HoldArgs),
     /// Write report.md and charts from a results file.
     Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+struct HoldArgs {
+    /// Server URL (ws:// or wss://); the echo sample needs a path that
+    /// echoes (any but /feed on ringwave).
+    #[arg(long, default_value = "ws://127.0.0.1:9001/")]
+    url: String,
+    /// For wss://: trust the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// For wss://: accept any server certificate.
+    #[arg(long)]
+    insecure: bool,
+    /// The generator's own I/O backend: auto, uring or poll.
+    #[arg(long, default_value = "auto")]
+    backend: Backend,
+    /// Connections to open and hold.
+    #[arg(short = 'n', long, default_value_t = 1_000_000)]
+    connections: usize,
+    /// Ramp: new connections per second.
+    #[arg(short = 'r', long, default_value_t = 20_000.0)]
+    rate: f64,
+    /// Seconds to hold them once all are open.
+    #[arg(short = 't', long, default_value_t = 60.0)]
+    hold: f64,
+    /// Connections per generator process (each needs a descriptor; the
+    /// process's descriptor limit must allow this many plus a few).
+    #[arg(long, default_value_t = 19_000)]
+    per_process: usize,
+    /// Checkpoints, in connections open (N itself is always one).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10000,100000,250000,500000"
+    )]
+    checkpoints: Vec<usize>,
+    /// Connections (over all processes) that send a stamped message every
+    /// second and time its echo.
+    #[arg(long, default_value_t = 1000)]
+    sample: usize,
+    /// First source address; process k binds to the k-th one after it (each
+    /// address has its own ephemeral ports). Loopback targets only.
+    #[arg(long, default_value = "127.1.0.1")]
+    source_base: std::net::Ipv4Addr,
+    /// Server process id: its RSS at every checkpoint.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Ask the server's /metrics (at the URL's address) for its own count
+    /// of open connections at every checkpoint.
+    #[arg(long)]
+    server_metrics: bool,
+    /// Stop after this many seconds whatever was reached.
+    #[arg(long, default_value_t = 540.0)]
+    max_seconds: f64,
+    /// Append every checkpoint as one JSON line to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+    /// Internal: run as one generator process, paced by the parent.
+    #[arg(long, hide = true)]
+    child: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -208,6 +277,7 @@ fn main() -> ExitCode {
         Cmd::Connect(a) => connect(a),
         Cmd::Idle(a) => idle(a),
         Cmd::Fanout(a) => fanout(a),
+        Cmd::Hold(a) => hold(a),
         Cmd::Report(a) => bench_harness::report::write(&a.input, &a.out, a.preface.as_deref())
             .map_err(|e| e.to_string()),
     };
@@ -248,6 +318,7 @@ fn open_connections(
             .map_err(|e| e.to_string())?;
         for ev in &events {
             match ev {
+                Happened::Pinged(_) => {}
                 Happened::Opened(_, d) => {
                     pending -= 1;
                     let _ = hist.record(d.as_nanos().max(1000) as u64);
@@ -361,6 +432,7 @@ fn echo(a: EchoArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         for ev in &events {
             match *ev {
+                Happened::Pinged(_) => {}
                 Happened::Message(i, len, _) => {
                     count += 1;
                     bytes += len as u64;
@@ -486,6 +558,7 @@ fn latency(a: LatencyArgs) -> Result<(), String> {
         let now_ns = epoch.elapsed().as_nanos() as u64;
         for ev in &events {
             match *ev {
+                Happened::Pinged(_) => {}
                 Happened::Message(_, _, sent) => {
                     if sent >= warm_ns {
                         received += 1;
@@ -583,6 +656,7 @@ fn fanout(a: FanoutArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         for ev in &events {
             match ev {
+                Happened::Pinged(_) => {}
                 Happened::Message(..) => acks += 1,
                 Happened::Closed(i, why) => return Err(format!("subscriber {i}: {why}")),
                 Happened::Opened(..) => {}
@@ -657,6 +731,7 @@ fn fanout(a: FanoutArgs) -> Result<(), String> {
         let now_ns = epoch.elapsed().as_nanos() as u64;
         for ev in &events {
             match *ev {
+                Happened::Pinged(_) => {}
                 Happened::Message(_, _, sent) => {
                     if now_ns >= warm_ns && now_ns < send_end_ns {
                         delivered_in_window += 1;
@@ -847,6 +922,43 @@ fn idle(a: IdleArgs) -> Result<(), String> {
         let _ = ch.wait();
     }
     Ok(())
+}
+
+fn hold(a: HoldArgs) -> Result<(), String> {
+    if a.child {
+        return bench_harness::hold::child(
+            &a.url,
+            a.ca.as_deref(),
+            a.insecure,
+            a.backend,
+            a.source_base,
+            a.sample,
+        );
+    }
+    let metrics = if a.server_metrics {
+        Some(Target::parse(&a.url)?.addr)
+    } else {
+        None
+    };
+    let cfg = bench_harness::hold::HoldConfig {
+        url: a.url,
+        ca: a.ca,
+        insecure: a.insecure,
+        backend: a.backend,
+        connections: a.connections,
+        rate: a.rate,
+        hold: Duration::from_secs_f64(a.hold.max(0.0)),
+        per_process: a.per_process,
+        checkpoints: a.checkpoints,
+        sample: a.sample,
+        source_base: a.source_base,
+        server_pid: a.server_pid,
+        metrics,
+        max_seconds: a.max_seconds,
+        json: a.json,
+        quiet: a.quiet,
+    };
+    bench_harness::hold::run(&cfg).map(|_| ())
 }
 
 fn report_idle(c: &Common, n: usize, before: Option<u64>) -> Result<(), String> {
