@@ -216,6 +216,28 @@ fn frame_and_message_limits_are_1009() {
 }
 
 #[test]
+fn limits_past_4_gib_count_as_4_gib() {
+    let limits = Limits {
+        max_frame_payload: usize::MAX,
+        max_message_size: usize::MAX,
+        ..Limits::default()
+    };
+    // A header announcing 2^32 payload bytes: over the clamped limit, refused
+    // from the header alone.
+    let mut head = vec![0x82, 0xFF];
+    head.extend_from_slice(&(1u64 << 32).to_be_bytes());
+    head.extend_from_slice(&[1, 2, 3, 4]);
+    let mut s = Conn::new(Role::Server, limits, None);
+    assert_eq!(s.read(&mut head).unwrap_err().code.0, 1009);
+    // One byte less is taken, and its payload counted in 32 bits.
+    let mut head = vec![0x82, 0xFF];
+    head.extend_from_slice(&(u32::MAX as u64).to_be_bytes());
+    head.extend_from_slice(&[1, 2, 3, 4]);
+    let mut s = Conn::new(Role::Server, limits, None);
+    assert_eq!(s.read(&mut head).unwrap().0, head.len());
+}
+
+#[test]
 fn decompression_bomb_is_1009() {
     let p = DeflateParams {
         server_no_context_takeover: false,

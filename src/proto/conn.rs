@@ -83,9 +83,10 @@ struct FrameInProgress {
     opcode: OpCode,
     fin: bool,
     mask: Option<[u8; 4]>,
-    remaining: u64,
+    /// At most `u32::MAX`: the frame limit is clamped to it.
+    remaining: u32,
     /// Payload bytes already received (the mask key offset).
-    received: u64,
+    received: u32,
     /// A Text/Binary frame with FIN that is not compressed: if its payload is
     /// whole in one read it is handed out without a copy.
     single: bool,
@@ -112,7 +113,11 @@ enum Found {
 #[derive(Debug)]
 pub struct Conn {
     role: Role,
-    limits: Limits,
+    /// [`Limits::max_frame_payload`] and [`Limits::max_message_size`],
+    /// clamped to `u32::MAX` (kept small: an idle connection is mostly this
+    /// struct).
+    max_frame: u32,
+    max_message: u32,
     header: [u8; MAX_HEADER_LEN],
     header_len: u8,
     frame: Option<FrameInProgress>,
@@ -120,7 +125,9 @@ pub struct Conn {
     /// The message payload was handed out from `message`: clear it at the
     /// next `read`.
     message_delivered: bool,
-    control: Vec<u8>,
+    /// Boxed slice, not `Vec` (8 bytes fewer per connection): it only holds
+    /// a control frame split across reads, which is rare.
+    control: Box<[u8]>,
     /// The control payload was handed out from `control`: clear it at the next
     /// `read` (a partial control frame's bytes stay).
     control_delivered: bool,
@@ -135,7 +142,10 @@ struct Tx {
     state: CloseState,
     keys: Option<Box<StdRng>>,
     out: Vec<u8>,
-    out_pos: usize,
+    /// Written bytes at the front of `out`. 32 bits keep an idle
+    /// connection small; past them the written bytes are dropped from the
+    /// front.
+    out_pos: u32,
 }
 
 impl Tx {
@@ -200,13 +210,14 @@ impl Conn {
     ) -> Self {
         Conn {
             role,
-            limits,
+            max_frame: u32::try_from(limits.max_frame_payload).unwrap_or(u32::MAX),
+            max_message: u32::try_from(limits.max_message_size).unwrap_or(u32::MAX),
             header: [0; MAX_HEADER_LEN],
             header_len: 0,
             frame: None,
             message: Reassembly::default(),
             message_delivered: false,
-            control: Vec::new(),
+            control: Box::default(),
             control_delivered: false,
             deflate: deflate.map(|(p, level, min)| {
                 Box::new(PerMessageDeflate::new(&p, role == Role::Server, level, min))
@@ -243,7 +254,7 @@ impl Conn {
 
     /// Bytes queued for the peer.
     pub fn output(&self) -> &[u8] {
-        &self.tx.out[self.tx.out_pos..]
+        &self.tx.out[self.tx.out_pos as usize..]
     }
 
     /// Hand the output to `write`, which gets the buffer and the position
@@ -254,7 +265,7 @@ impl Conn {
         &mut self,
         write: impl FnOnce(&mut Vec<u8>, usize) -> Result<usize, E>,
     ) -> Result<usize, E> {
-        let n = write(&mut self.tx.out, self.tx.out_pos)?;
+        let n = write(&mut self.tx.out, self.tx.out_pos as usize)?;
         self.advance_output(n);
         Ok(n)
     }
@@ -262,19 +273,24 @@ impl Conn {
     /// `n` bytes of [`Conn::output`] were written.
     pub fn advance_output(&mut self, n: usize) {
         let tx = &mut self.tx;
-        tx.out_pos = (tx.out_pos + n).min(tx.out.len());
-        if tx.out_pos == tx.out.len() {
-            tx.out.clear();
+        let pos = (tx.out_pos as usize).saturating_add(n).min(tx.out.len());
+        if pos == tx.out.len() {
+            // Written out: the buffer goes back to the allocator, so an idle
+            // connection holds none (the next frame takes one from its
+            // thread cache).
+            tx.out = Vec::new();
             tx.out_pos = 0;
-            if tx.out.capacity() > 16 * 1024 {
-                tx.out = Vec::new();
-            }
+        } else if let Ok(pos) = u32::try_from(pos) {
+            tx.out_pos = pos;
+        } else {
+            tx.out.drain(..pos);
+            tx.out_pos = 0;
         }
     }
 
     /// Bytes queued and not yet written.
     pub fn buffered_output(&self) -> usize {
-        self.tx.out.len() - self.tx.out_pos
+        self.tx.out.len() - self.tx.out_pos as usize
     }
 
     /// Process received bytes. Returns how many were consumed and the event
@@ -299,7 +315,7 @@ impl Conn {
             self.message_delivered = false;
         }
         if self.control_delivered {
-            self.control.clear();
+            self.control = Box::default();
             self.control_delivered = false;
         }
         if self.tx.state == CloseState::Closed {
@@ -381,21 +397,24 @@ impl Conn {
                     None => return Ok((pos, Found::Nothing)),
                 },
             };
-            let avail = ((input.len() - pos) as u64).min(f.remaining) as usize;
+            let avail = (input.len() - pos).min(f.remaining as usize);
             let range = pos..pos + avail;
             let chunk = &mut input[range.clone()];
             if let Some(k) = f.mask {
                 apply_mask(chunk, k, f.received as usize);
             }
-            let whole = f.received == 0 && avail as u64 == f.remaining;
+            let whole = f.received == 0 && avail == f.remaining as usize;
             pos += avail;
-            f.remaining -= avail as u64;
-            f.received += avail as u64;
+            // `avail <= remaining <= u32::MAX`.
+            f.remaining -= avail as u32;
+            f.received += avail as u32;
             let done = f.remaining == 0;
             self.frame = if done { None } else { Some(f) };
             if f.opcode.is_control() {
                 if !whole {
-                    self.control.extend_from_slice(chunk);
+                    let mut held = std::mem::take(&mut self.control).into_vec();
+                    held.extend_from_slice(chunk);
+                    self.control = held.into_boxed_slice();
                 }
                 if done {
                     let src = if whole { Src::Input(range) } else { Src::Held };
@@ -414,10 +433,10 @@ impl Conn {
             } else {
                 let deflate = self.deflate.as_deref_mut();
                 self.message
-                    .push(chunk, deflate, self.limits.max_message_size)?;
+                    .push(chunk, deflate, self.max_message as usize)?;
                 if done && f.fin {
                     let deflate = self.deflate.as_deref_mut();
-                    let kind = self.message.finish(deflate, self.limits.max_message_size)?;
+                    let kind = self.message.finish(deflate, self.max_message as usize)?;
                     return Ok((pos, Found::HeldMessage(kind)));
                 }
             }
@@ -471,7 +490,7 @@ impl Conn {
             (Role::Client, true) => return perr("server frame masked"),
             _ => {}
         }
-        if h.payload_len > self.limits.max_frame_payload as u64 {
+        if h.payload_len > self.max_frame as u64 {
             return Err(too_big());
         }
         let mut single = false;
@@ -495,7 +514,7 @@ impl Conn {
         }
         if !h.opcode.is_control()
             && !self.message.compressed()
-            && self.message.len() as u64 + h.payload_len > self.limits.max_message_size as u64
+            && self.message.len() as u64 + h.payload_len > self.max_message as u64
         {
             return Err(too_big());
         }
@@ -503,7 +522,8 @@ impl Conn {
             opcode: h.opcode,
             fin: h.fin,
             mask: h.mask,
-            remaining: h.payload_len,
+            // Checked against `max_frame` above.
+            remaining: h.payload_len as u32,
             received: 0,
             single,
         })
@@ -603,7 +623,7 @@ pub struct Sender<'a> {
 impl Sender<'_> {
     /// Bytes queued and not yet written.
     pub fn buffered_output(&self) -> usize {
-        self.tx.out.len() - self.tx.out_pos
+        self.tx.out.len() - self.tx.out_pos as usize
     }
 
     /// Whether data may still be sent (no close frame sent or received).

@@ -37,10 +37,11 @@ pub use message::{Message, MessageKind};
 pub struct Limits {
     /// Largest handshake request head, in bytes (431 past it). Default 8 KiB.
     pub max_handshake_bytes: usize,
-    /// Largest payload of one frame (close 1009 past it). Default 16 MiB.
+    /// Largest payload of one frame (close 1009 past it). Default 16 MiB;
+    /// at most 4 GiB - 1 (a larger value counts as that).
     pub max_frame_payload: usize,
     /// Largest message, after decompression (close 1009 past it). Default
-    /// 16 MiB.
+    /// 16 MiB; at most 4 GiB - 1 (a larger value counts as that).
     pub max_message_size: usize,
 }
 

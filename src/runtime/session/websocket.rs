@@ -13,7 +13,7 @@ pub(in crate::runtime) struct WebSocket {
     pub tag: AppTag,
     /// How it closed, for `on_close` and the close-code counters.
     pub close_code: CloseCode,
-    pub close_reason: String,
+    pub close_reason: Box<str>,
     /// Tick of the peer's last traffic.
     last_seen: u32,
     /// Pinged, with no traffic since.
@@ -35,7 +35,7 @@ impl WebSocket {
             conn,
             tag,
             close_code: CloseCode::ABNORMAL,
-            close_reason: String::new(),
+            close_reason: Box::default(),
             last_seen: now as u32,
             pinged: false,
         }
@@ -77,6 +77,6 @@ impl WebSocket {
     /// The protocol failed: close with the error's code.
     pub(in crate::runtime) fn failed(&mut self, code: CloseCode, reason: &str) {
         self.close_code = code;
-        self.close_reason = reason.to_string();
+        self.close_reason = reason.into();
     }
 }
