@@ -37,7 +37,7 @@ use ringwave::driver::Backend;
 use ringwave::proto::MessageKind;
 use serde::Serialize;
 
-use crate::stats::latency_histogram;
+use crate::stats::{append_json_lines, latency_histogram};
 use crate::{process_rss, Engine, Happened, Target};
 
 /// Handshakes a child keeps in flight at once.
@@ -672,15 +672,7 @@ pub fn run(cfg: &HoldConfig) -> Result<Vec<Checkpoint>, String> {
         let _ = c.process.wait();
     }
     if let Some(path) = &cfg.json {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        for r in &rows {
-            let line = serde_json::to_string(r).map_err(|e| e.to_string())?;
-            writeln!(f, "{line}").map_err(|e| e.to_string())?;
-        }
+        append_json_lines(path, &rows)?;
     }
     result?;
     print!("{}", table(&rows));

@@ -1,5 +1,8 @@
 //! Results: one [`RunResult`] per run, serialised as a JSON line.
 
+use std::io::Write;
+use std::path::Path;
+
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +36,21 @@ impl Percentiles {
             max_us: us(h.max()),
         }
     }
+}
+
+/// Append each of `rows` as one JSON line to the file at `path` (created if
+/// missing).
+pub fn append_json_lines<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), String> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    for r in rows {
+        let line = serde_json::to_string(r).map_err(|e| e.to_string())?;
+        writeln!(f, "{line}").map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// A histogram for nanosecond latencies from 1 µs to 100 s, 3 significant

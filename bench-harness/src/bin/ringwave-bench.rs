@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use bench_harness::stats::{latency_histogram, Percentiles, RunResult};
+use bench_harness::stats::{append_json_lines, latency_histogram, Percentiles, RunResult};
 use bench_harness::{process_cpu_ns, process_rss, self_cpu_ns, Engine, Happened, Target};
 use clap::{Args, Parser, Subcommand};
 use ringwave::driver::Backend;
@@ -56,16 +56,8 @@ enum Cmd {
 
 #[derive(Args, Debug)]
 struct HoldArgs {
-    /// Server URL (ws:// or wss://); the echo sample needs a path that
-    /// echoes (any but /feed on ringwave).
-    #[arg(long, default_value = "ws://127.0.0.1:9001/")]
-    url: String,
-    /// For wss://: trust the CA certificates in this PEM file.
-    #[arg(long, value_name = "FILE")]
-    ca: Option<PathBuf>,
-    /// For wss://: accept any server certificate.
-    #[arg(long)]
-    insecure: bool,
+    #[command(flatten)]
+    server: ServerArgs,
     /// The generator's own I/O backend: auto, uring or poll.
     #[arg(long, default_value = "auto")]
     backend: Backend,
@@ -90,7 +82,8 @@ struct HoldArgs {
     )]
     checkpoints: Vec<usize>,
     /// Connections (over all processes) that send a stamped message every
-    /// second and time its echo.
+    /// second and time its echo (the URL's path must echo: any but /feed on
+    /// ringwave).
     #[arg(long, default_value_t = 1000)]
     sample: usize,
     /// First source address; process k binds to the k-th one after it (each
@@ -118,8 +111,9 @@ struct HoldArgs {
     child: bool,
 }
 
+/// Where the server is and how its certificate is checked.
 #[derive(Args, Debug, Clone)]
-struct Common {
+struct ServerArgs {
     /// Server URL, ws://IP:PORT/PATH or wss://HOST:PORT/PATH (HOST
     /// `localhost` or an IP address; the certificate is checked against it).
     #[arg(long, default_value = "ws://127.0.0.1:9001/")]
@@ -130,6 +124,12 @@ struct Common {
     /// For wss://: accept any server certificate (signatures still checked).
     #[arg(long)]
     insecure: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+struct Common {
+    #[command(flatten)]
+    server: ServerArgs,
     /// Label for the server in results.
     #[arg(long, default_value = "server")]
     label: String,
@@ -298,7 +298,8 @@ fn open_connections(
     k: usize,
     deadline: Duration,
 ) -> Result<(Engine, hdrhistogram::Histogram<u64>, u64, Duration), String> {
-    let target = Target::parse(&common.url)?.with_tls(common.ca.as_deref(), common.insecure)?;
+    let target = Target::parse(&common.server.url)?
+        .with_tls(common.server.ca.as_deref(), common.server.insecure)?;
     let mut engine =
         Engine::new(target, common.sources, common.backend).map_err(|e| e.to_string())?;
     let mut hist = latency_histogram();
@@ -355,14 +356,8 @@ fn emit(common: &Common, r: &RunResult) -> Result<(), String> {
     if let Some(case) = &common.case {
         r.case = case.clone();
     }
-    let line = serde_json::to_string(&r).map_err(|e| e.to_string())?;
     if let Some(path) = &common.json {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        writeln!(f, "{line}").map_err(|e| e.to_string())?;
+        append_json_lines(path, &[r])?;
     }
     Ok(())
 }
@@ -886,14 +881,16 @@ fn idle(a: IdleArgs) -> Result<(), String> {
     for p in 0..procs {
         let share = (a.connections - p * a.per_process).min(a.per_process);
         let child = Command::new(&exe)
-            .args(["idle", "--child", "--quiet", "--url", &c.url])
+            .args(["idle", "--child", "--quiet", "--url", &c.server.url])
             .args(["-n", &share.to_string(), "-t", &a.hold.to_string()])
             .args(["--sources", &c.sources.max(2).to_string()])
             .args(
-                c.ca.iter()
+                c.server
+                    .ca
+                    .iter()
                     .flat_map(|ca| [std::ffi::OsStr::new("--ca"), ca.as_os_str()]),
             )
-            .args(c.insecure.then_some("--insecure"))
+            .args(c.server.insecure.then_some("--insecure"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -927,23 +924,23 @@ fn idle(a: IdleArgs) -> Result<(), String> {
 fn hold(a: HoldArgs) -> Result<(), String> {
     if a.child {
         return bench_harness::hold::child(
-            &a.url,
-            a.ca.as_deref(),
-            a.insecure,
+            &a.server.url,
+            a.server.ca.as_deref(),
+            a.server.insecure,
             a.backend,
             a.source_base,
             a.sample,
         );
     }
     let metrics = if a.server_metrics {
-        Some(Target::parse(&a.url)?.addr)
+        Some(Target::parse(&a.server.url)?.addr)
     } else {
         None
     };
     let cfg = bench_harness::hold::HoldConfig {
-        url: a.url,
-        ca: a.ca,
-        insecure: a.insecure,
+        url: a.server.url,
+        ca: a.server.ca,
+        insecure: a.server.insecure,
         backend: a.backend,
         connections: a.connections,
         rate: a.rate,
