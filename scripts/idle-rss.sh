@@ -17,6 +17,20 @@ py=.venv/bin/python
 [ -x "$py" ] || { python3 -m venv .venv; .venv/bin/pip install --quiet -r tests/python/requirements.txt; }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# RSS once it has settled: io_uring's buffer pools give back what traffic
+# (the handshakes) made resident within a few seconds of going quiet, so both
+# samples wait until RSS holds still for 2 s (sampled every 0.5 s, 20 s at most).
+settled_rss_kib() {
+    local last=-1 same=0 now
+    for _ in $(seq 40); do
+        now=$(rss_kib "$1")
+        if [ "$now" = "$last" ]; then same=$((same + 1)); else same=0; fi
+        [ "$same" -ge 4 ] && break
+        last=$now
+        sleep 0.5
+    done
+    echo "$now"
+}
 port=9301
 for b in "${backends[@]}"; do
     port=$((port + 1))
@@ -30,7 +44,7 @@ for b in "${backends[@]}"; do
     # Warm up: one round of connections opened and closed, so allocator
     # arenas and the connection table exist before the baseline.
     taskset -c 1 "$py" scripts/idle_clients.py 127.0.0.1 "$port" 1000 0 </dev/null >/dev/null
-    before=$(rss_kib "$srv")
+    before=$(settled_rss_kib "$srv")
     fifo=$(mktemp -u); mkfifo "$fifo"
     taskset -c 1 "$py" scripts/idle_clients.py 127.0.0.1 "$port" "$n" 600 <"$fifo" >"$fifo.out" &
     clients=$!
@@ -39,7 +53,7 @@ for b in "${backends[@]}"; do
         kill -0 "$clients" 2>/dev/null || { echo "clients failed"; cat "$fifo.out"; exit 1; }
         sleep 0.2
     done
-    after=$(rss_kib "$srv")
+    after=$(settled_rss_kib "$srv")
     fds=$(ls "/proc/$srv/fd" | wc -l)
     exec 4>&-
     wait "$clients" || true

@@ -190,9 +190,13 @@ both_backends!(client_that_never_reads_stays_bounded, |backend| {
         base.rss_kib,
         peak_rss
     );
-    // Bounded by the limit (plus slack), not by what the client sent.
+    // Bounded by the limit (plus slack), not by what the client sent. On
+    // io_uring the receive ring may also grow back to its most, 8 MiB, under
+    // the flood: it gave its pages back while the test was quiet before the
+    // baseline.
+    let pool_kib = if backend == "uring" { 8 * 1024 } else { 0 };
     assert!(
-        peak_rss < base.rss_kib + 4 * 1024,
+        peak_rss < base.rss_kib + 4 * 1024 + pool_kib,
         "server RSS grew from {} to {peak_rss} KiB",
         base.rss_kib
     );

@@ -19,6 +19,7 @@
 
 mod accept;
 mod op;
+mod pages;
 mod ring;
 mod send;
 
@@ -27,7 +28,7 @@ use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use slab::Slab;
@@ -96,6 +97,11 @@ impl Wake for EventFd {
     }
 }
 
+/// How often the buffer pools look at what the last period used and give
+/// back the rest ([`RecvRing::trim`], [`SendPools::trim`]): a worker's pool
+/// memory follows its traffic, and an idle worker holds almost none.
+const TRIM_PERIOD: Duration = Duration::from_secs(1);
+
 /// One worker's io_uring driver.
 pub struct UringDriver {
     // Field order matters: the ring is dropped (and its registrations with
@@ -127,8 +133,8 @@ pub struct UringDriver {
     /// Connections waiting for a free send buffer, in order.
     buffer_waiters: VecDeque<Token>,
     cqes: Vec<(u64, i32, u32)>,
-    /// Buffers returned this turn, published together.
-    returned: bool,
+    /// When the pools next give back memory the last period did not need.
+    next_trim: Instant,
 }
 
 impl UringDriver {
@@ -159,12 +165,7 @@ impl UringDriver {
                 0,
             )?;
         }
-        let sends = SendPools::new();
-        let iovecs = sends.iovecs();
-        // SAFETY: the iovecs point into the pools' registered buffers, a heap
-        // allocation this driver owns, never moves (boxed slice) and frees
-        // only after the ring (and so the registration) is dropped.
-        unsafe { ring.submitter().register_buffers(&iovecs)? };
+        let sends = SendPools::new(&ring.submitter())?;
         // SAFETY: plain syscall; the result is checked.
         let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if efd < 0 {
@@ -194,7 +195,7 @@ impl UringDriver {
             waker: Arc::new(EventFd(efd)),
             buffer_waiters: VecDeque::new(),
             cqes: Vec::with_capacity(1024),
-            returned: false,
+            next_trim: Instant::now() + TRIM_PERIOD,
         };
         for i in 0..d.listeners.len() {
             d.arm_accept(i)?;
@@ -436,10 +437,28 @@ impl UringDriver {
         }
     }
 
+    /// Trim the pools once a period (between turns, as `RecvRing::trim`
+    /// needs), and bound the wait so an idle worker still trims what its
+    /// last traffic left resident; with nothing left to trim it waits as
+    /// long as the runtime asks.
+    fn trim_when_due(&mut self, timeout: Option<Duration>) -> Option<Duration> {
+        let now = Instant::now();
+        if !self.recv.can_trim() && !self.sends.can_trim() {
+            self.next_trim = now + TRIM_PERIOD;
+            return timeout;
+        }
+        if now >= self.next_trim {
+            self.recv.trim();
+            self.sends.trim(&self.ring.submitter());
+            self.next_trim = now + TRIM_PERIOD;
+        }
+        let until = self.next_trim.saturating_duration_since(now);
+        Some(timeout.map_or(until, |t| t.min(until)))
+    }
+
     fn return_buffer(&mut self, flags: u32) {
         if let Some(bid) = cqueue::buffer_select(flags) {
-            self.recv.push(bid);
-            self.returned = true;
+            self.recv.recycle(bid);
         }
     }
 
@@ -553,8 +572,9 @@ impl UringDriver {
                         let _ = self.arm_recv(ud.index);
                     }
                 } else if res == -libc::ENOBUFS && live {
-                    // The ring ran dry; buffers come back at the end of this
-                    // turn. Re-arm then.
+                    // The ring ran dry; buffers come back (and more go in)
+                    // at the end of this batch. Re-arm then.
+                    self.recv.ran_dry();
                     if !more {
                         let _ = self.arm_recv(ud.index);
                     }
@@ -665,7 +685,7 @@ impl Driver for UringDriver {
                 self.arm_accept(i)?;
             }
         }
-        let timeout = self.accept_pause.bound(timeout);
+        let timeout = self.trim_when_due(self.accept_pause.bound(timeout));
         // With DEFER_TASKRUN, completions (receives in particular) are only
         // produced by an enter that asks for events: every turn asks, with a
         // zero wait when completions are already queued. Submitting alone
@@ -708,10 +728,7 @@ impl Driver for UringDriver {
             for &(ud, res, flags) in &cqes {
                 self.on_cqe(ud, res, flags, sink);
             }
-            if self.returned {
-                self.recv.publish();
-                self.returned = false;
-            }
+            self.recv.end_batch();
         }
         self.cqes = cqes;
         Ok(())
@@ -757,7 +774,7 @@ impl Driver for UringDriver {
         {
             return Ok(0);
         }
-        let Some(op) = self.sends.prepare(parts) else {
+        let Some(op) = self.sends.prepare(parts, &self.ring.submitter()) else {
             if !matches!(slot.sending, Sending::WaitingBuffer) {
                 slot.sending = Sending::WaitingBuffer;
                 self.buffer_waiters.push_back(token);

@@ -7,38 +7,51 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::{opcode, types, IoUring, Probe};
 
+use super::pages::{Ids, Pages};
+
 /// Submission queue entries.
 const RING_ENTRIES: u32 = 4096;
 /// Completion queue entries (multishot recv can post many per turn).
 const CQ_ENTRIES: u32 = 16384;
-/// Provided receive buffers: count (a power of two) and size. 32 KiB, so a
-/// 16 KiB message and its frame header fit one completion and are parsed in
-/// place, instead of two completions and a copy of the message into the
-/// connection; 256 of them keep the worker's 8 MiB.
+/// Provided receive buffers: most in circulation (a power of two) and size.
+/// 32 KiB, so a 16 KiB message and its frame header fit one completion and
+/// are parsed in place, instead of two completions and a copy of the message
+/// into the connection.
 pub(super) const RECV_BUFFERS: u16 = 256;
 pub(super) const RECV_BUFFER_SIZE: usize = 32 * 1024;
+/// Buffers in circulation at first and after a quiet spell. The ring grows
+/// (doubling, up to `RECV_BUFFERS`) when one batch of completions takes more
+/// than half of them or the ring runs dry.
+const RECV_MIN: u16 = 16;
 /// Buffer group id of the receive ring.
 pub(super) const RECV_GROUP: u16 = 0;
 
-/// A zeroed buffer with every page touched, so the pools' memory is resident
-/// from the start: RSS then measures connections and queued data, not which
-/// pool pages traffic happened to reach first.
-pub(super) fn resident_buffer(len: usize) -> Box<[u8]> {
-    let mut buf = vec![0u8; len].into_boxed_slice();
-    for b in buf.iter_mut().step_by(4096) {
-        // black_box: a store of zero into calloc'ed memory may be elided.
-        *b = std::hint::black_box(0);
-    }
-    buf
-}
-
-/// The provided buffer ring: page-aligned ring of `RECV_BUFFERS` entries
-/// plus the buffers themselves.
+/// The provided buffer ring: a page-aligned ring of `RECV_BUFFERS` entries
+/// and the buffers' memory, resident only as far as traffic has reached it.
+///
+/// Buffers `0..active` circulate: each comes back to the ring once its
+/// completion is handled. One above `active` (after a shrink) is parked when
+/// it comes back. Between turns every buffer is either in the ring or
+/// parked, none with the driver, which is what [`RecvRing::trim`] relies on.
 pub(super) struct RecvRing {
     pub(super) ring: *mut types::BufRingEntry,
     ring_layout: Layout,
-    buffers: Box<[u8]>,
+    buffers: Pages,
     tail: u16,
+    active: u16,
+    /// Buffers pushed and not yet consumed by the kernel.
+    in_ring: Ids,
+    /// Buffers consumed in this batch of completions, the most in one batch
+    /// this period, and in the whole period.
+    batch_used: u16,
+    peak: u16,
+    period_used: u32,
+    /// A recv found the ring empty this batch.
+    ran_dry: bool,
+    /// Some buffer was written since the pages were last handed back.
+    touched: bool,
+    /// Pushed and not yet published.
+    unpublished: bool,
 }
 
 impl RecvRing {
@@ -59,32 +72,118 @@ impl RecvRing {
         let mut r = RecvRing {
             ring,
             ring_layout,
-            buffers: resident_buffer(RECV_BUFFERS as usize * RECV_BUFFER_SIZE),
+            buffers: Pages::new(RECV_BUFFERS as usize * RECV_BUFFER_SIZE)?,
             tail: 0,
+            active: 0,
+            in_ring: Ids::default(),
+            batch_used: 0,
+            peak: 0,
+            period_used: 0,
+            ran_dry: false,
+            touched: false,
+            unpublished: false,
         };
-        for bid in 0..RECV_BUFFERS {
-            r.push(bid);
-        }
+        r.grow_to(RECV_MIN);
         r.publish();
         Ok(r)
     }
 
-    /// Put buffer `bid` back at the tail (visible after `publish`).
-    pub(super) fn push(&mut self, bid: u16) {
+    /// Put buffer `bid` at the tail (visible after `publish`).
+    fn push(&mut self, bid: u16) {
+        debug_assert!(!self.in_ring.contains(bid));
         let slot = self.tail & (RECV_BUFFERS - 1);
-        let addr = self.buffers.as_ptr() as u64 + bid as u64 * RECV_BUFFER_SIZE as u64;
+        let addr = self.buffers.base() as u64 + bid as u64 * RECV_BUFFER_SIZE as u64;
         // SAFETY: `slot < RECV_BUFFERS`, so the entry lies inside the ring
         // allocation; the kernel only reads entries between head and the
-        // published tail, and this one is past the published tail.
+        // published tail, and this one is past the published tail. At most
+        // RECV_BUFFERS buffers are in the ring (`in_ring`), so the tail never
+        // laps an entry the kernel has not consumed.
         let entry = unsafe { &mut *self.ring.add(slot as usize) };
         entry.set_addr(addr);
         entry.set_len(RECV_BUFFER_SIZE as u32);
         entry.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
+        self.in_ring.insert(bid);
+        self.unpublished = true;
+    }
+
+    /// Circulate buffers `0..n`: push those neither in the ring already nor
+    /// still with a completion being handled (there are none between
+    /// batches, when this is called).
+    fn grow_to(&mut self, n: u16) {
+        for bid in self.active..n {
+            if !self.in_ring.contains(bid) {
+                self.push(bid);
+            }
+        }
+        self.active = n;
+    }
+
+    /// The kernel consumed buffer `bid` (a completion named it) and the
+    /// driver is done with it: back to the ring, or parked if above `active`.
+    pub(super) fn recycle(&mut self, bid: u16) {
+        if bid >= RECV_BUFFERS || !self.in_ring.contains(bid) {
+            return;
+        }
+        self.in_ring.remove(bid);
+        self.batch_used += 1;
+        self.touched = true;
+        if bid < self.active {
+            self.push(bid);
+        }
+    }
+
+    /// A recv found no buffer in the ring.
+    pub(super) fn ran_dry(&mut self) {
+        self.ran_dry = true;
+    }
+
+    /// A batch of completions was handled: grow if it took more than half
+    /// the circulating buffers or found none, and publish what came back.
+    pub(super) fn end_batch(&mut self) {
+        if (self.ran_dry || self.batch_used > self.active / 2) && self.active < RECV_BUFFERS {
+            self.grow_to((self.active * 2).min(RECV_BUFFERS));
+        }
+        self.ran_dry = false;
+        self.peak = self.peak.max(self.batch_used);
+        self.period_used += self.batch_used as u32;
+        self.batch_used = 0;
+        if self.unpublished {
+            self.publish();
+        }
+    }
+
+    /// Once a period, between turns: halve the circulating buffers when no
+    /// batch used a quarter of them, and hand every buffer's pages back when
+    /// the period used fewer buffers than circulate (the ring did not come
+    /// round once, so traffic is light and the pages come back cheaply as it
+    /// reaches them).
+    pub(super) fn trim(&mut self) {
+        if self.active > RECV_MIN && self.peak < self.active / 4 {
+            self.active = (self.active / 2).max(RECV_MIN);
+        }
+        if self.touched && self.period_used < self.active as u32 {
+            // SAFETY: between turns no buffer is with the driver (each is in
+            // the ring or parked, see the type's docs), and the kernel writes
+            // ring buffers only while this thread is inside io_uring_enter:
+            // a multishot recv on a socket is driven by task work of the
+            // ring's single issuer, never by io-wq (no IOSQE_ASYNC). Ring
+            // buffers are not yet named by any completion, so none expects
+            // their contents.
+            unsafe { self.buffers.release(0, self.buffers.bytes().len()) };
+            self.touched = false;
+        }
+        self.peak = 0;
+        self.period_used = 0;
+    }
+
+    /// Whether [`RecvRing::trim`] has anything to give back.
+    pub(super) fn can_trim(&self) -> bool {
+        self.touched || self.active > RECV_MIN
     }
 
     /// Make pushed buffers visible to the kernel.
-    pub(super) fn publish(&self) {
+    pub(super) fn publish(&mut self) {
         // SAFETY: `ring` is the page-aligned base of an initialised ring, as
         // `BufRingEntry::tail` requires; the tail field is a u16 the kernel
         // reads atomically, so it is written through an AtomicU16 with release
@@ -93,12 +192,13 @@ impl RecvRing {
             let tail = types::BufRingEntry::tail(self.ring) as *const AtomicU16;
             (*tail).store(self.tail, Ordering::Release);
         }
+        self.unpublished = false;
     }
 
     /// The bytes the kernel wrote into buffer `bid`.
     pub(super) fn data(&mut self, bid: u16, len: usize) -> &mut [u8] {
         let start = bid as usize * RECV_BUFFER_SIZE;
-        &mut self.buffers[start..start + len.min(RECV_BUFFER_SIZE)]
+        &mut self.buffers.bytes_mut()[start..start + len.min(RECV_BUFFER_SIZE)]
     }
 }
 

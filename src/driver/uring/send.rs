@@ -6,14 +6,20 @@
 
 use std::sync::Arc;
 
-use io_uring::{opcode, squeue, types};
+use io_uring::{opcode, squeue, types, Submitter};
 
-use super::ring::resident_buffer;
+use super::pages::{Ids, Pages};
 use crate::driver::Part;
 
-/// Registered send buffers: count and size.
+/// Registered send buffers: most registered (the table's size) and size.
 const SEND_BUFFERS: usize = 256;
 const SEND_BUFFER_SIZE: usize = 64 * 1024;
+/// Registered buffers are registered as traffic needs them: first this many,
+/// then doubling up to `SEND_BUFFERS`; and unregistered (their pages handed
+/// back) when a period's most in flight at once needs fewer (see
+/// [`Registered::trim`]). Registration pins the pages, so a registered
+/// buffer is resident whether used or not.
+const SEND_CHUNK: usize = 4;
 /// When every registered buffer is in flight (fan-out to thousands of
 /// connections at once), sends are copied into pooled heap buffers instead,
 /// at most this many bytes each, so a turn never waits for buffers to come
@@ -208,11 +214,122 @@ impl std::fmt::Debug for VecSend {
     }
 }
 
+/// The registered buffers: `0..limit` registered in the ring's sparse
+/// buffer table, the free ones in `free` (the lowest is taken first, so
+/// light traffic keeps to the first few and the rest can be given back).
+struct Registered {
+    pages: Pages,
+    free: Ids,
+    limit: usize,
+    in_use: usize,
+    /// Most in flight at once this period.
+    peak: usize,
+    /// A registration failed: stay at what is registered.
+    stuck: bool,
+}
+
+impl Registered {
+    /// Take the lowest free buffer, registering more when none is free.
+    fn take(&mut self, ring: &Submitter<'_>) -> Option<u16> {
+        if self.free.is_empty() && self.limit < SEND_BUFFERS && !self.stuck {
+            self.grow(ring);
+        }
+        let id = self.free.pop_lowest()?;
+        self.in_use += 1;
+        self.peak = self.peak.max(self.in_use);
+        Some(id)
+    }
+
+    fn put(&mut self, id: u16) {
+        self.free.insert(id);
+        self.in_use -= 1;
+    }
+
+    fn available(&self) -> bool {
+        !self.free.is_empty() || (self.limit < SEND_BUFFERS && !self.stuck)
+    }
+
+    fn grow(&mut self, ring: &Submitter<'_>) {
+        let to = (self.limit * 2).clamp(SEND_CHUNK, SEND_BUFFERS);
+        let iovecs: Vec<libc::iovec> = (self.limit..to)
+            .map(|i| libc::iovec {
+                iov_base: self.pages.base().wrapping_add(i * SEND_BUFFER_SIZE) as *mut libc::c_void,
+                iov_len: SEND_BUFFER_SIZE,
+            })
+            .collect();
+        // SAFETY: the iovecs name buffers inside `pages`, a mapping the
+        // pools own, which never moves and is unmapped only after the ring
+        // (and so the registration) is dropped: see the driver's field order.
+        match unsafe { ring.register_buffers_update(self.limit as u32, &iovecs, None) } {
+            Ok(()) => {
+                for i in self.limit..to {
+                    self.free.insert(i as u16);
+                }
+                self.limit = to;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "io_uring: registering send buffers {}..{to} failed ({e}); sends past {} registered buffers are copied into heap buffers",
+                    self.limit,
+                    self.limit
+                );
+                self.stuck = true;
+            }
+        }
+    }
+
+    /// Once a period: unregister the buffers above what twice the period's
+    /// peak needs, when none of them is in flight, and hand their pages back.
+    fn trim(&mut self, ring: &Submitter<'_>) {
+        let want = if self.peak == 0 {
+            0
+        } else {
+            (2 * self.peak).next_power_of_two().max(SEND_CHUNK)
+        };
+        let mut to = self.limit;
+        while to > want {
+            let next = if to == SEND_CHUNK { 0 } else { to / 2 };
+            if self.free.count_in(next as u16, to as u16) < to - next {
+                break;
+            }
+            to = next;
+        }
+        if to < self.limit {
+            let empty = vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                };
+                self.limit - to
+            ];
+            // SAFETY: null iovecs empty the table's entries; no iovec names
+            // memory.
+            match unsafe { ring.register_buffers_update(to as u32, &empty, None) } {
+                Ok(()) => {
+                    for i in to..self.limit {
+                        self.free.remove(i as u16);
+                    }
+                    // SAFETY: the buffers were free (no send in flight reads
+                    // them) and are no longer registered, so the kernel has
+                    // no reference to their pages and nothing expects their
+                    // contents.
+                    unsafe {
+                        self.pages
+                            .release(to * SEND_BUFFER_SIZE, (self.limit - to) * SEND_BUFFER_SIZE)
+                    };
+                    self.limit = to;
+                }
+                Err(e) => tracing::debug!("io_uring: unregistering send buffers: {e}"),
+            }
+        }
+        self.peak = self.in_use;
+    }
+}
+
 /// The memory sends are made from. Registered buffers first; when all are
 /// in flight, heap buffers; sends mostly of shared bytes by reference.
 pub(super) struct SendPools {
-    registered: Box<[u8]>,
-    free_registered: Vec<u16>,
+    registered: Registered,
     /// Heap send buffers; one in flight is never touched (its contents stay
     /// put even if this vector reallocates).
     heap: Vec<Vec<u8>>,
@@ -228,52 +345,83 @@ pub(super) struct SendPools {
     /// must not move while the kernel reads it.
     #[allow(clippy::vec_box)]
     free_vec: Vec<Box<VecSend>>,
+    /// A heap buffer or a `VecSend` was taken this period.
+    heap_used: bool,
+    vec_used: bool,
 }
 
 impl SendPools {
-    pub(super) fn new() -> SendPools {
-        SendPools {
-            registered: resident_buffer(SEND_BUFFERS * SEND_BUFFER_SIZE),
-            free_registered: (0..SEND_BUFFERS as u16).rev().collect(),
+    /// Pools for `ring`, whose buffer table they set up (sparse: buffers
+    /// are registered as they are needed).
+    pub(super) fn new(ring: &Submitter<'_>) -> std::io::Result<SendPools> {
+        ring.register_buffers_sparse(SEND_BUFFERS as u32)?;
+        Ok(SendPools {
+            registered: Registered {
+                pages: Pages::new(SEND_BUFFERS * SEND_BUFFER_SIZE)?,
+                free: Ids::default(),
+                limit: 0,
+                in_use: 0,
+                peak: 0,
+                stuck: false,
+            },
             heap: Vec::new(),
             free_heap: Vec::new(),
             heap_allocated: 0,
             owned: Vec::new(),
             free_owned: Vec::new(),
             free_vec: Vec::new(),
-        }
+            heap_used: false,
+            vec_used: false,
+        })
     }
 
-    /// Whether a registered buffer is free.
+    /// Whether a registered buffer is free or can be registered.
     pub(super) fn registered_free(&self) -> bool {
-        !self.free_registered.is_empty()
+        self.registered.available()
     }
 
-    /// The registered buffers, for `register_buffers`.
-    pub(super) fn iovecs(&self) -> Vec<libc::iovec> {
-        (0..SEND_BUFFERS)
-            .map(|i| libc::iovec {
-                iov_base: self.registered[i * SEND_BUFFER_SIZE..].as_ptr() as *mut libc::c_void,
-                iov_len: SEND_BUFFER_SIZE,
-            })
-            .collect()
+    /// Once a period, between turns: give back registered buffers the
+    /// period did not need, and the idle heap buffers and `VecSend`s when
+    /// the period took none.
+    pub(super) fn trim(&mut self, ring: &Submitter<'_>) {
+        self.registered.trim(ring);
+        if !self.heap_used {
+            for &id in &self.free_heap {
+                let heap = &mut self.heap[id as usize];
+                if heap.capacity() > 0 {
+                    *heap = Vec::new();
+                    self.heap_allocated -= 1;
+                }
+            }
+        }
+        if !self.vec_used {
+            self.free_vec = Vec::new();
+        }
+        self.heap_used = false;
+        self.vec_used = false;
+    }
+
+    /// Whether [`SendPools::trim`] has anything to give back.
+    pub(super) fn can_trim(&self) -> bool {
+        self.registered.limit > 0 || self.heap_allocated > 0 || !self.free_vec.is_empty()
     }
 
     /// A send of `parts`, in order (as much as one send takes), or `None`
-    /// when no buffer is free.
-    pub(super) fn prepare(&mut self, parts: &[Part<'_>]) -> Option<SendOp> {
+    /// when no buffer is free; `ring` registers more buffers when needed.
+    pub(super) fn prepare(&mut self, parts: &[Part<'_>], ring: &Submitter<'_>) -> Option<SendOp> {
         let shared: usize = parts
             .iter()
             .filter(|p| p.owner().is_some())
             .map(|p| p.bytes().len())
             .sum();
         let (kind, n) = if shared >= ZERO_COPY_MIN {
+            self.vec_used = true;
             let mut v = self.free_vec.pop().unwrap_or_else(VecSend::new);
             let n = v.fill(parts);
             (SendKind::Vectored(v), n)
-        } else if let Some(buf) = self.free_registered.pop() {
+        } else if let Some(buf) = self.registered.take(ring) {
             let start = buf as usize * SEND_BUFFER_SIZE;
-            let dst = &mut self.registered[start..start + SEND_BUFFER_SIZE];
+            let dst = &mut self.registered.pages.bytes_mut()[start..start + SEND_BUFFER_SIZE];
             let mut n = 0;
             for part in parts {
                 let part = part.bytes();
@@ -286,6 +434,7 @@ impl SendPools {
             }
             (SendKind::Registered(buf), n)
         } else {
+            self.heap_used = true;
             let id = self.free_heap.pop().or_else(|| {
                 (self.heap.len() < MAX_HEAP_SENDS).then(|| {
                     self.heap.push(Vec::new());
@@ -347,7 +496,7 @@ impl SendPools {
             SendKind::Vectored(v) => opcode::SendMsg::new(fd, v.msghdr()).build(),
             SendKind::Registered(buf) => {
                 let start = *buf as usize * SEND_BUFFER_SIZE + op.offset as usize;
-                let ptr = self.registered[start..].as_ptr();
+                let ptr = self.registered.pages.bytes()[start..].as_ptr();
                 opcode::WriteFixed::new(fd, ptr, len, *buf).build()
             }
             SendKind::Heap(id) => {
@@ -364,7 +513,7 @@ impl SendPools {
     /// A send completed: its memory goes back to its pool.
     pub(super) fn release(&mut self, kind: SendKind) {
         match kind {
-            SendKind::Registered(buf) => self.free_registered.push(buf),
+            SendKind::Registered(buf) => self.registered.put(buf),
             SendKind::Heap(id) => {
                 let heap = &mut self.heap[id as usize];
                 if heap.capacity() > 0 && self.heap_allocated > HEAP_KEEP {
@@ -389,6 +538,11 @@ impl SendPools {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+
+    use io_uring::IoUring;
+
     use super::*;
 
     /// The bytes the iovecs still name, in order.
@@ -468,7 +622,9 @@ mod tests {
 
     #[test]
     fn owned_sends_take_the_buffer_and_heap_copies_allocate_what_they_need() {
-        let mut pools = SendPools::new();
+        let ring = IoUring::new(8).unwrap();
+        let ring = ring.submitter();
+        let mut pools = SendPools::new(&ring).unwrap();
         let mut buf = b"sent already|the rest".to_vec();
         let ptr = buf.as_ptr();
         let mut op = pools.prepare_owned(&mut buf, 13);
@@ -503,10 +659,11 @@ mod tests {
         // into a heap buffer the size of the send, not of the largest one.
         let mut held = Vec::new();
         while pools.registered_free() {
-            held.push(pools.prepare(&[Part::borrowed(b"x")]).unwrap());
+            held.push(pools.prepare(&[Part::borrowed(b"x")], &ring).unwrap());
         }
+        assert_eq!(held.len(), SEND_BUFFERS);
         let op = pools
-            .prepare(&[Part::borrowed(b"small "), Part::borrowed(b"send")])
+            .prepare(&[Part::borrowed(b"small "), Part::borrowed(b"send")], &ring)
             .unwrap();
         let SendKind::Heap(h) = op.kind else {
             panic!("not a heap copy: {:?}", op.kind);
@@ -517,5 +674,83 @@ mod tests {
         for op in held {
             pools.release(op.kind);
         }
+        // A period without heap sends gives the heap buffers back.
+        pools.trim(&ring);
+        assert_eq!(pools.heap_allocated, 1, "used this period: kept");
+        pools.trim(&ring);
+        assert_eq!(pools.heap_allocated, 0);
+        assert!(pools.heap[h as usize].capacity() == 0);
+    }
+
+    /// Registered buffers are registered as sends need them and given back
+    /// when a period needed fewer; the table really holds them: a
+    /// `WRITE_FIXED` from each buffer reaches the socket, and one from a
+    /// buffer given back fails.
+    #[test]
+    fn registered_buffers_grow_with_use_and_shrink_when_unused() {
+        let mut ring = IoUring::new(8).unwrap();
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut pools = SendPools::new(&ring.submitter()).unwrap();
+        assert_eq!(pools.registered.limit, 0, "nothing registered at first");
+        let write = |ring: &mut IoUring, pools: &mut SendPools, op: &mut SendOp| {
+            let sqe = pools.sqe(types::Fd(a.as_raw_fd()), op).user_data(1);
+            // SAFETY: the op's buffer stays put until the wait below has
+            // its completion.
+            unsafe { ring.submission().push(&sqe).unwrap() };
+            ring.submit_and_wait(1).unwrap();
+            ring.completion().next().unwrap().result()
+        };
+        // Ten sends in flight at once: 4, then 8, then 16 registered.
+        let mut held: Vec<SendOp> = (0..10)
+            .map(|i| {
+                pools
+                    .prepare(&[Part::borrowed(&[b'a' + i])], &ring.submitter())
+                    .unwrap()
+            })
+            .collect();
+        assert!(held
+            .iter()
+            .all(|op| matches!(op.kind, SendKind::Registered(_))));
+        assert_eq!(pools.registered.limit, 16);
+        for op in &mut held {
+            assert_eq!(write(&mut ring, &mut pools, op), 1);
+        }
+        let mut got = [0u8; 10];
+        b.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"abcdefghij");
+        // All but the lowest come back: this period's peak (10) keeps 16 up.
+        let first = held.remove(0);
+        for op in held.drain(..) {
+            pools.release(op.kind);
+        }
+        pools.trim(&ring.submitter());
+        assert_eq!(pools.registered.limit, 16);
+        // Next period the peak is 1: down to one chunk (4).
+        pools.trim(&ring.submitter());
+        assert_eq!(pools.registered.limit, SEND_CHUNK);
+        // A buffer given back is no longer registered: a fixed write from
+        // it fails (EFAULT), not sends stale pages.
+        let mut gone = SendOp {
+            kind: SendKind::Registered(10),
+            offset: 0,
+            len: 1,
+        };
+        assert!(write(&mut ring, &mut pools, &mut gone) < 0);
+        // A period with nothing in flight gives back the last chunk (the
+        // one in which the last send completed still counts it).
+        pools.release(first.kind);
+        pools.trim(&ring.submitter());
+        assert_eq!(pools.registered.limit, SEND_CHUNK);
+        pools.trim(&ring.submitter());
+        assert_eq!(pools.registered.limit, 0);
+        assert!(pools.registered_free(), "more can be registered");
+        let mut op = pools
+            .prepare(&[Part::borrowed(b"z")], &ring.submitter())
+            .unwrap();
+        assert!(matches!(op.kind, SendKind::Registered(0)));
+        assert_eq!(write(&mut ring, &mut pools, &mut op), 1);
+        b.read_exact(&mut got[..1]).unwrap();
+        assert_eq!(got[0], b'z');
+        pools.release(op.kind);
     }
 }
