@@ -138,6 +138,39 @@ fn control_frames_inside_fragmented_messages() {
     }
 }
 
+/// `release_idle` between reads, at every split point: what is in progress
+/// (a partial header, a fragmented message, a frame spanning reads, a split
+/// control frame) survives it, and the messages come out whole.
+#[test]
+fn release_idle_keeps_what_is_in_progress() {
+    let mut b = masked(0x1, false, b"Hel");
+    b.extend(masked(0x9, true, b"ping"));
+    b.extend(masked(0x0, true, b"lo"));
+    b.extend(masked(0x2, true, &[5u8; 300]));
+    b.extend(masked(0x1, true, b"after"));
+    let expect = vec![
+        Owned::Ping(b"ping".to_vec()),
+        Owned::Text("Hello".into()),
+        Owned::Binary(vec![5u8; 300]),
+        Owned::Text("after".into()),
+    ];
+    for k in 0..=b.len() {
+        let mut s = server();
+        s.release_idle();
+        let (mut events, err) = feed(&mut s, &b[..k]);
+        assert_eq!(err, None);
+        s.release_idle();
+        let (rest, err) = feed(&mut s, &b[k..]);
+        assert_eq!(err, None, "split at {k}");
+        events.extend(rest);
+        assert_eq!(events, expect, "split at {k}");
+        s.release_idle();
+        // Still a working connection.
+        let (events, err) = feed(&mut s, &masked(0x1, true, b"again"));
+        assert_eq!((events, err), (vec![Owned::Text("again".into())], None));
+    }
+}
+
 #[test]
 fn invalid_utf8_is_1007() {
     server_fails(&masked(0x1, true, &[0xce, 0xba, 0xff]), 1007);

@@ -99,6 +99,15 @@ enum Src {
     Held,
 }
 
+/// The message kind a data frame's opcode starts.
+fn kind_of(op: OpCode) -> MessageKind {
+    if op == OpCode::Text {
+        MessageKind::Text
+    } else {
+        MessageKind::Binary
+    }
+}
+
 /// What a `read` call found, as positions rather than borrows so the borrow
 /// is made once, at the end.
 #[derive(Debug)]
@@ -107,6 +116,20 @@ enum Found {
     InputMessage(MessageKind, Range<usize>),
     HeldMessage(MessageKind),
     Control(OpCode, Src),
+}
+
+/// The state a connection needs only while a header, a control frame or a
+/// message spans reads (or a message is fragmented or compressed). Whole
+/// uncompressed messages in one read never touch it, so most connections
+/// never allocate it, and [`Conn::release_idle`] drops it again: an idle
+/// connection holds a null pointer instead of some 80 bytes.
+#[derive(Debug, Default)]
+struct Held {
+    /// A partial frame header (at most 13 bytes) and its length.
+    header: [u8; MAX_HEADER_LEN],
+    header_len: u8,
+    message: Reassembly,
+    control: Vec<u8>,
 }
 
 /// One WebSocket connection's protocol state.
@@ -118,18 +141,14 @@ pub struct Conn {
     /// struct).
     max_frame: u32,
     max_message: u32,
-    header: [u8; MAX_HEADER_LEN],
-    header_len: u8,
     frame: Option<FrameInProgress>,
-    message: Reassembly,
-    /// The message payload was handed out from `message`: clear it at the
-    /// next `read`.
+    /// What only a frame or message spanning reads needs, out of line.
+    held: Option<Box<Held>>,
+    /// The message payload was handed out from `held.message`: clear it at
+    /// the next `read`.
     message_delivered: bool,
-    /// Boxed slice, not `Vec` (8 bytes fewer per connection): it only holds
-    /// a control frame split across reads, which is rare.
-    control: Box<[u8]>,
-    /// The control payload was handed out from `control`: clear it at the next
-    /// `read` (a partial control frame's bytes stay).
+    /// The control payload was handed out from `held.control`: clear it at
+    /// the next `read` (a partial control frame's bytes stay).
     control_delivered: bool,
     deflate: Option<Box<PerMessageDeflate>>,
     tx: Tx,
@@ -212,12 +231,9 @@ impl Conn {
             role,
             max_frame: u32::try_from(limits.max_frame_payload).unwrap_or(u32::MAX),
             max_message: u32::try_from(limits.max_message_size).unwrap_or(u32::MAX),
-            header: [0; MAX_HEADER_LEN],
-            header_len: 0,
             frame: None,
-            message: Reassembly::default(),
+            held: None,
             message_delivered: false,
-            control: Box::default(),
             control_delivered: false,
             deflate: deflate.map(|(p, level, min)| {
                 Box::new(PerMessageDeflate::new(&p, role == Role::Server, level, min))
@@ -288,6 +304,21 @@ impl Conn {
         }
     }
 
+    /// Let go of the receive state held for frames and messages spanning
+    /// reads, when none is in progress (a connection gone quiet): its
+    /// allocations go back, and the next such frame makes them again.
+    pub fn release_idle(&mut self) {
+        let busy = self
+            .held
+            .as_ref()
+            .is_some_and(|h| h.header_len > 0 || h.message.in_progress() || !h.control.is_empty());
+        if !busy && self.frame.is_none() {
+            self.held = None;
+            self.message_delivered = false;
+            self.control_delivered = false;
+        }
+    }
+
     /// Bytes queued and not yet written.
     pub fn buffered_output(&self) -> usize {
         self.tx.out.len() - self.tx.out_pos as usize
@@ -310,12 +341,16 @@ impl Conn {
         &'a mut self,
         input: &'a mut [u8],
     ) -> Result<(usize, Option<Event<'a>>, Sender<'a>), ProtocolError> {
-        if self.message_delivered {
-            self.message.clear();
+        if self.message_delivered || self.control_delivered {
+            if let Some(held) = &mut self.held {
+                if self.message_delivered {
+                    held.message.clear();
+                }
+                if self.control_delivered {
+                    held.control = Vec::new();
+                }
+            }
             self.message_delivered = false;
-        }
-        if self.control_delivered {
-            self.control = Box::default();
             self.control_delivered = false;
         }
         if self.tx.state == CloseState::Closed {
@@ -334,7 +369,11 @@ impl Conn {
             },
             Found::HeldMessage(kind) => {
                 self.message_delivered = true;
-                match deliver(kind, self.message.payload()) {
+                let payload = self
+                    .held
+                    .as_deref()
+                    .map_or(&[][..], |h| h.message.payload());
+                match deliver(kind, payload) {
                     Ok(ev) => Ok((
                         pos,
                         Some(ev),
@@ -347,13 +386,18 @@ impl Conn {
                 }
             }
             Found::Control(op, src) => {
-                let held = std::mem::take(&mut self.control);
+                let held = match &mut self.held {
+                    Some(h) => std::mem::take(&mut h.control),
+                    None => Vec::new(),
+                };
                 let payload: &[u8] = match &src {
                     Src::Input(r) => &input[r.clone()],
                     Src::Held => &held,
                 };
                 let handled = self.on_control(op, payload);
-                self.control = held;
+                if let Some(h) = &mut self.held {
+                    h.control = held;
+                }
                 self.control_delivered = true;
                 let close = match handled {
                     Ok(close) => close,
@@ -361,7 +405,7 @@ impl Conn {
                 };
                 let payload: &'a [u8] = match src {
                     Src::Input(r) => &input[r],
-                    Src::Held => &self.control,
+                    Src::Held => self.held.as_deref().map_or(&[][..], |h| &h.control),
                 };
                 let sender = Sender {
                     tx: &mut self.tx,
@@ -403,6 +447,7 @@ impl Conn {
             if let Some(k) = f.mask {
                 apply_mask(chunk, k, f.received as usize);
             }
+            let first = f.received == 0 && avail > 0;
             let whole = f.received == 0 && avail == f.remaining as usize;
             pos += avail;
             // `avail <= remaining <= u32::MAX`.
@@ -412,31 +457,28 @@ impl Conn {
             self.frame = if done { None } else { Some(f) };
             if f.opcode.is_control() {
                 if !whole {
-                    let mut held = std::mem::take(&mut self.control).into_vec();
-                    held.extend_from_slice(chunk);
-                    self.control = held.into_boxed_slice();
+                    let held = self.held.get_or_insert_with(Box::default);
+                    held.control.extend_from_slice(chunk);
                 }
                 if done {
                     let src = if whole { Src::Input(range) } else { Src::Held };
                     return Ok((pos, Found::Control(f.opcode, src)));
                 }
             } else if whole && f.single {
-                let kind = if f.opcode == OpCode::Text {
-                    MessageKind::Text
-                } else {
-                    MessageKind::Binary
-                };
-                // The reassembly was started for this frame; nothing went
-                // into it.
-                self.message.abandon();
-                return Ok((pos, Found::InputMessage(kind, range)));
+                return Ok((pos, Found::InputMessage(kind_of(f.opcode), range)));
             } else {
-                let deflate = self.deflate.as_deref_mut();
-                self.message
-                    .push(chunk, deflate, self.max_message as usize)?;
+                let held = self.held.get_or_insert_with(Box::default);
+                if f.single && first {
+                    // A single frame spanning reads: collect it after all.
+                    held.message.start(kind_of(f.opcode), false);
+                }
+                let max_message = self.max_message as usize;
+                held.message
+                    .push(chunk, self.deflate.as_deref_mut(), max_message)?;
                 if done && f.fin {
-                    let deflate = self.deflate.as_deref_mut();
-                    let kind = self.message.finish(deflate, self.max_message as usize)?;
+                    let kind = held
+                        .message
+                        .finish(self.deflate.as_deref_mut(), max_message)?;
                     return Ok((pos, Found::HeldMessage(kind)));
                 }
             }
@@ -454,24 +496,28 @@ impl Conn {
         pos: &mut usize,
     ) -> Result<Option<FrameInProgress>, ProtocolError> {
         let rest = &input[*pos..];
-        let held = self.header_len as usize;
+        let held = self.held.as_ref().map_or(0, |h| h.header_len as usize);
         let take = rest.len().min(MAX_HEADER_LEN - held);
-        let decoded = if held == 0 {
-            FrameHeader::decode(rest)?
-        } else {
-            self.header[held..held + take].copy_from_slice(&rest[..take]);
-            FrameHeader::decode(&self.header[..held + take])?.map(|(h, n)| (h, n - held))
+        let decoded = match self.held.as_deref_mut() {
+            Some(hb) if held > 0 => {
+                hb.header[held..held + take].copy_from_slice(&rest[..take]);
+                FrameHeader::decode(&hb.header[..held + take])?.map(|(h, n)| (h, n - held))
+            }
+            _ => FrameHeader::decode(rest)?,
         };
         let Some((h, used)) = decoded else {
             // Keep the partial header (at most 13 bytes) for the next read.
+            let hb = self.held.get_or_insert_with(Box::default);
             if held == 0 {
-                self.header[..take].copy_from_slice(&rest[..take]);
+                hb.header[..take].copy_from_slice(&rest[..take]);
             }
-            self.header_len = (held + take) as u8;
+            hb.header_len = (held + take) as u8;
             *pos += take;
             return Ok(None);
         };
-        self.header_len = 0;
+        if let Some(hb) = self.held.as_deref_mut() {
+            hb.header_len = 0;
+        }
         *pos += used;
         self.start_frame(h).map(Some)
     }
@@ -493,28 +539,36 @@ impl Conn {
         if h.payload_len > self.max_frame as u64 {
             return Err(too_big());
         }
+        let in_progress = self.held.as_ref().is_some_and(|m| m.message.in_progress());
         let mut single = false;
-        match h.opcode {
-            OpCode::Continuation if !self.message.in_progress() => {
+        // Bytes of the message collected before this frame, and whether it
+        // is compressed (its limit is then checked as it inflates).
+        let (collected, compressed) = match h.opcode {
+            OpCode::Continuation if !in_progress => {
                 return perr("continuation frame without a message to continue");
             }
+            OpCode::Continuation => self
+                .held
+                .as_ref()
+                .map_or((0, false), |m| (m.message.len(), m.message.compressed())),
             OpCode::Text | OpCode::Binary => {
-                if self.message.in_progress() {
+                if in_progress {
                     return perr("new data frame inside a fragmented message");
                 }
-                let kind = if h.opcode == OpCode::Text {
-                    MessageKind::Text
-                } else {
-                    MessageKind::Binary
-                };
-                self.message.start(kind, h.rsv1);
+                // A whole uncompressed message in one frame is collected
+                // only if it spans reads (see `scan`).
                 single = h.fin && !h.rsv1;
+                if !single {
+                    let held = self.held.get_or_insert_with(Box::default);
+                    held.message.start(kind_of(h.opcode), h.rsv1);
+                }
+                (0, h.rsv1)
             }
-            _ => {}
-        }
+            _ => (0, false),
+        };
         if !h.opcode.is_control()
-            && !self.message.compressed()
-            && self.message.len() as u64 + h.payload_len > self.max_message as u64
+            && !compressed
+            && collected as u64 + h.payload_len > self.max_message as u64
         {
             return Err(too_big());
         }

@@ -98,12 +98,6 @@ impl Reassembly {
         self.utf8.reset();
     }
 
-    /// End a started message that was delivered without passing through
-    /// here (a whole single frame handed out from the read buffer).
-    pub fn abandon(&mut self) {
-        self.kind = None;
-    }
-
     /// Add a chunk of (unmasked) payload; text is checked as it arrives.
     pub fn push(
         &mut self,

@@ -507,7 +507,8 @@ impl<A: App> Core<A> {
                         Some(Event::Ping(_)) | Some(Event::Pong(_)) => continue,
                         Some(Event::Close { code, reason }) => {
                             ws.close_code = code.unwrap_or(CloseCode::NO_STATUS);
-                            ws.close_reason = reason.into();
+                            ws.close_reason =
+                                (!reason.is_empty()).then(|| Box::new(reason.to_owned()));
                             continue;
                         }
                     };

@@ -13,7 +13,10 @@ pub(in crate::runtime) struct WebSocket {
     pub tag: AppTag,
     /// How it closed, for `on_close` and the close-code counters.
     pub close_code: CloseCode,
-    pub close_reason: Box<str>,
+    /// Boxed twice over: a `String` behind one pointer (8 bytes, not a
+    /// `Box<str>`'s 16), since only a failed connection has one.
+    #[allow(clippy::box_collection)]
+    pub close_reason: Option<Box<String>>,
     /// Tick of the peer's last traffic.
     last_seen: u32,
     /// Pinged, with no traffic since.
@@ -35,7 +38,7 @@ impl WebSocket {
             conn,
             tag,
             close_code: CloseCode::ABNORMAL,
-            close_reason: Box::default(),
+            close_reason: None,
             last_seen: now as u32,
             pinged: false,
         }
@@ -59,6 +62,9 @@ impl WebSocket {
         if !self.pinged || now < close_at {
             let _ = self.conn.ping(b"ringwave");
             self.pinged = true;
+            // Silent for a ping interval: give back what its receive state
+            // holds.
+            self.conn.release_idle();
             return Expiry::Again((now + ticks.ping).min(close_at).max(now + 1));
         }
         let _ = self.conn.close(CloseCode::GOING_AWAY, "idle timeout");
@@ -77,6 +83,6 @@ impl WebSocket {
     /// The protocol failed: close with the error's code.
     pub(in crate::runtime) fn failed(&mut self, code: CloseCode, reason: &str) {
         self.close_code = code;
-        self.close_reason = reason.into();
+        self.close_reason = (!reason.is_empty()).then(|| Box::new(reason.to_owned()));
     }
 }
