@@ -68,6 +68,16 @@ pub fn reserve(any: BorrowedFd<'_>, slots: usize) -> io::Result<usize> {
     Ok(slots)
 }
 
+/// How many connections one worker's tables are made for: the soft
+/// descriptor limit (an io_uring worker's fixed file table is as large), at
+/// most 2^20. The tables reserve that much address space at start and so
+/// never reallocate: a table that doubles leaves its old copy with the
+/// allocator, often still resident, which is memory per connection nobody
+/// uses. Untouched, the reserve costs no memory.
+pub fn table_capacity() -> usize {
+    nofile_limit().map_or(1024, |l| l.rlim_cur.clamp(1024, 1 << 20) as usize)
+}
+
 /// `RLIMIT_NOFILE`: the soft and hard descriptor limits.
 fn nofile_limit() -> io::Result<libc::rlimit> {
     let mut lim = libc::rlimit {

@@ -95,7 +95,7 @@ impl PollDriver {
             poll,
             events: Events::with_capacity(1024),
             listeners: registered,
-            sockets: Slab::new(),
+            sockets: Slab::with_capacity(super::descriptors::table_capacity()),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             waker,
             backlog: Vec::new(),

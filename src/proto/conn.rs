@@ -130,12 +130,17 @@ struct Held {
     header_len: u8,
     message: Reassembly,
     control: Vec<u8>,
+    /// The message payload was handed out from `message`: clear it at the
+    /// next `read`.
+    message_delivered: bool,
+    /// The control payload was handed out from `control`: clear it at the
+    /// next `read` (a partial control frame's bytes stay).
+    control_delivered: bool,
 }
 
 /// One WebSocket connection's protocol state.
 #[derive(Debug)]
 pub struct Conn {
-    role: Role,
     /// [`Limits::max_frame_payload`] and [`Limits::max_message_size`],
     /// clamped to `u32::MAX` (kept small: an idle connection is mostly this
     /// struct).
@@ -144,12 +149,6 @@ pub struct Conn {
     frame: Option<FrameInProgress>,
     /// What only a frame or message spanning reads needs, out of line.
     held: Option<Box<Held>>,
-    /// The message payload was handed out from `held.message`: clear it at
-    /// the next `read`.
-    message_delivered: bool,
-    /// The control payload was handed out from `held.control`: clear it at
-    /// the next `read` (a partial control frame's bytes stay).
-    control_delivered: bool,
     deflate: Option<Box<PerMessageDeflate>>,
     tx: Tx,
 }
@@ -228,13 +227,10 @@ impl Conn {
         keys: Option<Box<StdRng>>,
     ) -> Self {
         Conn {
-            role,
             max_frame: u32::try_from(limits.max_frame_payload).unwrap_or(u32::MAX),
             max_message: u32::try_from(limits.max_message_size).unwrap_or(u32::MAX),
             frame: None,
             held: None,
-            message_delivered: false,
-            control_delivered: false,
             deflate: deflate.map(|(p, level, min)| {
                 Box::new(PerMessageDeflate::new(&p, role == Role::Server, level, min))
             }),
@@ -247,9 +243,14 @@ impl Conn {
         }
     }
 
-    /// This end's role.
+    /// This end's role: a client masks its frames, so it alone has mask
+    /// keys (one byte less per connection than a field).
     pub fn role(&self) -> Role {
-        self.role
+        if self.tx.keys.is_some() {
+            Role::Client
+        } else {
+            Role::Server
+        }
     }
 
     /// Where the close handshake stands.
@@ -308,14 +309,13 @@ impl Conn {
     /// reads, when none is in progress (a connection gone quiet): its
     /// allocations go back, and the next such frame makes them again.
     pub fn release_idle(&mut self) {
+        // A control frame split across reads has its frame in progress.
         let busy = self
             .held
             .as_ref()
-            .is_some_and(|h| h.header_len > 0 || h.message.in_progress() || !h.control.is_empty());
+            .is_some_and(|h| h.header_len > 0 || h.message.in_progress());
         if !busy && self.frame.is_none() {
             self.held = None;
-            self.message_delivered = false;
-            self.control_delivered = false;
         }
     }
 
@@ -341,17 +341,15 @@ impl Conn {
         &'a mut self,
         input: &'a mut [u8],
     ) -> Result<(usize, Option<Event<'a>>, Sender<'a>), ProtocolError> {
-        if self.message_delivered || self.control_delivered {
-            if let Some(held) = &mut self.held {
-                if self.message_delivered {
-                    held.message.clear();
-                }
-                if self.control_delivered {
-                    held.control = Vec::new();
-                }
+        if let Some(held) = &mut self.held {
+            if held.message_delivered {
+                held.message.clear();
+                held.message_delivered = false;
             }
-            self.message_delivered = false;
-            self.control_delivered = false;
+            if held.control_delivered {
+                held.control = Vec::new();
+                held.control_delivered = false;
+            }
         }
         if self.tx.state == CloseState::Closed {
             return Ok((input.len(), None, self.sender()));
@@ -368,11 +366,13 @@ impl Conn {
                 Err(e) => Err(self.tx.fail(e)),
             },
             Found::HeldMessage(kind) => {
-                self.message_delivered = true;
-                let payload = self
-                    .held
-                    .as_deref()
-                    .map_or(&[][..], |h| h.message.payload());
+                let payload = match self.held.as_deref_mut() {
+                    Some(h) => {
+                        h.message_delivered = true;
+                        h.message.payload()
+                    }
+                    None => &[],
+                };
                 match deliver(kind, payload) {
                     Ok(ev) => Ok((
                         pos,
@@ -397,8 +397,8 @@ impl Conn {
                 let handled = self.on_control(op, payload);
                 if let Some(h) = &mut self.held {
                     h.control = held;
+                    h.control_delivered = true;
                 }
-                self.control_delivered = true;
                 let close = match handled {
                     Ok(close) => close,
                     Err(e) => return Err(self.tx.fail(e)),
@@ -531,7 +531,7 @@ impl Conn {
         {
             return perr("RSV1 set outside the first frame of a compressed message");
         }
-        match (self.role, h.mask.is_some()) {
+        match (self.role(), h.mask.is_some()) {
             (Role::Server, false) => return perr("client frame not masked"),
             (Role::Client, true) => return perr("server frame masked"),
             _ => {}

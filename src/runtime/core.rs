@@ -111,7 +111,7 @@ impl<A: App> Core<A> {
             },
             topics: Topics::new(cfg.slow_consumer, Arc::new(cfg.topic_policies.clone())),
             cfg,
-            conns: Vec::new(),
+            conns: Vec::with_capacity(crate::driver::descriptors::table_capacity()),
             next_generation: 1,
             dirty: Vec::new(),
             to_close: Vec::new(),
@@ -277,7 +277,7 @@ impl<A: App> Core<A> {
         let session = if self.cfg.trust_proxy && tls.is_none() {
             Session::Proxy(ProxyHead::new(peer))
         } else {
-            Session::Head(RequestHead::new(&self.cfg.limits, peer))
+            Session::Head(Box::new(RequestHead::new(&self.cfg.limits, peer)))
         };
         let mut slot = Slot::new(generation, session, deadline);
         slot.tls = tls;
@@ -366,7 +366,7 @@ impl<A: App> Core<A> {
                 ProxyStep::Incomplete => {}
                 ProxyStep::Invalid(r) => self.respond(index, r),
                 ProxyStep::Done(head, mut rest) => {
-                    slot.session = Session::Head(head);
+                    slot.session = Session::Head(Box::new(head));
                     if !rest.is_empty() {
                         self.plain_data(index, &mut rest);
                     }

@@ -16,8 +16,10 @@ pub struct TimerEntry {
     pub index: u32,
     /// Which incarnation of the slot set it.
     pub generation: u32,
-    /// Absolute tick when it is due.
-    pub due: u64,
+    /// Absolute tick when it is due. Ticks are seconds: 32 bits last 136
+    /// years and keep an entry (one per connection) at 12 bytes; a later
+    /// tick counts as the last one.
+    pub due: u32,
 }
 
 /// The wheel.
@@ -54,7 +56,7 @@ impl TimerWheel {
         self.slots[(due % SLOTS as u64) as usize].push(TimerEntry {
             index,
             generation,
-            due,
+            due: u32::try_from(due).unwrap_or(u32::MAX),
         });
     }
 
@@ -66,7 +68,7 @@ impl TimerWheel {
         let slot = &mut self.slots[(now % SLOTS as u64) as usize];
         let mut i = 0;
         while i < slot.len() {
-            if slot[i].due <= now {
+            if slot[i].due as u64 <= now {
                 out.push(slot.swap_remove(i));
             } else {
                 i += 1;

@@ -188,7 +188,7 @@ impl UringDriver {
             fixed_open: 0,
             fixed_full_logged: false,
             sends,
-            slots: Slab::new(),
+            slots: Slab::with_capacity(super::descriptors::table_capacity()),
             next_generation: 1,
             listeners,
             accept_pause: AcceptPause::default(),
@@ -607,7 +607,7 @@ impl UringDriver {
                     return;
                 };
                 if res > 0 && !slot.dead {
-                    op.advance(res as u32);
+                    self.sends.advance(&mut op, res as u32);
                     if !op.done() {
                         // Short write: send the rest from the same memory
                         // (also while closing: the last bytes are usually a

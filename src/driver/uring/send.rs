@@ -61,8 +61,10 @@ pub(super) enum SendKind {
     Registered(u16),
     /// Copied into pooled heap buffer `i` (`SEND`).
     Heap(u16),
-    /// Referenced in place (`SENDMSG`).
-    Vectored(Box<VecSend>),
+    /// Referenced in place (`SENDMSG`): `vectored[i]`. An index, not the
+    /// box itself, so a send in flight (and with it a connection's driver
+    /// slot) stays 8 bytes smaller.
+    Vectored(u32),
     /// A caller's buffer, taken over: `owned[i]` (`SEND`).
     Owned(u32),
 }
@@ -76,14 +78,6 @@ pub(super) struct SendOp {
 }
 
 impl SendOp {
-    /// `n` more bytes went out (a short write): the rest goes next.
-    pub(super) fn advance(&mut self, n: u32) {
-        self.offset += n;
-        if let SendKind::Vectored(v) = &mut self.kind {
-            v.advance(n as usize);
-        }
-    }
-
     /// Whether all of it went out.
     pub(super) fn done(&self) -> bool {
         self.offset >= self.len
@@ -341,10 +335,15 @@ pub(super) struct SendPools {
     /// a buffer's bytes stay put while this vector reallocates.
     owned: Vec<Vec<u8>>,
     free_owned: Vec<u32>,
-    /// Idle `VecSend`s, boxed already: each moves into a send, where it
-    /// must not move while the kernel reads it.
+    /// `VecSend`s, boxed: the kernel reads a send's msghdr and iovecs
+    /// where they are, so they must not move while this vector grows. An
+    /// entry is in flight, idle (in `free_vectored`, keeping its allocation
+    /// while at most `VEC_SEND_KEEP` do) or `None`.
     #[allow(clippy::vec_box)]
-    free_vec: Vec<Box<VecSend>>,
+    vectored: Vec<Option<Box<VecSend>>>,
+    free_vectored: Vec<u32>,
+    /// Idle entries of `vectored` holding an allocation.
+    vec_idle: usize,
     /// A heap buffer or a `VecSend` was taken this period.
     heap_used: bool,
     vec_used: bool,
@@ -369,7 +368,9 @@ impl SendPools {
             heap_allocated: 0,
             owned: Vec::new(),
             free_owned: Vec::new(),
-            free_vec: Vec::new(),
+            vectored: Vec::new(),
+            free_vectored: Vec::new(),
+            vec_idle: 0,
             heap_used: false,
             vec_used: false,
         })
@@ -395,7 +396,10 @@ impl SendPools {
             }
         }
         if !self.vec_used {
-            self.free_vec = Vec::new();
+            for &id in &self.free_vectored {
+                self.vectored[id as usize] = None;
+            }
+            self.vec_idle = 0;
         }
         self.heap_used = false;
         self.vec_used = false;
@@ -403,7 +407,7 @@ impl SendPools {
 
     /// Whether [`SendPools::trim`] has anything to give back.
     pub(super) fn can_trim(&self) -> bool {
-        self.registered.limit > 0 || self.heap_allocated > 0 || !self.free_vec.is_empty()
+        self.registered.limit > 0 || self.heap_allocated > 0 || self.vec_idle > 0
     }
 
     /// A send of `parts`, in order (as much as one send takes), or `None`
@@ -416,9 +420,19 @@ impl SendPools {
             .sum();
         let (kind, n) = if shared >= ZERO_COPY_MIN {
             self.vec_used = true;
-            let mut v = self.free_vec.pop().unwrap_or_else(VecSend::new);
-            let n = v.fill(parts);
-            (SendKind::Vectored(v), n)
+            let id = match self.free_vectored.pop() {
+                Some(id) => id,
+                None => {
+                    self.vectored.push(None);
+                    (self.vectored.len() - 1) as u32
+                }
+            };
+            let entry = &mut self.vectored[id as usize];
+            if entry.is_some() {
+                self.vec_idle -= 1;
+            }
+            let n = entry.get_or_insert_with(VecSend::new).fill(parts);
+            (SendKind::Vectored(id), n)
         } else if let Some(buf) = self.registered.take(ring) {
             let start = buf as usize * SEND_BUFFER_SIZE;
             let dst = &mut self.registered.pages.bytes_mut()[start..start + SEND_BUFFER_SIZE];
@@ -493,7 +507,11 @@ impl SendPools {
     pub(super) fn sqe(&mut self, fd: types::Fd, op: &mut SendOp) -> squeue::Entry {
         let len = op.len - op.offset;
         match &mut op.kind {
-            SendKind::Vectored(v) => opcode::SendMsg::new(fd, v.msghdr()).build(),
+            SendKind::Vectored(id) => match &mut self.vectored[*id as usize] {
+                Some(v) => opcode::SendMsg::new(fd, v.msghdr()).build(),
+                // Unreachable: an entry in flight holds its box.
+                None => opcode::Nop::new().build(),
+            },
             SendKind::Registered(buf) => {
                 let start = *buf as usize * SEND_BUFFER_SIZE + op.offset as usize;
                 let ptr = self.registered.pages.bytes()[start..].as_ptr();
@@ -510,6 +528,16 @@ impl SendPools {
         }
     }
 
+    /// `n` more bytes of `op` went out (a short write): the rest goes next.
+    pub(super) fn advance(&mut self, op: &mut SendOp, n: u32) {
+        op.offset += n;
+        if let SendKind::Vectored(id) = op.kind {
+            if let Some(v) = &mut self.vectored[id as usize] {
+                v.advance(n as usize);
+            }
+        }
+    }
+
     /// A send completed: its memory goes back to its pool.
     pub(super) fn release(&mut self, kind: SendKind) {
         match kind {
@@ -522,11 +550,17 @@ impl SendPools {
                 }
                 self.free_heap.push(id);
             }
-            SendKind::Vectored(mut v) => {
-                v.clear();
-                if self.free_vec.len() < VEC_SEND_KEEP {
-                    self.free_vec.push(v);
+            SendKind::Vectored(id) => {
+                let entry = &mut self.vectored[id as usize];
+                if let Some(v) = entry {
+                    v.clear();
+                    if self.vec_idle < VEC_SEND_KEEP {
+                        self.vec_idle += 1;
+                    } else {
+                        *entry = None;
+                    }
                 }
+                self.free_vectored.push(id);
             }
             SendKind::Owned(id) => {
                 self.owned[id as usize] = Vec::new();
@@ -639,9 +673,9 @@ mod tests {
         // The bytes were not moved: the send goes out from them.
         assert_eq!(pools.owned[id as usize].as_ptr(), ptr);
         assert_eq!(&pools.owned[id as usize][op.offset as usize..], b"the rest");
-        op.advance(4);
+        pools.advance(&mut op, 4);
         assert!(!op.done());
-        op.advance(4);
+        pools.advance(&mut op, 4);
         assert!(op.done());
         pools.release(op.kind);
         assert_eq!(

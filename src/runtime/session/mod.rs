@@ -42,7 +42,9 @@ pub(super) struct Ticks {
 /// A connection's protocol phase.
 pub(super) enum Session {
     Proxy(ProxyHead),
-    Head(RequestHead),
+    /// Boxed: read during the handshake only, and the largest state; an
+    /// upgraded connection's slot is then not sized by it.
+    Head(Box<RequestHead>),
     Respond(Respond),
     Body(Box<PostBody>),
     Events(EventStream),
