@@ -5,7 +5,7 @@
 # core.
 #
 #   scripts/bench.sh [--quick] [--tls] [--repeats N] [--servers "a b ..."]
-#                    [--server-cpu PCT] [--baseline BIN]
+#                    [--server-cpu PCT] [--baseline BIN] [--idle-only]
 #
 # Every server runs pinned to CPU 0 and the load generator (ringwave-bench) to
 # CPU 1. Cases run in interleaved repeats (A B C A B C ...) and the report
@@ -34,6 +34,9 @@
 # period, so latency percentiles under a cap are not comparable to uncapped
 # ones.
 #
+# --idle-only: only the idle memory case (15,000 connections, one sample per
+# server), for a memory change without the half hour the full run takes.
+#
 # --baseline BIN: also run another build of ringwave (say, the commit a change
 # starts from, built in a git worktree) as baseline-uring and baseline-poll,
 # interleaved with everything else, so a change is compared with its base in
@@ -54,6 +57,7 @@ repeats=""
 server_cpu=""
 baseline=""
 tls=0
+idle_only=0
 servers_given=""
 servers="ringwave-uring ringwave-poll tokio-tungstenite fastwebsockets bun uwebsockets-js"
 while [ $# -gt 0 ]; do
@@ -64,6 +68,7 @@ while [ $# -gt 0 ]; do
         --server-cpu) server_cpu=$2; shift ;;
         --baseline) baseline=$2; shift ;;
         --tls) tls=1 ;;
+        --idle-only) idle_only=1 ;;
         -h|--help) sed -n '2,50p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -200,6 +205,7 @@ run() { # server case-args...
 echo_cases=("-c 1 -s 20" "-c 100 -s 20" "-c 1000 -s 20" "-c 10 -s 1024" "-c 10 -s 16384")
 [ "$tls" = 0 ] || echo_cases=("-c 100 -s 20" "-c 10 -s 16384")
 
+if [ "$idle_only" = 0 ]; then
 echo "==> echo, latency and connect: $repeats interleaved repeats over: $servers"
 for r in $(seq "$repeats"); do
     for s in $servers; do
@@ -241,6 +247,7 @@ for r in $(seq "$lat_repeats"); do
         stop_server
     done
 done
+fi
 
 echo "==> idle memory: $idle_n connections"
 for s in $servers; do

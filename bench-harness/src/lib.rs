@@ -701,6 +701,23 @@ pub fn process_rss(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// A process's RSS once it holds still: sampled every 0.5 s until four
+/// samples in a row agree (2 s), at most `max`. A server that gives pool
+/// memory back a moment after traffic stops (ringwave's io_uring pools, a
+/// second or two) is measured after it has, before as after a load.
+pub fn settled_rss(pid: u32, max: std::time::Duration) -> Option<u64> {
+    let start = std::time::Instant::now();
+    let mut last = process_rss(pid)?;
+    let mut same = 0;
+    while same < 4 && start.elapsed() < max {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let now = process_rss(pid)?;
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+    }
+    Some(last)
+}
+
 /// This process's own CPU time in nanoseconds.
 pub fn self_cpu_ns() -> u64 {
     process_cpu_ns(std::process::id()).unwrap_or(0)

@@ -14,7 +14,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use bench_harness::stats::{append_json_lines, latency_histogram, Percentiles, RunResult};
-use bench_harness::{process_cpu_ns, process_rss, self_cpu_ns, Engine, Happened, Target};
+use bench_harness::{process_cpu_ns, self_cpu_ns, settled_rss, Engine, Happened, Target};
 use clap::{Args, Parser, Subcommand};
 use ringwave::driver::Backend;
 use ringwave::proto::MessageKind;
@@ -856,7 +856,9 @@ fn connect(a: ConnectArgs) -> Result<(), String> {
 
 fn idle(a: IdleArgs) -> Result<(), String> {
     let c = &a.common;
-    let rss_before = c.server_pid.and_then(process_rss);
+    let rss_before = c
+        .server_pid
+        .and_then(|pid| settled_rss(pid, Duration::from_secs(20)));
     let hold = Duration::from_secs_f64(a.hold);
     if a.child || a.connections <= a.per_process {
         let (engine, _, errors, _) =
@@ -959,7 +961,9 @@ fn hold(a: HoldArgs) -> Result<(), String> {
 }
 
 fn report_idle(c: &Common, n: usize, before: Option<u64>) -> Result<(), String> {
-    let after = c.server_pid.and_then(process_rss);
+    let after = c
+        .server_pid
+        .and_then(|pid| settled_rss(pid, Duration::from_secs(20)));
     let per = match (before, after) {
         (Some(b), Some(a)) => Some((a as f64 - b as f64) / n as f64),
         _ => None,
