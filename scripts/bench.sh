@@ -264,7 +264,7 @@ if [ -n "$cgroup" ]; then
 fi
 preface="$out/preface.md"
 {
-    echo "Run: \`scripts/bench.sh $([ "$quick" = 1 ] && echo --quick) $([ "$tls" = 1 ] && echo --tls)\` on $(date -u +%Y-%m-%d), took ${took} s."
+    echo "Run: \`scripts/bench.sh $([ "$quick" = 1 ] && echo --quick) $([ "$tls" = 1 ] && echo --tls) $([ "$idle_only" = 1 ] && echo --idle-only)\` on $(date -u +%Y-%m-%d), took ${took} s."
     echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Linux $(uname -r)."
     echo "Per run: ${warm} s warm-up, ${dur} s measured; $repeats repeats (latency: ${lat_dur} s measured, $lat_repeats repeats)."
     if [ "$tls" = 1 ]; then

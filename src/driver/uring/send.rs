@@ -15,11 +15,19 @@ use crate::driver::Part;
 const SEND_BUFFERS: usize = 256;
 const SEND_BUFFER_SIZE: usize = 64 * 1024;
 /// Registered buffers are registered as traffic needs them: first this many,
-/// then doubling up to `SEND_BUFFERS`; and unregistered (their pages handed
-/// back) when a period's most in flight at once needs fewer (see
-/// [`Registered::trim`]). Registration pins the pages, so a registered
-/// buffer is resident whether used or not.
+/// then doubling up to `SEND_BUFFERS`, at most once a period (a burst of
+/// small sends, such as a ping to every connection, goes to heap buffers the
+/// size of each send rather than pinning 64 KiB for each); and unregistered
+/// (their pages handed back) after `SHRINK_AFTER` periods in a row whose
+/// most in flight at once needed fewer (see [`Registered::trim`]).
+/// Registration pins the pages, so a registered buffer is resident whether
+/// used or not.
 const SEND_CHUNK: usize = 4;
+const SHRINK_AFTER: u8 = 3;
+/// Past the first chunk, only a send of this many bytes grows the pool:
+/// smaller ones (pings, short replies, a ping to each of 15,000 connections
+/// in one tick) are copied into heap buffers of their size instead.
+const GROW_MIN: usize = 1024;
 /// When every registered buffer is in flight (fan-out to thousands of
 /// connections at once), sends are copied into pooled heap buffers instead,
 /// at most this many bytes each, so a turn never waits for buffers to come
@@ -220,12 +228,16 @@ struct Registered {
     peak: usize,
     /// A registration failed: stay at what is registered.
     stuck: bool,
+    /// Grown this period.
+    grew: bool,
+    /// Periods in a row that needed fewer than are registered.
+    quiet: u8,
 }
 
 impl Registered {
     /// Take the lowest free buffer, registering more when none is free.
-    fn take(&mut self, ring: &Submitter<'_>) -> Option<u16> {
-        if self.free.is_empty() && self.limit < SEND_BUFFERS && !self.stuck {
+    fn take(&mut self, ring: &Submitter<'_>, len: usize) -> Option<u16> {
+        if self.free.is_empty() && self.can_grow() && (self.limit == 0 || len >= GROW_MIN) {
             self.grow(ring);
         }
         let id = self.free.pop_lowest()?;
@@ -239,11 +251,16 @@ impl Registered {
         self.in_use -= 1;
     }
 
+    fn can_grow(&self) -> bool {
+        self.limit < SEND_BUFFERS && !self.stuck && !self.grew
+    }
+
     fn available(&self) -> bool {
-        !self.free.is_empty() || (self.limit < SEND_BUFFERS && !self.stuck)
+        !self.free.is_empty() || self.can_grow()
     }
 
     fn grow(&mut self, ring: &Submitter<'_>) {
+        self.grew = true;
         let to = (self.limit * 2).clamp(SEND_CHUNK, SEND_BUFFERS);
         let iovecs: Vec<libc::iovec> = (self.limit..to)
             .map(|i| libc::iovec {
@@ -272,14 +289,26 @@ impl Registered {
         }
     }
 
-    /// Once a period: unregister the buffers above what twice the period's
-    /// peak needs, when none of them is in flight, and hand their pages back.
+    /// Once a period: after `SHRINK_AFTER` periods in a row that needed
+    /// fewer, unregister the buffers above what twice the period's peak
+    /// needs, when none of them is in flight, and hand their pages back.
     fn trim(&mut self, ring: &Submitter<'_>) {
+        self.grew = false;
         let want = if self.peak == 0 {
             0
         } else {
             (2 * self.peak).next_power_of_two().max(SEND_CHUNK)
         };
+        self.peak = self.in_use;
+        if want >= self.limit {
+            self.quiet = 0;
+            return;
+        }
+        self.quiet += 1;
+        if self.quiet < SHRINK_AFTER {
+            return;
+        }
+        self.quiet = 0;
         let mut to = self.limit;
         while to > want {
             let next = if to == SEND_CHUNK { 0 } else { to / 2 };
@@ -316,7 +345,6 @@ impl Registered {
                 Err(e) => tracing::debug!("io_uring: unregistering send buffers: {e}"),
             }
         }
-        self.peak = self.in_use;
     }
 }
 
@@ -362,6 +390,8 @@ impl SendPools {
                 in_use: 0,
                 peak: 0,
                 stuck: false,
+                grew: false,
+                quiet: 0,
             },
             heap: Vec::new(),
             free_heap: Vec::new(),
@@ -433,7 +463,10 @@ impl SendPools {
             }
             let n = entry.get_or_insert_with(VecSend::new).fill(parts);
             (SendKind::Vectored(id), n)
-        } else if let Some(buf) = self.registered.take(ring) {
+        } else if let Some(buf) = self
+            .registered
+            .take(ring, parts.iter().map(|p| p.bytes().len()).sum())
+        {
             let start = buf as usize * SEND_BUFFER_SIZE;
             let dst = &mut self.registered.pages.bytes_mut()[start..start + SEND_BUFFER_SIZE];
             let mut n = 0;
@@ -692,8 +725,19 @@ mod tests {
         // With every registered buffer in flight, a small send is copied
         // into a heap buffer the size of the send, not of the largest one.
         let mut held = Vec::new();
-        while pools.registered_free() {
-            held.push(pools.prepare(&[Part::borrowed(b"x")], &ring).unwrap());
+        loop {
+            while pools.registered_free() {
+                held.push(
+                    pools
+                        .prepare(&[Part::borrowed(&[b'x'; GROW_MIN])], &ring)
+                        .unwrap(),
+                );
+            }
+            if pools.registered.limit == SEND_BUFFERS {
+                break;
+            }
+            // A new period: the pool may grow once more.
+            pools.trim(&ring);
         }
         assert_eq!(held.len(), SEND_BUFFERS);
         let op = pools
@@ -734,49 +778,93 @@ mod tests {
             ring.submit_and_wait(1).unwrap();
             ring.completion().next().unwrap().result()
         };
-        // Ten sends in flight at once: 4, then 8, then 16 registered.
-        let mut held: Vec<SendOp> = (0..10)
-            .map(|i| {
-                pools
-                    .prepare(&[Part::borrowed(&[b'a' + i])], &ring.submitter())
-                    .unwrap()
-            })
-            .collect();
-        assert!(held
-            .iter()
-            .all(|op| matches!(op.kind, SendKind::Registered(_))));
-        assert_eq!(pools.registered.limit, 16);
-        for op in &mut held {
-            assert_eq!(write(&mut ring, &mut pools, op), 1);
-        }
-        let mut got = [0u8; 10];
-        b.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"abcdefghij");
-        // All but the lowest come back: this period's peak (10) keeps 16 up.
-        let first = held.remove(0);
-        for op in held.drain(..) {
-            pools.release(op.kind);
-        }
-        pools.trim(&ring.submitter());
-        assert_eq!(pools.registered.limit, 16);
-        // Next period the peak is 1: down to one chunk (4).
-        pools.trim(&ring.submitter());
-        assert_eq!(pools.registered.limit, SEND_CHUNK);
-        // A buffer given back is no longer registered: a fixed write from
-        // it fails (EFAULT), not sends stale pages.
-        let mut gone = SendOp {
-            kind: SendKind::Registered(10),
-            offset: 0,
-            len: 1,
+        let take10 = |pools: &mut SendPools, ring: &IoUring| -> Vec<SendOp> {
+            (0..10)
+                .map(|i| {
+                    pools
+                        .prepare(&[Part::borrowed(&[b'a' + i; GROW_MIN])], &ring.submitter())
+                        .unwrap()
+                })
+                .collect()
         };
-        assert!(write(&mut ring, &mut pools, &mut gone) < 0);
-        // A period with nothing in flight gives back the last chunk (the
-        // one in which the last send completed still counts it).
-        pools.release(first.kind);
-        pools.trim(&ring.submitter());
-        assert_eq!(pools.registered.limit, SEND_CHUNK);
-        pools.trim(&ring.submitter());
-        assert_eq!(pools.registered.limit, 0);
+        let registered = |ops: &[SendOp]| {
+            ops.iter()
+                .filter(|op| matches!(op.kind, SendKind::Registered(_)))
+                .count()
+        };
+        // Small sends register the first chunk and no more: the rest go to
+        // heap buffers, period after period.
+        for _ in 0..2 {
+            let small: Vec<SendOp> = (0..10)
+                .map(|_| {
+                    pools
+                        .prepare(&[Part::borrowed(b"p")], &ring.submitter())
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(pools.registered.limit, SEND_CHUNK);
+            assert_eq!(registered(&small), SEND_CHUNK);
+            for op in small {
+                pools.release(op.kind);
+            }
+            pools.trim(&ring.submitter());
+        }
+        // Ten 1 KiB sends in flight at once, three periods running: the pool
+        // grows once a period (4, 8, 16) and heap buffers take the rest.
+        for (limit, in_registered) in [(8, 8), (16, 10)] {
+            let mut held = take10(&mut pools, &ring);
+            assert_eq!(pools.registered.limit, limit);
+            assert_eq!(registered(&held), in_registered);
+            for op in &mut held {
+                assert_eq!(write(&mut ring, &mut pools, op), GROW_MIN as i32);
+            }
+            let mut got = vec![0u8; 10 * GROW_MIN];
+            b.read_exact(&mut got).unwrap();
+            let want: Vec<u8> = (0..10u8).flat_map(|i| [b'a' + i; GROW_MIN]).collect();
+            assert_eq!(got, want);
+            if limit < 16 {
+                for op in held {
+                    pools.release(op.kind);
+                }
+                pools.trim(&ring.submitter());
+                continue;
+            }
+            // All but the lowest come back: this period's peak (10) keeps
+            // 16 up, and so do the next two quiet periods.
+            let mut rest = held.into_iter();
+            let first = rest.next().unwrap();
+            for op in rest {
+                pools.release(op.kind);
+            }
+            for _ in 0..3 {
+                pools.trim(&ring.submitter());
+                assert_eq!(pools.registered.limit, 16);
+            }
+            // The third period in a row with a peak of 1: down to 4.
+            pools.trim(&ring.submitter());
+            assert_eq!(pools.registered.limit, SEND_CHUNK);
+            held = vec![first];
+            // A buffer given back is no longer registered: a fixed write
+            // from it fails (EFAULT), not sends stale pages.
+            let mut gone = SendOp {
+                kind: SendKind::Registered(10),
+                offset: 0,
+                len: 1,
+            };
+            assert!(write(&mut ring, &mut pools, &mut gone) < 0);
+            // Nothing in flight for three periods (the one in which the
+            // last send completed still counts it): none registered.
+            pools.release(held.remove(0).kind);
+            pools.trim(&ring.submitter());
+            assert_eq!(pools.registered.limit, SEND_CHUNK);
+            for _ in 0..2 {
+                pools.trim(&ring.submitter());
+                assert_eq!(pools.registered.limit, SEND_CHUNK);
+            }
+            pools.trim(&ring.submitter());
+            assert_eq!(pools.registered.limit, 0);
+        }
+        let mut got = [0u8; 1];
         assert!(pools.registered_free(), "more can be registered");
         let mut op = pools
             .prepare(&[Part::borrowed(b"z")], &ring.submitter())
