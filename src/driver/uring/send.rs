@@ -448,6 +448,7 @@ impl SendPools {
             .filter(|p| p.owner().is_some())
             .map(|p| p.bytes().len())
             .sum();
+        let want: usize = parts.iter().map(|p| p.bytes().len()).sum();
         let (kind, n) = if shared >= ZERO_COPY_MIN {
             self.vec_used = true;
             let id = match self.free_vectored.pop() {
@@ -463,10 +464,7 @@ impl SendPools {
             }
             let n = entry.get_or_insert_with(VecSend::new).fill(parts);
             (SendKind::Vectored(id), n)
-        } else if let Some(buf) = self
-            .registered
-            .take(ring, parts.iter().map(|p| p.bytes().len()).sum())
-        {
+        } else if let Some(buf) = self.registered.take(ring, want) {
             let start = buf as usize * SEND_BUFFER_SIZE;
             let dst = &mut self.registered.pages.bytes_mut()[start..start + SEND_BUFFER_SIZE];
             let mut n = 0;
@@ -490,7 +488,6 @@ impl SendPools {
             })?;
             let dst = &mut self.heap[id as usize];
             dst.clear();
-            let want: usize = parts.iter().map(|p| p.bytes().len()).sum();
             if dst.capacity() == 0 {
                 self.heap_allocated += 1;
             }
