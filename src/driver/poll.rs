@@ -5,6 +5,15 @@
 //! unparsed tail of a partial frame into the connection. Because readiness is
 //! edge-triggered, a socket that was not read to `WouldBlock` (a fairness
 //! cap) is remembered and read again on the next turn without waiting.
+//!
+//! A read that fills less than the scratch buffer has emptied the socket's
+//! receive queue, so it is not followed by one more read to hear
+//! `WouldBlock` (a wasted system call per message at one message per read):
+//! bytes that arrive later wake the socket again, since epoll reports every
+//! arrival after the event that was read, edge-triggered or not. The one
+//! arrival that does not wake it is a FIN that came before the event was
+//! collected; the event then says so (read-closed), and from that event on
+//! the socket is read to end of file.
 
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::TcpListener as StdListener;
@@ -40,6 +49,9 @@ struct Socket {
     stream: TcpStream,
     /// Not read to `WouldBlock` last time.
     more_to_read: bool,
+    /// An event said the peer closed or the socket failed: read to the end
+    /// (or the error) instead of stopping at a short read.
+    hup: bool,
     /// A write returned `WouldBlock`: report `Writable` on the next edge.
     want_write: bool,
     /// The peer closed or the socket failed; reported once.
@@ -129,6 +141,7 @@ impl PollDriver {
                     entry.insert(Socket {
                         stream,
                         more_to_read: true,
+                        hup: false,
                         want_write: false,
                         dead: false,
                     });
@@ -163,7 +176,16 @@ impl PollDriver {
                     sink(Completion::Closed(Token(key as u32)));
                     return;
                 }
-                Ok(n) => sink(Completion::Data(Token(key as u32), &mut self.scratch[..n])),
+                Ok(n) => {
+                    let drained = n < self.scratch.len() && !sock.hup;
+                    if drained {
+                        sock.more_to_read = false;
+                    }
+                    sink(Completion::Data(Token(key as u32), &mut self.scratch[..n]));
+                    if drained {
+                        return;
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     sock.more_to_read = false;
                     return;
@@ -232,6 +254,11 @@ impl Driver for PollDriver {
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         for ev in self.events.iter() {
+            if ev.is_read_closed() || ev.is_error() {
+                if let Some(s) = self.sockets.get_mut(ev.token().0) {
+                    s.hup = true;
+                }
+            }
             ready.push((
                 ev.token().0,
                 ev.is_readable() || ev.is_read_closed() || ev.is_error(),
@@ -312,6 +339,7 @@ impl Driver for PollDriver {
         entry.insert(Socket {
             stream,
             more_to_read: true,
+            hup: false,
             want_write: false,
             dead: false,
         });
