@@ -177,12 +177,9 @@ impl PollDriver {
                     return;
                 }
                 Ok(n) => {
-                    let drained = n < self.scratch.len() && !sock.hup;
-                    if drained {
-                        sock.more_to_read = false;
-                    }
                     sink(Completion::Data(Token(key as u32), &mut self.scratch[..n]));
-                    if drained {
+                    if n < self.scratch.len() && !sock.hup {
+                        sock.more_to_read = false;
                         return;
                     }
                 }
@@ -254,16 +251,13 @@ impl Driver for PollDriver {
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         for ev in self.events.iter() {
-            if ev.is_read_closed() || ev.is_error() {
+            let closed = ev.is_read_closed() || ev.is_error();
+            if closed {
                 if let Some(s) = self.sockets.get_mut(ev.token().0) {
                     s.hup = true;
                 }
             }
-            ready.push((
-                ev.token().0,
-                ev.is_readable() || ev.is_read_closed() || ev.is_error(),
-                ev.is_writable(),
-            ));
+            ready.push((ev.token().0, ev.is_readable() || closed, ev.is_writable()));
         }
         if self.accept_pause.pending() {
             for i in 0..self.listeners.len() {
