@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token as MioToken};
+use mio::{Events, Interest, Poll, Registry, Token as MioToken};
 use slab::Slab;
 
 use super::{AcceptPause, Completion, Driver, Part, Token, Wake, Waker};
@@ -84,6 +84,30 @@ impl Wake for MioWaker {
 }
 
 impl PollDriver {
+    /// Register `stream` for both edges and give it a slot; its first turn
+    /// reads it (data may already be there).
+    fn insert_socket(
+        registry: &Registry,
+        sockets: &mut Slab<Socket>,
+        mut stream: TcpStream,
+    ) -> io::Result<usize> {
+        let entry = sockets.vacant_entry();
+        let key = entry.key();
+        registry.register(
+            &mut stream,
+            MioToken(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        entry.insert(Socket {
+            stream,
+            more_to_read: true,
+            hup: false,
+            want_write: false,
+            dead: false,
+        });
+        Ok(key)
+    }
+
     /// A driver serving `listeners` (which it makes non-blocking), or only
     /// adopted connections when there are none.
     pub fn new(listeners: Vec<StdListener>) -> io::Result<Self> {
@@ -126,25 +150,19 @@ impl PollDriver {
         }
         loop {
             match listener.accept() {
-                Ok((mut stream, peer)) => {
+                Ok((stream, peer)) => {
                     // TCP_NODELAY comes from the listener (runtime::bind).
-                    let entry = self.sockets.vacant_entry();
-                    let key = entry.key();
-                    if let Err(e) = self.poll.registry().register(
-                        &mut stream,
-                        MioToken(key),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        tracing::warn!("cannot register accepted socket: {e}");
-                        continue;
-                    }
-                    entry.insert(Socket {
+                    let key = match Self::insert_socket(
+                        self.poll.registry(),
+                        &mut self.sockets,
                         stream,
-                        more_to_read: true,
-                        hup: false,
-                        want_write: false,
-                        dead: false,
-                    });
+                    ) {
+                        Ok(key) => key,
+                        Err(e) => {
+                            tracing::warn!("cannot register accepted socket: {e}");
+                            continue;
+                        }
+                    };
                     self.accept_pause.succeeded();
                     sink(Completion::Accepted(Token(key as u32), Some(peer), i));
                     // Data may already be there; read it this turn.
@@ -322,21 +340,8 @@ impl Driver for PollDriver {
 
     fn adopt(&mut self, stream: std::net::TcpStream) -> io::Result<Token> {
         stream.set_nonblocking(true)?;
-        let mut stream = TcpStream::from_std(stream);
-        let entry = self.sockets.vacant_entry();
-        let key = entry.key();
-        self.poll.registry().register(
-            &mut stream,
-            MioToken(key),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        entry.insert(Socket {
-            stream,
-            more_to_read: true,
-            hup: false,
-            want_write: false,
-            dead: false,
-        });
+        let stream = TcpStream::from_std(stream);
+        let key = Self::insert_socket(self.poll.registry(), &mut self.sockets, stream)?;
         self.backlog.push(key);
         Ok(Token(key as u32))
     }
