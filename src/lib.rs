@@ -10,11 +10,14 @@
 //!   topic tables, as data.
 //! - [`runtime`]: one pinned worker per core: the loop, the connection
 //!   sessions, timers, mailboxes.
+//! - [`bridge`]: pub/sub across machines through NATS, as an uplink of the
+//!   runtime on a thread of its own.
 //! - [`server`]: the [`server::Handler`] trait, [`server::Ws`],
 //!   [`server::Server::builder`], the route table and the built-in apps.
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod bridge;
 pub mod driver;
 pub mod metrics;
 pub mod proto;

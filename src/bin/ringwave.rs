@@ -11,7 +11,8 @@ use ringwave::driver::Backend;
 use ringwave::proto::{DeflateConfig, Limits};
 use ringwave::server::feedsim::{self, SimSpec};
 use ringwave::server::{
-    CertFiles, Config, Echo, Handler, Msg, Policy, Request, Server, TlsConfig, Upgrade, Ws,
+    CertFiles, Config, Echo, Handler, Msg, NatsAuth, NatsConfig, Policy, Request, Server,
+    TlsConfig, Upgrade, Ws,
 };
 
 /// ringwave: a thread-per-core WebSocket server over io_uring.
@@ -31,6 +32,9 @@ use ringwave::server::{
 ///
 /// With --tls-cert and --tls-key it serves all of this over TLS as well, on
 /// --tls-listen (wss:// and https://); SIGHUP reloads the certificate files.
+///
+/// With --nats, topics are shared with every other node on the same NATS
+/// (a publication on any node reaches subscribers on all of them).
 ///
 /// SIGINT/SIGTERM close every connection with 1001 and exit 0.
 #[derive(Parser, Debug)]
@@ -162,6 +166,37 @@ struct Cli {
     #[arg(long, default_value = "127.0.0.1:9443")]
     tls_listen: SocketAddr,
 
+    /// Share pub/sub with other ringwave nodes through NATS: server URLs,
+    /// comma-separated (nats://host:4222,...). Every publication made here
+    /// goes to NATS once; each topic with subscribers here is subscribed in
+    /// NATS. NATS unreachable at start is not an error: local pub/sub works
+    /// and the bridge retries; refused credentials are.
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    nats: Vec<String>,
+
+    /// Prefix of every NATS subject: empty, or tokens each ending in '.';
+    /// a topic becomes one token after it (letters, digits, '-' and '_' as
+    /// they are, other bytes as %XX).
+    #[arg(long, default_value = "ringwave.", value_name = "PREFIX")]
+    nats_prefix: String,
+
+    /// NATS token (or put credentials in the URL: nats://user:pass@host).
+    #[arg(long, value_name = "TOKEN", conflicts_with = "nats_user")]
+    nats_token: Option<String>,
+
+    /// NATS user (with --nats-password).
+    #[arg(long, value_name = "USER", requires = "nats_password")]
+    nats_user: Option<String>,
+
+    /// NATS password (with --nats-user).
+    #[arg(long, value_name = "PASSWORD", requires = "nats_user")]
+    nats_password: Option<String>,
+
+    /// Publications that may wait for the NATS bridge; beyond this they are
+    /// dropped and counted (ringwave_nats_dropped_total{reason="queue_full"}).
+    #[arg(long, default_value_t = ringwave::bridge::DEFAULT_QUEUE, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=(1 << 24)))]
+    nats_queue: usize,
+
     /// Log level: error, warn, info, debug or trace (or a tracing filter).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -242,6 +277,11 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log_level) {
+        // The NATS client logs every attempt and event itself; the bridge
+        // says what matters once. Asked for by name, it is the user's call.
+        Ok(f) if !cli.log_level.contains("async_nats") => {
+            f.add_directive("async_nats=warn".parse().expect("a valid directive"))
+        }
         Ok(f) => f,
         Err(e) => {
             eprintln!("ringwave: invalid --log-level {:?}: {e}", cli.log_level);
@@ -308,6 +348,19 @@ fn main() -> ExitCode {
         publish_token: cli.publish_token.clone(),
         trust_proxy: cli.trust_proxy,
         tls,
+        nats: (!cli.nats.is_empty()).then(|| NatsConfig {
+            urls: cli.nats.clone(),
+            prefix: cli.nats_prefix.clone(),
+            auth: match (&cli.nats_token, &cli.nats_user, &cli.nats_password) {
+                (Some(t), _, _) => NatsAuth::Token(t.clone()),
+                (None, Some(u), Some(p)) => NatsAuth::UserPassword {
+                    user: u.clone(),
+                    password: p.clone(),
+                },
+                _ => NatsAuth::None,
+            },
+            queue: cli.nats_queue,
+        }),
     };
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,

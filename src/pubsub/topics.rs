@@ -21,6 +21,10 @@ pub(crate) struct Topics {
     map: HashMap<Arc<str>, Topic>,
     default_policy: Policy,
     overrides: Arc<HashMap<String, Policy>>,
+    /// Topics that got their first subscriber here (`true`) or lost their
+    /// last (`false`), in order, since the last [`Topics::take_changes`];
+    /// kept only when someone asked for them ([`Topics::track_changes`]).
+    changes: Option<Vec<(Arc<str>, bool)>>,
 }
 
 impl Topics {
@@ -29,6 +33,23 @@ impl Topics {
             map: HashMap::new(),
             default_policy,
             overrides,
+            changes: None,
+        }
+    }
+
+    /// Record from now on which topics gain their first subscriber and lose
+    /// their last (for a broker bridge, which subscribes to what this worker
+    /// needs).
+    pub fn track_changes(&mut self) {
+        self.changes.get_or_insert_with(Vec::new);
+    }
+
+    /// Hand the recorded changes to `f`, oldest first, and forget them.
+    pub fn take_changes(&mut self, mut f: impl FnMut(&str, bool)) {
+        if let Some(changes) = self.changes.as_mut() {
+            for (topic, subscribed) in changes.drain(..) {
+                f(&topic, subscribed);
+            }
         }
     }
 
@@ -69,6 +90,9 @@ impl Topics {
                     policy,
                 };
                 self.map.insert(k.clone(), entry);
+                if let Some(c) = self.changes.as_mut() {
+                    c.push((k.clone(), true));
+                }
                 k
             }
         };
@@ -115,8 +139,51 @@ impl Topics {
                 entry.subs.swap_remove(i);
             }
             if entry.subs.is_empty() {
-                self.map.remove(topic);
+                if let Some((k, _)) = self.map.remove_entry(topic) {
+                    if let Some(c) = self.changes.as_mut() {
+                        c.push((k, false));
+                    }
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changes(t: &mut Topics) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        t.take_changes(|topic, on| out.push((topic.to_string(), on)));
+        out
+    }
+
+    #[test]
+    fn first_and_last_subscriber_of_a_topic_are_recorded_in_order() {
+        let stats = Stats::default();
+        let mut t = Topics::new(Policy::Drop, Arc::new(HashMap::new()));
+        let (mut a, mut b) = (None, None);
+        // Untracked: nothing is kept.
+        t.subscribe(1, 1, &mut a, "x", &stats).unwrap();
+        assert!(changes(&mut t).is_empty());
+        t.track_changes();
+        t.subscribe(2, 1, &mut b, "x", &stats).unwrap();
+        t.subscribe(2, 1, &mut b, "y", &stats).unwrap();
+        assert_eq!(changes(&mut t), [("y".to_string(), true)]);
+        assert!(t.unsubscribe(1, 1, &mut a, "x", &stats));
+        assert!(changes(&mut t).is_empty(), "x still has a subscriber");
+        let sub = b.take().unwrap();
+        t.remove_all(2, 1, &sub, &stats);
+        let mut gone = changes(&mut t);
+        gone.sort();
+        assert_eq!(gone, [("x".to_string(), false), ("y".to_string(), false)]);
+        // Subscribed and gone again within one turn: both, in order.
+        t.subscribe(3, 1, &mut a, "z", &stats).unwrap();
+        assert!(t.unsubscribe(3, 1, &mut a, "z", &stats));
+        assert_eq!(
+            changes(&mut t),
+            [("z".to_string(), true), ("z".to_string(), false)]
+        );
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::driver::Backend;
@@ -16,6 +17,7 @@ use crate::proto::handshake::{HttpRequest, UpgradeRequest};
 use crate::proto::{CloseCode, DeflateConfig, Limits};
 use crate::pubsub::Policy;
 
+use super::uplink::Uplink;
 use super::ws::{AppTag, ConnId, Msg, Ws};
 use super::Shared;
 
@@ -72,6 +74,9 @@ impl RequestCx<'_> {
         if let Some(certs) = &shared.tls {
             let (ok, failed) = certs.reloads();
             text.push_str(&metrics::render_tls_reloads(ok, failed));
+        }
+        if let Some(u) = &shared.uplink {
+            text.push_str(&u.metrics());
         }
         text
     }
@@ -154,6 +159,8 @@ pub struct Settings {
     pub topic_policies: HashMap<String, Policy>,
     /// A TLS listener beside the plaintext one, if any.
     pub tls: Option<super::tls::TlsSettings>,
+    /// A bridge to other nodes' pub/sub (a broker), if any.
+    pub uplink: Option<Arc<dyn Uplink>>,
 }
 
 impl Default for Settings {
@@ -178,6 +185,7 @@ impl Default for Settings {
             slow_consumer: Policy::Close,
             topic_policies: HashMap::new(),
             tls: None,
+            uplink: None,
         }
     }
 }

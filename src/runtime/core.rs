@@ -100,6 +100,10 @@ impl<A: App> Core<A> {
         epoch: Instant,
     ) -> Core<A> {
         let ticks = |d: Duration| d.as_secs().max(1);
+        let mut topics = Topics::new(cfg.slow_consumer, Arc::new(cfg.topic_policies.clone()));
+        if cfg.uplink.is_some() {
+            topics.track_changes();
+        }
         Core {
             worker,
             app,
@@ -109,7 +113,7 @@ impl<A: App> Core<A> {
                 idle: ticks(cfg.idle_timeout),
                 linger: LINGER_TICKS,
             },
-            topics: Topics::new(cfg.slow_consumer, Arc::new(cfg.topic_policies.clone())),
+            topics,
             cfg,
             conns: Vec::with_capacity(crate::driver::descriptors::table_capacity()),
             next_generation: 1,
@@ -190,6 +194,9 @@ impl<A: App> Core<A> {
         self.deliver_batch();
         self.flush(driver);
         self.close_finished(driver);
+        if let Some(u) = &self.cfg.uplink {
+            self.topics.take_changes(|topic, on| u.interest(topic, on));
+        }
         if let Some(t) = self.shutdown_at {
             if self.open_count() == 0 {
                 return Flow::Exit;
@@ -584,9 +591,12 @@ impl<A: App> Core<A> {
         }
     }
 
-    /// Deliver here and forward to every other worker.
+    /// Deliver here, forward to every other worker and hand to the uplink.
     fn publish(&mut self, p: Arc<Publication>) {
         self.deliver(&p);
+        if let Some(u) = &self.cfg.uplink {
+            u.publish(&p);
+        }
         let Some(shared) = self.shared.get() else {
             return;
         };

@@ -10,7 +10,8 @@
 //! - [`app`]: what the loop asks of the application above it;
 //! - [`ws`]: the connection handle applications get;
 //! - `publisher`: [`Publisher`], publishing from other threads through the
-//!   mailboxes.
+//!   mailboxes;
+//! - [`uplink`]: what a bridge to other nodes (a broker) is handed.
 
 pub mod app;
 mod core;
@@ -25,6 +26,7 @@ mod session;
 mod tests;
 pub mod timer;
 pub mod tls;
+pub mod uplink;
 mod worker;
 pub mod ws;
 
@@ -60,6 +62,8 @@ pub(crate) struct Shared {
     pub connections: AtomicUsize,
     /// The TLS listener's certificates (for the reload counts in /metrics).
     pub tls: Option<Arc<tls::Certificates>>,
+    /// The bridge to other nodes (for its counts in /metrics).
+    pub uplink: Option<Arc<dyn uplink::Uplink>>,
 }
 
 /// A running server.
@@ -69,6 +73,7 @@ pub struct Running {
     local_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
     tls_certs: Option<Arc<tls::Certificates>>,
+    uplink: Option<Arc<dyn uplink::Uplink>>,
     backend: Chosen,
     backend_reason: String,
 }
@@ -131,9 +136,10 @@ impl Running {
         }
     }
 
-    /// A handle that publishes to every worker from any thread.
+    /// A handle that publishes to every worker from any thread (and to the
+    /// other nodes, with an uplink).
     pub fn publisher(&self) -> Publisher {
-        Publisher::new(self.mailboxes.clone())
+        Publisher::new(self.mailboxes.clone(), self.uplink.clone())
     }
 
     /// A handle that can request shutdown from another thread.
@@ -143,13 +149,18 @@ impl Running {
         }
     }
 
-    /// Wait for every worker to exit.
+    /// Wait for every worker to exit (then let go of the uplink).
     pub fn join(self) -> io::Result<()> {
+        let mut result = Ok(());
         for w in self.workers {
-            w.join()
-                .map_err(|_| io::Error::other("a worker panicked"))?;
+            if w.join().is_err() {
+                result = Err(io::Error::other("a worker panicked"));
+            }
         }
-        Ok(())
+        if let Some(u) = &self.uplink {
+            u.close();
+        }
+        result
     }
 }
 
@@ -242,6 +253,7 @@ where
         listeners.push(mine);
     }
     let tls_certs = cfg.tls.as_ref().map(|t| t.certs.clone());
+    let uplink = cfg.uplink.clone();
     // Worker i runs on the i-th CPU this process may use, so `taskset` decides
     // where a server runs.
     let cpus = affinity::allowed_cpus();
@@ -308,6 +320,7 @@ where
         stats: stats.into_iter().flatten().collect(),
         connections: AtomicUsize::new(0),
         tls: tls_certs.clone(),
+        uplink: uplink.clone(),
     });
     Ok(Running {
         workers,
@@ -315,6 +328,7 @@ where
         local_addr,
         tls_addr,
         tls_certs,
+        uplink,
         backend,
         backend_reason,
     })

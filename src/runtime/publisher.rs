@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::mailbox::{Control, Mailbox, Refused};
+use super::uplink::Uplink;
 use crate::proto::MessageKind;
 use crate::pubsub::Publication;
 
@@ -33,19 +34,31 @@ impl std::error::Error for PublishError {}
 #[derive(Clone)]
 pub struct Publisher {
     mailboxes: Arc<[Arc<Mailbox>]>,
+    uplink: Option<Arc<dyn Uplink>>,
 }
 
 impl fmt::Debug for Publisher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Publisher")
             .field("workers", &self.mailboxes.len())
+            .field("uplink", &self.uplink.is_some())
             .finish()
     }
 }
 
 impl Publisher {
-    pub(crate) fn new(mailboxes: Arc<[Arc<Mailbox>]>) -> Self {
-        Publisher { mailboxes }
+    pub(crate) fn new(mailboxes: Arc<[Arc<Mailbox>]>, uplink: Option<Arc<dyn Uplink>>) -> Self {
+        Publisher { mailboxes, uplink }
+    }
+
+    /// The same workers without the uplink: what it publishes reaches this
+    /// node's subscribers only. For the uplink itself, which brings other
+    /// nodes' publications in and must not hand them out again.
+    pub fn local(&self) -> Publisher {
+        Publisher {
+            mailboxes: self.mailboxes.clone(),
+            uplink: None,
+        }
     }
 
     /// Publish a text message on `topic`.
@@ -66,6 +79,9 @@ impl Publisher {
     /// Publish a prepared publication (see [`Publication::new`] for keyed
     /// conflation).
     pub fn publish(&self, p: Arc<Publication>) -> Result<(), PublishError> {
+        if let Some(u) = &self.uplink {
+            u.publish(&p);
+        }
         for m in self.mailboxes.iter() {
             let mut msg = Control::Publish(p.clone());
             loop {

@@ -20,13 +20,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bridge::NatsBridge;
 use crate::driver::Backend;
 use crate::proto::handshake::UpgradeRequest;
 use crate::proto::{CloseCode, DeflateConfig, Limits};
 use crate::runtime::app::{RequestCx, Settings};
 use crate::runtime::tls::{Certificates, TlsSettings};
+use crate::runtime::uplink::Uplink;
 use crate::runtime::{self, Running};
 
+pub use crate::bridge::{NatsAuth, NatsConfig};
 pub use crate::pubsub::{Policy, Publication, SubscribeError};
 pub use crate::runtime::tls::CertFiles;
 pub use crate::runtime::ws::{ConnId, Msg, SendStatus, Ws};
@@ -184,6 +187,8 @@ pub struct Config {
     pub trust_proxy: bool,
     /// A TLS listener beside the plaintext one (`None`: plaintext only).
     pub tls: Option<TlsConfig>,
+    /// Share pub/sub with other nodes through NATS (`None`: this node only).
+    pub nats: Option<NatsConfig>,
 }
 
 /// A TLS listener: where, and the certificates it presents.
@@ -223,6 +228,7 @@ impl Default for Config {
             publish_token: None,
             trust_proxy: s.trust_proxy,
             tls: None,
+            nats: None,
         }
     }
 }
@@ -256,6 +262,7 @@ impl Config {
             slow_consumer: self.slow_consumer,
             topic_policies: self.topic_policies.clone(),
             tls,
+            uplink: None,
         })
     }
 }
@@ -334,17 +341,35 @@ impl ServerBuilder {
         self
     }
 
+    /// Share pub/sub with other nodes through NATS (see [`NatsConfig`]).
+    pub fn nats(mut self, nats: NatsConfig) -> Self {
+        self.config.nats = Some(nats);
+        self
+    }
+
     /// Bind the listeners and start the workers; each builds its handler with
-    /// `factory`. Returns once every worker is serving.
+    /// `factory`. Returns once every worker is serving (and, with NATS, once
+    /// the bridge made its first attempt to connect).
     pub fn serve<H, F>(self, factory: F) -> io::Result<Running>
     where
         H: Handler,
         F: Fn() -> H + Send + Sync + 'static,
     {
-        let settings = self.config.settings()?;
+        let mut settings = self.config.settings()?;
+        let bridge = match &self.config.nats {
+            Some(n) => Some(NatsBridge::start(n.clone())?),
+            None => None,
+        };
+        settings.uplink = bridge.clone().map(|b| b as Arc<dyn Uplink>);
         let config = Arc::new(self.config);
-        runtime::start(settings, move || {
+        let running = runtime::start(settings, move || {
             routes::Routes::new(config.clone(), factory())
-        })
+        });
+        match (&running, &bridge) {
+            (Ok(r), Some(b)) => b.attach(r.publisher()),
+            (Err(_), Some(b)) => b.close(),
+            _ => {}
+        }
+        running
     }
 }

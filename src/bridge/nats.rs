@@ -1,0 +1,408 @@
+//! The bridge thread: a current-thread tokio runtime driving the
+//! `async-nats` client. One loop takes the workers' publications (sent to
+//! NATS in batches) and interest changes (subscribe, unsubscribe after a
+//! grace); one task per subscribed topic hands what NATS delivers to the
+//! workers, in the order NATS delivered it.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use async_nats::{Client, ConnectErrorKind, ConnectOptions, Event, HeaderMap, ServerAddr};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc::{Receiver, UnboundedReceiver};
+use tokio::task::JoinHandle;
+
+use super::subject;
+use super::{add, Counts, Interest, NatsAuth, NatsConfig, MAX_RETRY_DELAY, UNSUBSCRIBE_AFTER};
+use crate::proto::MessageKind;
+use crate::pubsub::Publication;
+use crate::runtime::Publisher;
+
+/// The header that says `binary` for a binary message (absent: text).
+const KIND: &str = "Ringwave-Kind";
+/// The header that carries a conflation key (encoded as a subject token).
+const KEY: &str = "Ringwave-Key";
+/// Publications taken from the workers' queue at once.
+const BATCH: usize = 256;
+
+/// The thread's body: build the runtime, connect, serve until closed.
+pub(super) fn run(
+    cfg: NatsConfig,
+    counts: Arc<Counts>,
+    out: Receiver<Arc<Publication>>,
+    interest: UnboundedReceiver<Interest>,
+    local: Arc<OnceLock<Publisher>>,
+    ready: std::sync::mpsc::Sender<io::Result<()>>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let Some(client) = connect(&cfg, &counts, ready).await else {
+            return;
+        };
+        let mut bridge = Bridge {
+            client,
+            prefix: cfg.prefix,
+            counts,
+            local,
+            topics: HashMap::new(),
+        };
+        bridge.serve(out, interest).await;
+    });
+}
+
+/// The client options every connection attempt uses.
+fn options(cfg: &NatsConfig, counts: &Arc<Counts>) -> ConnectOptions {
+    let counts = counts.clone();
+    let o = ConnectOptions::new()
+        // This node's publications reach its own subscribers directly.
+        .no_echo()
+        .name("ringwave")
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(2))
+        .reconnect_delay_callback(retry_delay)
+        .event_callback(move |e| {
+            on_event(&counts, e);
+            async {}
+        });
+    match &cfg.auth {
+        NatsAuth::None => o,
+        NatsAuth::Token(t) => o.token(t.clone()),
+        NatsAuth::UserPassword { user, password } => {
+            o.user_and_password(user.clone(), password.clone())
+        }
+    }
+}
+
+/// Before attempt `n` (from 1): none, then 0.1 s doubling up to
+/// [`MAX_RETRY_DELAY`].
+fn retry_delay(attempts: usize) -> Duration {
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
+    let shift = (attempts - 2).min(16) as u32;
+    Duration::from_millis(100)
+        .saturating_mul(1 << shift)
+        .min(MAX_RETRY_DELAY)
+}
+
+/// The connection changed state: count it and say so once.
+fn on_event(counts: &Counts, e: Event) {
+    match e {
+        Event::Connected => {
+            if !counts.connected.swap(true, Ordering::Relaxed) {
+                if counts.ever_connected.swap(true, Ordering::Relaxed) {
+                    add(&counts.reconnects);
+                    tracing::info!("NATS bridge reconnected");
+                } else {
+                    tracing::info!("NATS bridge connected");
+                }
+            }
+        }
+        Event::Disconnected => {
+            if counts.connected.swap(false, Ordering::Relaxed) {
+                tracing::warn!(
+                    "NATS bridge lost its connection; retrying, and dropping (counting) publications until it is back"
+                );
+            }
+        }
+        Event::Closed => {
+            counts.connected.store(false, Ordering::Relaxed);
+            tracing::warn!("NATS bridge closed its connection");
+        }
+        Event::SlowConsumer(sid) => {
+            tracing::debug!("NATS bridge: slow consumer on subscription {sid}");
+        }
+        // Each failed attempt while reconnecting says so: once is enough.
+        Event::ClientError(e) if !counts.connected.load(Ordering::Relaxed) => {
+            tracing::debug!("NATS bridge: {e}");
+        }
+        other => tracing::warn!("NATS bridge: {other}"),
+    }
+}
+
+/// The first attempt, made before the server starts: a bad URL or refused
+/// credentials fail the start; NATS unreachable starts the bridge retrying
+/// in the background.
+async fn connect(
+    cfg: &NatsConfig,
+    counts: &Arc<Counts>,
+    ready: std::sync::mpsc::Sender<io::Result<()>>,
+) -> Option<Client> {
+    let mut addrs = Vec::with_capacity(cfg.urls.len());
+    for u in &cfg.urls {
+        match u.parse::<ServerAddr>() {
+            Ok(a) => addrs.push(a),
+            Err(e) => {
+                let _ = ready.send(Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("bad NATS URL {u:?}: {e}"),
+                )));
+                return None;
+            }
+        }
+    }
+    let urls = cfg.urls.join(",");
+    match options(cfg, counts).connect(addrs.clone()).await {
+        Ok(client) => {
+            counts.ever_connected.store(true, Ordering::Relaxed);
+            counts.connected.store(true, Ordering::Relaxed);
+            tracing::info!("NATS bridge connected to {urls}");
+            let _ = ready.send(Ok(()));
+            Some(client)
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication
+            ) =>
+        {
+            let _ = ready.send(Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("NATS at {urls} refused the credentials: {e}"),
+            )));
+            None
+        }
+        Err(e) => {
+            tracing::warn!(
+                "NATS at {urls} is unreachable ({e}); serving without it and retrying (every {} s at most)",
+                MAX_RETRY_DELAY.as_secs()
+            );
+            let client = options(cfg, counts)
+                .retry_on_initial_connect()
+                .connect(addrs)
+                .await;
+            match client {
+                Ok(c) => {
+                    let _ = ready.send(Ok(()));
+                    Some(c)
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(io::Error::other(format!("NATS client: {e}"))));
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// A topic the node has subscribers of, as the bridge tracks it.
+struct Topic {
+    /// Workers with subscribers of it.
+    workers: i64,
+    /// The task that receives its subject, while subscribed.
+    task: Option<JoinHandle<()>>,
+    /// When the last local subscriber left.
+    idle_since: Option<Instant>,
+}
+
+struct Bridge {
+    client: Client,
+    prefix: String,
+    counts: Arc<Counts>,
+    local: Arc<OnceLock<Publisher>>,
+    topics: HashMap<Arc<str>, Topic>,
+}
+
+/// A publication's payload as the client's `Bytes`, without a copy.
+struct Payload(Arc<Publication>);
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        self.0.payload()
+    }
+}
+
+impl Bridge {
+    async fn serve(
+        &mut self,
+        mut out: Receiver<Arc<Publication>>,
+        mut interest: UnboundedReceiver<Interest>,
+    ) {
+        let mut sweep = tokio::time::interval(Duration::from_millis(250));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            tokio::select! {
+                n = out.recv_many(&mut batch, BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for p in batch.drain(..) {
+                        self.send(p).await;
+                    }
+                }
+                change = interest.recv() => match change {
+                    Some(Interest::Topic(topic, on)) => self.change(topic, on).await,
+                    Some(Interest::Close) | None => break,
+                },
+                _ = sweep.tick() => self.sweep().await,
+            }
+        }
+        // Whatever the workers handed over before they stopped goes out.
+        while let Ok(p) = out.try_recv() {
+            self.send(p).await;
+        }
+        for t in self.topics.values() {
+            if let Some(task) = &t.task {
+                task.abort();
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.client.flush()).await;
+    }
+
+    fn subject(&self, topic: &str) -> String {
+        format!("{}{}", self.prefix, subject::encode(topic))
+    }
+
+    async fn send(&self, p: Arc<Publication>) {
+        let subject = self.subject(p.topic());
+        let binary = p.kind() == MessageKind::Binary;
+        let key = p.key().map(subject::encode);
+        let payload = Bytes::from_owner(Payload(p));
+        let sent = if !binary && key.is_none() {
+            self.client.publish(subject, payload).await
+        } else {
+            let mut headers = HeaderMap::new();
+            if binary {
+                headers.insert(KIND, "binary");
+            }
+            if let Some(k) = key {
+                headers.insert(KEY, k);
+            }
+            self.client
+                .publish_with_headers(subject, headers, payload)
+                .await
+        };
+        match sent {
+            Ok(()) => add(&self.counts.published),
+            Err(e) => {
+                add(&self.counts.dropped_refused);
+                tracing::debug!("NATS bridge: publish refused: {e}");
+            }
+        }
+    }
+
+    /// A worker's first subscriber of `topic` came, or its last left.
+    async fn change(&mut self, topic: Arc<str>, on: bool) {
+        let t = self.topics.entry(topic.clone()).or_insert(Topic {
+            workers: 0,
+            task: None,
+            idle_since: None,
+        });
+        t.workers += if on { 1 } else { -1 };
+        if t.workers > 0 {
+            t.idle_since = None;
+            if t.task.is_none() {
+                let task = self.subscribe(&topic).await;
+                if let Some(t) = self.topics.get_mut(&topic) {
+                    t.task = task;
+                }
+            }
+        } else if t.task.is_some() {
+            t.idle_since.get_or_insert_with(Instant::now);
+        } else {
+            self.topics.remove(&topic);
+        }
+    }
+
+    /// Unsubscribe topics idle past the grace; subscribe again those whose
+    /// subscribe failed.
+    async fn sweep(&mut self) {
+        let now = Instant::now();
+        let mut retry = Vec::new();
+        self.topics.retain(|topic, t| {
+            if t.workers > 0 {
+                if t.task.is_none() {
+                    retry.push(topic.clone());
+                }
+                return true;
+            }
+            let idle = t
+                .idle_since
+                .is_some_and(|since| now.duration_since(since) >= UNSUBSCRIBE_AFTER);
+            if !idle {
+                return true;
+            }
+            if let Some(task) = t.task.take() {
+                // Dropping the subscription unsubscribes it.
+                task.abort();
+                self.counts.subjects.fetch_sub(1, Ordering::Relaxed);
+            }
+            false
+        });
+        for topic in retry {
+            let task = self.subscribe(&topic).await;
+            if let Some(t) = self.topics.get_mut(&topic) {
+                t.task = task;
+            }
+        }
+    }
+
+    async fn subscribe(&self, topic: &Arc<str>) -> Option<JoinHandle<()>> {
+        let subject = self.subject(topic);
+        match self.client.subscribe(subject.clone()).await {
+            Ok(sub) => {
+                add(&self.counts.subjects);
+                let task = receive(sub, topic.clone(), self.counts.clone(), self.local.clone());
+                Some(tokio::spawn(task))
+            }
+            Err(e) => {
+                tracing::warn!("NATS bridge cannot subscribe to {subject}: {e}; retrying");
+                None
+            }
+        }
+    }
+}
+
+/// Hand what NATS delivers on one topic's subject to the workers, in order.
+/// A full worker mailbox makes this wait (the `Publisher`'s back-pressure),
+/// and NATS holds the rest.
+async fn receive(
+    mut sub: async_nats::Subscriber,
+    topic: Arc<str>,
+    counts: Arc<Counts>,
+    local: Arc<OnceLock<Publisher>>,
+) {
+    while let Some(m) = sub.next().await {
+        let header = |name: &str| {
+            m.headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_string())
+        };
+        let kind = match header(KIND).as_deref() {
+            None | Some("text") => MessageKind::Text,
+            Some("binary") => MessageKind::Binary,
+            Some(_) => {
+                add(&counts.received_invalid);
+                continue;
+            }
+        };
+        if kind == MessageKind::Text && simdutf8::basic::from_utf8(&m.payload).is_err() {
+            add(&counts.received_invalid);
+            continue;
+        }
+        let key = header(KEY).map(|k| subject::decode(&k).unwrap_or(k));
+        let Some(publisher) = local.get() else {
+            continue;
+        };
+        let p = Publication::new(&topic, key.as_deref(), kind, &m.payload);
+        if publisher.publish(p).is_err() {
+            return;
+        }
+        add(&counts.received);
+    }
+}
