@@ -6,7 +6,7 @@
 #
 #   scripts/bench-fanout.sh [--quick] [--tls] [--repeats N] [--subscribers N]
 #                           [--rates "100 1000 10000"] [--servers "a b ..."]
-#                           [--baseline BIN]
+#                           [--baseline BIN] [--nodes 2]
 #
 # One-worker servers run pinned to CPU 0 and the load generator
 # (ringwave-bench fanout: N subscriber connections, one publisher at R
@@ -38,6 +38,16 @@
 # P-256 certificate made for the run with openssl; the generator verifies
 # it). Every publication is then encrypted once per subscriber: that is the
 # cost this mode shows.
+#
+# --nodes 2: pub/sub across nodes through NATS (Debian's nats-server, one
+# started per run on a free port). The servers are then ringwave-uring and
+# ringwave-poll as one node, ringwave-uring-nats1 (one node with the NATS
+# bridge on, nobody else on NATS: what the bridge costs), and
+# ringwave-uring-nats2 / ringwave-poll-nats2: two one-worker nodes with the
+# subscribers split evenly over them, the publisher on the first, so half the
+# deliveries cross NATS. Both nodes and nats-server share CPU 0 (the single
+# node has it alone), the generator has CPU 1; server CPU is both nodes',
+# nats-server's is its own column.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,6 +58,7 @@ rates="100 1000 10000"
 servers="ringwave-uring ringwave-poll ringwave-uring-2w bun uwebsockets-js"
 baseline=""
 tls=0
+nodes=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -57,11 +68,23 @@ while [ $# -gt 0 ]; do
         --servers) servers=$2; shift ;;
         --baseline) baseline=$2; shift ;;
         --tls) tls=1 ;;
-        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+        --nodes) nodes=$2; shift ;;
+        -h|--help) sed -n '2,50p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
+case "$nodes" in
+    1) ;;
+    2)
+        [ "$tls" = 0 ] || { echo "--nodes 2 runs plaintext only" >&2; exit 2; }
+        command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] \
+            || { echo "--nodes 2 needs nats-server (apt-get install nats-server)" >&2; exit 2; }
+        [[ "$servers" == *"nats"* ]] || servers="ringwave-uring ringwave-uring-nats1 ringwave-uring-nats2 ringwave-poll ringwave-poll-nats2"
+        ;;
+    *) echo "--nodes: 1 or 2" >&2; exit 2 ;;
+esac
+nats_bin=$(command -v nats-server || echo /usr/sbin/nats-server)
 if [ -n "$baseline" ]; then
     [ -x "$baseline" ] || { echo "--baseline $baseline is not an executable" >&2; exit 2; }
     [[ " $servers " == *" baseline-"* ]] || servers="$servers baseline-uring baseline-poll baseline-uring-2w"
@@ -100,11 +123,47 @@ fi
 gen=target/release/ringwave-bench
 port=9600
 srv_pid=""
+# For the runs across nodes: the second node, nats-server, and what the
+# generator is told about them.
+node2_pid=""
+nats_pid=""
+gen_nodes=()
 rw=(target/release/ringwave --feed-sim off --allow-client-publish --slow-consumer drop --log-level warn)
+
+wait_port() {
+    for _ in $(seq 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "nothing listens on port $1" >&2
+    exit 1
+}
 
 start_server() {
     local name=$1
     port=$((port + 1))
+    gen_nodes=()
+    case "$name" in
+        ringwave-*-nats*)
+            local backend=${name#ringwave-}; backend=${backend%%-*}
+            local nport=$((port + 20000))
+            taskset -c 0 "$nats_bin" -a 127.0.0.1 -p "$nport" >/dev/null 2>&1 &
+            nats_pid=$!
+            wait_port "$nport"
+            local n=(--nats "nats://127.0.0.1:$nport" --backend "$backend" --threads 1)
+            taskset -c 0 "${rw[@]}" "${n[@]}" --listen "127.0.0.1:$port" >/dev/null &
+            srv_pid=$!
+            gen_nodes=(--broker-pid "$nats_pid")
+            if [[ "$name" == *-nats2 ]]; then
+                taskset -c 0 "${rw[@]}" "${n[@]}" --listen "127.0.0.1:$((port + 10000))" >/dev/null &
+                node2_pid=$!
+                wait_port $((port + 10000))
+                gen_nodes+=(--also-url "ws://127.0.0.1:$((port + 10000))/feed" --also-pid "$node2_pid")
+            fi
+            wait_port "$port"
+            return 0
+            ;;
+    esac
     if [ "$tls" = 1 ]; then
         # The TLS port is the one measured; ringwave's plaintext listener
         # sits beside it unused.
@@ -145,10 +204,15 @@ start_server() {
 }
 
 stop_server() {
-    kill -TERM "$srv_pid" 2>/dev/null || true
-    wait "$srv_pid" 2>/dev/null || true
+    local p
+    for p in "$srv_pid" $node2_pid $nats_pid; do
+        kill -TERM "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    node2_pid=""
+    nats_pid=""
 }
-trap 'kill -TERM "$srv_pid" 2>/dev/null || true' EXIT
+trap 'kill -TERM "$srv_pid" $node2_pid $nats_pid 2>/dev/null || true' EXIT
 
 echo "==> fanout: $subscribers subscribers at rates [$rates]/s, $repeats interleaved repeats over: $servers"
 for r in $(seq "$repeats"); do
@@ -156,16 +220,37 @@ for r in $(seq "$repeats"); do
         for s in $servers; do
             start_server "$s"
             taskset -c 1 "$gen" fanout -n "$subscribers" -r "$rate" -s 100 -t "$dur" --warmup 1 \
-                --url "$scheme://$host:$port/feed" "${tls_gen[@]}" --label "$s" --server-pid "$srv_pid" \
+                --url "$scheme://$host:$port/feed" "${tls_gen[@]}" "${gen_nodes[@]}" --label "$s" --server-pid "$srv_pid" \
                 --sources 4 --json "$results" --repeat "$r" --quiet
             stop_server
         done
     done
 done
 
+# Across nodes: how long a delivery takes directly (publisher and
+# subscribers on one node with the bridge on, which is how a node's own
+# publications reach its subscribers) and through NATS (subscribers on the
+# second node, the publisher on the first): 100 subscribers, 1,000
+# publishes/s, nobody saturated.
+if [ "$nodes" = 2 ]; then
+    echo "==> direct against through NATS: 100 subscribers at 1000/s, $repeats interleaved repeats"
+    for r in $(seq "$repeats"); do
+        for how in direct through-nats; do
+            start_server ringwave-uring-nats2
+            a="ws://127.0.0.1:$port/feed"; b="ws://127.0.0.1:$((port + 10000))/feed"
+            if [ "$how" = direct ]; then sub=$a; else sub=$b; fi
+            taskset -c 1 "$gen" fanout -n 100 -r 1000 -s 100 -t "$dur" --warmup 1 \
+                --url "$sub" --publish-url "$a" --label "ringwave-uring, $how" --server-pid "$srv_pid" \
+                --also-pid "$node2_pid" --broker-pid "$nats_pid" \
+                --json "$results" --repeat "$r" --quiet
+            stop_server
+        done
+    done
+fi
+
 took=$(( $(date +%s) - started ))
 cat > "$out/preface.md" <<EOF2
-Command: \`scripts/bench-fanout.sh $( [ "$quick" = 1 ] && echo --quick ) $( [ "$tls" = 1 ] && echo --tls ) --repeats $repeats --subscribers $subscribers --rates "$rates"\`, took ${took} s.
+Command: \`scripts/bench-fanout.sh $( [ "$quick" = 1 ] && echo --quick ) $( [ "$tls" = 1 ] && echo --tls ) $( [ "$nodes" = 2 ] && echo --nodes 2 ) --repeats $repeats --subscribers $subscribers --rates "$rates"\`, took ${took} s.
 Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), Linux $(uname -r).
 EOF2
 "$gen" report --input "$results" --out "$out" --preface "$out/preface.md"

@@ -273,6 +273,12 @@ impl Engine {
         self.source_base = base;
     }
 
+    /// Connect to `target` from now on (connections already started stay
+    /// where they are): to spread one run over several servers.
+    pub fn set_target(&mut self, target: Target) {
+        self.target = target;
+    }
+
     /// Whether connection `i` has completed its handshake at some point
     /// (open now, or lost after).
     pub fn was_opened(&self, i: usize) -> bool {

@@ -70,6 +70,7 @@ struct Cell {
     target: Option<f64>,
     errors: u64,
     missing: Option<f64>,
+    broker_cpu: Option<f64>,
 }
 
 fn cells(runs: &[RunResult]) -> BTreeMap<(String, String), Cell> {
@@ -97,6 +98,7 @@ fn cells(runs: &[RunResult]) -> BTreeMap<(String, String), Cell> {
                 rate_min: rates.iter().copied().reduce(f64::min),
                 rate_max: rates.iter().copied().reduce(f64::max),
                 server_cpu: f(&|r| r.server_cpu_pct),
+                broker_cpu: f(&|r| r.broker_cpu_pct),
                 ns_per_op: f(&|r| r.server_cpu_ns_per_op),
                 gen_cpu: f(&|r| Some(r.generator_cpu_pct)),
                 gen_ns_per_op: f(&|r| {
@@ -315,14 +317,14 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
         .map(|(c, _)| c)
         .collect();
     if !fan_cases.is_empty() {
-        md.push_str("## Pub/sub fan-out (one publisher, N subscribers; latency from scheduled publish to each receipt)\n\n| case | server | offered deliveries/s | delivered msg/s (median) | range (repeats) | vs best peer | p50 µs | p99 µs | p99.9 µs | measured deliveries not received by the end | server CPU | server ns/delivery | generator CPU |\n|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("## Pub/sub fan-out (one publisher, N subscribers; latency from scheduled publish to each receipt)\n\n| case | server | offered deliveries/s | delivered msg/s (median) | range (repeats) | vs best peer | p50 µs | p99 µs | p99.9 µs | measured deliveries not received by the end | server CPU | server ns/delivery | broker CPU | generator CPU |\n|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for case in &fan_cases {
             let best_rate = best_peer(&cells, case, |c| c.rate, true);
             for s in servers(&cells, case) {
                 let c = &cells[&((*case).clone(), s.clone())];
                 let _ = writeln!(
                     md,
-                    "| {case} | {s} | {} | {} | {}–{} ({}) | {} | {} | {} | {} | {} | {}% | {} | {}% |",
+                    "| {case} | {s} | {} | {} | {}–{} ({}) | {} | {} | {} | {} | {} | {}% | {} | {} | {}% |",
                     fmt(c.target, 0),
                     fmt(c.rate, 0),
                     fmt(c.rate_min, 0),
@@ -335,6 +337,7 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
                     fmt(c.missing, 0),
                     fmt(c.server_cpu, 0),
                     fmt(c.ns_per_op, 0),
+                    c.broker_cpu.map_or("–".into(), |b| format!("{b:.0}%")),
                     fmt(c.gen_cpu, 0),
                 );
             }

@@ -102,4 +102,8 @@ pub struct RunResult {
     /// by the end of the run (queued behind a saturated server, or dropped).
     #[serde(default)]
     pub missing: Option<u64>,
+    /// Fanout across nodes: the broker's (nats-server's) CPU use over the
+    /// run, in percent of one core, when its pid was given.
+    #[serde(default)]
+    pub broker_cpu_pct: Option<f64>,
 }

@@ -254,6 +254,20 @@ struct FanoutArgs {
     /// Seconds at the rate before measuring.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+    /// Another node serving the same topics (repeatable): the subscribers
+    /// are split evenly over --url and these; the publisher stays on --url.
+    #[arg(long = "also-url", value_name = "URL")]
+    also_urls: Vec<String>,
+    /// Where the publisher connects [default: --url]: another node, to
+    /// time deliveries that all cross the broker.
+    #[arg(long, value_name = "URL")]
+    publish_url: Option<String>,
+    /// Another node's process id (repeatable): its CPU counts as server CPU.
+    #[arg(long = "also-pid", value_name = "PID")]
+    also_pids: Vec<u32>,
+    /// The broker's process id (nats-server): its CPU is reported apart.
+    #[arg(long, value_name = "PID")]
+    broker_pid: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -298,10 +312,27 @@ fn open_connections(
     k: usize,
     deadline: Duration,
 ) -> Result<(Engine, hdrhistogram::Histogram<u64>, u64, Duration), String> {
-    let target = Target::parse(&common.server.url)?
-        .with_tls(common.server.ca.as_deref(), common.server.insecure)?;
+    let target = target(common, &common.server.url)?;
     let mut engine =
         Engine::new(target, common.sources, common.backend).map_err(|e| e.to_string())?;
+    let (hist, errors, took) = open_more(&mut engine, common, n, k, deadline)?;
+    Ok((engine, hist, errors, took))
+}
+
+/// `url` with the TLS settings of `common`.
+fn target(common: &Common, url: &str) -> Result<Target, String> {
+    Target::parse(url)?.with_tls(common.server.ca.as_deref(), common.server.insecure)
+}
+
+/// Open connections on `engine`'s current target until it holds `n` in all,
+/// at most `k` handshakes at once.
+fn open_more(
+    engine: &mut Engine,
+    common: &Common,
+    n: usize,
+    k: usize,
+    deadline: Duration,
+) -> Result<(hdrhistogram::Histogram<u64>, u64, Duration), String> {
     let mut hist = latency_histogram();
     let mut events = Vec::new();
     let start = Instant::now();
@@ -348,7 +379,7 @@ fn open_connections(
     if !common.quiet && n > 1000 {
         eprintln!("\r[connect] {} / {n} open          ", engine.open());
     }
-    Ok((engine, hist, errors, start.elapsed()))
+    Ok((hist, errors, start.elapsed()))
 }
 
 fn emit(common: &Common, r: &RunResult) -> Result<(), String> {
@@ -477,6 +508,7 @@ fn echo(a: EchoArgs) -> Result<(), String> {
         errors: errors + closed,
         target_rate: None,
         missing: None,
+        broker_cpu_pct: None,
     };
     if !c.quiet {
         eprintln!();
@@ -617,6 +649,7 @@ fn latency(a: LatencyArgs) -> Result<(), String> {
         errors: errors + closed + lost,
         target_rate: Some(a.rate),
         missing: None,
+        broker_cpu_pct: None,
     };
     emit(c, &r)
 }
@@ -629,9 +662,30 @@ fn fanout(a: FanoutArgs) -> Result<(), String> {
     if a.rate <= 0.0 || a.subscribers == 0 {
         return Err("--rate and --subscribers must be positive".into());
     }
-    // Subscribers first, then the publisher (the last connection).
-    let (mut engine, _, errors, _) =
-        open_connections(c, a.subscribers + 1, 500, Duration::from_secs(300))?;
+    // Subscribers first, split evenly over the nodes, then the publisher
+    // (the last connection) on the first node.
+    let nodes = 1 + a.also_urls.len();
+    let first_share = a.subscribers - (a.subscribers / nodes) * (nodes - 1);
+    let (mut engine, _, mut errors, _) =
+        open_connections(c, first_share, 500, Duration::from_secs(300))?;
+    let mut opened = first_share;
+    for url in &a.also_urls {
+        engine.set_target(target(c, url)?);
+        opened += a.subscribers / nodes;
+        errors += open_more(&mut engine, c, opened, 500, Duration::from_secs(300))?.1;
+    }
+    engine.set_target(target(
+        c,
+        a.publish_url.as_deref().unwrap_or(&c.server.url),
+    )?);
+    errors += open_more(
+        &mut engine,
+        c,
+        a.subscribers + 1,
+        500,
+        Duration::from_secs(300),
+    )?
+    .1;
     if errors > 0 {
         return Err(format!("{errors} connections failed to open"));
     }
@@ -674,6 +728,10 @@ fn fanout(a: FanoutArgs) -> Result<(), String> {
     let mut k: u64 = 0;
     let mut measured_sent: u64 = 0;
     let mut window: Option<CpuWindow> = None;
+    let mut others: Vec<CpuWindow> = Vec::new();
+    let mut others_cpu: Vec<(f64, Option<f64>, Option<u64>, f64)> = Vec::new();
+    let mut broker: Option<CpuWindow> = None;
+    let mut broker_cpu: Option<(f64, Option<f64>, Option<u64>, f64)> = None;
     let mut received = 0u64;
     // Every delivery that arrives during the measured window, whenever it
     // was published: the throughput figure when the server is saturated and
@@ -687,9 +745,17 @@ fn fanout(a: FanoutArgs) -> Result<(), String> {
         let now_ns = epoch.elapsed().as_nanos() as u64;
         if window.is_none() && now_ns >= warm_ns {
             window = Some(CpuWindow::start(c.server_pid));
+            others = a
+                .also_pids
+                .iter()
+                .map(|&p| CpuWindow::start(Some(p)))
+                .collect();
+            broker = a.broker_pid.map(|p| CpuWindow::start(Some(p)));
         }
         if window_cpu.is_none() && now_ns >= send_end_ns {
             window_cpu = window.as_ref().map(CpuWindow::end);
+            others_cpu = others.iter().map(CpuWindow::end).collect();
+            broker_cpu = broker.as_ref().map(CpuWindow::end);
         }
         loop {
             let due = (k as f64 * interval_ns) as u64;
@@ -763,9 +829,19 @@ fn fanout(a: FanoutArgs) -> Result<(), String> {
             );
         }
     }
-    let (_, server_pct, server_ns, own_pct) = window_cpu
+    let (_, mut server_pct, mut server_ns, own_pct) = window_cpu
         .or_else(|| window.as_ref().map(CpuWindow::end))
         .ok_or("the run ended during warm-up")?;
+    if window_cpu.is_none() {
+        others_cpu = others.iter().map(CpuWindow::end).collect();
+        broker_cpu = broker.as_ref().map(CpuWindow::end);
+    }
+    // Every node's CPU is server CPU.
+    for (_, pct, ns, _) in &others_cpu {
+        server_pct = server_pct.zip(*pct).map(|(a, b)| a + b);
+        server_ns = server_ns.zip(*ns).map(|(a, b)| a + b);
+    }
+    let broker_cpu_pct = broker_cpu.and_then(|(_, pct, _, _)| pct);
     engine.close_all();
     let expected = measured_sent * a.subscribers as u64;
     let lost = expected.saturating_sub(received);
@@ -775,7 +851,7 @@ fn fanout(a: FanoutArgs) -> Result<(), String> {
         eprintln!();
     }
     println!(
-        "{} fanout {} subscribers x {:.0}/s x {}B: delivered {:.0} msg/s of {:.0} offered; latency of the measured publications (received {} of {}): p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs; server CPU {}, {} per delivery; generator CPU {:.0}%",
+        "{} fanout {} subscribers x {:.0}/s x {}B: delivered {:.0} msg/s of {:.0} offered; latency of the measured publications (received {} of {}): p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs; server CPU {}, {} per delivery;{} generator CPU {:.0}%",
         c.label,
         a.subscribers,
         a.rate,
@@ -793,6 +869,7 @@ fn fanout(a: FanoutArgs) -> Result<(), String> {
             "{:.0} ns",
             ns as f64 / delivered_in_window.max(1) as f64
         )),
+        broker_cpu_pct.map_or(String::new(), |p| format!(" broker CPU {p:.0}%;")),
         own_pct
     );
     let r = RunResult {
@@ -814,6 +891,7 @@ fn fanout(a: FanoutArgs) -> Result<(), String> {
         errors: errors + closed,
         missing: Some(lost),
         target_rate: Some(a.rate * a.subscribers as f64),
+        broker_cpu_pct,
     };
     emit(c, &r)
 }
@@ -850,6 +928,7 @@ fn connect(a: ConnectArgs) -> Result<(), String> {
         errors,
         target_rate: None,
         missing: None,
+        broker_cpu_pct: None,
     };
     emit(c, &r)
 }
