@@ -628,3 +628,76 @@ fn credentials_nats_refuses_stop_the_start() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("must end with '.'"));
 }
+
+both_backends!(a_stalled_nats_never_blocks_a_worker, |backend| {
+    let nats = Nats::start();
+    // Subscribers read only after the burst: room for all of it.
+    let room = ["--max-buffered", "67108864"];
+    let a = node(
+        backend,
+        &nats.url(),
+        &[&room[..], &["--nats-queue", "16"]].concat(),
+    );
+    let b = node(backend, &nats.url(), &room);
+    let mut local = feed(a.addr);
+    subscribe(&mut local, "t");
+    let mut remote = feed(b.addr);
+    subscribe(&mut remote, "t");
+    nats.wait_subscriptions("ringwave.t", 2);
+    // nats-server stops reading (SIGSTOP): the bridge's connection stays
+    // up, the kernel's buffers fill, the client's writes wait, and A's
+    // queue of 16 fills behind them.
+    let pid = nats.child.as_ref().expect("running").id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let body = vec![b'x'; 32 << 10];
+    // 48 MiB: more than the client's queue of 256 and loopback's socket
+    // buffers hold.
+    const N: usize = 1500;
+    for _ in 0..N {
+        post(a.addr, "t", &body);
+    }
+    // A's own subscriber got every one: no worker waited for NATS.
+    for _ in 0..N {
+        assert_eq!(next(&mut local).1.len(), body.len());
+    }
+    let m = metrics(a.addr);
+    assert!(
+        m["ringwave_nats_dropped_total{reason=\"queue_full\"}"] > 0.0,
+        "{m:?}"
+    );
+    assert_eq!(m["ringwave_nats_connected"], 1.0);
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // NATS reads again: what was queued goes out (until B has received all
+    // that A sent, A's queue is not empty), then new publications.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let sent = metrics(a.addr)["ringwave_nats_published_total"];
+        if metrics(b.addr)["ringwave_nats_received_total"] == sent
+            && metrics(a.addr)["ringwave_nats_published_total"] == sent
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A's backlog did not drain");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    post(a.addr, "t", b"after the stall");
+    loop {
+        let (_, p) = next(&mut remote);
+        if p == b"after the stall" {
+            break;
+        }
+        assert_eq!(p.len(), body.len());
+    }
+    let m = metrics(a.addr);
+    let sent = m["ringwave_nats_published_total"];
+    let dropped = m["ringwave_nats_dropped_total{reason=\"queue_full\"}"];
+    assert_eq!(sent + dropped, (N + 1) as f64, "{m:?}");
+});

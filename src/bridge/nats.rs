@@ -26,6 +26,8 @@ use crate::runtime::Publisher;
 const KIND: &str = "Ringwave-Kind";
 /// The header that carries a conflation key (encoded as a subject token).
 const KEY: &str = "Ringwave-Key";
+/// Commands the client queues before its writer takes them.
+const CLIENT_CAPACITY: usize = 256;
 /// Publications taken from the workers' queue at once.
 const BATCH: usize = 256;
 
@@ -72,6 +74,9 @@ fn options(cfg: &NatsConfig, counts: &Arc<Counts>) -> ConnectOptions {
         .name("ringwave")
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(2))
+        // The client's own command queue stays short, so the bridge's
+        // queue (--nats-queue) is what bounds a stalled NATS's backlog.
+        .client_capacity(CLIENT_CAPACITY)
         .reconnect_delay_callback(retry_delay)
         .event_callback(move |e| {
             on_event(&counts, e);
