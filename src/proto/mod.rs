@@ -13,11 +13,13 @@
 //! - [`message`]: reassembly of fragmented messages.
 //! - [`deflate`]: permessage-deflate negotiation and compression.
 //! - [`conn`]: the connection state machine tying them together.
+//! - [`h2`]: the HTTP/2 frame codec (the first layer of HTTP/2).
 
 pub mod close;
 pub mod conn;
 pub mod deflate;
 pub mod frame;
+pub mod h2;
 pub mod handshake;
 pub mod mask;
 pub mod message;
