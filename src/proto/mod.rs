@@ -14,6 +14,7 @@
 //! - [`deflate`]: permessage-deflate negotiation and compression.
 //! - [`conn`]: the connection state machine tying them together.
 //! - [`h2`]: the HTTP/2 frame codec (the first layer of HTTP/2).
+//! - [`hpack`]: HPACK header blocks with a server's limits.
 
 pub mod close;
 pub mod conn;
@@ -21,6 +22,7 @@ pub mod deflate;
 pub mod frame;
 pub mod h2;
 pub mod handshake;
+pub mod hpack;
 pub mod mask;
 pub mod message;
 pub mod proxy;

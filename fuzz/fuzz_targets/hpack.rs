@@ -1,0 +1,29 @@
+//! HPACK blocks from arbitrary bytes, several on one connection's decoder:
+//! never a panic, and a list that is returned is within the limit.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use ringwave::proto::hpack::{Block, Decoder, FIELD_OVERHEAD};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    // The first byte picks the limits; 0xfe splits the rest into blocks.
+    let table = [0usize, 64, 4096][first as usize % 3];
+    let max_list = 64 + (first as usize >> 2) * 64;
+    let mut d = Decoder::new(table, max_list);
+    for block in rest.split(|&b| b == 0xfe) {
+        match d.decode(block) {
+            Ok(Block::Fields(f)) => {
+                let size: usize = f
+                    .iter()
+                    .map(|(n, v)| n.len() + v.len() + FIELD_OVERHEAD)
+                    .sum();
+                assert!(size <= max_list);
+            }
+            Ok(Block::TooLarge { size }) => assert!(size > max_list),
+            // The tables no longer agree: the connection ends here.
+            Err(_) => return,
+        }
+    }
+});
