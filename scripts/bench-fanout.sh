@@ -130,12 +130,13 @@ nats_pid=""
 gen_nodes=()
 rw=(target/release/ringwave --feed-sim off --allow-client-publish --slow-consumer drop --log-level warn)
 
+# wait_port PORT WHAT: until something listens on PORT (bounded: 10 s).
 wait_port() {
     for _ in $(seq 200); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
         sleep 0.05
     done
-    echo "nothing listens on port $1" >&2
+    echo "${2:-something on port $1} did not start" >&2
     exit 1
 }
 
@@ -149,7 +150,7 @@ start_server() {
             local nport=$((port + 20000))
             taskset -c 0 "$nats_bin" -a 127.0.0.1 -p "$nport" >/dev/null 2>&1 &
             nats_pid=$!
-            wait_port "$nport"
+            wait_port "$nport" nats-server
             local n=(--nats "nats://127.0.0.1:$nport" --backend "$backend" --threads 1)
             taskset -c 0 "${rw[@]}" "${n[@]}" --listen "127.0.0.1:$port" >/dev/null &
             srv_pid=$!
@@ -157,10 +158,10 @@ start_server() {
             if [[ "$name" == *-nats2 ]]; then
                 taskset -c 0 "${rw[@]}" "${n[@]}" --listen "127.0.0.1:$((port + 10000))" >/dev/null &
                 node2_pid=$!
-                wait_port $((port + 10000))
+                wait_port $((port + 10000)) "$name (second node)"
                 gen_nodes+=(--also-url "ws://127.0.0.1:$((port + 10000))/feed" --also-pid "$node2_pid")
             fi
-            wait_port "$port"
+            wait_port "$port" "$name"
             return 0
             ;;
     esac
@@ -195,12 +196,7 @@ start_server() {
     esac
     fi
     srv_pid=$!
-    for _ in $(seq 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "$name did not start" >&2
-    exit 1
+    wait_port "$port" "$name"
 }
 
 stop_server() {

@@ -154,12 +154,7 @@ fn node(backend: &str, nats: &str, extra: &[&str]) -> TestServer {
 }
 
 fn feed(addr: SocketAddr) -> Ws {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let (ws, _) = tungstenite::client(format!("ws://{addr}/feed"), stream).unwrap();
-    ws
+    server::feed_client(addr)
 }
 
 fn send_json(ws: &mut Ws, v: serde_json::Value) {

@@ -39,12 +39,7 @@ fn pub_json(topic: &str, key: Option<&str>, data: &str) -> String {
 
 /// A tungstenite client on /feed.
 fn feed(addr: SocketAddr) -> Ws {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let (ws, _) = tungstenite::client(format!("ws://{addr}/feed"), stream).unwrap();
-    ws
+    server::feed_client(addr)
 }
 
 fn next_text(ws: &mut Ws) -> String {

@@ -450,3 +450,14 @@ pub fn open_fds(pid: u32) -> usize {
         .map(|d| d.count())
         .unwrap_or(0)
 }
+
+/// A tungstenite client on the feed app's `/feed` (reads time out after
+/// 20 s).
+pub fn feed_client(addr: SocketAddr) -> tungstenite::WebSocket<TcpStream> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let (ws, _) = tungstenite::client(format!("ws://{addr}/feed"), stream).unwrap();
+    ws
+}
