@@ -231,7 +231,7 @@ impl Uplink for NatsBridge {
             "# HELP ringwave_nats_connected 1 while the NATS bridge holds a connection.\n\
              # TYPE ringwave_nats_connected gauge\n\
              ringwave_nats_connected {}\n\
-             # HELP ringwave_nats_published_total Publications made on this node and sent to NATS.\n\
+             # HELP ringwave_nats_published_total Publications made on this node and handed to the NATS client.\n\
              # TYPE ringwave_nats_published_total counter\n\
              ringwave_nats_published_total {}\n\
              # HELP ringwave_nats_received_total Publications from other nodes received through NATS and handed to the workers.\n\

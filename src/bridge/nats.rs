@@ -277,6 +277,9 @@ impl Bridge {
         let binary = p.kind() == MessageKind::Binary;
         let key = p.key().map(subject::encode);
         let payload = Bytes::from_owner(Payload(p));
+        // Counted before it can reach another node, so a count read after a
+        // delivery there includes it.
+        add(&self.counts.published);
         let sent = if !binary && key.is_none() {
             self.client.publish(subject, payload).await
         } else {
@@ -292,8 +295,9 @@ impl Bridge {
                 .await
         };
         match sent {
-            Ok(()) => add(&self.counts.published),
+            Ok(()) => {}
             Err(e) => {
+                self.counts.published.fetch_sub(1, Ordering::Relaxed);
                 add(&self.counts.dropped_refused);
                 tracing::debug!("NATS bridge: publish refused: {e}");
             }
@@ -405,9 +409,10 @@ async fn receive(
             continue;
         };
         let p = Publication::new(&topic, key.as_deref(), kind, &m.payload);
+        // Counted before a subscriber can see it.
+        add(&counts.received);
         if publisher.publish(p).is_err() {
             return;
         }
-        add(&counts.received);
     }
 }
