@@ -130,15 +130,8 @@ nats_pid=""
 gen_nodes=()
 rw=(target/release/ringwave --feed-sim off --allow-client-publish --slow-consumer drop --log-level warn)
 
-# wait_port PORT WHAT: until something listens on PORT (bounded: 10 s).
-wait_port() {
-    for _ in $(seq 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "${2:-something on port $1} did not start" >&2
-    exit 1
-}
+# wait_port (shared by the benchmark scripts)
+source scripts/common.sh
 
 start_server() {
     local name=$1

@@ -148,6 +148,9 @@ gen=target/release/ringwave-bench
 port=9400
 srv_pid=""
 
+# wait_port (shared by the benchmark scripts)
+source scripts/common.sh
+
 start_server() {
     local name=$1
     port=$((port + 1))
@@ -182,12 +185,7 @@ start_server() {
     if [ -n "$cgroup" ]; then
         echo "$srv_pid" >"$cgroup/cgroup.procs"
     fi
-    for _ in $(seq 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "$name did not start" >&2
-    exit 1
+    wait_port "$port" "$name"
 }
 
 stop_server() {

@@ -14,10 +14,10 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ringwave::server::{Config, Echo, NatsConfig, Server};
-use server::{frame, http_request, metrics, wait_metric, RawClient, TestServer};
+use server::{eventually, frame, http_request, metrics, wait_metric, RawClient, TestServer};
 use socket2::{Domain, Socket, Type};
 use tungstenite::{Message, WebSocket};
 
@@ -71,11 +71,10 @@ impl Nats {
             .spawn()
             .expect("spawn nats-server");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.healthz().is_none() {
-            assert!(Instant::now() < deadline, "nats-server did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually(|| {
+            self.healthz()
+                .ok_or_else(|| "nats-server did not come up".to_string())
+        });
     }
 
     fn url(&self) -> String {
@@ -119,18 +118,14 @@ impl Nats {
 
     /// Wait (bounded) until `subject` has `n` subscriptions.
     fn wait_subscriptions(&self, subject: &str, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let now = self.subjects().get(subject).copied().unwrap_or(0);
-            if now == n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{subject}: {now} subscriptions in NATS, expected {n}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually(
+            || match self.subjects().get(subject).copied().unwrap_or(0) {
+                now if now == n => Ok(()),
+                now => Err(format!(
+                    "{subject}: {now} subscriptions in NATS, expected {n}"
+                )),
+            },
+        );
     }
 }
 
@@ -412,19 +407,22 @@ both_backends!(conflation_keys_cross_nodes, |backend| {
     // A's fast subscriber, until A's slow one had a held-back value replaced
     // by a newer one of its key.
     let pad = "x".repeat(1000);
-    let mut n: usize = 0;
-    loop {
-        for i in n..n + 16 {
+    let mut publish = |from: usize, to: usize| {
+        for i in from..to {
             let key = if i.is_multiple_of(2) { "A" } else { "B" };
             send_json(
                 &mut p,
                 serde_json::json!({"op": "publish", "topic": "t", "key": key, "data": format!("{i:06}:{pad}")}),
             );
         }
-        for i in n..n + 16 {
+        for i in from..to {
             let (_, m) = next(&mut fast);
             assert_eq!(seq(&String::from_utf8(m).unwrap()), i, "fast subscriber");
         }
+    };
+    let mut n: usize = 0;
+    loop {
+        publish(n, n + 16);
         n += 16;
         if n.is_multiple_of(256)
             && metrics(a.addr)
@@ -442,16 +440,7 @@ both_backends!(conflation_keys_cross_nodes, |backend| {
     let conflated = |addr| metrics(addr)["ringwave_slow_consumer_conflated_total"];
     loop {
         let before = conflated(a.addr);
-        for (i, key) in [(n, "A"), (n + 1, "B")] {
-            send_json(
-                &mut p,
-                serde_json::json!({"op": "publish", "topic": "t", "key": key, "data": format!("{i:06}:{pad}")}),
-            );
-        }
-        for i in n..n + 2 {
-            let (_, m) = next(&mut fast);
-            assert_eq!(seq(&String::from_utf8(m).unwrap()), i, "fast subscriber");
-        }
+        publish(n, n + 2);
         n += 2;
         if conflated(a.addr) - before >= 2.0 {
             break;
@@ -672,17 +661,16 @@ both_backends!(a_stalled_nats_never_blocks_a_worker, |backend| {
         .success());
     // NATS reads again: what was queued goes out (until B has received all
     // that A sent, A's queue is not empty), then new publications.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(|| {
         let sent = metrics(a.addr)["ringwave_nats_published_total"];
         if metrics(b.addr)["ringwave_nats_received_total"] == sent
             && metrics(a.addr)["ringwave_nats_published_total"] == sent
         {
-            break;
+            Ok(())
+        } else {
+            Err("A's backlog did not drain".to_string())
         }
-        assert!(Instant::now() < deadline, "A's backlog did not drain");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
     post(a.addr, "t", b"after the stall");
     loop {
         let (_, p) = next(&mut remote);

@@ -315,10 +315,7 @@ impl Bridge {
         if t.workers > 0 {
             t.idle_since = None;
             if t.task.is_none() {
-                let task = self.subscribe(&topic).await;
-                if let Some(t) = self.topics.get_mut(&topic) {
-                    t.task = task;
-                }
+                self.subscribe(&topic).await;
             }
         } else if t.task.is_some() {
             t.idle_since.get_or_insert_with(Instant::now);
@@ -353,24 +350,24 @@ impl Bridge {
             false
         });
         for topic in retry {
-            let task = self.subscribe(&topic).await;
-            if let Some(t) = self.topics.get_mut(&topic) {
-                t.task = task;
-            }
+            self.subscribe(&topic).await;
         }
     }
 
-    async fn subscribe(&self, topic: &Arc<str>) -> Option<JoinHandle<()>> {
+    /// Subscribe `topic`'s subject and start its receiving task; on a
+    /// failure the sweep tries again.
+    async fn subscribe(&mut self, topic: &Arc<str>) {
         let subject = self.subject(topic);
         match self.client.subscribe(subject.clone()).await {
             Ok(sub) => {
-                add(&self.counts.subjects);
                 let task = receive(sub, topic.clone(), self.counts.clone(), self.local.clone());
-                Some(tokio::spawn(task))
+                if let Some(t) = self.topics.get_mut(topic) {
+                    t.task = Some(tokio::spawn(task));
+                    add(&self.counts.subjects);
+                }
             }
             Err(e) => {
                 tracing::warn!("NATS bridge cannot subscribe to {subject}: {e}; retrying");
-                None
             }
         }
     }

@@ -355,17 +355,29 @@ pub fn metrics(addr: SocketAddr) -> std::collections::HashMap<String, f64> {
         .collect()
 }
 
-/// Poll `/metrics` until `name` satisfies `ok` (bounded: 20 s); returns it.
-pub fn wait_metric(addr: SocketAddr, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
+/// Poll `probe` every 20 ms until it gives `Ok` (bounded: 20 s, then the
+/// last `Err` is the failure).
+pub fn eventually<T>(mut probe: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let v = metrics(addr).get(name).copied().unwrap_or(0.0);
-        if ok(v) {
-            return v;
+        match probe() {
+            Ok(v) => return v,
+            Err(why) => assert!(Instant::now() < deadline, "{why}"),
         }
-        assert!(Instant::now() < deadline, "{name} stayed at {v}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Poll `/metrics` until `name` satisfies `ok` (bounded: 20 s); returns it.
+pub fn wait_metric(addr: SocketAddr, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    eventually(|| {
+        let v = metrics(addr).get(name).copied().unwrap_or(0.0);
+        if ok(v) {
+            Ok(v)
+        } else {
+            Err(format!("{name} stayed at {v}"))
+        }
+    })
 }
 
 /// Run `tests/python/SCRIPT ARGS` with `env` set; it must exit 0 and print

@@ -394,26 +394,36 @@ fn emit(common: &Common, r: &RunResult) -> Result<(), String> {
 }
 
 struct CpuWindow {
-    server: Option<(u32, u64)>,
+    /// Each measured process and its CPU time at the start.
+    server: Vec<(u32, u64)>,
     own: u64,
     at: Instant,
 }
 
 impl CpuWindow {
-    fn start(pid: Option<u32>) -> CpuWindow {
+    /// Measure the processes `pids` together (a server, or every node of
+    /// one).
+    fn start(pids: impl IntoIterator<Item = u32>) -> CpuWindow {
         CpuWindow {
-            server: pid.and_then(|p| process_cpu_ns(p).map(|c| (p, c))),
+            server: pids
+                .into_iter()
+                .filter_map(|p| process_cpu_ns(p).map(|c| (p, c)))
+                .collect(),
             own: self_cpu_ns(),
             at: Instant::now(),
         }
     }
 
-    /// (seconds, server CPU %, server CPU ns, own CPU %)
+    /// (seconds, server CPU %, server CPU ns, own CPU %); the server's is
+    /// the sum over its processes, `None` when there are none.
     fn end(&self) -> (f64, Option<f64>, Option<u64>, f64) {
         let secs = self.at.elapsed().as_secs_f64();
         let server_ns = self
             .server
-            .and_then(|(p, c0)| process_cpu_ns(p).map(|c1| c1.saturating_sub(c0)));
+            .iter()
+            .map(|&(p, c0)| process_cpu_ns(p).map(|c1| c1.saturating_sub(c0)))
+            .sum::<Option<u64>>()
+            .filter(|_| !self.server.is_empty());
         let own = self_cpu_ns().saturating_sub(self.own);
         (
             secs,
@@ -727,35 +737,30 @@ fn fanout(a: FanoutArgs) -> Result<(), String> {
     let send_end_ns = warm_ns + (a.duration * 1e9) as u64;
     let mut k: u64 = 0;
     let mut measured_sent: u64 = 0;
-    let mut window: Option<CpuWindow> = None;
-    let mut others: Vec<CpuWindow> = Vec::new();
-    let mut others_cpu: Vec<(f64, Option<f64>, Option<u64>, f64)> = Vec::new();
-    let mut broker: Option<CpuWindow> = None;
-    let mut broker_cpu: Option<(f64, Option<f64>, Option<u64>, f64)> = None;
+    // The nodes' CPU (every node's is server CPU) and the broker's apart.
+    let mut window: Option<(CpuWindow, Option<CpuWindow>)> = None;
+    let end = |(w, b): &(CpuWindow, Option<CpuWindow>)| (w.end(), b.as_ref().map(CpuWindow::end));
     let mut received = 0u64;
     // Every delivery that arrives during the measured window, whenever it
     // was published: the throughput figure when the server is saturated and
     // publications queue up for longer than the run.
     let mut delivered_in_window = 0u64;
-    let mut window_cpu: Option<(f64, Option<f64>, Option<u64>, f64)> = None;
+    type Cpu = (f64, Option<f64>, Option<u64>, f64);
+    let mut window_cpu: Option<(Cpu, Option<Cpu>)> = None;
     let mut closed = 0u64;
     let mut last_progress = Instant::now();
     let mut drain_deadline: Option<Instant> = None;
     loop {
         let now_ns = epoch.elapsed().as_nanos() as u64;
         if window.is_none() && now_ns >= warm_ns {
-            window = Some(CpuWindow::start(c.server_pid));
-            others = a
-                .also_pids
-                .iter()
-                .map(|&p| CpuWindow::start(Some(p)))
-                .collect();
-            broker = a.broker_pid.map(|p| CpuWindow::start(Some(p)));
+            let nodes = c.server_pid.into_iter().chain(a.also_pids.iter().copied());
+            window = Some((
+                CpuWindow::start(nodes),
+                a.broker_pid.map(|p| CpuWindow::start(Some(p))),
+            ));
         }
         if window_cpu.is_none() && now_ns >= send_end_ns {
-            window_cpu = window.as_ref().map(CpuWindow::end);
-            others_cpu = others.iter().map(CpuWindow::end).collect();
-            broker_cpu = broker.as_ref().map(CpuWindow::end);
+            window_cpu = window.as_ref().map(end);
         }
         loop {
             let due = (k as f64 * interval_ns) as u64;
@@ -829,18 +834,9 @@ fn fanout(a: FanoutArgs) -> Result<(), String> {
             );
         }
     }
-    let (_, mut server_pct, mut server_ns, own_pct) = window_cpu
-        .or_else(|| window.as_ref().map(CpuWindow::end))
+    let ((_, server_pct, server_ns, own_pct), broker_cpu) = window_cpu
+        .or_else(|| window.as_ref().map(end))
         .ok_or("the run ended during warm-up")?;
-    if window_cpu.is_none() {
-        others_cpu = others.iter().map(CpuWindow::end).collect();
-        broker_cpu = broker.as_ref().map(CpuWindow::end);
-    }
-    // Every node's CPU is server CPU.
-    for (_, pct, ns, _) in &others_cpu {
-        server_pct = server_pct.zip(*pct).map(|(a, b)| a + b);
-        server_ns = server_ns.zip(*ns).map(|(a, b)| a + b);
-    }
     let broker_cpu_pct = broker_cpu.and_then(|(_, pct, _, _)| pct);
     engine.close_all();
     let expected = measured_sent * a.subscribers as u64;

@@ -1,0 +1,12 @@
+# Helpers the benchmark scripts share; sourced, not run.
+
+# wait_port PORT WHAT: return once something listens on 127.0.0.1:PORT;
+# after 10 s say that WHAT did not start and exit 1.
+wait_port() {
+    for _ in $(seq 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "${2:-something on port $1} did not start" >&2
+    exit 1
+}
