@@ -4,7 +4,8 @@
 # `websockets` client and headless Chromium on both backends.
 #
 # Installs what the tests need when missing: a Python venv under .venv with
-# the packages in tests/python/requirements.txt, and Debian's chromium.
+# the packages in tests/python/requirements.txt (websockets, h2, wsproto),
+# and Debian's chromium, curl, nghttp2-client and nats-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,7 @@ step "test dependencies"
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import websockets, prometheus_client" 2>/dev/null; then
+if ! .venv/bin/python -c "import websockets, prometheus_client, h2, wsproto" 2>/dev/null; then
     .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
 # Debian packages: chromium for the browser tests, curl and openssl for the
@@ -28,6 +29,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # on free ports, one per test).
 [ -x /usr/sbin/nats-server ] || [ -x /usr/bin/nats-server ] || missing+=(nats-server)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+# nghttp (and h2load for the benchmarks) for the HTTP/2 tests.
+command -v nghttp >/dev/null 2>&1 || missing+=(nghttp2-client)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
         apt-get update -qq

@@ -79,9 +79,45 @@ pub struct Stats {
     pub tls_handshakes: Counter,
     /// TLS connections that failed, by reason ([`TLS_FAILURES`]).
     pub tls_failures: [Counter; TLS_FAILURES.len()],
+    /// HTTP/2 connections (prior knowledge or ALPN `h2`).
+    pub h2_connections: Counter,
+    /// HTTP/2 streams served, by kind ([`H2_STREAMS`]).
+    pub h2_streams: [Counter; H2_STREAMS.len()],
+    /// HTTP/2 connections failed and streams refused, by reason
+    /// ([`H2_ERRORS`]).
+    pub h2_errors: [Counter; H2_ERRORS.len()],
     /// Loop-turn work time histogram (not counting the wait for I/O).
     pub turn: Histogram,
 }
+
+/// What an HTTP/2 stream served: a whole response, an event stream, a
+/// publish body or a WebSocket (RFC 8441).
+pub const H2_STREAMS: [&str; 4] = ["response", "events", "publish", "websocket"];
+
+/// Why an HTTP/2 connection failed (GOAWAY) or a stream was refused:
+/// - `protocol`: a protocol error (bad preface, frame, sequence, stream);
+/// - `flow_control`: DATA past a window, a window past 2^31-1;
+/// - `compression`: an HPACK block that cannot be decoded, or a table
+///   larger than announced;
+/// - `continuation_flood`: a header block past its size or frame limit;
+/// - `control_flood`: too many PING, SETTINGS, PRIORITY, WINDOW_UPDATE or
+///   empty frames in a second;
+/// - `rapid_reset`: too many streams reset or refused in a second
+///   (CVE-2023-44487);
+/// - `header_list`: a stream refused with 431 for its header list;
+/// - `stream_limit`: a stream past SETTINGS_MAX_CONCURRENT_STREAMS, refused;
+/// - `malformed`: a request refused for its fields.
+pub const H2_ERRORS: [&str; 9] = [
+    "protocol",
+    "flow_control",
+    "compression",
+    "continuation_flood",
+    "control_flood",
+    "rapid_reset",
+    "header_list",
+    "stream_limit",
+    "malformed",
+];
 
 /// Why a TLS connection failed:
 /// - `plaintext_http`: an HTTP request on the TLS port (answered 400);
@@ -142,6 +178,20 @@ impl Stats {
             .position(|&r| r == reason)
             .unwrap_or(TLS_FAILURES.len() - 1);
         self.tls_failures[i].add(1);
+    }
+
+    /// Count an HTTP/2 stream of `kind` (one of [`H2_STREAMS`]).
+    pub fn h2_stream(&self, kind: &str) {
+        if let Some(i) = H2_STREAMS.iter().position(|&k| k == kind) {
+            self.h2_streams[i].add(1);
+        }
+    }
+
+    /// Count an HTTP/2 failure; `reason` is one of [`H2_ERRORS`] (anything
+    /// else counts as `protocol`).
+    pub fn h2_error(&self, reason: &str) {
+        let i = H2_ERRORS.iter().position(|&r| r == reason).unwrap_or(0);
+        self.h2_errors[i].add(1);
     }
 
     /// Count a request that timed out before its head was complete.
@@ -329,6 +379,30 @@ pub fn render(workers: &[WorkerView<'_>]) -> String {
         let _ = writeln!(
             out,
             "ringwave_tls_handshake_failures_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    let n: u64 = workers.iter().map(|w| w.stats.h2_connections.get()).sum();
+    let _ = writeln!(
+        out,
+        "# HELP ringwave_http2_connections_total HTTP/2 connections.\n# TYPE ringwave_http2_connections_total counter\nringwave_http2_connections_total {n}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringwave_http2_streams_total HTTP/2 streams served, by kind.\n# TYPE ringwave_http2_streams_total counter"
+    );
+    for (i, kind) in H2_STREAMS.iter().enumerate() {
+        let n: u64 = workers.iter().map(|w| w.stats.h2_streams[i].get()).sum();
+        let _ = writeln!(out, "ringwave_http2_streams_total{{kind=\"{kind}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringwave_http2_errors_total HTTP/2 connections failed and streams refused, by reason.\n# TYPE ringwave_http2_errors_total counter"
+    );
+    for (i, reason) in H2_ERRORS.iter().enumerate() {
+        let n: u64 = workers.iter().map(|w| w.stats.h2_errors[i].get()).sum();
+        let _ = writeln!(
+            out,
+            "ringwave_http2_errors_total{{reason=\"{reason}\"}} {n}"
         );
     }
     let _ = writeln!(

@@ -197,50 +197,19 @@ both_backends!(curl_streams_sse_over_https_with_alpn_http11, |backend| {
     let leaf = pki.leaf("server", &["localhost"], 1);
     let srv = start(backend, &leaf, &["--feed-sim", "5:200"]);
     let port = srv.tls().port();
-    let mut curl = Command::new("curl")
-        .args([
-            "-sS",
-            "-N",
-            "-v",
-            "--max-time",
-            "20",
-            "--cacert",
-            pki.ca_file.to_str().unwrap(),
-            "--resolve",
-            &format!("localhost:{port}:127.0.0.1"),
-            &format!("https://localhost:{port}/sse/ticks"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("curl (scripts/test.sh installs it)");
-    let mut out = curl.stdout.take().unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    // Until the first event: curl's own --max-time bounds the wait.
-    while !String::from_utf8_lossy(&got).contains("\ndata: ") {
-        let n = out.read(&mut buf).unwrap();
-        assert!(
-            n > 0,
-            "stream ended before an event: {}",
-            String::from_utf8_lossy(&got)
-        );
-        got.extend_from_slice(&buf[..n]);
-    }
-    let _ = curl.kill();
-    let mut err = String::new();
-    curl.stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let _ = curl.wait();
-    let alpn = err
+    let (got, trace) = curl_sse(&[
+        "--http1.1",
+        "--cacert",
+        pki.ca_file.to_str().unwrap(),
+        "--resolve",
+        &format!("localhost:{port}:127.0.0.1"),
+        &format!("https://localhost:{port}/sse/ticks"),
+    ]);
+    let alpn = trace
         .lines()
         .find(|l| l.contains("ALPN") && l.contains("accepted"))
-        .unwrap_or_else(|| panic!("no ALPN line in curl's trace:\n{err}"));
+        .unwrap_or_else(|| panic!("no ALPN line in curl's trace:\n{trace}"));
     assert!(alpn.contains("http/1.1"), "{alpn}");
-    let got = String::from_utf8_lossy(&got);
     assert!(got.contains("\ndata: {\"type\":\"tick\""), "{got}");
 });
 
@@ -616,5 +585,21 @@ both_backends!(chromium_loads_the_page_over_https, |backend| {
         &[&page],
         &[("RINGWAVE_SPKI", &leaf.spki_sha256)],
     );
-    assert!(metrics(srv.addr)["ringwave_tls_handshakes_total"] >= 1.0);
+    let m = metrics(srv.addr);
+    assert!(m["ringwave_tls_handshakes_total"] >= 1.0);
+    // Chromium took ALPN h2: the page, its two WebSockets (RFC 8441) and
+    // its EventSource were streams of HTTP/2 connections.
+    assert!(m["ringwave_http2_connections_total"] >= 1.0, "{m:?}");
+    assert!(
+        m[r#"ringwave_http2_streams_total{kind="websocket"}"#] >= 2.0,
+        "{m:?}"
+    );
+    assert!(
+        m[r#"ringwave_http2_streams_total{kind="events"}"#] >= 1.0,
+        "{m:?}"
+    );
+    assert!(
+        m[r#"ringwave_http2_streams_total{kind="response"}"#] >= 1.0,
+        "{m:?}"
+    );
 });

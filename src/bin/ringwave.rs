@@ -117,6 +117,13 @@ struct Cli {
     #[arg(long)]
     trust_proxy: bool,
 
+    /// Serve HTTP/1.1 only. By default HTTP/2 is served too, on the same
+    /// ports: in cleartext to clients that start with the HTTP/2 preface
+    /// (prior knowledge), over TLS to those that ask for `h2` by ALPN.
+    /// WebSocket over HTTP/2 is RFC 8441's extended CONNECT.
+    #[arg(long)]
+    no_http2: bool,
+
     /// Require this token on every WebSocket upgrade, as ?token=... on the URL
     /// or `Authorization: Bearer ...`; others get 401. (An example of the
     /// library's on_upgrade hook.)
@@ -347,6 +354,7 @@ fn main() -> ExitCode {
         allow_client_publish: cli.allow_client_publish,
         publish_token: cli.publish_token.clone(),
         trust_proxy: cli.trust_proxy,
+        http2: !cli.no_http2,
         tls,
         nats: (!cli.nats.is_empty()).then(|| NatsConfig {
             urls: cli.nats.clone(),

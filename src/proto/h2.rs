@@ -11,6 +11,8 @@
 
 use std::fmt;
 
+pub mod session;
+
 /// What a client sends first on an HTTP/2 connection (RFC 9113 §3.4).
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Frame header length.

@@ -161,6 +161,9 @@ pub struct Settings {
     pub tls: Option<super::tls::TlsSettings>,
     /// A bridge to other nodes' pub/sub (a broker), if any.
     pub uplink: Option<Arc<dyn Uplink>>,
+    /// Serve HTTP/2: by prior knowledge on the plaintext listener, by ALPN
+    /// `h2` on the TLS one.
+    pub http2: bool,
 }
 
 impl Default for Settings {
@@ -186,6 +189,7 @@ impl Default for Settings {
             topic_policies: HashMap::new(),
             tls: None,
             uplink: None,
+            http2: true,
         }
     }
 }

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use crate::driver::{Completion, Driver, Token};
 use crate::metrics::Stats;
+use crate::proto::h2::PREFACE;
 use crate::proto::handshake::{http_response, HttpRequest, TEXT_PLAIN};
-use crate::proto::{CloseCode, Conn, Event, Role};
+use crate::proto::{CloseCode, Conn, DeflateParams, Event, Role};
 use crate::pubsub::{Publication, Topics};
 
 use super::app::{App, RequestCx, Response, Route, Settings};
@@ -30,7 +31,7 @@ use super::session::head::{HeadStep, ProxyHead, ProxyStep, RequestHead};
 use super::session::http::Respond;
 use super::session::sse::{self, EventStream};
 use super::session::websocket::WebSocket;
-use super::session::{Ending, Session, Slot, Ticks};
+use super::session::{Ending, Session, Slot, Slots, Ticks};
 use super::timer::{TimerEntry, TimerWheel};
 use super::tls::TlsLayer;
 use super::ws::{ConnId, Msg, PubSub, Ws};
@@ -57,7 +58,7 @@ pub(crate) struct Core<A: App> {
     pub(super) app: A,
     pub(super) cfg: Arc<Settings>,
     pub(super) ticks: Ticks,
-    pub(super) conns: Vec<Option<Slot>>,
+    pub(super) conns: Slots,
     next_generation: u32,
     /// Connections that queued output this turn.
     pub(super) dirty: Vec<u32>,
@@ -71,7 +72,7 @@ pub(crate) struct Core<A: App> {
     /// Publishes made during a callback, delivered right after it.
     pub(super) publishes: Vec<Arc<Publication>>,
     /// Every worker's mailbox and counters, set once all have started.
-    shared: Arc<OnceLock<Shared>>,
+    pub(super) shared: Arc<OnceLock<Shared>>,
     /// Publications for a worker whose mailbox was full, in order.
     outbox: Vec<VecDeque<Arc<Publication>>>,
     /// Publications taken this turn, delivered together before the flush:
@@ -115,7 +116,7 @@ impl<A: App> Core<A> {
             },
             topics,
             cfg,
-            conns: Vec::with_capacity(crate::driver::descriptors::table_capacity()),
+            conns: Slots::with_capacity(crate::driver::descriptors::table_capacity()),
             next_generation: 1,
             dirty: Vec::new(),
             to_close: Vec::new(),
@@ -215,7 +216,7 @@ impl<A: App> Core<A> {
     }
 
     pub(crate) fn open_count(&self) -> usize {
-        self.conns.iter().filter(|c| c.is_some()).count()
+        self.conns.iter().count()
     }
 
     pub(super) fn mark_dirty(&mut self, index: u32) {
@@ -244,7 +245,8 @@ impl<A: App> Core<A> {
                 // io_uring reports every finished send; only a connection
                 // with something left to do needs a flush.
                 if let Some(Some(s)) = self.conns.get(t.index()) {
-                    let waiting = s.sub.as_ref().is_some_and(|s| !s.conflated.is_empty());
+                    let waiting = s.sub.as_ref().is_some_and(|s| !s.conflated.is_empty())
+                        || matches!(&s.session, Session::H2(h) if h.blocked);
                     if s.pending() > 0 || s.session.finished() || s.over_limit || waiting {
                         self.mark_dirty(t.0);
                     }
@@ -265,11 +267,7 @@ impl<A: App> Core<A> {
     /// A connection from listener `listener` (see [`super::TLS_LISTENER`]).
     fn accept(&mut self, t: Token, peer: Option<SocketAddr>, listener: usize) {
         let i = t.index();
-        if self.conns.len() <= i {
-            self.conns.resize_with(i + 1, || None);
-        }
-        let generation = self.next_generation;
-        self.next_generation = self.next_generation.wrapping_add(1);
+        let generation = self.new_generation();
         // The current tick began up to a second ago: one more tick, so the
         // handshake gets at least the whole timeout (a 1 s timeout could
         // otherwise fire a moment after the accept).
@@ -289,7 +287,7 @@ impl<A: App> Core<A> {
         let mut slot = Slot::new(generation, session, deadline);
         slot.tls = tls;
         let due = slot.timer_due(self.wheel.now(), self.ticks.ping);
-        self.conns[i] = Some(slot);
+        self.conns.insert_conn(i, slot);
         self.stats.connections_open.add(1);
         self.stats.connections_total.add(1);
         self.wheel.insert(t.0, generation, due);
@@ -306,9 +304,20 @@ impl<A: App> Core<A> {
         }
     }
 
+    /// A new slot's generation.
+    pub(super) fn new_generation(&mut self) -> u32 {
+        let g = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        g
+    }
+
     /// Answer with a whole response, then close (lingering); a status from
-    /// 400 on is counted as a refusal.
+    /// 400 on is counted as a refusal. On an HTTP/2 stream: answer the
+    /// stream.
     fn respond(&mut self, index: u32, r: Response) {
+        if index & super::session::STREAM != 0 {
+            return self.respond_stream(index, r.status, &r.bytes, false);
+        }
         if r.status >= 400 {
             self.stats.reject(r.status);
         }
@@ -379,6 +388,12 @@ impl<A: App> Core<A> {
                     }
                 }
             },
+            Session::Head(head)
+                if self.cfg.http2 && head.is_empty() && buf.starts_with(&PREFACE[..4]) =>
+            {
+                self.begin_h2(index, buf)
+            }
+            Session::H2(_) => self.h2_data(index, buf),
             Session::Head(head) => match head.read(buf) {
                 HeadStep::Incomplete => {}
                 HeadStep::Request(http, mut rest) => self.request(index, http, &mut rest),
@@ -414,18 +429,7 @@ impl<A: App> Core<A> {
             Route::Respond(r) => self.respond(index, r),
             Route::Upgrade { req, protocol, tag } => {
                 let deflate = req.negotiate_deflate(self.cfg.deflate.as_ref());
-                let mut conn = Conn::new(
-                    Role::Server,
-                    self.cfg.limits,
-                    deflate.map(|p| {
-                        let d = self.cfg.deflate.as_ref();
-                        (
-                            p,
-                            d.map_or(1, |d| d.level),
-                            d.map_or(0, |d| d.min_compress_size),
-                        )
-                    }),
-                );
+                let mut conn = self.ws_conn(deflate);
                 let _ = conn.send_raw(&req.accept_response(protocol.as_deref(), deflate.as_ref()));
                 self.open(index, WebSocket::new(conn, tag, self.wheel.now()));
                 if !rest.is_empty() {
@@ -446,7 +450,23 @@ impl<A: App> Core<A> {
         }
     }
 
-    fn finish_post(&mut self, index: u32) {
+    /// A WebSocket's protocol state, with permessage-deflate as negotiated.
+    pub(super) fn ws_conn(&self, deflate: Option<DeflateParams>) -> Conn {
+        let d = self.cfg.deflate.as_ref();
+        Conn::new(
+            Role::Server,
+            self.cfg.limits,
+            deflate.map(|p| {
+                (
+                    p,
+                    d.map_or(1, |d| d.level),
+                    d.map_or(0, |d| d.min_compress_size),
+                )
+            }),
+        )
+    }
+
+    pub(super) fn finish_post(&mut self, index: u32) {
         let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
             return;
         };
@@ -475,7 +495,7 @@ impl<A: App> Core<A> {
     }
 
     /// The upgrade was accepted: the connection is a WebSocket from now on.
-    fn open(&mut self, index: u32, ws: WebSocket) {
+    pub(super) fn open(&mut self, index: u32, ws: WebSocket) {
         let now = self.wheel.now();
         let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
             return;
@@ -489,7 +509,7 @@ impl<A: App> Core<A> {
     }
 
     /// Hand WebSocket bytes to the connection and its messages to the app.
-    fn frames(&mut self, index: u32, buf: &mut [u8]) {
+    pub(super) fn frames(&mut self, index: u32, buf: &mut [u8]) {
         let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
             return;
         };

@@ -2,6 +2,8 @@
 //! handshake that took too long, an event stream's keep-alive comment, a
 //! WebSocket's ping or idle close, the end of a lingering close.
 
+use crate::proto::h2::ErrorCode;
+
 use super::app::App;
 use super::core::Core;
 use super::session::websocket::Expiry;
@@ -46,6 +48,15 @@ impl<A: App> Core<A> {
                         self.wheel.insert(e.index, e.generation, slot.deadline);
                         self.mark_dirty(e.index);
                     }
+                }
+                Session::H2(h) if h.streams.is_empty() => {
+                    // Idle: no stream for the idle timeout.
+                    h.session.go_away(ErrorCode::NO_ERROR, "idle");
+                    self.mark_dirty(e.index);
+                }
+                Session::H2(_) => {
+                    slot.deadline = now + self.ticks.idle;
+                    self.wheel.insert(e.index, e.generation, slot.deadline);
                 }
                 Session::WebSocket(ws) => match ws.expire(now, &self.ticks) {
                     Expiry::Close => self.to_close.push(e.index),

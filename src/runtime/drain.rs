@@ -28,9 +28,12 @@ impl<A: App> Core<A> {
         let mut order: Vec<(u32, u32)> = self
             .conns
             .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.as_ref().map(|s| (i as u32, s)))
-            .filter(|(_, s)| matches!(s.session, Session::WebSocket(_) | Session::Events(_)))
+            .filter(|(_, s)| {
+                matches!(
+                    s.session,
+                    Session::WebSocket(_) | Session::Events(_) | Session::H2(_)
+                )
+            })
             .map(|(i, s)| (i, s.generation))
             .collect();
         order.shuffle(&mut rand::rngs::StdRng::from_os_rng());
@@ -79,6 +82,11 @@ impl<A: App> Core<A> {
                 if let Some(sub) = slot.sub.as_deref_mut() {
                     sub.discard_unstarted(true);
                 }
+            }
+            Session::H2(h) => {
+                // GOAWAY: no new streams; the connection ends with its last.
+                h.session.shut_down();
+                return self.mark_dirty(index);
             }
             _ => return,
         }

@@ -10,7 +10,8 @@ use crate::pubsub::Publication;
 
 use super::app::App;
 use super::core::Core;
-use super::session::{Ending, Session, Slot};
+use super::session::h2::BACKLOG;
+use super::session::{Ending, Session, Slot, STREAM};
 use super::tls::TlsLayer;
 
 /// Most slices gathered into one send.
@@ -179,30 +180,133 @@ fn write_out_tls(
     }
 }
 
+/// Put as much of an HTTP/2 stream's unsent bytes into its connection's
+/// output as the flow-control windows and the connection's backlog allow,
+/// as DATA frames, in the order [`gather`] lays them out. Returns the bytes
+/// taken.
+fn write_stream(stream: &mut Slot, conn: &mut Slot) -> usize {
+    let (Some(link), Session::H2(h)) = (stream.link, &mut conn.session) else {
+        return 0;
+    };
+    let mut total = 0;
+    loop {
+        if h.session.output().len() >= BACKLOG {
+            h.blocked |= stream.plain_pending() > 0;
+            return total;
+        }
+        let mut room = h.session.send_capacity(link.stream).min(BACKLOG);
+        if room == 0 {
+            return total;
+        }
+        let (taken, front_partial) = {
+            let mut parts = [Part::borrowed(&[]); MAX_PARTS];
+            let (n, front_partial) = gather(stream, &mut parts);
+            let mut taken = 0;
+            for p in &parts[..n] {
+                let b = p.bytes();
+                let k = h
+                    .session
+                    .send_data(link.stream, &b[..b.len().min(room)], false);
+                taken += k;
+                room -= k;
+                if k < b.len() || room == 0 {
+                    break;
+                }
+            }
+            (taken, front_partial)
+        };
+        if taken == 0 {
+            return total;
+        }
+        stream.consume(taken, front_partial);
+        total += taken;
+    }
+}
+
 impl<A: App> Core<A> {
-    /// Write out what each dirty connection queued this turn.
+    /// Write out what each dirty connection queued this turn: HTTP/2
+    /// streams first, into their connections' output, then the
+    /// connections.
     pub(super) fn flush(&mut self, driver: &mut dyn Driver) {
-        let dirty = std::mem::take(&mut self.dirty);
-        let limit = self.cfg.max_buffered;
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &index in dirty.iter().filter(|&&i| i & STREAM != 0) {
+            self.flush_one(index, driver);
+        }
+        // The connections the streams wrote into, and streams marked again
+        // (by on_drain): those wait for the next flush.
+        let mut again = std::mem::take(&mut self.dirty);
+        dirty.retain(|&i| i & STREAM == 0);
+        again.retain(|&i| {
+            let conn = i & STREAM == 0;
+            if conn {
+                dirty.push(i);
+            }
+            !conn
+        });
+        self.dirty = again;
         for &index in &dirty {
-            let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
-                continue;
+            self.flush_one(index, driver);
+        }
+        // Reuse the allocation when nothing was marked meanwhile.
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    fn flush_one(&mut self, index: u32, driver: &mut dyn Driver) {
+        let limit = self.cfg.max_buffered;
+        let token = Token(index);
+        let mut wrote_to = None;
+        let mut failed = if index & STREAM != 0 {
+            let Some((slot, conn)) = self.conns.stream_and_conn(index) else {
+                // Its connection is gone: so is the stream.
+                self.to_close.push(index);
+                return;
             };
             slot.dirty = false;
-            let token = Token(index);
-            let mut failed = match write_out(slot, driver, token) {
+            if write_stream(slot, conn) > 0 {
+                wrote_to = slot.link.map(|l| l.index);
+            }
+            false
+        } else {
+            let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+                return;
+            };
+            slot.dirty = false;
+            let r = write_out(slot, driver, token);
+            if let Session::H2(h) = &mut slot.session {
+                if h.blocked && h.session.output().len() < BACKLOG / 2 {
+                    h.blocked = false;
+                    self.wake_streams(index, true);
+                }
+            }
+            match r {
                 Ok(n) => {
                     self.stats.bytes_out.add(n as u64);
                     false
                 }
                 Err(_) => true,
+            }
+        };
+        if let Some(c) = wrote_to {
+            self.mark_dirty(c);
+        }
+        {
+            let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+                return;
             };
             let sse = slot.is_sse();
             if !failed && slot.pending() <= limit / 2 && slot.session.takes_publications() {
                 if let Some(sub) = slot.sub.as_deref_mut() {
                     if !sub.conflated.is_empty() {
-                        // Drained enough: send the newest of what was held.
+                        // Drained enough: send the newest of what was held
+                        // (a stream's goes out with its next flush).
                         sub.release_conflated(sse);
+                        if slot.link.is_some() {
+                            self.mark_dirty(index);
+                            return;
+                        }
                         match write_out(slot, driver, token) {
                             Ok(n) => self.stats.bytes_out.add(n as u64),
                             Err(_) => failed = true,
@@ -212,7 +316,13 @@ impl<A: App> Core<A> {
             }
             let pending = slot.pending();
             let finished = pending == 0 && slot.session.finished();
-            if failed || (finished && slot.ending == Ending::Close) {
+            // A stream has no transport to half-close.
+            let ending = if slot.link.is_some() {
+                Ending::Close
+            } else {
+                slot.ending
+            };
+            if failed || (finished && ending == Ending::Close) {
                 self.to_close.push(index);
             } else if finished {
                 if slot.ending == Ending::Linger {
@@ -228,12 +338,6 @@ impl<A: App> Core<A> {
                 self.drained(index);
             }
         }
-        // Reuse the allocation; entries pushed during on_drain stay.
-        let mut dirty = dirty;
-        dirty.clear();
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
-        }
     }
 
     /// Close the transports of finished or failed connections.
@@ -244,17 +348,17 @@ impl<A: App> Core<A> {
     }
 
     fn close_transport(&mut self, driver: &mut dyn Driver, index: u32) {
-        let Some(slot) = self.conns.get_mut(index as usize).and_then(Option::take) else {
+        let Some(slot) = self.conns.take(index) else {
             return;
         };
-        driver.close(Token(index));
-        self.stats.connections_open.sub(1);
-        if let Some(shared) = self.shared() {
-            // Saturating: a connection accepted before `shared` was set was
-            // never counted.
-            let _ = shared
-                .connections
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        match slot.link {
+            Some(link) => self.end_stream(&slot, link),
+            None => self.close_socket(driver, index),
+        }
+        if let Session::H2(h) = &slot.session {
+            for &(s, _) in h.streams.values() {
+                self.close_transport(driver, s);
+            }
         }
         if let Some(sub) = &slot.sub {
             self.topics
@@ -272,8 +376,22 @@ impl<A: App> Core<A> {
         }
     }
 
+    /// Close a connection's socket and count it gone.
+    fn close_socket(&mut self, driver: &mut dyn Driver, index: u32) {
+        driver.close(Token(index));
+        self.stats.connections_open.sub(1);
+        if let Some(shared) = self.shared() {
+            // Saturating: a connection accepted before `shared` was set was
+            // never counted.
+            let _ = shared
+                .connections
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
+
     pub(super) fn close_all(&mut self, driver: &mut dyn Driver) {
-        for index in 0..self.conns.len() as u32 {
+        let all: Vec<u32> = self.conns.iter().map(|(i, _)| i).collect();
+        for index in all {
             self.close_transport(driver, index);
         }
     }

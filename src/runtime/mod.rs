@@ -19,6 +19,7 @@ mod deadlines;
 mod delivery;
 mod drain;
 mod flush;
+mod h2;
 pub mod mailbox;
 mod publisher;
 mod session;

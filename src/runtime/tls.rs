@@ -180,15 +180,22 @@ pub struct TlsSettings {
 }
 
 impl TlsSettings {
-    /// TLS 1.3 and 1.2 with the ring provider's cipher suites, ALPN
-    /// `http/1.1`, serving `certs` on `listen`.
-    pub fn new(listen: SocketAddr, certs: Arc<Certificates>) -> io::Result<TlsSettings> {
+    /// TLS 1.3 and 1.2 with the ring provider's cipher suites, ALPN `h2`
+    /// (when `http2`) and `http/1.1`, serving `certs` on `listen`.
+    pub fn new(
+        listen: SocketAddr,
+        certs: Arc<Certificates>,
+        http2: bool,
+    ) -> io::Result<TlsSettings> {
         let mut config = ServerConfig::builder_with_provider(certs.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| io::Error::other(format!("TLS setup: {e}")))?
             .with_no_client_auth()
             .with_cert_resolver(certs.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        if http2 {
+            config.alpn_protocols.insert(0, b"h2".to_vec());
+        }
         Ok(TlsSettings {
             listen,
             certs,

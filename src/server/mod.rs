@@ -185,6 +185,9 @@ pub struct Config {
     /// `X-Forwarded-For` (only behind a proxy that sets them: clients could
     /// send either themselves).
     pub trust_proxy: bool,
+    /// Serve HTTP/2 beside HTTP/1.1: by prior knowledge on the plaintext
+    /// listener, by ALPN `h2` on the TLS one (default on).
+    pub http2: bool,
     /// A TLS listener beside the plaintext one (`None`: plaintext only).
     pub tls: Option<TlsConfig>,
     /// Share pub/sub with other nodes through NATS (`None`: this node only).
@@ -227,6 +230,7 @@ impl Default for Config {
             allow_client_publish: false,
             publish_token: None,
             trust_proxy: s.trust_proxy,
+            http2: s.http2,
             tls: None,
             nats: None,
         }
@@ -240,7 +244,7 @@ impl Config {
         let tls = match &self.tls {
             Some(t) => {
                 let certs = Arc::new(Certificates::load(t.certs.clone())?);
-                Some(TlsSettings::new(t.listen, certs)?)
+                Some(TlsSettings::new(t.listen, certs, self.http2)?)
             }
             None => None,
         };
@@ -263,6 +267,7 @@ impl Config {
             topic_policies: self.topic_policies.clone(),
             tls,
             uplink: None,
+            http2: self.http2,
         })
     }
 }

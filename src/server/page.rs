@@ -1,6 +1,7 @@
 //! The page served on `GET /`: a live ticker table fed over WebSocket by the
 //! feed app (`/feed`, topic `ticks`), and an echo test that sends a text and
-//! a binary message and shows the echoes; a form sends more.
+//! a binary message and shows the echoes; a form sends more. The same ticks
+//! also arrive as Server-Sent Events (`/sse/ticks`).
 
 /// The HTML document.
 pub const INDEX_HTML: &str = r#"<!doctype html>
@@ -23,7 +24,8 @@ pub const INDEX_HTML: &str = r#"<!doctype html>
 <h1>ringwave</h1>
 <h2>Live ticker</h2>
 <p>Subscribed to topic <code>ticks</code> on <code>/feed</code> (published by the built-in simulator, <code>--feed-sim</code>).
-Feed: <span id="feed-status">connecting…</span>, <span id="tick-count">0</span> ticks received.</p>
+Feed: <span id="feed-status">connecting…</span>, <span id="tick-count">0</span> ticks received;
+the same topic as Server-Sent Events (<code>/sse/ticks</code>): <span id="sse-count">0</span> events.</p>
 <table id="ticker"><thead><tr><th>symbol</th><th>price</th><th>change</th><th>size</th><th>updates</th></tr></thead><tbody></tbody></table>
 <h2>Echo</h2>
 <p>This page opened a WebSocket to the server; every message you send is echoed back.</p>
@@ -40,7 +42,12 @@ const status = document.getElementById('status');
 const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/echo';
 const ws = new WebSocket(url);
 ws.binaryType = 'arraybuffer';
-window.ringwave = { echoes: [], closed: false, ticks: 0, symbols: 0 };
+window.ringwave = { echoes: [], closed: false, ticks: 0, symbols: 0, sse: 0 };
+const events = new EventSource('/sse/ticks');
+events.onmessage = () => {
+  window.ringwave.sse += 1;
+  document.getElementById('sse-count').textContent = window.ringwave.sse;
+};
 const feedStatus = document.getElementById('feed-status');
 const rows = new Map();
 const feed = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/feed');

@@ -2,7 +2,8 @@
 
 Drives Chromium over the DevTools protocol (with the `websockets` client),
 waits until the page shows both echoes, then checks that the live ticker
-table fills with ticks from the server's feed simulator and keeps updating.
+table fills with ticks from the server's feed simulator and keeps updating,
+and that the page's EventSource receives the same topic.
 Usage:
     browser.py http://127.0.0.1:PORT/ [screenshot.png]
     RINGWAVE_SPKI=<base64 sha256 of the key> browser.py https://127.0.0.1:PORT/
@@ -121,6 +122,13 @@ async def main():
                 await asyncio.sleep(0.1)
                 later = await js("window.ringwave.ticks")
             assert later > first, f"ticks stopped at {first}"
+            # The same topic over Server-Sent Events.
+            deadline = time.time() + 10
+            sse = 0
+            while time.time() < deadline and sse < 5:
+                await asyncio.sleep(0.1)
+                sse = await js("window.ringwave.sse") or 0
+            assert sse >= 5, f"only {sse} Server-Sent Events"
             if SHOT:
                 shot = await call("Page.captureScreenshot", format="png")
                 with open(SHOT, "wb") as f:

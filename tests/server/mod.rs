@@ -473,3 +473,37 @@ pub fn feed_client(addr: SocketAddr) -> tungstenite::WebSocket<TcpStream> {
     let (ws, _) = tungstenite::client(format!("ws://{addr}/feed"), stream).unwrap();
     ws
 }
+
+/// Run `curl -sS -N -v --max-time 20 ARGS` until the first event of the
+/// stream it reads; returns what it read and its trace (stderr).
+pub fn curl_sse(args: &[&str]) -> (String, String) {
+    let mut curl = Command::new("curl")
+        .args(["-sS", "-N", "-v", "--max-time", "20"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("curl (scripts/test.sh installs it)");
+    let mut out = curl.stdout.take().unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Until the first event: curl's own --max-time bounds the wait.
+    while !String::from_utf8_lossy(&got).contains("\ndata: ") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "stream ended before an event: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    let _ = curl.kill();
+    let mut err = String::new();
+    curl.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let _ = curl.wait();
+    (String::from_utf8_lossy(&got).into_owned(), err)
+}

@@ -97,6 +97,11 @@ impl RequestHead {
         }
     }
 
+    /// Nothing read yet.
+    pub(in crate::runtime) fn is_empty(&self) -> bool {
+        self.parser.buffered() == 0
+    }
+
     /// The TCP peer.
     pub(in crate::runtime) fn peer(&self) -> Option<SocketAddr> {
         self.peer

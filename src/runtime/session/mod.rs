@@ -5,7 +5,10 @@
 //! - [`http`]: a plain response, then close;
 //! - [`body`]: the body of a publish request;
 //! - [`sse`]: a Server-Sent Events stream;
-//! - [`websocket`]: an upgraded connection.
+//! - [`websocket`]: an upgraded connection;
+//! - [`h2`]: an HTTP/2 connection, whose streams are slots of their own
+//!   (a response, an event stream, a publish body, a WebSocket) linked to
+//!   it ([`Link`]).
 //!
 //! What every session shares (its own unsent bytes, whether it takes
 //! publications, whether it is finished) is answered here, by one match per
@@ -13,6 +16,7 @@
 //! other session.
 
 pub(super) mod body;
+pub(super) mod h2;
 pub(super) mod head;
 pub(super) mod http;
 pub(super) mod sse;
@@ -24,6 +28,7 @@ use crate::pubsub::Subscriber;
 use super::tls::TlsLayer;
 
 use body::PostBody;
+use h2::Http2;
 use head::{ProxyHead, RequestHead};
 use http::Respond;
 use sse::EventStream;
@@ -49,6 +54,8 @@ pub(super) enum Session {
     Body(Box<PostBody>),
     Events(EventStream),
     WebSocket(WebSocket),
+    /// Boxed: the HPACK tables and the stream map.
+    H2(Box<Http2>),
 }
 
 impl Session {
@@ -61,6 +68,7 @@ impl Session {
             Session::Respond(r) => r.output(),
             Session::Events(s) => s.output(),
             Session::WebSocket(ws) => ws.conn.output(),
+            Session::H2(h) => h.session.output(),
         }
     }
 
@@ -71,6 +79,7 @@ impl Session {
             Session::Respond(r) => r.advance(n),
             Session::Events(s) => s.advance(n),
             Session::WebSocket(ws) => ws.conn.advance_output(n),
+            Session::H2(h) => h.session.advance_output(n),
         }
     }
 
@@ -92,6 +101,7 @@ impl Session {
             Session::Respond(_) => true,
             Session::Events(s) => s.closing(),
             Session::WebSocket(ws) => ws.conn.close_state() == CloseState::Closed,
+            Session::H2(h) => h.session.finished(),
         }
     }
 
@@ -133,6 +143,19 @@ pub(super) struct Slot {
     /// TLS, on a connection from the TLS listener: the session's bytes are
     /// plaintext and this layer's output is what goes to the socket.
     pub tls: Option<Box<TlsLayer>>,
+    /// On an HTTP/2 stream's slot: the connection it travels on. Its bytes
+    /// go there as DATA frames, not to a socket.
+    pub link: Option<Link>,
+}
+
+/// The HTTP/2 connection a stream's slot belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Link {
+    /// The connection's slot.
+    pub index: u32,
+    pub generation: u32,
+    /// The stream.
+    pub stream: u32,
 }
 
 impl Slot {
@@ -147,6 +170,7 @@ impl Slot {
             ending: Ending::Close,
             sub: None,
             tls: None,
+            link: None,
         }
     }
 
@@ -243,5 +267,97 @@ impl Slot {
                 sub.queue.pop_front();
             }
         }
+    }
+}
+
+/// The index bit of an HTTP/2 stream's slot (a connection's index is its
+/// driver token).
+pub(super) const STREAM: u32 = 1 << 31;
+
+/// The worker's slots: connections by driver token, HTTP/2 streams by
+/// [`STREAM`] and a number of their own.
+pub(super) struct Slots {
+    conns: Vec<Option<Slot>>,
+    streams: Vec<Option<Slot>>,
+    free: Vec<u32>,
+}
+
+impl Slots {
+    pub(super) fn with_capacity(n: usize) -> Slots {
+        Slots {
+            conns: Vec::with_capacity(n),
+            streams: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub(super) fn get(&self, index: usize) -> Option<&Option<Slot>> {
+        if index & STREAM as usize != 0 {
+            self.streams.get(index & !(STREAM as usize))
+        } else {
+            self.conns.get(index)
+        }
+    }
+
+    #[inline]
+    pub(super) fn get_mut(&mut self, index: usize) -> Option<&mut Option<Slot>> {
+        if index & STREAM as usize != 0 {
+            self.streams.get_mut(index & !(STREAM as usize))
+        } else {
+            self.conns.get_mut(index)
+        }
+    }
+
+    /// A stream's slot and its connection's, both live, the connection's of
+    /// the generation the link names.
+    pub(super) fn stream_and_conn(&mut self, index: u32) -> Option<(&mut Slot, &mut Slot)> {
+        let s = self.streams.get_mut((index & !STREAM) as usize)?.as_mut()?;
+        let link = s.link?;
+        let c = self.conns.get_mut(link.index as usize)?.as_mut()?;
+        (c.generation == link.generation).then_some((s, c))
+    }
+
+    /// Put a new connection's slot at its token's index.
+    pub(super) fn insert_conn(&mut self, i: usize, slot: Slot) {
+        if self.conns.len() <= i {
+            self.conns.resize_with(i + 1, || None);
+        }
+        self.conns[i] = Some(slot);
+    }
+
+    /// A stream's slot: its index.
+    pub(super) fn insert_stream(&mut self, slot: Slot) -> u32 {
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.streams.push(None);
+                self.streams.len() as u32 - 1
+            }
+        };
+        self.streams[i as usize] = Some(slot);
+        i | STREAM
+    }
+
+    /// Remove a slot (a stream's index is reused).
+    pub(super) fn take(&mut self, index: u32) -> Option<Slot> {
+        let slot = self.get_mut(index as usize)?.take();
+        if slot.is_some() && index & STREAM != 0 {
+            self.free.push(index & !STREAM);
+        }
+        slot
+    }
+
+    /// Every live slot and its index.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u32, &Slot)> {
+        let conns = self.conns.iter().enumerate().map(|(i, c)| (i as u32, c));
+        let streams = self
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i as u32 | STREAM, c));
+        conns
+            .chain(streams)
+            .filter_map(|(i, c)| c.as_ref().map(|s| (i, s)))
     }
 }

@@ -25,6 +25,16 @@ impl EventStream {
         }
     }
 
+    /// A stream whose head went another way (an HTTP/2 HEADERS frame): a
+    /// `subscribed` comment first.
+    pub(in crate::runtime) fn headless() -> EventStream {
+        EventStream {
+            out: b": subscribed\n\n".to_vec(),
+            pos: 0,
+            closing: false,
+        }
+    }
+
     /// The stream's own bytes not yet written.
     #[inline]
     pub(in crate::runtime) fn output(&self) -> &[u8] {

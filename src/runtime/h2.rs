@@ -1,0 +1,398 @@
+//! HTTP/2 in the loop: a connection's bytes through its
+//! `proto::h2::session`, each request to the route table as on HTTP/1.1,
+//! and each stream that outlives its head as a slot of its own (see
+//! `session::h2`): a response body, an event stream, a publish body, or a
+//! WebSocket over extended CONNECT (RFC 8441) for the same `App`.
+
+use crate::proto::h2::session::{ConnError, Event, Request};
+use crate::proto::h2::ErrorCode;
+use crate::proto::handshake::HttpRequest;
+use crate::proto::CloseState;
+
+use super::app::{App, RequestCx, Route};
+use super::core::Core;
+use super::session::body::PostBody;
+use super::session::h2::{response_parts, Http2};
+use super::session::http::Respond;
+use super::session::sse::EventStream;
+use super::session::websocket::WebSocket;
+use super::session::{Ending, Link, Session, Slot};
+
+/// A key for the route table's handshake checks: HTTP/2 has no
+/// `Sec-WebSocket-Key` (RFC 8441 §5), and its accept value is not sent.
+const NO_KEY: &[u8] = b"AAAAAAAAAAAAAAAAAAAAAA==";
+
+/// The `ringwave_http2_errors_total` reason of a connection error.
+fn error_reason(e: &ConnError) -> &'static str {
+    match e.code {
+        ErrorCode::FLOW_CONTROL_ERROR => "flow_control",
+        ErrorCode::COMPRESSION_ERROR => "compression",
+        ErrorCode::ENHANCE_YOUR_CALM if e.reason.contains("rapid") => "rapid_reset",
+        ErrorCode::ENHANCE_YOUR_CALM if e.reason.contains("CONTINUATION") => "continuation_flood",
+        ErrorCode::ENHANCE_YOUR_CALM => "control_flood",
+        _ => "protocol",
+    }
+}
+
+/// The reason of a refused stream.
+fn refused_reason(reason: &str) -> &'static str {
+    match reason {
+        "header list too large" => "header_list",
+        "too many concurrent streams" => "stream_limit",
+        _ => "malformed",
+    }
+}
+
+/// An HTTP/2 request as the HTTP/1.1 head the route table reads: `Host`
+/// from `:authority`, and an extended CONNECT for `websocket` as the
+/// upgrade request it stands for.
+fn http_request(req: Request) -> (HttpRequest, bool) {
+    let websocket = req.method == "CONNECT"
+        && req
+            .protocol
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case("websocket"));
+    let mut headers = Vec::with_capacity(req.headers.len() + 4);
+    if !req.authority.is_empty() {
+        headers.push(("host".to_string(), req.authority.into_bytes()));
+    }
+    if websocket {
+        headers.push(("upgrade".to_string(), b"websocket".to_vec()));
+        headers.push(("connection".to_string(), b"Upgrade".to_vec()));
+        headers.push(("sec-websocket-key".to_string(), NO_KEY.to_vec()));
+    }
+    headers.extend(req.headers);
+    let method = if websocket {
+        "GET".to_string()
+    } else {
+        req.method
+    };
+    let http = HttpRequest {
+        method,
+        path: req.path,
+        minor_version: 1,
+        headers,
+    };
+    (http, websocket)
+}
+
+impl<A: App> Core<A> {
+    /// The connection's first bytes are the HTTP/2 preface.
+    pub(super) fn begin_h2(&mut self, index: u32, buf: &mut [u8]) {
+        let now = self.wheel.now();
+        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            return;
+        };
+        let Session::Head(head) = &slot.session else {
+            return;
+        };
+        slot.session = Session::H2(Box::new(Http2::new(head.peer())));
+        slot.deadline = now + self.ticks.idle;
+        self.stats.h2_connections.add(1);
+        self.h2_data(index, buf);
+    }
+
+    /// Bytes on an HTTP/2 connection.
+    pub(super) fn h2_data(&mut self, index: u32, buf: &[u8]) {
+        let now = self.wheel.now();
+        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            return;
+        };
+        let Session::H2(h) = &mut slot.session else {
+            return;
+        };
+        slot.deadline = now + self.ticks.idle;
+        let mut events = std::mem::take(&mut h.events);
+        events.clear();
+        if let Err(e) = h.session.read(buf, now, &mut events) {
+            tracing::debug!(worker = self.worker, index, "{e}");
+            self.stats.h2_error(error_reason(&e));
+            slot.ending = Ending::Linger;
+        }
+        let mut data = h.session.take_data();
+        for ev in events.drain(..) {
+            match ev {
+                Event::Request(req) => self.h2_request(index, req),
+                Event::Data {
+                    stream,
+                    range,
+                    end_stream,
+                } => self.h2_body(index, stream, &mut data[range], end_stream),
+                Event::Reset { stream } => {
+                    if let Some(s) = self.stream_slot(index, stream) {
+                        self.to_close.push(s);
+                    }
+                }
+                Event::Refused { reason } => self.stats.h2_error(refused_reason(reason)),
+            }
+        }
+        if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
+            if let Session::H2(h) = &mut slot.session {
+                h.session.restore_data(data);
+                h.events = events;
+            }
+        }
+        // A WINDOW_UPDATE may have come: streams with bytes waiting go again.
+        self.wake_streams(index, false);
+        self.mark_dirty(index);
+        self.publish_pending();
+    }
+
+    /// Mark the connection's streams with unsent bytes dirty (all of them
+    /// when `all`).
+    pub(super) fn wake_streams(&mut self, index: u32, all: bool) {
+        let Some(Some(slot)) = self.conns.get(index as usize) else {
+            return;
+        };
+        let Session::H2(h) = &slot.session else {
+            return;
+        };
+        let mut wake = Vec::new();
+        for &(s, generation) in h.streams.values() {
+            let waiting = self
+                .conns
+                .get(s as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|slot| {
+                    slot.generation == generation
+                        && (all || slot.plain_pending() > 0 || slot.session.finished())
+                });
+            if waiting {
+                wake.push(s);
+            }
+        }
+        for s in wake {
+            self.mark_dirty(s);
+        }
+    }
+
+    /// The slot of `stream` on connection `index`.
+    fn stream_slot(&self, index: u32, stream: u32) -> Option<u32> {
+        let slot = self.conns.get(index as usize)?.as_ref()?;
+        let Session::H2(h) = &slot.session else {
+            return None;
+        };
+        let &(s, generation) = h.streams.get(&stream)?;
+        let live = self.conns.get(s as usize)?.as_ref()?.generation == generation;
+        live.then_some(s)
+    }
+
+    /// A new stream's request: a slot of its own, then the route table.
+    fn h2_request(&mut self, index: u32, req: Request) {
+        let now = self.wheel.now();
+        let generation = self.new_generation();
+        let Some(Some(conn)) = self.conns.get_mut(index as usize) else {
+            return;
+        };
+        let Session::H2(h) = &mut conn.session else {
+            return;
+        };
+        let stream = req.stream;
+        let peer = h.peer;
+        let end_stream = req.end_stream;
+        let mut slot = Slot::new(
+            generation,
+            Session::Respond(Respond::new(Vec::new())),
+            now + self.ticks.handshake + 1,
+        );
+        slot.link = Some(Link {
+            index,
+            generation: conn.generation,
+            stream,
+        });
+        let s = self.conns.insert_stream(slot);
+        if let Some(Some(conn)) = self.conns.get_mut(index as usize) {
+            if let Session::H2(h) = &mut conn.session {
+                h.streams.insert(stream, (s, generation));
+            }
+        }
+        self.wheel
+            .insert(s, generation, now + self.ticks.handshake + 1);
+        let (http, websocket) = http_request(req);
+        let head_only = http.method == "HEAD";
+        let client_ip = if self.cfg.trust_proxy {
+            crate::proto::proxy::forwarded_for(http.header_values("x-forwarded-for"))
+                .or(peer.map(|p| p.ip()))
+        } else {
+            peer.map(|p| p.ip())
+        };
+        let cx = RequestCx {
+            id: self.conn_id(s, generation),
+            peer_addr: peer,
+            client_ip,
+            draining: self.draining,
+            shared: self.shared.get(),
+        };
+        match self.app.route(http, &cx) {
+            Route::Respond(r) => {
+                self.stats.h2_stream("response");
+                self.respond_stream(s, r.status, &r.bytes, head_only);
+            }
+            Route::Upgrade { req, protocol, tag } if websocket => {
+                self.stats.h2_stream("websocket");
+                let deflate = req.negotiate_deflate(self.cfg.deflate.as_ref());
+                let extensions = deflate.map(|d| d.header_value());
+                let mut fields: Vec<(&str, &[u8])> = Vec::new();
+                if let Some(p) = &protocol {
+                    fields.push(("sec-websocket-protocol", p.as_bytes()));
+                }
+                if let Some(e) = &extensions {
+                    fields.push(("sec-websocket-extensions", e.as_bytes()));
+                }
+                self.stream_headers(s, 200, &fields, false);
+                let conn = self.ws_conn(deflate);
+                self.open(s, WebSocket::new(conn, tag, now));
+            }
+            Route::Upgrade { .. } => {
+                let bytes = crate::proto::handshake::http_response(
+                    400,
+                    "",
+                    crate::proto::handshake::TEXT_PLAIN,
+                    b"a WebSocket over HTTP/2 is an extended CONNECT (RFC 8441)\n",
+                    false,
+                );
+                self.respond_stream(s, 400, &bytes, false);
+            }
+            Route::EventStream { topic } => {
+                self.stats.h2_stream("events");
+                let fields: [(&str, &[u8]); 2] = [
+                    ("content-type", b"text/event-stream"),
+                    ("cache-control", b"no-cache"),
+                ];
+                self.stream_headers(s, 200, &fields, head_only);
+                if head_only {
+                    return self.to_close.push(s);
+                }
+                let Some(Some(slot)) = self.conns.get_mut(s as usize) else {
+                    return;
+                };
+                slot.session = Session::Events(EventStream::headless());
+                slot.deadline = now + self.ticks.ping;
+                let _ = self
+                    .topics
+                    .subscribe(s, generation, &mut slot.sub, &topic, &self.stats);
+                self.mark_dirty(s);
+            }
+            Route::Publish { topic, key, len } => {
+                self.stats.h2_stream("publish");
+                let post = PostBody::new(topic, key, len);
+                if let Some(Some(slot)) = self.conns.get_mut(s as usize) {
+                    slot.session = Session::Body(Box::new(post));
+                }
+                if len == 0 {
+                    self.finish_post(s);
+                } else if end_stream {
+                    self.short_body(s);
+                }
+            }
+        }
+    }
+
+    /// A publish body ended before its `Content-Length`.
+    fn short_body(&mut self, s: u32) {
+        let bytes = crate::proto::handshake::http_response(
+            400,
+            "",
+            crate::proto::handshake::TEXT_PLAIN,
+            b"the body ended before its Content-Length\n",
+            false,
+        );
+        self.stats.reject(400);
+        self.respond_stream(s, 400, &bytes, false);
+    }
+
+    /// Send a stream's response head.
+    fn stream_headers(&mut self, s: u32, status: u16, fields: &[(&str, &[u8])], end: bool) {
+        let Some((slot, conn)) = self.conns.stream_and_conn(s) else {
+            return;
+        };
+        let Some(link) = slot.link else {
+            return;
+        };
+        if let Session::H2(h) = &mut conn.session {
+            h.session.send_headers(link.stream, status, fields, end);
+        }
+        self.mark_dirty(link.index);
+    }
+
+    /// Answer a stream with a whole HTTP/1.1 response (the route table's),
+    /// as HTTP/2: the head now, the body from the stream's slot.
+    pub(super) fn respond_stream(&mut self, s: u32, status: u16, bytes: &[u8], head_only: bool) {
+        if status >= 400 {
+            self.stats.reject(status);
+        }
+        let p = response_parts(bytes);
+        let body = if head_only { &[][..] } else { p.body };
+        let fields: Vec<(&str, &[u8])> = p.fields.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        self.stream_headers(s, p.status, &fields, body.is_empty());
+        let Some(Some(slot)) = self.conns.get_mut(s as usize) else {
+            return;
+        };
+        slot.session = Session::Respond(Respond::new(body.to_vec()));
+        slot.ending = Ending::Close;
+        if body.is_empty() {
+            self.to_close.push(s);
+        } else {
+            self.mark_dirty(s);
+        }
+    }
+
+    /// DATA on a stream: a publish body, or WebSocket frames.
+    fn h2_body(&mut self, index: u32, stream: u32, data: &mut [u8], end_stream: bool) {
+        let now = self.wheel.now();
+        let Some(s) = self.stream_slot(index, stream) else {
+            return;
+        };
+        let Some(Some(slot)) = self.conns.get_mut(s as usize) else {
+            return;
+        };
+        match &mut slot.session {
+            Session::Body(post) => {
+                if post.take(data) {
+                    self.finish_post(s);
+                } else if end_stream {
+                    self.short_body(s);
+                }
+            }
+            Session::WebSocket(ws) => {
+                slot.deadline = now + self.ticks.ping;
+                ws.heard(now);
+                if !data.is_empty() {
+                    self.frames(s, data);
+                }
+                if end_stream {
+                    // The peer's side is done: as a TCP connection's EOF.
+                    self.to_close.push(s);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A stream's slot is closing: end the stream (END_STREAM when it
+    /// finished, RST_STREAM otherwise) and forget it.
+    pub(super) fn end_stream(&mut self, slot: &Slot, link: Link) {
+        let clean = match &slot.session {
+            Session::WebSocket(ws) => ws.conn.close_state() == CloseState::Closed,
+            s => s.finished(),
+        } && slot.plain_pending() == 0;
+        let Some(Some(conn)) = self.conns.get_mut(link.index as usize) else {
+            return;
+        };
+        if conn.generation != link.generation {
+            return;
+        }
+        let Session::H2(h) = &mut conn.session else {
+            return;
+        };
+        h.streams.remove(&link.stream);
+        if h.session.is_open(link.stream) {
+            if clean {
+                h.session.send_data(link.stream, &[], true);
+            } else {
+                h.session.reset(link.stream, ErrorCode::CANCEL);
+            }
+        }
+        self.mark_dirty(link.index);
+    }
+}
