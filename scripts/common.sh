@@ -10,3 +10,8 @@ wait_port() {
     echo "${2:-something on port $1} did not start" >&2
     exit 1
 }
+
+# free_port: print a TCP port on 127.0.0.1 that nothing listens on now.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}

@@ -12,6 +12,7 @@
 
 pub mod hold;
 pub mod report;
+pub mod sse;
 pub mod stats;
 
 use std::io::{self, Read, Write};

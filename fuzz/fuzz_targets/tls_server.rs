@@ -23,7 +23,7 @@ fn settings() -> &'static TlsSettings {
         std::fs::write(&files.cert, cert.pem()).unwrap();
         std::fs::write(&files.key, key.serialize_pem()).unwrap();
         let certs = std::sync::Arc::new(Certificates::load(vec![files]).unwrap());
-        TlsSettings::new("127.0.0.1:0".parse().unwrap(), certs).unwrap()
+        TlsSettings::new("127.0.0.1:0".parse().unwrap(), certs, true).unwrap()
     })
 }
 

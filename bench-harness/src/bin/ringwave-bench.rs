@@ -45,6 +45,11 @@ enum Cmd {
     /// publishes per second; latency from publish to each receipt, delivered
     /// messages per second.
     Fanout(FanoutArgs),
+    /// Server-Sent Events fan-out: S subscriber streams of GET /sse/TOPIC,
+    /// over HTTP/1.1 (a connection each) or HTTP/2 (--streams-per-conn per
+    /// connection, prior knowledge); one publisher posting R per second over
+    /// HTTP/2 (the server needs --allow-client-publish).
+    SseFanout(SseFanoutArgs),
     /// Ramp up to N connections (a million by default) at R per second over
     /// child processes, hold them for T seconds, and measure the server at
     /// checkpoints: connections open, RSS per connection, kernel socket
@@ -291,6 +296,7 @@ fn main() -> ExitCode {
         Cmd::Connect(a) => connect(a),
         Cmd::Idle(a) => idle(a),
         Cmd::Fanout(a) => fanout(a),
+        Cmd::SseFanout(a) => sse_fanout(a),
         Cmd::Hold(a) => hold(a),
         Cmd::Report(a) => bench_harness::report::write(&a.input, &a.out, a.preface.as_deref())
             .map_err(|e| e.to_string()),
@@ -662,6 +668,92 @@ fn latency(a: LatencyArgs) -> Result<(), String> {
         broker_cpu_pct: None,
     };
     emit(c, &r)
+}
+
+#[derive(Args, Debug)]
+struct SseFanoutArgs {
+    /// The server (cleartext; HTTP/2 by prior knowledge).
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    addr: std::net::SocketAddr,
+    /// Subscriber streams.
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Streams per HTTP/2 connection; 0: HTTP/1.1, a connection each.
+    #[arg(long, default_value_t = 0)]
+    streams_per_conn: usize,
+    /// Publications per second.
+    #[arg(short = 'r', long, default_value_t = 100.0)]
+    rate: f64,
+    /// Payload bytes (at least 16: the send time in hex).
+    #[arg(short = 's', long, default_value_t = 100)]
+    size: usize,
+    #[arg(long, default_value = "bench")]
+    topic: String,
+    /// Measured seconds.
+    #[arg(short = 't', long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds of publishing before the measured window.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// The server's process id: its CPU over the window and its RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Name in the printed line.
+    #[arg(long, default_value = "server")]
+    label: String,
+}
+
+fn sse_fanout(a: SseFanoutArgs) -> Result<(), String> {
+    if a.size < 16 || a.rate <= 0.0 || a.subscribers == 0 {
+        return Err("--size must be at least 16, --rate and --subscribers positive".into());
+    }
+    let cfg = bench_harness::sse::SseConfig {
+        addr: a.addr,
+        topic: a.topic.clone(),
+        subscribers: a.subscribers,
+        streams_per_conn: a.streams_per_conn,
+        rate: a.rate,
+        size: a.size,
+        warmup: a.warmup,
+        duration: a.duration,
+    };
+    let mut window = None;
+    let mut cpu = None;
+    let mut rss = None;
+    let r = bench_harness::sse::run(&cfg, |start| {
+        if start {
+            window = Some(CpuWindow::start(a.server_pid));
+        } else {
+            cpu = window.as_ref().map(CpuWindow::end);
+            rss = a.server_pid.and_then(bench_harness::process_rss);
+        }
+    })?;
+    let (_, server_pct, server_ns, own_pct) = cpu.ok_or("no measured window")?;
+    let proto = if a.streams_per_conn == 0 {
+        format!("HTTP/1.1, {} connections", a.subscribers)
+    } else {
+        format!(
+            "HTTP/2, {} connections x {} streams",
+            a.subscribers.div_ceil(a.streams_per_conn),
+            a.streams_per_conn
+        )
+    };
+    println!(
+        "{} sse-fanout {} subscribers ({proto}) x {:.0}/s x {}B: delivered {:.0}/s; p50 {:.0} µs, p99 {:.0} µs; missing {}; server CPU {}, {} per delivery; server RSS {}; generator CPU {:.0}%",
+        a.label,
+        a.subscribers,
+        a.rate,
+        a.size,
+        r.delivered as f64 / a.duration,
+        r.latency.p50_us,
+        r.latency.p99_us,
+        r.missing,
+        server_pct.map_or("n/a".into(), |p| format!("{p:.0}%")),
+        server_ns.map_or("n/a".into(), |ns| format!("{:.0} ns", ns as f64 / r.delivered.max(1) as f64)),
+        rss.map_or("n/a".into(), |b| format!("{:.1} MiB", b as f64 / (1 << 20) as f64)),
+        own_pct
+    );
+    Ok(())
 }
 
 fn fanout(a: FanoutArgs) -> Result<(), String> {
