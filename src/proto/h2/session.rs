@@ -584,13 +584,7 @@ impl Session {
                     block: block.to_vec(),
                     frames: 1,
                 };
-                self.check_block(&p)?;
-                if end_headers {
-                    self.header_block(p, events)
-                } else {
-                    self.pending = Some(p);
-                    Ok(())
-                }
+                self.block_fragment(p, end_headers, events)
             }
             Frame::Continuation {
                 end_headers, block, ..
@@ -603,13 +597,7 @@ impl Session {
                 };
                 p.block.extend_from_slice(block);
                 p.frames += 1;
-                self.check_block(&p)?;
-                if end_headers {
-                    self.header_block(p, events)
-                } else {
-                    self.pending = Some(p);
-                    Ok(())
-                }
+                self.block_fragment(p, end_headers, events)
             }
             Frame::Data {
                 stream,
@@ -617,6 +605,23 @@ impl Session {
                 data,
                 flow_len,
             } => self.data_frame(stream, end_stream, data, flow_len, events),
+        }
+    }
+
+    /// A header block grew by a fragment: within its limits, it is decoded
+    /// when whole, or waits for its next CONTINUATION.
+    fn block_fragment(
+        &mut self,
+        p: PendingBlock,
+        end_headers: bool,
+        events: &mut Vec<Event>,
+    ) -> Result<(), ConnError> {
+        self.check_block(&p)?;
+        if end_headers {
+            self.header_block(p, events)
+        } else {
+            self.pending = Some(p);
+            Ok(())
         }
     }
 
