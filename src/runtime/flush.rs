@@ -292,51 +292,49 @@ impl<A: App> Core<A> {
         if let Some(c) = wrote_to {
             self.mark_dirty(c);
         }
-        {
-            let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
-                return;
-            };
-            let sse = slot.is_sse();
-            if !failed && slot.pending() <= limit / 2 && slot.session.takes_publications() {
-                if let Some(sub) = slot.sub.as_deref_mut() {
-                    if !sub.conflated.is_empty() {
-                        // Drained enough: send the newest of what was held
-                        // (a stream's goes out with its next flush).
-                        sub.release_conflated(sse);
-                        if slot.link.is_some() {
-                            self.mark_dirty(index);
-                            return;
-                        }
-                        match write_out(slot, driver, token) {
-                            Ok(n) => self.stats.bytes_out.add(n as u64),
-                            Err(_) => failed = true,
-                        }
+        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            return;
+        };
+        let sse = slot.is_sse();
+        if !failed && slot.pending() <= limit / 2 && slot.session.takes_publications() {
+            if let Some(sub) = slot.sub.as_deref_mut() {
+                if !sub.conflated.is_empty() {
+                    // Drained enough: send the newest of what was held
+                    // (a stream's goes out with its next flush).
+                    sub.release_conflated(sse);
+                    if slot.link.is_some() {
+                        self.mark_dirty(index);
+                        return;
+                    }
+                    match write_out(slot, driver, token) {
+                        Ok(n) => self.stats.bytes_out.add(n as u64),
+                        Err(_) => failed = true,
                     }
                 }
             }
-            let pending = slot.pending();
-            let finished = pending == 0 && slot.session.finished();
-            // A stream has no transport to half-close.
-            let ending = if slot.link.is_some() {
-                Ending::Close
-            } else {
-                slot.ending
-            };
-            if failed || (finished && ending == Ending::Close) {
-                self.to_close.push(index);
-            } else if finished {
-                if slot.ending == Ending::Linger {
-                    slot.ending = Ending::Lingering;
-                    slot.deadline = self.wheel.now() + self.ticks.linger;
-                    self.wheel.insert(index, slot.generation, slot.deadline);
-                    driver.shutdown_write(token);
-                }
-            } else if pending > limit {
-                slot.over_limit = true;
-            } else if pending == 0 && slot.over_limit {
-                slot.over_limit = false;
-                self.drained(index);
+        }
+        let pending = slot.pending();
+        let finished = pending == 0 && slot.session.finished();
+        // A stream has no transport to half-close.
+        let ending = if slot.link.is_some() {
+            Ending::Close
+        } else {
+            slot.ending
+        };
+        if failed || (finished && ending == Ending::Close) {
+            self.to_close.push(index);
+        } else if finished {
+            if slot.ending == Ending::Linger {
+                slot.ending = Ending::Lingering;
+                slot.deadline = self.wheel.now() + self.ticks.linger;
+                self.wheel.insert(index, slot.generation, slot.deadline);
+                driver.shutdown_write(token);
             }
+        } else if pending > limit {
+            slot.over_limit = true;
+        } else if pending == 0 && slot.over_limit {
+            slot.over_limit = false;
+            self.drained(index);
         }
     }
 

@@ -4,15 +4,15 @@
 //! `session::h2`): a response body, an event stream, a publish body, or a
 //! WebSocket over extended CONNECT (RFC 8441) for the same `App`.
 
-use crate::proto::h2::session::{ConnError, Event, Request};
+use crate::proto::h2::session::{Event, Request};
 use crate::proto::h2::ErrorCode;
-use crate::proto::handshake::HttpRequest;
-use crate::proto::CloseState;
+use crate::proto::handshake::{http_response, HttpRequest, TEXT_PLAIN};
 
 use super::app::{App, RequestCx, Route};
 use super::core::Core;
 use super::session::body::PostBody;
 use super::session::h2::{response_parts, Http2};
+use super::session::head::client_ip;
 use super::session::http::Respond;
 use super::session::sse::EventStream;
 use super::session::websocket::WebSocket;
@@ -22,26 +22,8 @@ use super::session::{Ending, Link, Session, Slot};
 /// `Sec-WebSocket-Key` (RFC 8441 §5), and its accept value is not sent.
 const NO_KEY: &[u8] = b"AAAAAAAAAAAAAAAAAAAAAA==";
 
-/// The `ringwave_http2_errors_total` reason of a connection error.
-fn error_reason(e: &ConnError) -> &'static str {
-    match e.code {
-        ErrorCode::FLOW_CONTROL_ERROR => "flow_control",
-        ErrorCode::COMPRESSION_ERROR => "compression",
-        ErrorCode::ENHANCE_YOUR_CALM if e.reason.contains("rapid") => "rapid_reset",
-        ErrorCode::ENHANCE_YOUR_CALM if e.reason.contains("CONTINUATION") => "continuation_flood",
-        ErrorCode::ENHANCE_YOUR_CALM => "control_flood",
-        _ => "protocol",
-    }
-}
-
-/// The reason of a refused stream.
-fn refused_reason(reason: &str) -> &'static str {
-    match reason {
-        "header list too large" => "header_list",
-        "too many concurrent streams" => "stream_limit",
-        _ => "malformed",
-    }
-}
+/// The answer to a publish body that ended before its `Content-Length`.
+const SHORT_BODY: &[u8] = b"the body ended before its Content-Length\n";
 
 /// An HTTP/2 request as the HTTP/1.1 head the route table reads: `Host`
 /// from `:authority`, and an extended CONNECT for `websocket` as the
@@ -106,7 +88,7 @@ impl<A: App> Core<A> {
         events.clear();
         if let Err(e) = h.session.read(buf, now, &mut events) {
             tracing::debug!(worker = self.worker, index, "{e}");
-            self.stats.h2_error(error_reason(&e));
+            self.stats.h2_error(e.violation.name());
             slot.ending = Ending::Linger;
         }
         let mut data = h.session.take_data();
@@ -123,17 +105,21 @@ impl<A: App> Core<A> {
                         self.to_close.push(s);
                     }
                 }
-                Event::Refused { reason } => self.stats.h2_error(refused_reason(reason)),
+                Event::Refused { violation, .. } => self.stats.h2_error(violation.name()),
             }
         }
+        let mut opened = false;
         if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
             if let Session::H2(h) = &mut slot.session {
                 h.session.restore_data(data);
                 h.events = events;
+                opened = h.session.take_windows_opened();
             }
         }
-        // A WINDOW_UPDATE may have come: streams with bytes waiting go again.
-        self.wake_streams(index, false);
+        // A window opened: streams with bytes waiting go again.
+        if opened {
+            self.wake_streams(index, false);
+        }
         self.mark_dirty(index);
         self.publish_pending();
     }
@@ -210,12 +196,7 @@ impl<A: App> Core<A> {
             .insert(s, generation, now + self.ticks.handshake + 1);
         let (http, websocket) = http_request(req);
         let head_only = http.method == "HEAD";
-        let client_ip = if self.cfg.trust_proxy {
-            crate::proto::proxy::forwarded_for(http.header_values("x-forwarded-for"))
-                .or(peer.map(|p| p.ip()))
-        } else {
-            peer.map(|p| p.ip())
-        };
+        let client_ip = client_ip(peer, None, &http, self.cfg.trust_proxy);
         let cx = RequestCx {
             id: self.conn_id(s, generation),
             peer_addr: peer,
@@ -243,16 +224,10 @@ impl<A: App> Core<A> {
                 let conn = self.ws_conn(deflate);
                 self.open(s, WebSocket::new(conn, tag, now));
             }
-            Route::Upgrade { .. } => {
-                let bytes = crate::proto::handshake::http_response(
-                    400,
-                    "",
-                    crate::proto::handshake::TEXT_PLAIN,
-                    b"a WebSocket over HTTP/2 is an extended CONNECT (RFC 8441)\n",
-                    false,
-                );
-                self.respond_stream(s, 400, &bytes, false);
-            }
+            Route::Upgrade { .. } => self.bad_request(
+                s,
+                b"a WebSocket over HTTP/2 is an extended CONNECT (RFC 8441)\n",
+            ),
             Route::EventStream { topic } => {
                 self.stats.h2_stream("events");
                 let fields: [(&str, &[u8]); 2] = [
@@ -282,22 +257,16 @@ impl<A: App> Core<A> {
                 if len == 0 {
                     self.finish_post(s);
                 } else if end_stream {
-                    self.short_body(s);
+                    self.bad_request(s, SHORT_BODY);
                 }
             }
         }
     }
 
-    /// A publish body ended before its `Content-Length`.
-    fn short_body(&mut self, s: u32) {
-        let bytes = crate::proto::handshake::http_response(
-            400,
-            "",
-            crate::proto::handshake::TEXT_PLAIN,
-            b"the body ended before its Content-Length\n",
-            false,
-        );
-        self.stats.reject(400);
+    /// Answer a stream 400 with `why` (counted once, by
+    /// [`Core::respond_stream`]).
+    fn bad_request(&mut self, s: u32, why: &[u8]) {
+        let bytes = http_response(400, "", TEXT_PLAIN, why, false);
         self.respond_stream(s, 400, &bytes, false);
     }
 
@@ -351,7 +320,7 @@ impl<A: App> Core<A> {
                 if post.take(data) {
                     self.finish_post(s);
                 } else if end_stream {
-                    self.short_body(s);
+                    self.bad_request(s, SHORT_BODY);
                 }
             }
             Session::WebSocket(ws) => {
@@ -372,10 +341,8 @@ impl<A: App> Core<A> {
     /// A stream's slot is closing: end the stream (END_STREAM when it
     /// finished, RST_STREAM otherwise) and forget it.
     pub(super) fn end_stream(&mut self, slot: &Slot, link: Link) {
-        let clean = match &slot.session {
-            Session::WebSocket(ws) => ws.conn.close_state() == CloseState::Closed,
-            s => s.finished(),
-        } && slot.plain_pending() == 0;
+        // A WebSocket's session is finished once its close handshake is.
+        let clean = slot.session.finished() && slot.plain_pending() == 0;
         let Some(Some(conn)) = self.conns.get_mut(link.index as usize) else {
             return;
         };

@@ -100,11 +100,53 @@ pub enum Event {
         stream: u32,
     },
     /// A request this side refused before the caller saw it (header list
-    /// too large, too many streams, malformed): counted by `reason`.
+    /// too large, too many streams, malformed).
     Refused {
+        /// The rule it broke.
+        violation: Violation,
         /// What was wrong.
         reason: &'static str,
     },
+}
+
+/// Which rule a connection error or a refused stream broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Violation {
+    /// A protocol error (preface, frame, sequence, stream).
+    Protocol,
+    /// DATA past a window, a window past 2^31-1.
+    FlowControl,
+    /// An HPACK block that cannot be decoded.
+    Compression,
+    /// A header block past its size or frame limit.
+    ContinuationFlood,
+    /// Too many control frames in a tick.
+    ControlFlood,
+    /// Too many streams reset or refused in a tick.
+    RapidReset,
+    /// A header list past SETTINGS_MAX_HEADER_LIST_SIZE (answered 431).
+    HeaderList,
+    /// A stream past SETTINGS_MAX_CONCURRENT_STREAMS.
+    StreamLimit,
+    /// A request with fields RFC 9113 §8 forbids.
+    Malformed,
+}
+
+impl Violation {
+    /// Its name in snake case (for counters and logs).
+    pub fn name(self) -> &'static str {
+        match self {
+            Violation::Protocol => "protocol",
+            Violation::FlowControl => "flow_control",
+            Violation::Compression => "compression",
+            Violation::ContinuationFlood => "continuation_flood",
+            Violation::ControlFlood => "control_flood",
+            Violation::RapidReset => "rapid_reset",
+            Violation::HeaderList => "header_list",
+            Violation::StreamLimit => "stream_limit",
+            Violation::Malformed => "malformed",
+        }
+    }
 }
 
 /// The peer broke the connection: GOAWAY with `code` is queued.
@@ -112,6 +154,8 @@ pub enum Event {
 pub struct ConnError {
     /// The code sent.
     pub code: ErrorCode,
+    /// The rule broken.
+    pub violation: Violation,
     /// What was wrong, also the GOAWAY's debug data.
     pub reason: &'static str,
 }
@@ -179,6 +223,8 @@ pub struct Session {
     tick: u64,
     control: u32,
     resets: u32,
+    /// A send window grew since [`Session::take_windows_opened`] last asked.
+    windows_opened: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -190,8 +236,27 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// A connection error; its violation follows from the code.
 fn conn(code: ErrorCode, reason: &'static str) -> ConnError {
-    ConnError { code, reason }
+    let violation = match code {
+        ErrorCode::FLOW_CONTROL_ERROR => Violation::FlowControl,
+        ErrorCode::COMPRESSION_ERROR => Violation::Compression,
+        _ => Violation::Protocol,
+    };
+    ConnError {
+        code,
+        violation,
+        reason,
+    }
+}
+
+/// A flood: ENHANCE_YOUR_CALM.
+fn flood(violation: Violation, reason: &'static str) -> ConnError {
+    ConnError {
+        code: ErrorCode::ENHANCE_YOUR_CALM,
+        violation,
+        reason,
+    }
 }
 
 impl Session {
@@ -236,6 +301,7 @@ impl Session {
             tick: 0,
             control: 0,
             resets: 0,
+            windows_opened: false,
         }
     }
 
@@ -291,6 +357,13 @@ impl Session {
             Some(s) if s.local_open => s.send_window.min(self.conn_send).max(0) as usize,
             _ => 0,
         }
+    }
+
+    /// Whether a send window grew (WINDOW_UPDATE, a larger
+    /// SETTINGS_INITIAL_WINDOW_SIZE) since the last call: streams waiting
+    /// for room may send again.
+    pub fn take_windows_opened(&mut self) -> bool {
+        std::mem::take(&mut self.windows_opened)
     }
 
     /// Say goodbye: GOAWAY with `code` (no new streams are read after it).
@@ -524,7 +597,7 @@ impl Session {
     fn control_frame(&mut self) -> Result<(), ConnError> {
         self.control += 1;
         if self.control > self.cfg.max_control_per_tick {
-            return Err(conn(ErrorCode::ENHANCE_YOUR_CALM, "control frame flood"));
+            return Err(flood(Violation::ControlFlood, "control frame flood"));
         }
         Ok(())
     }
@@ -628,8 +701,8 @@ impl Session {
     /// A header block past its limits is a flood.
     fn check_block(&self, p: &PendingBlock) -> Result<(), ConnError> {
         if p.block.len() > self.cfg.max_header_block || p.frames > 64 {
-            return Err(conn(
-                ErrorCode::ENHANCE_YOUR_CALM,
+            return Err(flood(
+                Violation::ContinuationFlood,
                 "header block too large (CONTINUATION flood)",
             ));
         }
@@ -639,8 +712,8 @@ impl Session {
     fn reset_counted(&mut self) -> Result<(), ConnError> {
         self.resets += 1;
         if self.resets > self.cfg.max_resets_per_tick {
-            return Err(conn(
-                ErrorCode::ENHANCE_YOUR_CALM,
+            return Err(flood(
+                Violation::RapidReset,
                 "too many streams reset (rapid reset)",
             ));
         }
@@ -661,6 +734,7 @@ impl Session {
                 setting::INITIAL_WINDOW_SIZE => {
                     let delta = value as i64 - self.peer_initial_window;
                     self.peer_initial_window = value as i64;
+                    self.windows_opened |= delta > 0;
                     for s in self.streams.values_mut() {
                         s.send_window += delta;
                         if s.send_window > MAX_WINDOW as i64 {
@@ -681,6 +755,8 @@ impl Session {
     }
 
     fn window_update(&mut self, stream: u32, increment: u32) -> Result<(), ConnError> {
+        // Increments are never 0 (the codec refuses those).
+        self.windows_opened = true;
         if stream == 0 {
             self.conn_send += increment as i64;
             if self.conn_send > MAX_WINDOW as i64 {
@@ -808,41 +884,43 @@ impl Session {
             },
         );
         if self.streams.len() > self.cfg.max_concurrent_streams as usize {
-            self.refuse(stream, "too many concurrent streams", events)?;
-            return Ok(());
+            self.reset(stream, ErrorCode::REFUSED_STREAM);
+            return self.refused(
+                Violation::StreamLimit,
+                "too many concurrent streams",
+                events,
+            );
         }
         let fields = match decoded {
             Block::Fields(f) => f,
             Block::TooLarge { .. } => {
                 self.send_headers(stream, 431, &[], true);
                 self.streams.remove(&stream);
-                self.reset_counted()?;
-                events.push(Event::Refused {
-                    reason: "header list too large",
-                });
-                return Ok(());
+                return self.refused(Violation::HeaderList, "header list too large", events);
             }
         };
         match request::parse(stream, fields, p.end_stream) {
-            Ok(req) => events.push(Event::Request(req)),
+            Ok(req) => {
+                events.push(Event::Request(req));
+                Ok(())
+            }
             Err(reason) => {
                 self.reset(stream, ErrorCode::PROTOCOL_ERROR);
-                self.reset_counted()?;
-                events.push(Event::Refused { reason });
+                self.refused(Violation::Malformed, reason, events)
             }
         }
-        Ok(())
     }
 
-    fn refuse(
+    /// A stream refused (its answer queued): counted against the resets,
+    /// then reported.
+    fn refused(
         &mut self,
-        stream: u32,
+        violation: Violation,
         reason: &'static str,
         events: &mut Vec<Event>,
     ) -> Result<(), ConnError> {
-        self.reset(stream, ErrorCode::REFUSED_STREAM);
         self.reset_counted()?;
-        events.push(Event::Refused { reason });
+        events.push(Event::Refused { violation, reason });
         Ok(())
     }
 }

@@ -84,6 +84,24 @@ mod tests {
     use crate::proto::handshake::{http_response, TEXT_PLAIN};
 
     #[test]
+    fn every_violation_has_its_metric_label() {
+        use crate::proto::h2::session::Violation::*;
+        let all = [
+            Protocol,
+            FlowControl,
+            Compression,
+            ContinuationFlood,
+            ControlFlood,
+            RapidReset,
+            HeaderList,
+            StreamLimit,
+            Malformed,
+        ];
+        let names: Vec<&str> = all.iter().map(|v| v.name()).collect();
+        assert_eq!(names, crate::metrics::H2_ERRORS);
+    }
+
+    #[test]
     fn an_http1_response_becomes_status_fields_and_body() {
         let bytes = http_response(404, "", TEXT_PLAIN, b"not here\n", false);
         let p = response_parts(&bytes);

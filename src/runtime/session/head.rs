@@ -114,13 +114,25 @@ impl RequestHead {
         http: &HttpRequest,
         trust_proxy: bool,
     ) -> Option<IpAddr> {
-        let peer = self.peer.map(|a| a.ip());
-        if !trust_proxy {
-            return peer;
-        }
-        self.proxied
-            .map(|a| a.ip())
-            .or_else(|| proxy::forwarded_for(http.header_values("x-forwarded-for")))
-            .or(peer)
+        client_ip(self.peer, self.proxied, http, trust_proxy)
     }
+}
+
+/// A request's client: the TCP peer's address, or behind a trusted proxy
+/// the one its PROXY header named (`proxied`), else the last
+/// `X-Forwarded-For` entry, else the peer's.
+pub(in crate::runtime) fn client_ip(
+    peer: Option<SocketAddr>,
+    proxied: Option<SocketAddr>,
+    http: &HttpRequest,
+    trust_proxy: bool,
+) -> Option<IpAddr> {
+    let peer = peer.map(|a| a.ip());
+    if !trust_proxy {
+        return peer;
+    }
+    proxied
+        .map(|a| a.ip())
+        .or_else(|| proxy::forwarded_for(http.header_values("x-forwarded-for")))
+        .or(peer)
 }

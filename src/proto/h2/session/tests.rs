@@ -132,8 +132,17 @@ impl Client {
     }
 }
 
-fn status(fields: &[(Vec<u8>, Vec<u8>)]) -> &[u8] {
-    &fields[0].1
+/// The `:status` of `out`, which must be a response head on `stream` with
+/// END_STREAM as `end`.
+fn head_status(out: &Out, stream: u32, end: bool) -> &[u8] {
+    match out {
+        Out::Headers {
+            stream: s,
+            end: e,
+            fields,
+        } if *s == stream && *e == end => &fields[0].1,
+        other => panic!("expected HEADERS on {stream} (end {end}), got {other:?}"),
+    }
 }
 
 #[test]
@@ -159,15 +168,7 @@ fn a_get_is_a_request_and_its_answer_frames() {
     c.s.send_headers(1, 200, &[("content-type", b"text/plain")], false);
     assert_eq!(c.s.send_data(1, b"ok\n", true), 3);
     let out = c.take();
-    let Out::Headers {
-        stream: 1,
-        end: false,
-        fields,
-    } = &out[0]
-    else {
-        panic!("{out:?}")
-    };
-    assert_eq!(status(fields), b"200");
+    assert_eq!(head_status(&out[0], 1, false), b"200");
     assert_eq!(
         out[1],
         Out::Data {
@@ -234,7 +235,10 @@ fn sending_waits_for_the_peers_window() {
     assert_eq!(c.s.send_data(1, &[7; 15], true), 0);
     let mut w = Vec::new();
     encode_window_update(&mut w, 1, 100);
+    assert!(!c.s.take_windows_opened());
     c.send(&w).unwrap();
+    assert!(c.s.take_windows_opened());
+    assert!(!c.s.take_windows_opened());
     assert_eq!(c.s.send_data(1, &[7; 15], true), 15);
     let out = c.take();
     assert_eq!(out.len(), 3);
@@ -391,19 +395,12 @@ fn streams_past_the_limit_are_refused_and_large_heads_get_431() {
     assert_eq!(
         c.events,
         vec![Event::Refused {
+            violation: Violation::HeaderList,
             reason: "header list too large"
         }]
     );
     let out = c.take();
-    let Out::Headers {
-        stream: 7,
-        end: true,
-        fields,
-    } = &out[1]
-    else {
-        panic!("{out:?}")
-    };
-    assert_eq!(status(fields), b"431");
+    assert_eq!(head_status(&out[1], 7, true), b"431");
     // The connection goes on.
     let get = c.get(9, "/");
     c.send(&get).unwrap();
@@ -447,7 +444,13 @@ fn malformed_requests_are_reset_not_the_connection() {
         c.events.clear();
         c.send(&b).unwrap();
         assert!(
-            matches!(c.events[..], [Event::Refused { .. }]),
+            matches!(
+                c.events[..],
+                [Event::Refused {
+                    violation: Violation::Malformed,
+                    ..
+                }]
+            ),
             "{fields:?}"
         );
         assert_eq!(
