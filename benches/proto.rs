@@ -1,12 +1,14 @@
 //! Protocol-core benchmarks, all with `Throughput::Bytes`:
 //! unmask (SIMD vs word-at-a-time vs byte-at-a-time), UTF-8 validation, frame
 //! decode of a buffer of many small frames, handshake parse, deflate round
-//! trip.
+//! trip, and an HTTP/2 request's HPACK block with Huffman strings (ringwave's
+//! decoder against loona-hpack's alone).
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ringwave::proto::deflate::PerMessageDeflate;
 use ringwave::proto::frame::encode_frame;
 use ringwave::proto::handshake::{RequestParser, UpgradeRequest};
+use ringwave::proto::hpack::{self, huffman};
 use ringwave::proto::mask::{apply_mask, apply_mask_bytewise, apply_mask_scalar};
 use ringwave::proto::utf8::Utf8Validator;
 use ringwave::proto::{Conn, DeflateParams, Event, Limits, OpCode, Role};
@@ -142,5 +144,55 @@ fn deflate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, unmask, utf8, decode, handshake, deflate);
+/// A browser-like request block, every string Huffman-coded and sent as a
+/// literal without indexing (so each decode starts from the same table).
+fn hpack_request() -> Vec<u8> {
+    let mut b = vec![0x82, 0x87]; // GET, https
+    let fields: [(u8, &[u8]); 5] = [
+        (4, b"/sse/ticks?since=1234"),
+        (1, b"market.example.com"),
+        (
+            58,
+            b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0",
+        ),
+        (19, b"text/event-stream"),
+        (16, b"gzip, deflate, br, zstd"),
+    ];
+    for (index, value) in fields {
+        if index < 15 {
+            b.push(index);
+        } else {
+            b.extend_from_slice(&[0x0f, index - 15]);
+        }
+        let coded = huffman::encode(value);
+        b.push(0x80 | coded.len() as u8);
+        b.extend_from_slice(&coded);
+    }
+    b
+}
+
+fn hpack_decode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("hpack_huffman_request");
+    let block = hpack_request();
+    g.throughput(Throughput::Bytes(block.len() as u64));
+    g.bench_function("ringwave", |b| {
+        let mut d = hpack::Decoder::new(4096, 16 << 10);
+        b.iter(|| d.decode(black_box(&block)).unwrap())
+    });
+    g.bench_function("loona_hpack", |b| {
+        let mut d = loona_hpack::Decoder::new();
+        b.iter(|| d.decode(black_box(&block)).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    unmask,
+    utf8,
+    decode,
+    handshake,
+    deflate,
+    hpack_decode
+);
 criterion_main!(benches);

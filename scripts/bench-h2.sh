@@ -11,11 +11,12 @@
 # with the min-max range of requests/s and of server CPU per request (the
 # server's user+system time over the run, from /proc).
 #
-# Then SSE fan-out (ringwave-bench sse-fanout): 10,000 subscribers as 100
-# HTTP/2 connections x 100 streams against 10,000 HTTP/1.1 connections, one
-# publisher at 100/s (1M deliveries/s offered) over HTTP/2, 100-byte
-# payloads: delivered/s, p50/p99, server CPU per delivery and the server's
-# RSS, interleaved the same way. The generator needs 10,000 descriptors:
+# Then fan-out to SSE streams (ringwave-bench sse-fanout) and to /feed
+# WebSockets (ringwave-bench ws-fanout; over HTTP/2 RFC 8441 streams):
+# 10,000 subscribers as 100 HTTP/2 connections x 100 streams against 10,000
+# HTTP/1.1 connections, one publisher at 100/s (1M deliveries/s offered)
+# over HTTP/2, 100-byte payloads: delivered/s, p50/p99, server CPU per
+# delivery and the server's RSS, interleaved the same way. The generator needs 10,000 descriptors:
 # the script raises its own soft limit (ulimit -n).
 #
 #   scripts/bench-h2.sh [--quick] [--repeats N] [--requests N]
@@ -91,10 +92,11 @@ for r in $(seq 1 "$repeats"); do
     done
 done
 
-echo "backend,protocol,repeat,delivered_per_s,p50_us,p99_us,missing,cpu_ns_per_delivery,rss_mib" > "$out/fanout.csv"
+echo "backend,kind,protocol,repeat,delivered_per_s,p50_us,p99_us,missing,cpu_ns_per_delivery,rss_mib" > "$out/fanout.csv"
 if [ "$fanout" = 1 ]; then
     for r in $(seq 1 "$repeats"); do
         for backend in uring poll; do
+          for kind in sse ws; do
             for proto in h2 h1; do
                 port=$(free_port)
                 taskset -c 0 target/release/ringwave --backend "$backend" --threads 1 \
@@ -103,14 +105,15 @@ if [ "$fanout" = 1 ]; then
                 pid=$!
                 wait_port "$port"
                 per=100; [ "$proto" = h1 ] && per=0
-                line=$(taskset -c 1 target/release/ringwave-bench sse-fanout --addr "127.0.0.1:$port" \
+                line=$(taskset -c 1 target/release/ringwave-bench "$kind-fanout" --addr "127.0.0.1:$port" \
                     -n "$subscribers" --streams-per-conn "$per" -r "$rate" -t "$secs" \
                     --server-pid "$pid" --label "$backend-$proto" 2>/dev/null | tail -1)
                 echo "$line"
                 kill "$pid"; wait "$pid" 2>/dev/null || true
                 f() { grep -oP "$1" <<<"$line" | head -1; }
-                echo "$backend,$proto,$r,$(f 'delivered \K[0-9.]+'),$(f 'p50 \K[0-9.]+'),$(f 'p99 \K[0-9.]+'),$(f 'missing \K[0-9]+'),$(f ', \K[0-9]+(?= ns per delivery)'),$(f 'RSS \K[0-9.]+')" >> "$out/fanout.csv"
+                echo "$backend,$kind,$proto,$r,$(f 'delivered \K[0-9.]+'),$(f 'p50 \K[0-9.]+'),$(f 'p99 \K[0-9.]+'),$(f 'missing \K[0-9]+'),$(f ', \K[0-9]+(?= ns per delivery)'),$(f 'RSS \K[0-9.]+')" >> "$out/fanout.csv"
             done
+          done
         done
     done
 fi
@@ -136,21 +139,21 @@ for (backend, path, case), rs in groups.items():
 subs, rate = sys.argv[4], sys.argv[5]
 fan = list(csv.DictReader(open(f"{out}/fanout.csv")))
 if fan:
-    lines += ["", f"## SSE fan-out: {int(subs):,} subscribers, one publisher at {rate}/s, 100 B", "",
-              "HTTP/2: 100 streams per connection; HTTP/1.1: a connection per subscriber. Medians (min-max).", "",
-              "| backend | protocol | delivered/s | p50 | p99 | server CPU per delivery | server RSS | missing |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", f"## Fan-out: {int(subs):,} subscribers, one publisher at {rate}/s, 100 B", "",
+              "SSE streams or /feed WebSockets. HTTP/2: 100 streams per connection; HTTP/1.1: a connection per subscriber. Medians (min-max).", "",
+              "| backend | subscribers | protocol | delivered/s | p50 | p99 | server CPU per delivery | server RSS | missing |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     fg = {}
     for r in fan:
-        fg.setdefault((r["backend"], r["protocol"]), []).append(r)
+        fg.setdefault((r["backend"], r["kind"], r["protocol"]), []).append(r)
     def col(rs, k, f=float):
         v = [f(r[k]) for r in rs if r[k]]
         return v or [0]
-    for (backend, proto), rs in fg.items():
+    for (backend, kind, proto), rs in fg.items():
         d, p50, p99 = col(rs, "delivered_per_s"), col(rs, "p50_us"), col(rs, "p99_us")
         ns, rss, miss = col(rs, "cpu_ns_per_delivery"), col(rs, "rss_mib"), col(rs, "missing", int)
         med = statistics.median
-        lines.append(f"| {backend} | {'HTTP/2' if proto == 'h2' else 'HTTP/1.1'} | {med(d):,.0f} ({min(d):,.0f}-{max(d):,.0f}) "
+        lines.append(f"| {backend} | {'SSE' if kind == 'sse' else 'WebSocket'} | {'HTTP/2' if proto == 'h2' else 'HTTP/1.1'} | {med(d):,.0f} ({min(d):,.0f}-{max(d):,.0f}) "
                      f"| {med(p50)/1000:.1f} ms | {med(p99)/1000:.1f} ms ({min(p99)/1000:.1f}-{max(p99)/1000:.1f}) "
                      f"| {med(ns):,.0f} ns ({min(ns):,.0f}-{max(ns):,.0f}) | {med(rss):.1f} MiB | {sum(miss)} |")
 open(f"{out}/report.md", "w").write("\n".join(lines) + "\n")

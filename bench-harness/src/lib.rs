@@ -12,8 +12,8 @@
 
 pub mod hold;
 pub mod report;
-pub mod sse;
 pub mod stats;
+pub mod streams;
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

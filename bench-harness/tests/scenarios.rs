@@ -5,7 +5,7 @@ use std::process::Command;
 
 use bench_harness::stats::RunResult;
 use ringwave::driver::Backend;
-use ringwave::server::{Echo, Server};
+use ringwave::server::{Config, Echo, Server};
 
 fn bench(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ringwave-bench"))
@@ -123,6 +123,56 @@ fn every_scenario_reports_and_the_report_renders() {
     server.shutdown();
     server.join().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SSE and /feed WebSocket subscribers, over HTTP/1.1 and as HTTP/2
+/// streams (RFC 8441 for the WebSockets): every publication of the measured
+/// window reaches every subscriber.
+#[test]
+fn stream_fanouts_deliver_everything_over_both_protocols() {
+    let server = Server::builder()
+        .config(Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            threads: 1,
+            allow_client_publish: true,
+            ..Config::default()
+        })
+        .serve(|| Echo)
+        .expect("server");
+    let addr = server.local_addr().to_string();
+    for kind in ["sse-fanout", "ws-fanout"] {
+        for (per, proto) in [
+            ("0", "HTTP/1.1, 20 connections"),
+            ("5", "HTTP/2, 4 connections x 5 streams"),
+        ] {
+            let out = bench(&[
+                kind,
+                "--addr",
+                &addr,
+                "-n",
+                "20",
+                "--streams-per-conn",
+                per,
+                "-r",
+                "50",
+                "-t",
+                "0.5",
+                "--warmup",
+                "0.2",
+            ]);
+            assert!(out.contains(&format!("({proto})")), "{kind}: {out}");
+            assert!(out.contains("; missing 0;"), "{kind} {proto}: {out}");
+            let delivered: f64 = out
+                .split("delivered ")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{kind}: no delivered figure in {out}"));
+            assert!(delivered > 0.0, "{kind} {proto}: {out}");
+        }
+    }
+    server.shutdown();
+    server.join().unwrap();
 }
 
 #[test]

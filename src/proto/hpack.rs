@@ -12,10 +12,17 @@
 //!   with the peer's, but its fields are dropped: the stream is refused,
 //!   not the connection.
 //!
+//! - Huffman strings are decoded here (`huffman`, a table built at compile
+//!   time) and handed to the crate raw (`literal`): its own Huffman decoder
+//!   builds a table for every string.
+//!
 //! The caller bounds the block itself (HEADERS plus CONTINUATIONs) before
 //! decoding it.
 
 use std::fmt;
+
+pub mod huffman;
+mod literal;
 
 /// What a block's fields cost against the header list limit.
 pub const FIELD_OVERHEAD: usize = 32;
@@ -77,8 +84,9 @@ impl Decoder {
         let mut fields = Vec::new();
         let mut size = 0usize;
         let max = self.max_list;
+        let block = literal::raw(block).map_err(|e| CompressionError(e.0.to_string()))?;
         self.inner
-            .decode_with_cb(block, |name, value| {
+            .decode_with_cb(&block, |name, value| {
                 size = size.saturating_add(name.len() + value.len() + FIELD_OVERHEAD);
                 if size <= max {
                     fields.push((name.into_owned(), value.into_owned()));

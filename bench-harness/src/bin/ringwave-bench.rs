@@ -14,6 +14,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use bench_harness::stats::{append_json_lines, latency_histogram, Percentiles, RunResult};
+use bench_harness::streams::{Kind, StreamConfig};
 use bench_harness::{process_cpu_ns, self_cpu_ns, settled_rss, Engine, Happened, Target};
 use clap::{Args, Parser, Subcommand};
 use ringwave::driver::Backend;
@@ -49,7 +50,11 @@ enum Cmd {
     /// over HTTP/1.1 (a connection each) or HTTP/2 (--streams-per-conn per
     /// connection, prior knowledge); one publisher posting R per second over
     /// HTTP/2 (the server needs --allow-client-publish).
-    SseFanout(SseFanoutArgs),
+    SseFanout(StreamFanoutArgs),
+    /// The same fan-out to WebSocket subscribers of /feed: over HTTP/1.1 an
+    /// upgrade each, over HTTP/2 (--streams-per-conn) RFC 8441 extended
+    /// CONNECT streams.
+    WsFanout(StreamFanoutArgs),
     /// Ramp up to N connections (a million by default) at R per second over
     /// child processes, hold them for T seconds, and measure the server at
     /// checkpoints: connections open, RSS per connection, kernel socket
@@ -296,7 +301,8 @@ fn main() -> ExitCode {
         Cmd::Connect(a) => connect(a),
         Cmd::Idle(a) => idle(a),
         Cmd::Fanout(a) => fanout(a),
-        Cmd::SseFanout(a) => sse_fanout(a),
+        Cmd::SseFanout(a) => stream_fanout(a, Kind::Sse),
+        Cmd::WsFanout(a) => stream_fanout(a, Kind::Ws),
         Cmd::Hold(a) => hold(a),
         Cmd::Report(a) => bench_harness::report::write(&a.input, &a.out, a.preface.as_deref())
             .map_err(|e| e.to_string()),
@@ -671,7 +677,7 @@ fn latency(a: LatencyArgs) -> Result<(), String> {
 }
 
 #[derive(Args, Debug)]
-struct SseFanoutArgs {
+struct StreamFanoutArgs {
     /// The server (cleartext; HTTP/2 by prior knowledge).
     #[arg(long, default_value = "127.0.0.1:9001")]
     addr: std::net::SocketAddr,
@@ -703,12 +709,13 @@ struct SseFanoutArgs {
     label: String,
 }
 
-fn sse_fanout(a: SseFanoutArgs) -> Result<(), String> {
+fn stream_fanout(a: StreamFanoutArgs, kind: Kind) -> Result<(), String> {
     if a.size < 16 || a.rate <= 0.0 || a.subscribers == 0 {
         return Err("--size must be at least 16, --rate and --subscribers positive".into());
     }
-    let cfg = bench_harness::sse::SseConfig {
+    let cfg = StreamConfig {
         addr: a.addr,
+        kind,
         topic: a.topic.clone(),
         subscribers: a.subscribers,
         streams_per_conn: a.streams_per_conn,
@@ -720,7 +727,7 @@ fn sse_fanout(a: SseFanoutArgs) -> Result<(), String> {
     let mut window = None;
     let mut cpu = None;
     let mut rss = None;
-    let r = bench_harness::sse::run(&cfg, |start| {
+    let r = bench_harness::streams::run(&cfg, |start| {
         if start {
             window = Some(CpuWindow::start(a.server_pid));
         } else {
@@ -739,8 +746,12 @@ fn sse_fanout(a: SseFanoutArgs) -> Result<(), String> {
         )
     };
     println!(
-        "{} sse-fanout {} subscribers ({proto}) x {:.0}/s x {}B: delivered {:.0}/s; p50 {:.0} µs, p99 {:.0} µs; missing {}; server CPU {}, {} per delivery; server RSS {}; generator CPU {:.0}%",
+        "{} {} {} subscribers ({proto}) x {:.0}/s x {}B: delivered {:.0}/s; p50 {:.0} µs, p99 {:.0} µs; missing {}; server CPU {}, {} per delivery; server RSS {}; generator CPU {:.0}%",
         a.label,
+        match kind {
+            Kind::Sse => "sse-fanout",
+            Kind::Ws => "ws-fanout",
+        },
         a.subscribers,
         a.rate,
         a.size,

@@ -1,12 +1,15 @@
-//! Server-Sent Events fan-out, over HTTP/1.1 (one connection per
-//! subscriber) or over HTTP/2 (many streams per connection, prior
-//! knowledge): `subscribers` streams of `GET /sse/<topic>`, one publisher
-//! posting `rate` publications per second over one HTTP/2 connection
-//! (`POST /publish/<topic>`, so the server must allow client publishing),
-//! each stamped with its send time; latency from publish to each receipt.
+//! Fan-out to stream subscribers, over HTTP/1.1 (a connection each) or over
+//! HTTP/2 (many streams per connection, prior knowledge). A subscriber is
+//! either a Server-Sent Events stream (`GET /sse/<topic>`) or a WebSocket on
+//! `/feed` that subscribes to the topic (over HTTP/2 an RFC 8441 extended
+//! CONNECT, its WebSocket frames in the stream's DATA). One publisher posts
+//! `rate` publications per second over one HTTP/2 connection (`POST
+//! /publish/<topic>`, so the server must allow client publishing), each
+//! stamped with its send time; latency from publish to each receipt.
 //!
 //! The generator is tokio on one thread (every connection a local task),
-//! the same for both protocols, so the comparison is the server's.
+//! the same for both protocols and both kinds, so the comparison is the
+//! server's.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -14,16 +17,28 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use ringwave::proto::frame::{self, FrameHeader};
 use ringwave::proto::h2::{self, flag, kind, setting, Frame};
+use ringwave::proto::OpCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::stats::{latency_histogram, Percentiles};
 
+/// What a subscriber is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `GET /sse/<topic>`.
+    Sse,
+    /// A WebSocket on `/feed`, subscribed with `{"op":"subscribe"}`.
+    Ws,
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
-pub struct SseConfig {
+pub struct StreamConfig {
     pub addr: SocketAddr,
+    pub kind: Kind,
     pub topic: String,
     pub subscribers: usize,
     /// Streams per HTTP/2 connection; 0 for HTTP/1.1.
@@ -36,7 +51,7 @@ pub struct SseConfig {
 
 /// What a run measured (CPU is the caller's to measure around it).
 #[derive(Debug, Clone)]
-pub struct SseResult {
+pub struct StreamResult {
     /// Events that arrived during the measured window.
     pub delivered: u64,
     /// Latency of the publications sent in the window.
@@ -79,6 +94,88 @@ fn request_block(post: bool, path: &str, content_length: Option<usize>) -> Vec<u
     b
 }
 
+/// An extended CONNECT for a WebSocket on `/feed` (RFC 8441 §4).
+fn connect_block() -> Vec<u8> {
+    let mut b = vec![0x02]; // :method (static 2), literal value
+    literal(&mut b, "CONNECT");
+    b.push(0x00); // a new name
+    literal(&mut b, ":protocol");
+    literal(&mut b, "websocket");
+    b.push(0x86); // :scheme http
+    b.push(0x04);
+    literal(&mut b, "/feed");
+    b.push(0x01);
+    literal(&mut b, "bench");
+    b.push(0x00);
+    literal(&mut b, "sec-websocket-version");
+    literal(&mut b, "13");
+    b
+}
+
+/// The masked text frame that subscribes a `/feed` WebSocket to `topic`.
+fn subscribe_frame(topic: &str) -> Vec<u8> {
+    let mut f = Vec::new();
+    let msg = format!(r#"{{"op":"subscribe","topic":"{topic}"}}"#);
+    frame::encode_frame(
+        &mut f,
+        OpCode::Text,
+        true,
+        false,
+        Some([1, 2, 3, 4]),
+        msg.as_bytes(),
+    );
+    f
+}
+
+/// One receipt: a payload that starts with its send time in 16 hex digits.
+fn record(st: &State, payload: &[u8]) {
+    let hex = payload.get(..16).and_then(|h| std::str::from_utf8(h).ok());
+    let Some(sent) = hex.and_then(|h| u64::from_str_radix(h, 16).ok()) else {
+        return;
+    };
+    let mut s = st.borrow_mut();
+    let now = s.epoch.elapsed().as_nanos() as u64;
+    if now >= s.warm_ns && now < s.end_ns {
+        s.delivered += 1;
+    }
+    if sent >= s.warm_ns && sent < s.end_ns {
+        s.received += 1;
+        let _ = s.hist.record(now.saturating_sub(sent).max(1000));
+    }
+}
+
+/// Read what arrived for one subscriber, keeping an incomplete rest.
+fn receive(kind: Kind, buf: &mut Vec<u8>, st: &State) -> std::io::Result<()> {
+    match kind {
+        Kind::Sse => events(buf, st),
+        Kind::Ws => messages(buf, st)?,
+    }
+    Ok(())
+}
+
+/// Every complete WebSocket frame in `buf` (from the server: unmasked, no
+/// extension): the subscription's acknowledgement, or a receipt.
+fn messages(buf: &mut Vec<u8>, st: &State) -> std::io::Result<()> {
+    let mut start = 0;
+    while let Some((h, len)) =
+        FrameHeader::decode(&buf[start..]).map_err(|e| std::io::Error::other(format!("{e:?}")))?
+    {
+        let end = start + len + h.payload_len as usize;
+        if buf.len() < end {
+            break;
+        }
+        let payload = &buf[start + len..end];
+        if payload.starts_with(br#"{"event":"subscribed""#) {
+            st.borrow_mut().subscribed += 1;
+        } else if matches!(h.opcode, OpCode::Text | OpCode::Binary) {
+            record(st, payload);
+        }
+        start = end;
+    }
+    buf.drain(..start);
+    Ok(())
+}
+
 /// Every complete event in `buf` (`data: <16 hex send time>...` then a
 /// blank line): record it, keep the incomplete rest.
 fn events(buf: &mut Vec<u8>, st: &State) {
@@ -86,36 +183,31 @@ fn events(buf: &mut Vec<u8>, st: &State) {
     while let Some(i) = buf[start..].windows(2).position(|w| w == b"\n\n") {
         let ev = &buf[start..start + i];
         start += i + 2;
-        let Some(p) = ev.windows(6).position(|w| w == b"data: ") else {
-            if ev.starts_with(b": subscribed") {
-                st.borrow_mut().subscribed += 1;
-            }
-            continue;
-        };
-        let hex = ev
-            .get(p + 6..p + 22)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        let Some(sent) = hex.and_then(|h| u64::from_str_radix(h, 16).ok()) else {
-            continue;
-        };
-        let mut s = st.borrow_mut();
-        let now = s.epoch.elapsed().as_nanos() as u64;
-        if now >= s.warm_ns && now < s.end_ns {
-            s.delivered += 1;
-        }
-        if sent >= s.warm_ns && sent < s.end_ns {
-            s.received += 1;
-            let _ = s.hist.record(now.saturating_sub(sent).max(1000));
+        match ev.windows(6).position(|w| w == b"data: ") {
+            Some(p) => record(st, &ev[p + 6..]),
+            None if ev.starts_with(b": subscribed") => st.borrow_mut().subscribed += 1,
+            None => {}
         }
     }
     buf.drain(..start);
 }
 
-async fn h1_subscriber(addr: SocketAddr, topic: String, st: State) -> std::io::Result<()> {
+async fn h1_subscriber(
+    addr: SocketAddr,
+    kind: Kind,
+    topic: String,
+    st: State,
+) -> std::io::Result<()> {
     let mut s = TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
-    s.write_all(format!("GET /sse/{topic} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())
-        .await?;
+    let head = match kind {
+        Kind::Sse => format!("GET /sse/{topic} HTTP/1.1\r\nHost: bench\r\n\r\n"),
+        Kind::Ws => "GET /feed HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n\
+                     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                     Sec-WebSocket-Version: 13\r\n\r\n"
+            .to_string(),
+    };
+    s.write_all(head.as_bytes()).await?;
     let mut buf = Vec::with_capacity(8192);
     let mut head_done = false;
     let mut chunk = vec![0u8; 16384];
@@ -131,8 +223,11 @@ async fn h1_subscriber(addr: SocketAddr, topic: String, st: State) -> std::io::R
             };
             buf.drain(..i + 4);
             head_done = true;
+            if kind == Kind::Ws {
+                s.write_all(&subscribe_frame(&topic)).await?;
+            }
         }
-        events(&mut buf, &st);
+        receive(kind, &mut buf, &st)?;
     }
 }
 
@@ -152,6 +247,7 @@ fn h2_hello() -> Vec<u8> {
 
 async fn h2_subscribers(
     addr: SocketAddr,
+    sub: Kind,
     topic: String,
     streams: usize,
     st: State,
@@ -159,15 +255,16 @@ async fn h2_subscribers(
     let mut s = TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
     let mut out = h2_hello();
-    let block = request_block(false, &format!("/sse/{topic}"), None);
-    for i in 0..streams {
-        h2::encode_frame(
-            &mut out,
-            kind::HEADERS,
+    let (block, flags) = match sub {
+        Kind::Sse => (
+            request_block(false, &format!("/sse/{topic}"), None),
             flag::END_HEADERS | flag::END_STREAM,
-            2 * i as u32 + 1,
-            &block,
-        );
+        ),
+        Kind::Ws => (connect_block(), flag::END_HEADERS),
+    };
+    let subscribe = subscribe_frame(&topic);
+    for i in 0..streams {
+        h2::encode_frame(&mut out, kind::HEADERS, flags, 2 * i as u32 + 1, &block);
     }
     s.write_all(&out).await?;
     let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); streams];
@@ -197,8 +294,12 @@ async fn h2_subscribers(
                     let i = (stream as usize - 1) / 2;
                     if let Some(b) = bufs.get_mut(i) {
                         b.extend_from_slice(data);
-                        events(b, &st);
+                        receive(sub, b, &st)?;
                     }
+                }
+                // The WebSocket is open (RFC 8441 §5): subscribe.
+                Frame::Headers { stream, .. } if sub == Kind::Ws => {
+                    h2::encode_frame(&mut reply, kind::DATA, 0, stream, &subscribe);
                 }
                 Frame::Settings { ack: false, .. } => {
                     h2::encode_frame(&mut reply, kind::SETTINGS, flag::ACK, 0, &[]);
@@ -222,7 +323,7 @@ async fn h2_subscribers(
 }
 
 /// The publisher: POST streams on one HTTP/2 connection, on schedule.
-async fn publisher(cfg: SseConfig, st: State) -> std::io::Result<u64> {
+async fn publisher(cfg: StreamConfig, st: State) -> std::io::Result<u64> {
     let mut s = TcpStream::connect(cfg.addr).await?;
     s.set_nodelay(true)?;
     s.write_all(&h2_hello()).await?;
@@ -279,7 +380,7 @@ async fn publisher(cfg: SseConfig, st: State) -> std::io::Result<u64> {
 
 /// Run the fan-out; `on_window` is called when the measured window starts
 /// and when it ends (to measure the server's CPU over it).
-pub fn run(cfg: &SseConfig, mut on_window: impl FnMut(bool)) -> Result<SseResult, String> {
+pub fn run(cfg: &StreamConfig, mut on_window: impl FnMut(bool)) -> Result<StreamResult, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -299,9 +400,9 @@ pub fn run(cfg: &SseConfig, mut on_window: impl FnMut(bool)) -> Result<SseResult
             for _ in 0..cfg.subscribers {
                 let st = st.clone();
                 let topic = cfg.topic.clone();
-                let addr = cfg.addr;
+                let (addr, kind) = (cfg.addr, cfg.kind);
                 tokio::task::spawn_local(async move {
-                    if let Err(e) = h1_subscriber(addr, topic, st).await {
+                    if let Err(e) = h1_subscriber(addr, kind, topic, st).await {
                         eprintln!("subscriber: {e}");
                     }
                 });
@@ -313,9 +414,9 @@ pub fn run(cfg: &SseConfig, mut on_window: impl FnMut(bool)) -> Result<SseResult
                 left -= n;
                 let st = st.clone();
                 let topic = cfg.topic.clone();
-                let addr = cfg.addr;
+                let (addr, kind) = (cfg.addr, cfg.kind);
                 tokio::task::spawn_local(async move {
-                    if let Err(e) = h2_subscribers(addr, topic, n, st).await {
+                    if let Err(e) = h2_subscribers(addr, kind, topic, n, st).await {
                         eprintln!("subscriber connection: {e}");
                     }
                 });
@@ -359,7 +460,7 @@ pub fn run(cfg: &SseConfig, mut on_window: impl FnMut(bool)) -> Result<SseResult
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let s = st.borrow();
-        Ok(SseResult {
+        Ok(StreamResult {
             delivered: s.delivered,
             latency: Percentiles::from_ns(&s.hist),
             missing: expected.saturating_sub(s.received),
