@@ -8,7 +8,12 @@ Nothing is sent meanwhile (receive windows are tiny), so the server holds
 S x M queued publications. Reports the server's RSS growth per subscription
 and per queued publication, next to what a copy per subscriber would cost.
 
-    scripts/pubsub-memory.py [--backend uring|poll] [-s 1000] [-k 10] [-m 2000] [-p 1024]
+Then the same again with history on for the publishers' topic (`--history
+q=M`: the queues hold the history's own publications), and a topic with
+history and no subscriber (`--history-entries`, 20,000 by default): bytes
+per history entry, against its frame.
+
+    scripts/pubsub-memory.py [--backend uring|poll] [-s 1000] [-k 10] [-m 2000] [-p 1024] [--no-history]
 
 Standard library only; build first with `cargo build --release`.
 """
@@ -109,15 +114,34 @@ def main():
     ap.add_argument("-m", "--publications", type=int, default=2000)
     ap.add_argument("-p", "--payload", type=int, default=1024)
     ap.add_argument("--port", type=int, default=9701)
+    ap.add_argument("--no-history", action="store_true", help="skip the run with history")
+    ap.add_argument("--history-entries", type=int, default=20000,
+                    help="publications kept on the topic without subscribers")
     a = ap.parse_args()
     binary = os.path.join(ROOT, "target/release/ringwave")
     if not os.path.exists(binary):
         sys.exit("build first: cargo build --release")
+    plain = run(a, binary, history=False)
+    if a.no_history:
+        return
+    print()
+    kept = run(a, binary, history=True)
+    print(f"history alone (topic h, {a.history_entries} publications, no subscriber): "
+          f"{kept['per_entry']:.0f} bytes per entry for a frame of {kept['frame_len']} B "
+          f"({kept['per_entry'] - kept['frame_len']:.0f} B over it; a copy of the payload would be "
+          f"{kept['frame_len']} B more)")
+    print(f"queued publications with history on q: {kept['per_queued']:.1f} bytes per subscriber, "
+          f"{plain['per_queued']:.1f} without: the queues share the history's publications")
+
+
+def run(a, binary, history):
+    extra = (["--history", f"q={a.publications}", "--history", f"h={a.history_entries}"]
+             if history else [])
     srv = subprocess.Popen(
         [
             binary, "--listen", f"127.0.0.1:{a.port}", "--backend", a.backend, "--threads", "1",
             "--feed-sim", "off", "--allow-client-publish", "--max-buffered", str(1 << 30),
-            "--log-level", "warn",
+            "--log-level", "warn", *extra,
         ],
         stdout=subprocess.PIPE,
     )
@@ -165,7 +189,8 @@ def main():
         per_sub = (rss_subscribed - rss_open) / n_subs
         frames = a.publications * frame_len
         per_queued = (rss_queued - rss_subscribed - frames) / queued
-        print(f"backend {a.backend}: {a.subscribers} connections x {len(topics)} topics = {n_subs} subscriptions")
+        print(f"backend {a.backend}, history {'on' if history else 'off'}: "
+              f"{a.subscribers} connections x {len(topics)} topics = {n_subs} subscriptions")
         print(f"  RSS after open {rss_open / 1e6:.1f} MB, subscribed {rss_subscribed / 1e6:.1f} MB, "
               f"{a.publications} x {a.payload} B queued to each {rss_queued / 1e6:.1f} MB")
         print(f"  per subscription: {per_sub:.0f} bytes")
@@ -175,9 +200,24 @@ def main():
               f"and at most once more per worker where a turn joins several into one entry)")
         print(f"  a copy per subscriber would need {queued * a.payload / 1e6:.0f} MB; "
               f"the server grew {(rss_queued - rss_subscribed) / 1e6:.1f} MB")
+        result = {"per_queued": per_queued, "frame_len": frame_len}
+        if history:
+            # A topic nobody subscribes to: only the history holds it.
+            before = metric(a.port, "ringwave_history_entries")
+            rss_before = rss(srv.pid)
+            for i in range(a.history_entries):
+                pub.sendall(frame(json.dumps({"op": "publish", "topic": "h", "data": payload})))
+            deadline = time.time() + 120
+            while metric(a.port, "ringwave_history_entries") < before + a.history_entries:
+                if time.time() > deadline:
+                    sys.exit("the history did not take every publication")
+                time.sleep(0.1)
+            time.sleep(0.5)
+            result["per_entry"] = (rss(srv.pid) - rss_before) / a.history_entries
         for s, _ in subs:
             s.close()
         pub.close()
+        return result
     finally:
         srv.terminate()
         srv.wait(20)

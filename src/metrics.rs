@@ -54,6 +54,11 @@ pub struct Stats {
     pub deliveries: Counter,
     /// Subscriptions held now.
     pub subscriptions: Counter,
+    /// Subscriptions from a position that were recovered.
+    pub recovered: Counter,
+    /// Subscriptions from a position that could not be (too old, another
+    /// epoch, never reached).
+    pub not_recovered: Counter,
     /// Subscribers closed with 1008 by the `close` policy.
     pub slow_closes: Counter,
     /// Publications skipped by the `drop` policy.
@@ -242,11 +247,18 @@ pub fn render_tls_reloads(ok: u64, failed: u64) -> String {
     )
 }
 
+/// What the topics' history holds, in the Prometheus text format.
+pub fn render_history(entries: usize, keys: usize) -> String {
+    format!(
+        "# HELP ringwave_history_entries Publications kept in topic histories.\n# TYPE ringwave_history_entries gauge\nringwave_history_entries {entries}\n# HELP ringwave_history_snapshot_keys Keys with a newest publication kept for snapshots.\n# TYPE ringwave_history_snapshot_keys gauge\nringwave_history_snapshot_keys {keys}\n"
+    )
+}
+
 /// Render the Prometheus text exposition (version 0.0.4).
 pub fn render(workers: &[WorkerView<'_>]) -> String {
     let mut out = String::with_capacity(2048);
     let sum = |f: Field| workers.iter().map(|w| f(w.stats).get()).sum::<u64>();
-    let rows: [(&str, &str, &str, Field); 15] = [
+    let rows: [(&str, &str, &str, Field); 17] = [
         (
             "ringwave_connections_open",
             "gauge",
@@ -288,6 +300,18 @@ pub fn render(workers: &[WorkerView<'_>]) -> String {
             "gauge",
             "Subscriptions held now.",
             |s| &s.subscriptions,
+        ),
+        (
+            "ringwave_recoveries_total",
+            "counter",
+            "Subscriptions from a position (since, Last-Event-ID) that were recovered.",
+            |s| &s.recovered,
+        ),
+        (
+            "ringwave_recoveries_failed_total",
+            "counter",
+            "Subscriptions from a position that could not be recovered (too old, another epoch, never reached).",
+            |s| &s.not_recovered,
         ),
         (
             "ringwave_slow_consumer_closes_total",

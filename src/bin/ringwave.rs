@@ -11,8 +11,8 @@ use ringwave::driver::Backend;
 use ringwave::proto::{DeflateConfig, Limits};
 use ringwave::server::feedsim::{self, SimSpec};
 use ringwave::server::{
-    CertFiles, Config, Echo, Handler, Msg, NatsAuth, NatsConfig, Policy, Request, Server,
-    TlsConfig, Upgrade, Ws,
+    CertFiles, Config, Echo, Handler, HistoryConfig, Msg, NatsAuth, NatsConfig, Policy, Request,
+    Retention, Server, TlsConfig, Upgrade, Ws,
 };
 
 /// ringwave: a thread-per-core WebSocket server over io_uring.
@@ -141,6 +141,20 @@ struct Cli {
     #[arg(long = "topic-policy", value_name = "TOPIC=POLICY", value_parser = parse_topic_policy)]
     topic_policies: Vec<(String, Policy)>,
 
+    /// Keep offsets and history for a topic, TOPIC=COUNT[,SECS] (repeatable;
+    /// TOPIC * for every topic not listed): the newest COUNT publications,
+    /// none older than SECS. Subscribers can then recover what they missed
+    /// ("since" on /feed, Last-Event-ID on SSE) and ask for a snapshot of
+    /// the newest publication per key. Off by default.
+    #[arg(long = "history", value_name = "TOPIC=COUNT[,SECS]", value_parser = parse_history)]
+    history: Vec<(String, Retention)>,
+
+    /// End each Server-Sent Events stream after SECS, asking the client to
+    /// reconnect a second later; with --history on the topic the browser's
+    /// reconnect (Last-Event-ID) misses nothing. 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    sse_lifetime: u64,
+
     /// Let every /feed client publish, and accept POST /publish/<topic>
     /// without a token.
     #[arg(long)]
@@ -252,6 +266,16 @@ impl<H: Handler> Handler for TokenGate<H> {
     }
 }
 
+fn parse_history(s: &str) -> Result<(String, Retention), String> {
+    let (topic, keep) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{s:?}: expected TOPIC=COUNT[,SECS], e.g. ticks=1000,300"))?;
+    if topic != "*" && !ringwave::pubsub::valid_topic(topic) {
+        return Err(format!("{topic:?} is not a valid topic"));
+    }
+    Ok((topic.to_string(), keep.parse()?))
+}
+
 fn parse_topic_policy(s: &str) -> Result<(String, Policy), String> {
     let (topic, policy) = s
         .rsplit_once('=')
@@ -355,6 +379,19 @@ fn main() -> ExitCode {
         publish_token: cli.publish_token.clone(),
         trust_proxy: cli.trust_proxy,
         http2: !cli.no_http2,
+        sse_lifetime: (cli.sse_lifetime > 0).then(|| Duration::from_secs(cli.sse_lifetime)),
+        history: {
+            let mut h = HistoryConfig::default();
+            for (topic, keep) in &cli.history {
+                match topic.as_str() {
+                    "*" => h.default = Some(*keep),
+                    t => {
+                        h.topics.insert(t.to_string(), *keep);
+                    }
+                }
+            }
+            h
+        },
         tls,
         nats: (!cli.nats.is_empty()).then(|| NatsConfig {
             urls: cli.nats.clone(),

@@ -8,10 +8,12 @@
 //! first use. Every subscriber's queue holds an `Arc` to it, on its own worker
 //! and on the others, which receive it through their mailboxes. A subscriber
 //! sees a topic's publications in the order they were published from any one
-//! publisher.
+//! publisher; on a topic with history ([`history`]) in offset order, the same
+//! on every worker.
 
 #![forbid(unsafe_code)]
 
+pub mod history;
 mod queue;
 mod topics;
 
@@ -22,8 +24,10 @@ use std::sync::{Arc, OnceLock};
 use crate::proto::frame::encode_frame;
 use crate::proto::{MessageKind, OpCode};
 
+pub use history::{HistoryConfig, Position, Retention};
 pub(crate) use queue::Subscriber;
 pub(crate) use topics::Topics;
+pub use topics::{SubscribeOptions, Subscribed};
 
 /// Most topics one connection may subscribe to.
 pub const MAX_SUBSCRIPTIONS: usize = 1024;
@@ -86,6 +90,11 @@ pub struct Publication {
     sse: OnceLock<Box<[u8]>>,
     /// Several publications' frames back to back ([`Publication::run`]).
     run: bool,
+    /// Its topic's offset, on a topic with history.
+    position: OnceLock<Position>,
+    /// The same with its position in the message ([`Publication::meta`]):
+    /// as live, and as a snapshot.
+    meta: [OnceLock<Arc<Publication>>; 2],
 }
 
 impl fmt::Debug for Publication {
@@ -118,6 +127,8 @@ impl Publication {
             header_len,
             sse: OnceLock::new(),
             run: false,
+            position: OnceLock::new(),
+            meta: Default::default(),
         })
     }
 
@@ -141,7 +152,62 @@ impl Publication {
             header_len: 0,
             sse: OnceLock::new(),
             run: true,
+            position: OnceLock::new(),
+            meta: Default::default(),
         })
+    }
+
+    /// Its offset on a topic with history (set when it is published).
+    pub fn position(&self) -> Option<Position> {
+        self.position.get().copied()
+    }
+
+    pub(crate) fn set_position(&self, pos: Position) {
+        let _ = self.position.set(pos);
+    }
+
+    /// The form a subscriber that asked for positions gets, built once: a
+    /// text publication as a JSON envelope,
+    /// `{"topic":…,"epoch":…,"offset":…,"key":…,"snapshot":true,"data":"…"}`
+    /// (`key` when keyed, `snapshot` when sent as one, `data` the text
+    /// itself); a binary one as its offset (8 bytes, big-endian), a flags
+    /// byte (1: snapshot) and the payload.
+    pub fn meta(&self, snapshot: bool) -> Arc<Publication> {
+        self.meta[usize::from(snapshot)]
+            .get_or_init(|| {
+                let pos = self.position().unwrap_or(Position {
+                    epoch: 0,
+                    offset: 0,
+                });
+                let payload = match self.kind {
+                    MessageKind::Text => {
+                        let mut env = serde_json::Map::new();
+                        env.insert("topic".into(), self.topic().into());
+                        env.insert("epoch".into(), pos.epoch_str().into());
+                        env.insert("offset".into(), pos.offset.into());
+                        if let Some(k) = self.key() {
+                            env.insert("key".into(), k.into());
+                        }
+                        if snapshot {
+                            env.insert("snapshot".into(), true.into());
+                        }
+                        let text = String::from_utf8_lossy(self.payload());
+                        env.insert("data".into(), text.into());
+                        serde_json::Value::Object(env).to_string().into_bytes()
+                    }
+                    MessageKind::Binary => {
+                        let mut b = Vec::with_capacity(self.payload().len() + 9);
+                        b.extend_from_slice(&pos.offset.to_be_bytes());
+                        b.push(u8::from(snapshot));
+                        b.extend_from_slice(self.payload());
+                        b
+                    }
+                };
+                let twin = Publication::new(self.topic(), self.key(), self.kind, &payload);
+                twin.set_position(pos);
+                twin
+            })
+            .clone()
     }
 
     /// The topic.
@@ -171,10 +237,11 @@ impl Publication {
     }
 
     /// The Server-Sent Events form: `data:` lines (binary payloads in base64,
-    /// announced with `event: binary`), built on first use.
+    /// announced with `event: binary`), and `id: EPOCH:OFFSET` on a topic
+    /// with history; built on first use.
     pub fn sse(&self) -> &[u8] {
         self.sse
-            .get_or_init(|| sse_event(self.kind, self.payload()))
+            .get_or_init(|| sse_event(self.kind, self.position(), self.payload()))
     }
 
     /// Whether `other` replaces `self` under conflation.
@@ -193,9 +260,12 @@ impl Publication {
     }
 }
 
-fn sse_event(kind: MessageKind, payload: &[u8]) -> Box<[u8]> {
+fn sse_event(kind: MessageKind, position: Option<Position>, payload: &[u8]) -> Box<[u8]> {
     use base64::Engine as _;
     let mut out = Vec::with_capacity(payload.len() + 16);
+    if let Some(p) = position {
+        out.extend_from_slice(format!("id: {p}\n").as_bytes());
+    }
     let text;
     let body = match (kind, std::str::from_utf8(payload)) {
         (MessageKind::Text, Ok(t)) => t,
@@ -272,6 +342,30 @@ mod tests {
         assert_eq!(p.sse(), b"data: a\ndata: b\ndata: c\n\n");
         let b = Publication::new("t", None, MessageKind::Binary, &[0, 1, 2]);
         assert_eq!(b.sse(), b"event: binary\ndata: AAEC\n\n");
+    }
+
+    #[test]
+    fn positions_show_in_the_sse_id_and_the_meta_forms() {
+        let p = Publication::new("t", Some("k"), MessageKind::Text, b"say \"hi\"");
+        let pos = Position {
+            epoch: 0xab,
+            offset: 7,
+        };
+        p.set_position(pos);
+        assert_eq!(p.sse(), b"id: 000000ab:7\ndata: say \"hi\"\n\n");
+        let m = p.meta(false);
+        let v: serde_json::Value = serde_json::from_slice(m.payload()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"topic": "t", "epoch": "000000ab", "offset": 7, "key": "k", "data": "say \"hi\""})
+        );
+        assert!(Arc::ptr_eq(&m, &p.meta(false)), "built once");
+        let s: serde_json::Value = serde_json::from_slice(p.meta(true).payload()).unwrap();
+        assert_eq!(s["snapshot"], true);
+        let b = Publication::new("t", None, MessageKind::Binary, &[9, 9]);
+        b.set_position(pos);
+        assert_eq!(b.meta(true).payload(), &[0, 0, 0, 0, 0, 0, 0, 7, 1, 9, 9]);
+        assert_eq!(b.meta(true).kind(), MessageKind::Binary);
     }
 
     #[test]

@@ -1,18 +1,68 @@
-//! One worker's topic table: which connections subscribe to what, and each
-//! topic's slow-consumer policy.
+//! One worker's topic table: which connections subscribe to what, each
+//! topic's slow-consumer policy, and, for topics with history, the order
+//! publications are delivered in and the subscriptions that start from a
+//! position.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
-use super::{valid_topic, Policy, SubscribeError, Subscriber, MAX_SUBSCRIPTIONS};
+use super::history::{History, Order, Position};
+use super::{valid_topic, Policy, Publication, SubscribeError, Subscriber, MAX_SUBSCRIPTIONS};
 use crate::metrics::Stats;
+
+/// One subscription on a topic.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sub {
+    pub index: u32,
+    pub generation: u32,
+    /// Publications go in their meta form ([`Publication::meta`]).
+    pub meta: bool,
+    /// Live publications up to this offset were the subscriber's already.
+    pub floor: u64,
+}
+
+impl Sub {
+    /// Whether live `p` goes to this subscriber.
+    pub fn wants(&self, p: &Publication) -> bool {
+        self.floor == 0 || p.position().is_none_or(|q| q.offset > self.floor)
+    }
+}
 
 /// A topic's subscribers on one worker.
 #[derive(Debug)]
 pub(crate) struct Topic {
-    /// (slot index, generation) of each subscriber.
-    pub subs: Vec<(u32, u32)>,
+    pub subs: Vec<Sub>,
     pub policy: Policy,
+}
+
+/// How a subscription starts (the defaults: live from now, as published).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    /// Recover from this position: the publications after it are sent
+    /// first, in order, then live ones (topics with history).
+    pub since: Option<Position>,
+    /// Unless `since` was recovered, send the newest publication of every
+    /// key first, in their meta form marked as snapshot.
+    pub snapshot: bool,
+    /// Send publications in their meta form, with their offsets.
+    pub meta: bool,
+}
+
+/// How a subscription started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscribed {
+    /// It is new (not a repeat of one already held).
+    pub new: bool,
+    /// The topic's position as the subscriber will stand once what was
+    /// queued for it (replay) is out: `None` on a topic without history.
+    pub position: Option<Position>,
+    /// Where it stands before that: `since` when recovered, else
+    /// `position`. (A Server-Sent Events stream's first id: a reconnect
+    /// before the replay is through recovers from here.)
+    pub start: Option<Position>,
+    /// `since` was recovered: nothing after it is missing.
+    pub recovered: bool,
 }
 
 /// One worker's topic table.
@@ -25,16 +75,107 @@ pub(crate) struct Topics {
     /// last (`false`), in order, since the last [`Topics::take_changes`];
     /// kept only when someone asked for them ([`Topics::track_changes`]).
     changes: Option<Vec<(Arc<str>, bool)>>,
+    history: Option<Arc<History>>,
+    order: Order,
 }
 
 impl Topics {
-    pub fn new(default_policy: Policy, overrides: Arc<HashMap<String, Policy>>) -> Self {
+    pub fn new(
+        default_policy: Policy,
+        overrides: Arc<HashMap<String, Policy>>,
+        history: Option<Arc<History>>,
+    ) -> Self {
         Topics {
             map: HashMap::new(),
             default_policy,
             overrides,
             changes: None,
+            history,
+            order: Order::default(),
         }
+    }
+
+    /// Take a publication that reached this worker; `out` gets what is now
+    /// deliverable (on a topic with history, in offset order, each once).
+    pub fn admit(&mut self, p: &Arc<Publication>, out: &mut Vec<Arc<Publication>>) {
+        self.order.admit(p, out);
+    }
+
+    /// Subscribe as `opts` says: replayed and snapshot publications are
+    /// queued on `sub` (`sse`: in their event-stream form).
+    #[allow(clippy::too_many_arguments)]
+    pub fn subscribe_with(
+        &mut self,
+        index: u32,
+        generation: u32,
+        sub: &mut Option<Box<Subscriber>>,
+        topic: &str,
+        opts: &SubscribeOptions,
+        sse: bool,
+        now: Instant,
+        stats: &Stats,
+    ) -> Result<Subscribed, SubscribeError> {
+        let new = self.subscribe(index, generation, sub, topic, stats)?;
+        let delivered = self.order.next(topic);
+        let history = self.history.clone();
+        let position = history.as_ref().and_then(|h| h.position(topic, delivered));
+        let mut done = Subscribed {
+            new,
+            position,
+            start: position,
+            recovered: false,
+        };
+        let (Some(h), Some(_), true) = (history, position, new) else {
+            return Ok(done);
+        };
+        let mut queue = Vec::new();
+        let mut floor = 0;
+        if let Some(since) = opts.since {
+            let r = h.recover(topic, since, delivered, now);
+            done.recovered = r.recovered;
+            if r.recovered {
+                stats.recovered.add(1);
+            } else {
+                stats.not_recovered.add(1);
+            }
+            floor = r.floor;
+            if r.recovered {
+                done.position = Some(Position {
+                    offset: since.offset.max(delivered.saturating_sub(1)),
+                    ..since
+                });
+                done.start = Some(since);
+            }
+            queue = r.replay;
+            if opts.meta {
+                queue = queue.iter().map(|p| p.meta(false)).collect();
+            }
+        }
+        if opts.snapshot && !done.recovered && !sse {
+            queue = h
+                .snapshot(topic, delivered)
+                .iter()
+                .map(|p| p.meta(true))
+                .collect();
+        }
+        if let Some(entry) = self.map.get_mut(topic) {
+            if let Some(s) = entry
+                .subs
+                .iter_mut()
+                .find(|s| (s.index, s.generation) == (index, generation))
+            {
+                s.meta = opts.meta && !sse;
+                s.floor = floor;
+            }
+        }
+        stats.deliveries.add(queue.len() as u64);
+        if let Some(sub) = sub.as_deref_mut() {
+            for p in queue {
+                let len = p.bytes(sse).len();
+                sub.push(p, len);
+            }
+        }
+        Ok(done)
     }
 
     /// Record from now on which topics gain their first subscriber and lose
@@ -97,7 +238,12 @@ impl Topics {
             }
         };
         if let Some(entry) = self.map.get_mut(topic) {
-            entry.subs.push((index, generation));
+            entry.subs.push(Sub {
+                index,
+                generation,
+                meta: false,
+                floor: 0,
+            });
         }
         sub.topics.push(name);
         stats.subscriptions.add(1);
@@ -135,7 +281,11 @@ impl Topics {
 
     fn remove_one(&mut self, index: u32, generation: u32, topic: &str) {
         if let Some(entry) = self.map.get_mut(topic) {
-            if let Some(i) = entry.subs.iter().position(|&s| s == (index, generation)) {
+            if let Some(i) = entry
+                .subs
+                .iter()
+                .position(|s| (s.index, s.generation) == (index, generation))
+            {
                 entry.subs.swap_remove(i);
             }
             if entry.subs.is_empty() {
@@ -162,7 +312,7 @@ mod tests {
     #[test]
     fn first_and_last_subscriber_of_a_topic_are_recorded_in_order() {
         let stats = Stats::default();
-        let mut t = Topics::new(Policy::Drop, Arc::new(HashMap::new()));
+        let mut t = Topics::new(Policy::Drop, Arc::new(HashMap::new()), None);
         let (mut a, mut b) = (None, None);
         // Untracked: nothing is kept.
         t.subscribe(1, 1, &mut a, "x", &stats).unwrap();

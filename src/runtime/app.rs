@@ -15,7 +15,8 @@ use crate::driver::Backend;
 use crate::metrics::{self, WorkerView};
 use crate::proto::handshake::{HttpRequest, UpgradeRequest};
 use crate::proto::{CloseCode, DeflateConfig, Limits};
-use crate::pubsub::Policy;
+use crate::pubsub::history::History;
+use crate::pubsub::{Policy, Position};
 
 use super::uplink::Uplink;
 use super::ws::{AppTag, ConnId, Msg, Ws};
@@ -78,6 +79,10 @@ impl RequestCx<'_> {
         if let Some(u) = &shared.uplink {
             text.push_str(&u.metrics());
         }
+        if let Some(h) = &shared.history {
+            let (entries, keys) = h.sizes();
+            text.push_str(&metrics::render_history(entries, keys));
+        }
         text
     }
 }
@@ -101,6 +106,9 @@ pub enum Route {
     EventStream {
         /// The topic (valid).
         topic: String,
+        /// Recover from this position (`Last-Event-ID`), on a topic with
+        /// history.
+        since: Option<Position>,
     },
     /// Read a body of `len` bytes, publish it on `topic`, answer 202.
     Publish {
@@ -164,6 +172,12 @@ pub struct Settings {
     /// Serve HTTP/2: by prior knowledge on the plaintext listener, by ALPN
     /// `h2` on the TLS one.
     pub http2: bool,
+    /// Offsets and history for the topics that keep it, shared by every
+    /// worker and publisher.
+    pub history: Option<Arc<History>>,
+    /// End each event stream after this long (clients reconnect, from
+    /// their `Last-Event-ID`).
+    pub sse_lifetime: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -190,6 +204,8 @@ impl Default for Settings {
             tls: None,
             uplink: None,
             http2: true,
+            history: None,
+            sse_lifetime: None,
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::metrics::Stats;
 use crate::proto::h2::PREFACE;
 use crate::proto::handshake::{http_response, HttpRequest, TEXT_PLAIN};
 use crate::proto::{CloseCode, Conn, DeflateParams, Event, Role};
-use crate::pubsub::{Publication, Topics};
+use crate::pubsub::{Position, Publication, SubscribeOptions, Subscribed, Topics};
 
 use super::app::{App, RequestCx, Response, Route, Settings};
 use super::drain::Drain;
@@ -101,7 +101,11 @@ impl<A: App> Core<A> {
         epoch: Instant,
     ) -> Core<A> {
         let ticks = |d: Duration| d.as_secs().max(1);
-        let mut topics = Topics::new(cfg.slow_consumer, Arc::new(cfg.topic_policies.clone()));
+        let mut topics = Topics::new(
+            cfg.slow_consumer,
+            Arc::new(cfg.topic_policies.clone()),
+            cfg.history.clone(),
+        );
         if cfg.uplink.is_some() {
             topics.track_changes();
         }
@@ -113,6 +117,7 @@ impl<A: App> Core<A> {
                 ping: ticks(cfg.ping_interval),
                 idle: ticks(cfg.idle_timeout),
                 linger: LINGER_TICKS,
+                sse_lifetime: cfg.sse_lifetime.map_or(0, ticks),
             },
             topics,
             cfg,
@@ -436,7 +441,7 @@ impl<A: App> Core<A> {
                     self.frames(index, rest);
                 }
             }
-            Route::EventStream { topic } => self.begin_sse(index, &topic, head_only),
+            Route::EventStream { topic, since } => self.begin_sse(index, &topic, since, head_only),
             Route::Publish { topic, key, len } => {
                 let mut post = PostBody::new(topic, key, len);
                 let whole = post.take(rest);
@@ -478,20 +483,58 @@ impl<A: App> Core<A> {
         self.respond(index, PostBody::published());
     }
 
-    fn begin_sse(&mut self, index: u32, topic: &str, head_only: bool) {
-        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
-            return;
-        };
+    fn begin_sse(&mut self, index: u32, topic: &str, since: Option<Position>, head_only: bool) {
         if head_only {
-            slot.session = Session::Respond(super::session::http::Respond::new(sse::HEAD.to_vec()));
+            if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
+                slot.session = Session::Respond(Respond::new(sse::HEAD.to_vec()));
+            }
             return self.mark_dirty(index);
         }
-        slot.session = Session::Events(EventStream::new());
-        slot.deadline = self.wheel.now() + self.ticks.ping;
-        let _ = self
-            .topics
-            .subscribe(index, slot.generation, &mut slot.sub, topic, &self.stats);
+        if let Some((s, ends)) = self.subscribe_sse(index, topic, since) {
+            if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
+                slot.session = Session::Events(EventStream::new(&s, ends));
+            }
+        }
         self.mark_dirty(index);
+    }
+
+    /// Subscribe an event stream's slot (from `since`, on a topic with
+    /// history); its keep-alive deadline starts now. Also returns the tick
+    /// its lifetime ends at (0: never).
+    pub(super) fn subscribe_sse(
+        &mut self,
+        index: u32,
+        topic: &str,
+        since: Option<Position>,
+    ) -> Option<(Subscribed, u64)> {
+        let slot = self.conns.get_mut(index as usize)?.as_mut()?;
+        let now = self.wheel.now();
+        let ends = match self.ticks.sse_lifetime {
+            0 => 0,
+            t => now + t,
+        };
+        slot.deadline = now + self.ticks.ping;
+        if ends != 0 {
+            slot.deadline = slot.deadline.min(ends);
+        }
+        let opts = SubscribeOptions {
+            since,
+            ..SubscribeOptions::default()
+        };
+        let generation = slot.generation;
+        self.topics
+            .subscribe_with(
+                index,
+                generation,
+                &mut slot.sub,
+                topic,
+                &opts,
+                true,
+                Instant::now(),
+                &self.stats,
+            )
+            .ok()
+            .map(|s| (s, ends))
     }
 
     /// The upgrade was accepted: the connection is a WebSocket from now on.
@@ -568,7 +611,7 @@ impl<A: App> Core<A> {
             .conns
             .get(index as usize)
             .and_then(Option::as_ref)
-            .is_some_and(|s| !s.own_output().is_empty())
+            .is_some_and(|s| s.plain_pending() > 0)
         {
             self.mark_dirty(index);
         }
@@ -611,8 +654,13 @@ impl<A: App> Core<A> {
         }
     }
 
-    /// Deliver here, forward to every other worker and hand to the uplink.
+    /// Give it its offset (a topic with history), deliver here, forward to
+    /// every other worker and hand to the uplink.
     fn publish(&mut self, p: Arc<Publication>) {
+        let p = match &self.cfg.history {
+            Some(h) => h.record(p, Instant::now()),
+            None => p,
+        };
         self.deliver(&p);
         if let Some(u) = &self.cfg.uplink {
             u.publish(&p);

@@ -42,9 +42,19 @@ impl<A: App> Core<A> {
                 Session::Events(s) => {
                     if s.closing() {
                         self.to_close.push(e.index);
+                    } else if s.ends() != 0 && now >= s.ends() {
+                        // Its lifetime is over: it ends once its output is
+                        // out (and is closed at the next tick if not).
+                        s.close();
+                        slot.deadline = now + 1;
+                        self.wheel.insert(e.index, e.generation, slot.deadline);
+                        self.mark_dirty(e.index);
                     } else {
                         s.keep_alive();
                         slot.deadline = now + self.ticks.ping;
+                        if s.ends() != 0 {
+                            slot.deadline = slot.deadline.min(s.ends());
+                        }
                         self.wheel.insert(e.index, e.generation, slot.deadline);
                         self.mark_dirty(e.index);
                     }

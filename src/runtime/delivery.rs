@@ -14,9 +14,11 @@ use super::session::Session;
 impl<A: App> Core<A> {
     /// Take a publication for this worker's subscribers; it goes out with
     /// the turn's others in [`Core::deliver_batch`].
+    /// On a topic with history it waits, if need be, for the offsets before
+    /// it.
     pub(super) fn deliver(&mut self, p: &Arc<Publication>) {
         self.stats.publishes.add(1);
-        self.batch.push(p.clone());
+        self.topics.admit(p, &mut self.batch);
     }
 
     /// Queue the turn's publications to their subscribers, run by run of
@@ -51,7 +53,8 @@ impl<A: App> Core<A> {
         // each WebSocket subscriber with room for all of them (exactly when
         // one by one would queue every one); the others take them one by one.
         let mut joined: Option<(Arc<Publication>, usize)> = None;
-        for &(index, generation) in &topic.subs {
+        for s in &topic.subs {
+            let (index, generation) = (s.index, s.generation);
             let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
                 continue;
             };
@@ -60,7 +63,8 @@ impl<A: App> Core<A> {
             }
             let sse = slot.is_sse();
             let mut rest = run;
-            if run.len() > 1 && !sse && slot.session.takes_publications() {
+            let plain = !s.meta && s.floor == 0;
+            if run.len() > 1 && !sse && plain && slot.session.takes_publications() {
                 let (whole, len) = joined.get_or_insert_with(|| {
                     let p = Publication::run(run);
                     let len = p.frame().len();
@@ -81,6 +85,16 @@ impl<A: App> Core<A> {
                 if !slot.session.takes_publications() {
                     break;
                 }
+                if !s.wants(p) {
+                    continue;
+                }
+                let meta;
+                let p = if s.meta {
+                    meta = p.meta(false);
+                    &meta
+                } else {
+                    p
+                };
                 let len = p.bytes(sse).len();
                 let buffered = slot.pending();
                 let over = buffered > 0 && buffered + len > limit;

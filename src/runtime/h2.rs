@@ -228,7 +228,7 @@ impl<A: App> Core<A> {
                 s,
                 b"a WebSocket over HTTP/2 is an extended CONNECT (RFC 8441)\n",
             ),
-            Route::EventStream { topic } => {
+            Route::EventStream { topic, since } => {
                 self.stats.h2_stream("events");
                 let fields: [(&str, &[u8]); 2] = [
                     ("content-type", b"text/event-stream"),
@@ -238,14 +238,11 @@ impl<A: App> Core<A> {
                 if head_only {
                     return self.to_close.push(s);
                 }
-                let Some(Some(slot)) = self.conns.get_mut(s as usize) else {
-                    return;
-                };
-                slot.session = Session::Events(EventStream::headless());
-                slot.deadline = now + self.ticks.ping;
-                let _ = self
-                    .topics
-                    .subscribe(s, generation, &mut slot.sub, &topic, &self.stats);
+                if let Some((sub, ends)) = self.subscribe_sse(s, &topic, since) {
+                    if let Some(Some(slot)) = self.conns.get_mut(s as usize) {
+                        slot.session = Session::Events(EventStream::headless(&sub, ends));
+                    }
+                }
                 self.mark_dirty(s);
             }
             Route::Publish { topic, key, len } => {

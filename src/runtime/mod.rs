@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     pub tls: Option<Arc<tls::Certificates>>,
     /// The bridge to other nodes (for its counts in /metrics).
     pub uplink: Option<Arc<dyn uplink::Uplink>>,
+    /// The topics' history (for its sizes in /metrics).
+    pub history: Option<Arc<crate::pubsub::history::History>>,
 }
 
 /// A running server.
@@ -75,6 +77,7 @@ pub struct Running {
     tls_addr: Option<SocketAddr>,
     tls_certs: Option<Arc<tls::Certificates>>,
     uplink: Option<Arc<dyn uplink::Uplink>>,
+    history: Option<Arc<crate::pubsub::history::History>>,
     backend: Chosen,
     backend_reason: String,
 }
@@ -140,7 +143,11 @@ impl Running {
     /// A handle that publishes to every worker from any thread (and to the
     /// other nodes, with an uplink).
     pub fn publisher(&self) -> Publisher {
-        Publisher::new(self.mailboxes.clone(), self.uplink.clone())
+        Publisher::new(
+            self.mailboxes.clone(),
+            self.uplink.clone(),
+            self.history.clone(),
+        )
     }
 
     /// A handle that can request shutdown from another thread.
@@ -255,6 +262,7 @@ where
     }
     let tls_certs = cfg.tls.as_ref().map(|t| t.certs.clone());
     let uplink = cfg.uplink.clone();
+    let history = cfg.history.clone();
     // Worker i runs on the i-th CPU this process may use, so `taskset` decides
     // where a server runs.
     let cpus = affinity::allowed_cpus();
@@ -322,6 +330,7 @@ where
         connections: AtomicUsize::new(0),
         tls: tls_certs.clone(),
         uplink: uplink.clone(),
+        history: history.clone(),
     });
     Ok(Running {
         workers,
@@ -330,6 +339,7 @@ where
         tls_addr,
         tls_certs,
         uplink,
+        history,
         backend,
         backend_reason,
     })

@@ -3,11 +3,12 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::mailbox::{Control, Mailbox, Refused};
 use super::uplink::Uplink;
 use crate::proto::MessageKind;
+use crate::pubsub::history::History;
 use crate::pubsub::Publication;
 
 /// Why a [`Publisher::publish`] failed.
@@ -35,6 +36,7 @@ impl std::error::Error for PublishError {}
 pub struct Publisher {
     mailboxes: Arc<[Arc<Mailbox>]>,
     uplink: Option<Arc<dyn Uplink>>,
+    history: Option<Arc<History>>,
 }
 
 impl fmt::Debug for Publisher {
@@ -47,8 +49,16 @@ impl fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    pub(crate) fn new(mailboxes: Arc<[Arc<Mailbox>]>, uplink: Option<Arc<dyn Uplink>>) -> Self {
-        Publisher { mailboxes, uplink }
+    pub(crate) fn new(
+        mailboxes: Arc<[Arc<Mailbox>]>,
+        uplink: Option<Arc<dyn Uplink>>,
+        history: Option<Arc<History>>,
+    ) -> Self {
+        Publisher {
+            mailboxes,
+            uplink,
+            history,
+        }
     }
 
     /// The same workers without the uplink: what it publishes reaches this
@@ -58,6 +68,7 @@ impl Publisher {
         Publisher {
             mailboxes: self.mailboxes.clone(),
             uplink: None,
+            history: self.history.clone(),
         }
     }
 
@@ -77,8 +88,13 @@ impl Publisher {
     }
 
     /// Publish a prepared publication (see [`Publication::new`] for keyed
-    /// conflation).
+    /// conflation). On a topic with history it takes the topic's next offset
+    /// here, so publishers on any thread share one sequence.
     pub fn publish(&self, p: Arc<Publication>) -> Result<(), PublishError> {
+        let p = match &self.history {
+            Some(h) => h.record(p, Instant::now()),
+            None => p,
+        };
         if let Some(u) = &self.uplink {
             u.publish(&p);
         }

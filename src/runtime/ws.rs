@@ -6,10 +6,13 @@
 //! `server` re-exports it as part of the public API.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::metrics::Stats;
 use crate::proto::{CloseCode, MessageKind, Sender};
-use crate::pubsub::{Publication, SubscribeError, Subscriber, Topics};
+use crate::pubsub::{
+    Publication, SubscribeError, SubscribeOptions, Subscribed, Subscriber, Topics,
+};
 
 /// A connection's identity: worker, slot index and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,6 +161,31 @@ impl<'a> Ws<'a> {
             self.id.generation,
             self.pubsub.sub,
             topic,
+            self.pubsub.stats,
+        )
+    }
+
+    /// Subscribe as `opts` says. On a topic with history: from a position
+    /// (the missed publications first, in order, then live ones, none twice
+    /// and none missing at the seam, or `recovered: false` when they are no
+    /// longer kept), with the newest publication per key first (snapshot),
+    /// or with each publication's offset (meta). See [`SubscribeOptions`].
+    pub fn subscribe_with(
+        &mut self,
+        topic: &str,
+        opts: &SubscribeOptions,
+    ) -> Result<Subscribed, SubscribeError> {
+        if !self.sender.is_open() {
+            return Err(SubscribeError::Closing);
+        }
+        self.pubsub.topics.subscribe_with(
+            self.id.index,
+            self.id.generation,
+            self.pubsub.sub,
+            topic,
+            opts,
+            false,
+            Instant::now(),
             self.pubsub.stats,
         )
     }

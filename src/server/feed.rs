@@ -4,7 +4,16 @@
 //!
 //! Client to server, one JSON object per text message:
 //!
-//! - `{"op":"subscribe","topic":"ticks"}` → `{"event":"subscribed","topic":"ticks"}`
+//! - `{"op":"subscribe","topic":"ticks"}` → `{"event":"subscribed","topic":"ticks"}`;
+//!   on a topic with history the answer adds `"epoch"`, `"offset"` (where
+//!   the subscriber now stands) and `"recovered"`. Options:
+//!   `"since":{"epoch":E,"offset":N}` replays N+1… before live publications
+//!   (`recovered: false` when they are no longer kept or E is another
+//!   epoch); `"snapshot":true` sends the newest publication of every key
+//!   first, as meta envelopes with `"snapshot":true`, unless `since`
+//!   recovered; `"meta":true` sends every publication as an envelope
+//!   `{"topic","epoch","offset","key"?,"data"}` (binary: 8-byte offset, a
+//!   flags byte, the payload).
 //! - `{"op":"unsubscribe","topic":"ticks"}` → `{"event":"unsubscribed","topic":"ticks"}`
 //! - `{"op":"publish","topic":"ticks","data":…,"key":"AAPL"}` → no reply on
 //!   success. `data` is sent to subscribers as a text message: a JSON string
@@ -22,8 +31,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::routes::PublishRule;
-use super::{ConnId, Handler, Msg, Request, Upgrade, Ws};
+use super::{ConnId, Handler, Msg, Position, Request, SubscribeOptions, Subscribed, Upgrade, Ws};
 use crate::proto::{CloseCode, MessageKind};
+use crate::pubsub::history::parse_epoch;
 use crate::pubsub::valid_topic;
 
 /// The feed app. Connections whose upgrade presented the publish token (or
@@ -74,6 +84,45 @@ struct FeedRequest {
     topic: Option<String>,
     data: Option<Value>,
     key: Option<String>,
+    since: Option<Since>,
+    #[serde(default)]
+    snapshot: bool,
+    #[serde(default)]
+    meta: bool,
+}
+
+#[derive(Deserialize)]
+struct Since {
+    epoch: String,
+    offset: u64,
+}
+
+/// Subscribe with the request's options and answer `subscribed`.
+fn subscribe(ws: &mut Ws<'_>, topic: &str, req: &FeedRequest) {
+    let opts = SubscribeOptions {
+        // An epoch that is not one of ours cannot be recovered: live only.
+        since: req.since.as_ref().and_then(|s| {
+            Some(Position {
+                epoch: parse_epoch(&s.epoch)?,
+                offset: s.offset,
+            })
+        }),
+        snapshot: req.snapshot,
+        meta: req.meta,
+    };
+    match ws.subscribe_with(topic, &opts) {
+        Ok(Subscribed {
+            position: Some(p),
+            recovered,
+            ..
+        }) => reply(
+            ws,
+            json!({"event": "subscribed", "topic": topic, "epoch": p.epoch_str(),
+                   "offset": p.offset, "recovered": recovered}),
+        ),
+        Ok(_) => reply(ws, json!({"event": "subscribed", "topic": topic})),
+        Err(e) => error(ws, &format!("cannot subscribe to {topic:?}: {e}")),
+    }
 }
 
 fn reply(ws: &mut Ws<'_>, v: Value) {
@@ -98,10 +147,7 @@ fn handle(ws: &mut Ws<'_>, msg: Msg<'_>, can_publish: bool) {
         return error(ws, "missing \"topic\"");
     };
     match req.op.as_str() {
-        "subscribe" => match ws.subscribe(topic) {
-            Ok(_) => reply(ws, json!({"event": "subscribed", "topic": topic})),
-            Err(e) => error(ws, &format!("cannot subscribe to {topic:?}: {e}")),
-        },
+        "subscribe" => subscribe(ws, topic, &req),
         "unsubscribe" => {
             ws.unsubscribe(topic);
             reply(ws, json!({"event": "unsubscribed", "topic": topic}));

@@ -30,7 +30,11 @@ use crate::runtime::uplink::Uplink;
 use crate::runtime::{self, Running};
 
 pub use crate::bridge::{NatsAuth, NatsConfig};
-pub use crate::pubsub::{Policy, Publication, SubscribeError};
+use crate::pubsub::history::History;
+pub use crate::pubsub::{
+    HistoryConfig, Policy, Position, Publication, Retention, SubscribeError, SubscribeOptions,
+    Subscribed,
+};
 pub use crate::runtime::tls::CertFiles;
 pub use crate::runtime::ws::{ConnId, Msg, SendStatus, Ws};
 pub use crate::runtime::{PublishError, Publisher};
@@ -192,6 +196,14 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Share pub/sub with other nodes through NATS (`None`: this node only).
     pub nats: Option<NatsConfig>,
+    /// Topics that keep offsets and history, so a subscriber can recover
+    /// from its last position (none by default).
+    pub history: HistoryConfig,
+    /// End each Server-Sent Events stream after this long, asking the
+    /// client to reconnect a second later (`retry:`), so long-lived streams
+    /// spread over nodes that restarted or were added; with history on the
+    /// topic the reconnect recovers from `Last-Event-ID`. `None`: never.
+    pub sse_lifetime: Option<Duration>,
 }
 
 /// A TLS listener: where, and the certificates it presents.
@@ -233,6 +245,8 @@ impl Default for Config {
             http2: s.http2,
             tls: None,
             nats: None,
+            history: HistoryConfig::default(),
+            sse_lifetime: None,
         }
     }
 }
@@ -268,6 +282,11 @@ impl Config {
             tls,
             uplink: None,
             http2: self.http2,
+            history: self
+                .history
+                .is_enabled()
+                .then(|| Arc::new(History::new(self.history.clone()))),
+            sse_lifetime: self.sse_lifetime,
         })
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::proto::handshake::{http_response, HttpRequest, UpgradeRequest, TEXT_PLAIN};
 use crate::proto::CloseCode;
-use crate::pubsub::valid_topic;
+use crate::pubsub::{valid_topic, Position};
 use crate::runtime::app::{App, RequestCx, Response, Route};
 use crate::runtime::ws::{AppTag, ConnId, Msg, Ws};
 
@@ -92,6 +92,20 @@ fn answer(status: u16, content_type: &str, body: &[u8], head_only: bool) -> Rout
 /// A plain-text answer.
 fn plain(status: u16, body: &[u8], head_only: bool) -> Route {
     answer(status, TEXT_PLAIN, body, head_only)
+}
+
+/// Where an event stream starts: the browser's `Last-Event-ID` on a
+/// reconnect (ignored unless it is one of ours), else `?since=EPOCH:OFFSET`.
+fn since(http: &HttpRequest) -> Result<Option<Position>, &'static str> {
+    if let Some(id) = http.header("last-event-id").and_then(Position::parse_id) {
+        return Ok(Some(id));
+    }
+    match http.query("since") {
+        None => Ok(None),
+        Some(s) => Position::parse_id(&s)
+            .map(Some)
+            .ok_or("since must be EPOCH:OFFSET, as in the events' id\n"),
+    }
 }
 
 /// A percent-decoded path segment (invalid UTF-8 replaced).
@@ -242,7 +256,10 @@ impl<H: Handler> App for Routes<H> {
             Target::Health if cx.draining => plain(503, b"draining\n", head_only),
             Target::Health => plain(200, b"ok\n", head_only),
             Target::Events if !valid_topic(&arg) => plain(400, BAD_TOPIC, head_only),
-            Target::Events => Route::EventStream { topic: arg },
+            Target::Events => match since(&http) {
+                Ok(since) => Route::EventStream { topic: arg, since },
+                Err(e) => plain(400, e.as_bytes(), head_only),
+            },
             Target::Publish => self.publish(&http, arg),
         }
     }

@@ -11,16 +11,11 @@ Prints "N passed, N failed"; exits non-zero on failure.
 """
 import asyncio
 import base64
-import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 
-from websockets.asyncio.client import connect
+from cdp import page
 
 PAGE = sys.argv[1]
 SHOT = sys.argv[2] if len(sys.argv) > 2 else None
@@ -30,116 +25,63 @@ SPKI_FLAGS = ([f"--ignore-certificate-errors-spki-list={os.environ['RINGWAVE_SPK
 EXPECT = ["text: hello from the browser ✓", "binary: [1,2,3,250]"]
 
 
-def chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        p = shutil.which(name)
-        if p:
-            return p
-    raise SystemExit("chromium not found: scripts/test.sh installs Debian's chromium")
-
-
 async def main():
-    profile = tempfile.mkdtemp(prefix="ringwave-chromium-")
-    proc = subprocess.Popen(
-        [
-            chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", f"--user-data-dir={profile}", "--remote-debugging-port=0",
-            *SPKI_FLAGS,
-            "about:blank",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        port_file = os.path.join(profile, "DevToolsActivePort")
-        deadline = time.time() + 30
-        while not os.path.exists(port_file) or not open(port_file).read().strip():
-            if time.time() > deadline:
-                raise AssertionError("chromium did not start its DevTools endpoint")
-            await asyncio.sleep(0.05)
-        port = open(port_file).read().split()[0]
-        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
-        page = next(t for t in targets if t["type"] == "page")
-        async with connect(page["webSocketDebuggerUrl"], max_size=None) as cdp:
-            ids = iter(range(1, 1 << 30))
-
-            async def call(method, **params):
-                mid = next(ids)
-                await cdp.send(json.dumps({"id": mid, "method": method, "params": params}))
-                while True:
-                    msg = json.loads(await cdp.recv())
-                    if msg.get("id") == mid:
-                        if "error" in msg:
-                            raise AssertionError(f"{method}: {msg['error']}")
-                        return msg["result"]
-
-            async def js(expr):
-                r = await call("Runtime.evaluate", expression=expr, returnByValue=True)
-                return r["result"].get("value")
-
-            await call("Page.navigate", url=PAGE)
-            deadline = time.time() + 20
-            echoes = None
-            while time.time() < deadline:
-                echoes = await js("window.ringwave && window.ringwave.echoes")
-                if echoes and len(echoes) >= 2:
-                    break
-                await asyncio.sleep(0.1)
-            assert echoes == EXPECT, f"page shows {echoes!r}"
-            # Type into the form and send: the echo shows up in the log.
-            await js("document.getElementById('text').value = 'typed ünicode'; "
-                     "document.querySelector('#form button').click()")
-            deadline = time.time() + 10
-            while time.time() < deadline:
-                log = await js("document.getElementById('log').textContent")
-                if "typed ünicode" in (log or ""):
-                    break
-                await asyncio.sleep(0.1)
-            assert "echo text: typed ünicode" in log, log
-            status = await js("document.getElementById('status').textContent")
-            assert status == "open", status
-            # The ticker: rows for the simulator's symbols, prices shown, and
-            # the tick count still growing.
-            deadline = time.time() + 20
-            first = 0
-            while time.time() < deadline:
-                first = await js("window.ringwave.ticks") or 0
-                rows = await js("document.querySelectorAll('#ticker tbody tr').length")
-                if first >= 20 and rows >= 10:
-                    break
-                await asyncio.sleep(0.1)
-            assert first >= 20, f"only {first} ticks shown"
-            assert rows >= 10, f"ticker has {rows} rows"
-            prices = await js("Array.from(document.querySelectorAll('#ticker tbody tr'))"
-                              ".map(r => parseFloat(r.cells[1].textContent))")
-            assert all(p > 0 for p in prices), prices
-            feed = await js("document.getElementById('feed-status').textContent")
-            assert feed == "open", feed
-            deadline = time.time() + 10
-            later = first
-            while time.time() < deadline and later <= first:
-                await asyncio.sleep(0.1)
-                later = await js("window.ringwave.ticks")
-            assert later > first, f"ticks stopped at {first}"
-            # The same topic over Server-Sent Events.
-            deadline = time.time() + 10
-            sse = 0
-            while time.time() < deadline and sse < 5:
-                await asyncio.sleep(0.1)
-                sse = await js("window.ringwave.sse") or 0
-            assert sse >= 5, f"only {sse} Server-Sent Events"
-            if SHOT:
-                shot = await call("Page.captureScreenshot", format="png")
-                with open(SHOT, "wb") as f:
-                    f.write(base64.b64decode(shot["data"]))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(profile, ignore_errors=True)
+    async with page(SPKI_FLAGS) as (call, js):
+        await call("Page.navigate", url=PAGE)
+        deadline = time.time() + 20
+        echoes = None
+        while time.time() < deadline:
+            echoes = await js("window.ringwave && window.ringwave.echoes")
+            if echoes and len(echoes) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert echoes == EXPECT, f"page shows {echoes!r}"
+        # Type into the form and send: the echo shows up in the log.
+        await js("document.getElementById('text').value = 'typed ünicode'; "
+                 "document.querySelector('#form button').click()")
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            log = await js("document.getElementById('log').textContent")
+            if "typed ünicode" in (log or ""):
+                break
+            await asyncio.sleep(0.1)
+        assert "echo text: typed ünicode" in log, log
+        status = await js("document.getElementById('status').textContent")
+        assert status == "open", status
+        # The ticker: rows for the simulator's symbols, prices shown, and
+        # the tick count still growing.
+        deadline = time.time() + 20
+        first = 0
+        while time.time() < deadline:
+            first = await js("window.ringwave.ticks") or 0
+            rows = await js("document.querySelectorAll('#ticker tbody tr').length")
+            if first >= 20 and rows >= 10:
+                break
+            await asyncio.sleep(0.1)
+        assert first >= 20, f"only {first} ticks shown"
+        assert rows >= 10, f"ticker has {rows} rows"
+        prices = await js("Array.from(document.querySelectorAll('#ticker tbody tr'))"
+                          ".map(r => parseFloat(r.cells[1].textContent))")
+        assert all(p > 0 for p in prices), prices
+        feed = await js("document.getElementById('feed-status').textContent")
+        assert feed == "open", feed
+        deadline = time.time() + 10
+        later = first
+        while time.time() < deadline and later <= first:
+            await asyncio.sleep(0.1)
+            later = await js("window.ringwave.ticks")
+        assert later > first, f"ticks stopped at {first}"
+        # The same topic over Server-Sent Events.
+        deadline = time.time() + 10
+        sse = 0
+        while time.time() < deadline and sse < 5:
+            await asyncio.sleep(0.1)
+            sse = await js("window.ringwave.sse") or 0
+        assert sse >= 5, f"only {sse} Server-Sent Events"
+        if SHOT:
+            shot = await call("Page.captureScreenshot", format="png")
+            with open(SHOT, "wb") as f:
+                f.write(base64.b64decode(shot["data"]))
 
 
 try:

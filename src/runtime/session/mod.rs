@@ -42,6 +42,8 @@ pub(super) struct Ticks {
     pub idle: u64,
     /// Ticks to wait for a peer's EOF after a half-close.
     pub linger: u64,
+    /// An event stream's lifetime (`--sse-lifetime`), 0: none.
+    pub sse_lifetime: u64,
 }
 
 /// A connection's protocol phase.

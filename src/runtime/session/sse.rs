@@ -2,6 +2,8 @@
 //! comments are its own output; publications come from its subscriber
 //! queue, in their SSE form.
 
+use crate::pubsub::Subscribed;
+
 /// The response head of an event stream.
 pub(in crate::runtime) const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\nX-Accel-Buffering: no\r\n\r\n";
 
@@ -9,30 +11,41 @@ pub(in crate::runtime) const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: te
 pub(in crate::runtime) struct EventStream {
     out: Vec<u8>,
     pos: usize,
-    /// Told to end (shutdown, slow consumer): closes once its output is out.
+    /// Told to end (shutdown, slow consumer, its lifetime): closes once its
+    /// output is out.
     closing: bool,
+    /// The tick at which its lifetime ends (`--sse-lifetime`), 0: never.
+    ends: u64,
 }
 
 impl EventStream {
-    /// A stream whose first bytes are the head and a `subscribed` comment.
-    pub(in crate::runtime) fn new() -> EventStream {
+    /// A stream whose first bytes are the head and [`subscribed`]; it ends
+    /// at tick `ends` (0: never).
+    pub(in crate::runtime) fn new(s: &Subscribed, ends: u64) -> EventStream {
         let mut out = HEAD.to_vec();
-        out.extend_from_slice(b": subscribed\n\n");
+        out.extend_from_slice(&subscribed(s, ends != 0));
         EventStream {
             out,
             pos: 0,
             closing: false,
+            ends,
         }
     }
 
-    /// A stream whose head went another way (an HTTP/2 HEADERS frame): a
-    /// `subscribed` comment first.
-    pub(in crate::runtime) fn headless() -> EventStream {
+    /// A stream whose head went another way (an HTTP/2 HEADERS frame):
+    /// [`subscribed`] first.
+    pub(in crate::runtime) fn headless(s: &Subscribed, ends: u64) -> EventStream {
         EventStream {
-            out: b": subscribed\n\n".to_vec(),
+            out: subscribed(s, ends != 0),
             pos: 0,
             closing: false,
+            ends,
         }
+    }
+
+    /// The tick its lifetime ends at, 0: never.
+    pub(in crate::runtime) fn ends(&self) -> u64 {
+        self.ends
     }
 
     /// The stream's own bytes not yet written.
@@ -61,4 +74,27 @@ impl EventStream {
     pub(in crate::runtime) fn closing(&self) -> bool {
         self.closing
     }
+}
+
+/// The stream's first event: a `subscribed` comment and, on a topic with
+/// history, the position the stream starts from as its id. An event with an
+/// id and no data is not dispatched, but it sets the browser's
+/// `lastEventId`, so a reconnect before the first publication still
+/// recovers from here. A stream with a lifetime asks for a reconnect a
+/// second after it ends (`retry:`; browsers wait about 3 s by default).
+fn subscribed(s: &Subscribed, retry: bool) -> Vec<u8> {
+    let mut out = match (s.position, s.start) {
+        (Some(p), Some(start)) => format!(
+            ": subscribed epoch={} offset={} recovered={}\nid: {start}\n",
+            p.epoch_str(),
+            p.offset,
+            s.recovered
+        ),
+        _ => ": subscribed\n".to_string(),
+    };
+    if retry {
+        out.push_str("retry: 1000\n");
+    }
+    out.push('\n');
+    out.into_bytes()
 }

@@ -1,0 +1,563 @@
+//! Per-topic offsets and history, shared by every worker and publisher of
+//! one node.
+//!
+//! A topic with a [`Retention`] gets a log when first touched: an epoch (a
+//! random token for this log's life, so positions from before a restart
+//! are recognised as foreign) and the next offset. Every publication on it
+//! takes the next offset under the log's lock, is kept (the same `Arc` the
+//! subscriber queues hold, so its payload is stored once) while within the
+//! retention's count and age, and, when keyed, is the topic's newest value
+//! for its key (the snapshot).
+//!
+//! Workers receive a topic's publications in any interleaving of their
+//! publishers; [`Order`] puts them back in offset order per worker. Because
+//! a worker delivers offsets strictly in order, "delivered here so far" is
+//! one number per topic (`Order::next`), and a subscriber recovering from
+//! position N needs exactly the logged offsets N+1 up to it: the rest
+//! reaches it live, with no duplicate and no hole at the seam.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::Publication;
+
+/// Most keys one topic's snapshot holds; a new key past it is not kept
+/// (its publications are still delivered and logged).
+pub const MAX_SNAPSHOT_KEYS: usize = 100_000;
+
+/// How much of a topic's history is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Newest publications kept (at least 1).
+    pub count: usize,
+    /// Publications older than this are dropped, when set.
+    pub max_age: Option<Duration>,
+}
+
+impl std::str::FromStr for Retention {
+    type Err = String;
+
+    /// `COUNT` or `COUNT,SECS`.
+    fn from_str(s: &str) -> Result<Retention, String> {
+        let (count, secs) = match s.split_once(',') {
+            Some((c, s)) => (c, Some(s)),
+            None => (s, None),
+        };
+        let count: usize = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&c| c > 0)
+            .ok_or_else(|| format!("history count {count:?} is not a positive number"))?;
+        let max_age = match secs {
+            None => None,
+            Some(s) => Some(
+                s.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| {
+                        format!("history age {s:?} is not a positive number of seconds")
+                    })?,
+            ),
+        };
+        Ok(Retention { count, max_age })
+    }
+}
+
+/// Where a topic's history keeps which topics, and how much.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// Every topic not listed in `topics`; `None`: those keep no history.
+    pub default: Option<Retention>,
+    /// Per topic.
+    pub topics: HashMap<String, Retention>,
+}
+
+impl HistoryConfig {
+    /// Whether any topic keeps history.
+    pub fn is_enabled(&self) -> bool {
+        self.default.is_some() || !self.topics.is_empty()
+    }
+
+    fn retention(&self, topic: &str) -> Option<Retention> {
+        self.topics.get(topic).copied().or(self.default)
+    }
+}
+
+/// A position in a topic: its log's epoch and an offset (the first
+/// publication is 1; 0 is "before any").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Position {
+    /// The log's epoch.
+    pub epoch: u32,
+    /// The offset.
+    pub offset: u64,
+}
+
+impl Position {
+    /// The epoch as it is written (8 hex digits).
+    pub fn epoch_str(&self) -> String {
+        format!("{:08x}", self.epoch)
+    }
+
+    /// `EPOCH:OFFSET`, the Server-Sent Events id.
+    pub fn parse_id(s: &str) -> Option<Position> {
+        let (e, o) = s.trim().split_once(':')?;
+        Some(Position {
+            epoch: parse_epoch(e)?,
+            offset: o.parse().ok()?,
+        })
+    }
+}
+
+/// An epoch as written: 8 hex digits.
+pub fn parse_epoch(s: &str) -> Option<u32> {
+    (s.len() == 8).then(|| u32::from_str_radix(s, 16).ok())?
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}:{}", self.epoch, self.offset)
+    }
+}
+
+struct Log {
+    epoch: u32,
+    /// The offset the next publication takes.
+    next: u64,
+    retention: Retention,
+    entries: VecDeque<(Instant, Arc<Publication>)>,
+    /// The newest publication per key.
+    latest: HashMap<Box<str>, Arc<Publication>>,
+}
+
+impl Log {
+    fn trim(&mut self, now: Instant) {
+        while self.entries.len() > self.retention.count {
+            self.entries.pop_front();
+        }
+        if let Some(age) = self.retention.max_age {
+            while self
+                .entries
+                .front()
+                .is_some_and(|(t, _)| now.saturating_duration_since(*t) > age)
+            {
+                self.entries.pop_front();
+            }
+        }
+    }
+
+    /// The offset of the oldest publication kept, or `next` when none is.
+    fn oldest(&self) -> u64 {
+        self.entries
+            .front()
+            .and_then(|(_, p)| p.position())
+            .map_or(self.next, |p| p.offset)
+    }
+}
+
+/// What a subscription from a position found.
+#[derive(Debug)]
+pub struct Recovery {
+    /// Whether `since` was recovered: every publication after it is either
+    /// in `replay` or still to arrive live.
+    pub recovered: bool,
+    /// The logged publications the subscriber missed, in order.
+    pub replay: Vec<Arc<Publication>>,
+    /// Live publications at or below this offset are the subscriber's
+    /// already (it was ahead of this worker): skip them.
+    pub floor: u64,
+}
+
+/// One node's topic logs.
+pub struct History {
+    config: HistoryConfig,
+    logs: Mutex<HashMap<Arc<str>, Log>>,
+    seed: std::collections::hash_map::RandomState,
+}
+
+impl fmt::Debug for History {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("History")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl History {
+    /// Logs as `config` says.
+    pub fn new(config: HistoryConfig) -> History {
+        History {
+            config,
+            logs: Mutex::new(HashMap::new()),
+            seed: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    /// Whether `topic` keeps history.
+    pub fn keeps(&self, topic: &str) -> bool {
+        self.config.retention(topic).is_some()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Log>> {
+        self.logs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `topic`'s log, made on first use; `None` without history.
+    fn with_log<R>(&self, topic: &str, f: impl FnOnce(&mut Log) -> R) -> Option<R> {
+        let retention = self.config.retention(topic)?;
+        let mut logs = self.lock();
+        if !logs.contains_key(topic) {
+            // Random per process: a restarted server's epochs are new.
+            let epoch = self.seed.hash_one((topic, logs.len())) as u32;
+            let log = Log {
+                epoch,
+                next: 1,
+                retention,
+                entries: VecDeque::new(),
+                latest: HashMap::new(),
+            };
+            logs.insert(Arc::from(topic), log);
+        }
+        logs.get_mut(topic).map(f)
+    }
+
+    /// Give `p` its topic's next offset and log it; returns the publication
+    /// to deliver (a copy when `p` already had a position: published twice).
+    /// A topic without history returns `p` as it is.
+    pub fn record(&self, p: Arc<Publication>, now: Instant) -> Arc<Publication> {
+        if !self.keeps(p.topic()) {
+            return p;
+        }
+        let p = if p.position().is_some() {
+            Publication::new(p.topic(), p.key(), p.kind(), p.payload())
+        } else {
+            p
+        };
+        self.with_log(p.topic(), |log| {
+            p.set_position(Position {
+                epoch: log.epoch,
+                offset: log.next,
+            });
+            log.next += 1;
+            log.entries.push_back((now, p.clone()));
+            log.trim(now);
+            if let Some(key) = p.key() {
+                if let Some(old) = log.latest.get_mut(key) {
+                    *old = p.clone();
+                } else if log.latest.len() < MAX_SNAPSHOT_KEYS {
+                    log.latest.insert(Box::from(key), p.clone());
+                }
+            }
+        });
+        p
+    }
+
+    /// The topic's position as a worker that delivered up to `delivered`
+    /// (exclusive) sees it: `None` without history.
+    pub fn position(&self, topic: &str, delivered: u64) -> Option<Position> {
+        self.with_log(topic, |log| Position {
+            epoch: log.epoch,
+            offset: delivered.saturating_sub(1),
+        })
+    }
+
+    /// A subscriber at `since` joins a worker that delivered the topic up to
+    /// `delivered` (exclusive).
+    pub fn recover(&self, topic: &str, since: Position, delivered: u64, now: Instant) -> Recovery {
+        let lost = Recovery {
+            recovered: false,
+            replay: Vec::new(),
+            floor: 0,
+        };
+        self.with_log(topic, |log| {
+            log.trim(now);
+            if since.epoch != log.epoch || since.offset >= log.next {
+                return lost;
+            }
+            if since.offset + 1 >= delivered {
+                // Up to date here, or ahead (delivered elsewhere first).
+                return Recovery {
+                    recovered: true,
+                    replay: Vec::new(),
+                    floor: since.offset,
+                };
+            }
+            if since.offset + 1 < log.oldest() {
+                return lost;
+            }
+            let replay = log
+                .entries
+                .iter()
+                .map(|(_, p)| p)
+                .filter(|p| {
+                    p.position()
+                        .is_some_and(|q| q.offset > since.offset && q.offset < delivered)
+                })
+                .cloned()
+                .collect();
+            Recovery {
+                recovered: true,
+                replay,
+                floor: 0,
+            }
+        })
+        .unwrap_or(Recovery {
+            recovered: false,
+            replay: Vec::new(),
+            floor: 0,
+        })
+    }
+
+    /// The newest publication of every key delivered before `delivered`, in
+    /// offset order.
+    pub fn snapshot(&self, topic: &str, delivered: u64) -> Vec<Arc<Publication>> {
+        let mut v: Vec<Arc<Publication>> = self
+            .with_log(topic, |log| {
+                log.latest
+                    .values()
+                    .filter(|p| p.position().is_some_and(|q| q.offset < delivered))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_by_key(|p| p.position().map_or(0, |q| q.offset));
+        v
+    }
+
+    /// Publications kept and keys in snapshots, over every topic.
+    pub fn sizes(&self) -> (usize, usize) {
+        let logs = self.lock();
+        logs.values().fold((0, 0), |(e, k), l| {
+            (e + l.entries.len(), k + l.latest.len())
+        })
+    }
+}
+
+/// One worker's delivery order for the topics with history: offsets in
+/// order, each once.
+#[derive(Debug, Default)]
+pub struct Order {
+    topics: HashMap<Arc<str>, Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    /// The offset to deliver next: everything below it was delivered here.
+    next: u64,
+    /// Arrived ahead of a predecessor still on its way.
+    held: BTreeMap<u64, Arc<Publication>>,
+}
+
+impl Order {
+    /// Take `p`; `out` gets what is now deliverable, in order.
+    pub fn admit(&mut self, p: &Arc<Publication>, out: &mut Vec<Arc<Publication>>) {
+        let Some(pos) = p.position() else {
+            out.push(p.clone());
+            return;
+        };
+        let pending = match self.topics.get_mut(p.topic()) {
+            Some(t) => t,
+            None => self.topics.entry(Arc::from(p.topic())).or_insert(Pending {
+                next: 1,
+                held: BTreeMap::new(),
+            }),
+        };
+        if pos.offset < pending.next {
+            return;
+        }
+        if pos.offset > pending.next {
+            pending.held.insert(pos.offset, p.clone());
+            return;
+        }
+        out.push(p.clone());
+        pending.next += 1;
+        while let Some(q) = pending.held.remove(&pending.next) {
+            out.push(q);
+            pending.next += 1;
+        }
+    }
+
+    /// The next offset this worker will deliver on `topic` (1 before any).
+    pub fn next(&self, topic: &str) -> u64 {
+        self.topics.get(topic).map_or(1, |t| t.next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::MessageKind;
+
+    fn history(count: usize, secs: Option<u64>) -> History {
+        History::new(HistoryConfig {
+            default: None,
+            topics: [(
+                "t".to_string(),
+                Retention {
+                    count,
+                    max_age: secs.map(Duration::from_secs),
+                },
+            )]
+            .into(),
+        })
+    }
+
+    fn publish(h: &History, key: Option<&str>, body: &str, now: Instant) -> Arc<Publication> {
+        h.record(
+            Publication::new("t", key, MessageKind::Text, body.as_bytes()),
+            now,
+        )
+    }
+
+    fn offsets(v: &[Arc<Publication>]) -> Vec<u64> {
+        v.iter().map(|p| p.position().unwrap().offset).collect()
+    }
+
+    #[test]
+    fn offsets_count_up_and_the_log_keeps_count_and_age() {
+        let h = history(3, Some(10));
+        let t0 = Instant::now();
+        let ps: Vec<_> = (0..5)
+            .map(|i| publish(&h, None, &i.to_string(), t0))
+            .collect();
+        assert_eq!(offsets(&ps), [1, 2, 3, 4, 5]);
+        let epoch = ps[0].position().unwrap().epoch;
+        // Up to 5 delivered (next 6): from 2 recovers 3..=5, all kept.
+        let r = h.recover("t", Position { epoch, offset: 2 }, 6, t0);
+        assert!(r.recovered);
+        assert_eq!(offsets(&r.replay), [3, 4, 5]);
+        // From 1: offset 2 is gone (count 3 keeps 3..=5).
+        assert!(
+            !h.recover("t", Position { epoch, offset: 1 }, 6, t0)
+                .recovered
+        );
+        // Another epoch, or a position never reached.
+        assert!(
+            !h.recover(
+                "t",
+                Position {
+                    epoch: epoch ^ 1,
+                    offset: 4
+                },
+                6,
+                t0
+            )
+            .recovered
+        );
+        assert!(
+            !h.recover("t", Position { epoch, offset: 9 }, 6, t0)
+                .recovered
+        );
+        // 11 s later every entry is too old: 4 cannot be recovered...
+        let later = t0 + Duration::from_secs(11);
+        assert!(
+            !h.recover("t", Position { epoch, offset: 4 }, 6, later)
+                .recovered
+        );
+        // ...but the newest position still is (nothing was missed).
+        assert!(
+            h.recover("t", Position { epoch, offset: 5 }, 6, later)
+                .recovered
+        );
+        // The payload is the queues' own: one allocation, shared.
+        assert!(Arc::strong_count(&ps[4]) >= 2);
+    }
+
+    #[test]
+    fn a_worker_behind_replays_only_what_it_delivered() {
+        let h = history(100, None);
+        let now = Instant::now();
+        let ps: Vec<_> = (0..6)
+            .map(|i| publish(&h, None, &i.to_string(), now))
+            .collect();
+        let epoch = ps[0].position().unwrap().epoch;
+        // This worker delivered 1..=3; 4..=6 are on their way to it.
+        let r = h.recover("t", Position { epoch, offset: 1 }, 4, now);
+        assert_eq!(
+            (r.recovered, offsets(&r.replay), r.floor),
+            (true, vec![2, 3], 0)
+        );
+        // A subscriber ahead of this worker (at 5): nothing replayed, and
+        // live 4 and 5 are skipped for it.
+        let r = h.recover("t", Position { epoch, offset: 5 }, 4, now);
+        assert_eq!((r.recovered, r.replay.len(), r.floor), (true, 0, 5));
+    }
+
+    #[test]
+    fn order_delivers_each_offset_once_in_order() {
+        let h = history(100, None);
+        let now = Instant::now();
+        let ps: Vec<_> = (0..5)
+            .map(|i| publish(&h, None, &i.to_string(), now))
+            .collect();
+        let mut o = Order::default();
+        let mut out = Vec::new();
+        for i in [1, 0, 3, 0, 2, 4] {
+            o.admit(&ps[i], &mut out);
+        }
+        assert_eq!(offsets(&out), [1, 2, 3, 4, 5]);
+        assert_eq!(o.next("t"), 6);
+        assert_eq!(o.next("other"), 1);
+    }
+
+    #[test]
+    fn snapshot_is_the_newest_per_key_delivered_here() {
+        let h = history(2, None);
+        let now = Instant::now();
+        for (k, v) in [("a", "1"), ("b", "2"), ("a", "3"), ("c", "4"), ("b", "5")] {
+            publish(&h, Some(k), v, now);
+        }
+        let snap = h.snapshot("t", 6);
+        let got: Vec<_> = snap
+            .iter()
+            .map(|p| (p.key().unwrap().to_string(), p.payload().to_vec()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a".into(), b"3".to_vec()),
+                ("c".into(), b"4".to_vec()),
+                ("b".into(), b"5".to_vec())
+            ]
+        );
+        // Delivered only up to 4 here: b's newest (5) comes live.
+        assert_eq!(offsets(&h.snapshot("t", 5)), [3, 4]);
+    }
+
+    #[test]
+    fn retention_parses_count_and_seconds() {
+        assert_eq!(
+            "100,30".parse::<Retention>(),
+            Ok(Retention {
+                count: 100,
+                max_age: Some(Duration::from_secs(30))
+            })
+        );
+        assert_eq!("5".parse::<Retention>().map(|r| r.max_age), Ok(None));
+        assert!("0".parse::<Retention>().is_err());
+        assert!("x".parse::<Retention>().is_err());
+        assert!("5,-1".parse::<Retention>().is_err());
+        assert_eq!(
+            Position::parse_id("0000abcd:42"),
+            Some(Position {
+                epoch: 0xabcd,
+                offset: 42
+            })
+        );
+        assert_eq!(Position::parse_id("abcd:42"), None);
+        assert_eq!(
+            Position {
+                epoch: 0xabcd,
+                offset: 42
+            }
+            .to_string(),
+            "0000abcd:42"
+        );
+    }
+}
