@@ -11,6 +11,7 @@
 //! does.
 
 pub mod hold;
+pub mod recover;
 pub mod report;
 pub mod stats;
 pub mod streams;

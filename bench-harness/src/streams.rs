@@ -165,7 +165,10 @@ fn messages(buf: &mut Vec<u8>, st: &State) -> std::io::Result<()> {
             break;
         }
         let payload = &buf[start + len..end];
-        if payload.starts_with(br#"{"event":"subscribed""#) {
+        // The answer's keys may come in any order (they are sorted when the
+        // topic keeps history: `{"epoch":…,"event":"subscribed",…}`).
+        let answer = br#""event":"subscribed""#;
+        if payload.starts_with(b"{") && payload.windows(answer.len()).any(|w| w == answer) {
             st.borrow_mut().subscribed += 1;
         } else if matches!(h.opcode, OpCode::Text | OpCode::Binary) {
             record(st, payload);

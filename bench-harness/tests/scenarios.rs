@@ -5,7 +5,7 @@ use std::process::Command;
 
 use bench_harness::stats::RunResult;
 use ringwave::driver::Backend;
-use ringwave::server::{Config, Echo, Server};
+use ringwave::server::{Config, Echo, HistoryConfig, Retention, Server};
 
 fn bench(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ringwave-bench"))
@@ -127,7 +127,8 @@ fn every_scenario_reports_and_the_report_renders() {
 
 /// SSE and /feed WebSocket subscribers, over HTTP/1.1 and as HTTP/2
 /// streams (RFC 8441 for the WebSockets): every publication of the measured
-/// window reaches every subscriber.
+/// window reaches every subscriber. The topic keeps history, so the
+/// answers and events carry positions too.
 #[test]
 fn stream_fanouts_deliver_everything_over_both_protocols() {
     let server = Server::builder()
@@ -135,6 +136,13 @@ fn stream_fanouts_deliver_everything_over_both_protocols() {
             listen: "127.0.0.1:0".parse().unwrap(),
             threads: 1,
             allow_client_publish: true,
+            history: HistoryConfig {
+                default: Some(Retention {
+                    count: 1000,
+                    max_age: None,
+                }),
+                ..HistoryConfig::default()
+            },
             ..Config::default()
         })
         .serve(|| Echo)
@@ -171,6 +179,45 @@ fn stream_fanouts_deliver_everything_over_both_protocols() {
             assert!(delivered > 0.0, "{kind} {proto}: {out}");
         }
     }
+    server.shutdown();
+    server.join().unwrap();
+}
+
+/// The reconnect storm: every subscriber comes back from its position and
+/// gets exactly the publications it missed (the scenario fails otherwise).
+#[test]
+fn a_reconnect_storm_recovers_every_subscriber() {
+    let mut history = HistoryConfig::default();
+    history.topics.insert(
+        "bench".into(),
+        Retention {
+            count: 100,
+            max_age: None,
+        },
+    );
+    let server = Server::builder()
+        .config(Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            threads: 2,
+            allow_client_publish: true,
+            history,
+            ..Config::default()
+        })
+        .serve(|| Echo)
+        .expect("server");
+    let addr = server.local_addr().to_string();
+    let out = bench(&["recover", "--addr", &addr, "-n", "50", "-m", "40"]);
+    assert!(out.contains("recovered 50/50; wrong 0;"), "{out}");
+    // Without history on the topic the scenario says so and fails.
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwave-bench"))
+        .args(["recover", "--addr", &addr, "--topic", "other", "-n", "5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--history"),
+        "{out:?}"
+    );
     server.shutdown();
     server.join().unwrap();
 }
