@@ -62,6 +62,16 @@ fn publish(ws: &mut Ws, topic: &str, key: Option<&str>, data: &str) {
     ws.send(Message::text(m.to_string())).unwrap();
 }
 
+/// A server (two workers) where clients may publish, keeping history as
+/// each `TOPIC=COUNT` says.
+fn start(backend: &str, history: &[&str]) -> TestServer {
+    let mut args = vec!["--feed-sim", "off", "--allow-client-publish"];
+    for h in history {
+        args.extend(["--history", h]);
+    }
+    TestServer::start(backend, &args)
+}
+
 /// Wait until every one of the two workers took `n` publications in all.
 fn taken_everywhere(addr: SocketAddr, n: usize) {
     wait_metric(addr, "ringwave_publishes_total", |v| v >= 2.0 * n as f64);
@@ -103,16 +113,7 @@ const PUBLISHERS: [&str; 4] = ["A", "B", "C", "D"];
 both_backends!(
     a_reconnect_resumes_exactly_under_concurrent_publishers,
     |backend| {
-        let srv = TestServer::start(
-            backend,
-            &[
-                "--feed-sim",
-                "off",
-                "--allow-client-publish",
-                "--history",
-                "prices=10000",
-            ],
-        );
+        let srv = start(backend, &["prices=10000"]);
         let addr = srv.addr;
         let mut s1 = feed(addr);
         let first = subscribe(
@@ -206,18 +207,7 @@ both_backends!(
 both_backends!(
     positions_that_cannot_be_recovered_and_snapshots,
     |backend| {
-        let srv = TestServer::start(
-            backend,
-            &[
-                "--feed-sim",
-                "off",
-                "--allow-client-publish",
-                "--history",
-                "short=5",
-                "--history",
-                "quotes=100",
-            ],
-        );
+        let srv = start(backend, &["short=5", "quotes=100"]);
         let addr = srv.addr;
         let mut p = feed(addr);
         for i in 1..=20 {
@@ -342,16 +332,7 @@ fn post(addr: SocketAddr, topic: &str, body: &str) {
 }
 
 both_backends!(event_streams_resume_from_last_event_id, |backend| {
-    let srv = TestServer::start(
-        backend,
-        &[
-            "--feed-sim",
-            "off",
-            "--allow-client-publish",
-            "--history",
-            "news=100",
-        ],
-    );
+    let srv = start(backend, &["news=100"]);
     let addr = srv.addr;
     for i in 1..=10 {
         post(addr, "news", &format!("n{i}"));

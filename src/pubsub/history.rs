@@ -28,6 +28,11 @@ use super::Publication;
 /// (its publications are still delivered and logged).
 pub const MAX_SNAPSHOT_KEYS: usize = 100_000;
 
+/// Most topics with a log; a new topic past it keeps no history (its
+/// publications are delivered without offsets), so a default retention
+/// (`*`) cannot be made to hold unbounded topic names.
+pub const MAX_LOGS: usize = 100_000;
+
 /// How much of a topic's history is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -212,7 +217,7 @@ impl History {
     fn with_log<R>(&self, topic: &str, f: impl FnOnce(&mut Log) -> R) -> Option<R> {
         let retention = self.config.retention(topic)?;
         let mut logs = self.lock();
-        if !logs.contains_key(topic) {
+        if !logs.contains_key(topic) && logs.len() < MAX_LOGS {
             // Random per process: a restarted server's epochs are new.
             let epoch = self.seed.hash_one((topic, logs.len())) as u32;
             let log = Log {
@@ -229,7 +234,7 @@ impl History {
 
     /// Give `p` its topic's next offset and log it; returns the publication
     /// to deliver (a copy when `p` already had a position: published twice).
-    /// A topic without history returns `p` as it is.
+    /// A topic without history (or past [`MAX_LOGS`]) returns `p` as it is.
     pub fn record(&self, p: Arc<Publication>, now: Instant) -> Arc<Publication> {
         if !self.keeps(p.topic()) {
             return p;
@@ -528,6 +533,27 @@ mod tests {
         );
         // Delivered only up to 4 here: b's newest (5) comes live.
         assert_eq!(offsets(&h.snapshot("t", 5)), [3, 4]);
+    }
+
+    #[test]
+    fn topics_past_the_log_limit_keep_no_history() {
+        let h = History::new(HistoryConfig {
+            default: Some(Retention {
+                count: 1,
+                max_age: None,
+            }),
+            topics: HashMap::new(),
+        });
+        for i in 0..MAX_LOGS {
+            assert!(h.position(&format!("t{i}"), 1).is_some());
+        }
+        let p = h.record(
+            Publication::new("one-more", None, MessageKind::Text, b"x"),
+            Instant::now(),
+        );
+        assert_eq!(p.position(), None);
+        assert_eq!(h.position("one-more", 1), None);
+        assert!(h.position("t7", 1).is_some(), "the old ones keep theirs");
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub(crate) struct Sub {
     pub generation: u32,
     /// Publications go in their meta form ([`Publication::meta`]).
     pub meta: bool,
-    /// Live publications up to this offset were the subscriber's already.
+    /// Live publications up to this offset were the subscriber's already
+    /// (replayed, in a snapshot, or covered by the position it was told).
     pub floor: u64,
 }
 
@@ -129,7 +130,11 @@ impl Topics {
             return Ok(done);
         };
         let mut queue = Vec::new();
-        let mut floor = 0;
+        // What this worker counts as delivered may still wait in the turn's
+        // batch, to be queued to every subscriber, this one too: it is
+        // covered by the position reported (and by a replay or snapshot),
+        // so live offsets up to it are skipped for this subscriber.
+        let mut floor = delivered.saturating_sub(1);
         if let Some(since) = opts.since {
             let r = h.recover(topic, since, delivered, now);
             done.recovered = r.recovered;
@@ -138,7 +143,7 @@ impl Topics {
             } else {
                 stats.not_recovered.add(1);
             }
-            floor = r.floor;
+            floor = floor.max(r.floor);
             if r.recovered {
                 done.position = Some(Position {
                     offset: since.offset.max(delivered.saturating_sub(1)),
@@ -335,5 +340,69 @@ mod tests {
             changes(&mut t),
             [("z".to_string(), true), ("z".to_string(), false)]
         );
+    }
+
+    /// The turn's batch holds publications this worker counts as
+    /// delivered but has not queued yet; a subscription made meanwhile is
+    /// given them in its replay, so the batch must not give them again.
+    #[test]
+    fn a_replay_and_the_turns_batch_do_not_overlap() {
+        use super::super::history::{HistoryConfig, Retention};
+        use crate::proto::MessageKind;
+        let stats = Stats::default();
+        let history = Arc::new(History::new(HistoryConfig {
+            default: Some(Retention {
+                count: 10,
+                max_age: None,
+            }),
+            topics: HashMap::new(),
+        }));
+        let mut t = Topics::new(
+            Policy::Drop,
+            Arc::new(HashMap::new()),
+            Some(history.clone()),
+        );
+        let now = Instant::now();
+        let publish =
+            |b: &[u8]| history.record(Publication::new("t", None, MessageKind::Text, b), now);
+        let (p1, p2) = (publish(b"1"), publish(b"2"));
+        let mut batch = Vec::new();
+        t.admit(&p1, &mut batch);
+        t.admit(&p2, &mut batch);
+        let epoch = p1.position().unwrap().epoch;
+        let mut sub = None;
+        let opts = SubscribeOptions {
+            since: Some(Position { epoch, offset: 0 }),
+            ..SubscribeOptions::default()
+        };
+        let r = t
+            .subscribe_with(1, 1, &mut sub, "t", &opts, false, now, &stats)
+            .unwrap();
+        assert!(r.recovered);
+        assert_eq!(r.position.map(|p| p.offset), Some(2));
+        assert_eq!(sub.as_ref().unwrap().queue.len(), 2, "1 and 2 replayed");
+        let s = t.get("t").unwrap().subs[0];
+        assert!(
+            !s.wants(&p1) && !s.wants(&p2),
+            "the batch's 1 and 2 are not sent again"
+        );
+        let p3 = publish(b"3");
+        assert!(s.wants(&p3));
+        // A plain subscription at the same moment stands at 2 as well.
+        let mut other = None;
+        let r = t
+            .subscribe_with(
+                2,
+                1,
+                &mut other,
+                "t",
+                &SubscribeOptions::default(),
+                false,
+                now,
+                &stats,
+            )
+            .unwrap();
+        assert_eq!(r.position.map(|p| p.offset), Some(2));
+        assert!(!t.get("t").unwrap().subs[1].wants(&p2));
     }
 }

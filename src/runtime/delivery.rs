@@ -63,7 +63,8 @@ impl<A: App> Core<A> {
             }
             let sse = slot.is_sse();
             let mut rest = run;
-            let plain = !s.meta && s.floor == 0;
+            // A run is in offset order: if its first is wanted, all are.
+            let plain = !s.meta && s.wants(&run[0]);
             if run.len() > 1 && !sse && plain && slot.session.takes_publications() {
                 let (whole, len) = joined.get_or_insert_with(|| {
                     let p = Publication::run(run);

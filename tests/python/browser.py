@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from cdp import page
+from cdp import page, run
 
 PAGE = sys.argv[1]
 SHOT = sys.argv[2] if len(sys.argv) > 2 else None
@@ -84,11 +84,4 @@ async def main():
                 f.write(base64.b64decode(shot["data"]))
 
 
-try:
-    asyncio.run(asyncio.wait_for(main(), 90))
-    print("ok   chromium_page_echo_and_ticker")
-    print("1 passed, 0 failed")
-except BaseException as e:  # noqa: BLE001 - report any failure as a test failure
-    print(f"FAIL chromium_page_echo_and_ticker: {e!r}")
-    print("0 passed, 1 failed")
-    sys.exit(1)
+run("chromium_page_echo_and_ticker", main)

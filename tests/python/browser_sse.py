@@ -14,7 +14,7 @@ import asyncio
 import sys
 import time
 
-from cdp import page
+from cdp import page, run
 
 PAGE, TOPIC = sys.argv[1], sys.argv[2]
 SETUP = """
@@ -53,11 +53,4 @@ async def main():
         print(f"# {len(ids)} events over {rt['opens']} opens, offsets {offsets[0]}..{offsets[-1]}")
 
 
-try:
-    asyncio.run(asyncio.wait_for(main(), 90))
-    print("ok   chromium_event_source_resumes")
-    print("1 passed, 0 failed")
-except BaseException as e:  # noqa: BLE001 - report any failure as a test failure
-    print(f"FAIL chromium_event_source_resumes: {e!r}")
-    print("0 passed, 1 failed")
-    sys.exit(1)
+run("chromium_event_source_resumes", main)

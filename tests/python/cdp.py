@@ -3,6 +3,7 @@
 Chromium on a fresh profile, attaches to its page target, and yields
 `call(method, **params)` (one DevTools command) and `js(expr)` (evaluate in
 the page, by value). Chromium is stopped and its profile removed after.
+`run(name, main)` runs a test's coroutine and prints its result line.
 """
 import asyncio
 import contextlib
@@ -10,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -74,3 +76,17 @@ async def page(flags=()):
         except subprocess.TimeoutExpired:
             proc.kill()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def run(name, main, timeout=90):
+    """Run the coroutine function `main` as the test `name` (bounded by
+    `timeout` seconds) and print the "N passed, N failed" line the Rust side
+    reads; exit non-zero on failure."""
+    try:
+        asyncio.run(asyncio.wait_for(main(), timeout))
+        print(f"ok   {name}")
+        print("1 passed, 0 failed")
+    except BaseException as e:  # noqa: BLE001 - report any failure as a test failure
+        print(f"FAIL {name}: {e!r}")
+        print("0 passed, 1 failed")
+        sys.exit(1)
