@@ -22,7 +22,9 @@ use ringwave::server::{
 /// - WebSocket on /feed: the pub/sub feed app, JSON text messages
 ///   {"op":"subscribe","topic":"ticks"}, {"op":"unsubscribe",...} and (when
 ///   allowed) {"op":"publish","topic":...,"data":...}; a built-in simulator
-///   publishes market-data ticks on the topic "ticks".
+///   publishes market-data ticks on the topic "ticks". On a topic with
+///   --history, subscribe also takes "since":{"epoch":...,"offset":N}
+///   (recover what was missed), "snapshot":true and "meta":true (offsets).
 ///
 /// - WebSocket on any other path: echo (text stays text, binary stays binary).
 ///
