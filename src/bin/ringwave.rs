@@ -220,6 +220,16 @@ struct Cli {
     #[arg(long, default_value_t = ringwave::bridge::DEFAULT_QUEUE, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=(1 << 24)))]
     nats_queue: usize,
 
+    /// Keep the history of topics with --history in NATS JetStream (the
+    /// nats-server runs with -js): a stream per topic (named after its
+    /// subject, '.' as '_'), created with the topic's retention if missing,
+    /// numbers its publications for every node, so a position taken on one
+    /// node recovers on any other and after restarts. This node's
+    /// publications on those topics reach even its own subscribers through
+    /// JetStream (dropped and counted while NATS is unreachable).
+    #[arg(long, requires = "nats")]
+    nats_jetstream: bool,
+
     /// Log level: error, warn, info, debug or trace (or a tracing filter).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -407,6 +417,7 @@ fn main() -> ExitCode {
                 _ => NatsAuth::None,
             },
             queue: cli.nats_queue,
+            jetstream: cli.nats_jetstream,
         }),
     };
     let mut signals = match signal_hook::iterator::Signals::new([

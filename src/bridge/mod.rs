@@ -21,7 +21,12 @@
 //! - Delivery across nodes is at most once: a publication made while NATS is
 //!   unreachable, or that finds the queue full, is dropped and counted;
 //!   publications in flight when a connection breaks are lost uncounted.
+//! - With [`NatsConfig::jetstream`], topics with history are numbered by a
+//!   JetStream stream each instead ([`jetstream`]): this node's
+//!   publications on them go to the stream and come back like other
+//!   nodes', so every node has one sequence and one history.
 
+mod jetstream;
 mod nats;
 mod subject;
 
@@ -32,6 +37,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::pubsub::history::History;
 use crate::pubsub::Publication;
 use crate::runtime::uplink::Uplink;
 use crate::runtime::Publisher;
@@ -91,6 +97,10 @@ pub struct NatsConfig {
     pub auth: NatsAuth,
     /// Publications that may wait for the bridge thread.
     pub queue: usize,
+    /// Topics with history keep it in NATS JetStream (a stream per topic),
+    /// which numbers their publications: one sequence, one epoch and one
+    /// history for every node, kept across restarts of the nodes.
+    pub jetstream: bool,
 }
 
 impl Default for NatsConfig {
@@ -101,6 +111,7 @@ impl Default for NatsConfig {
             prefix: "ringwave.".to_string(),
             auth: NatsAuth::None,
             queue: DEFAULT_QUEUE,
+            jetstream: false,
         }
     }
 }
@@ -156,7 +167,7 @@ impl NatsBridge {
     /// Fails on a bad configuration or credentials NATS refused; NATS
     /// unreachable is not an error: the server runs, local pub/sub works,
     /// and the bridge keeps trying (logging when it connects).
-    pub fn start(cfg: NatsConfig) -> io::Result<Arc<NatsBridge>> {
+    pub fn start(cfg: NatsConfig, history: Option<Arc<History>>) -> io::Result<Arc<NatsBridge>> {
         check_prefix(&cfg.prefix).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         if cfg.urls.is_empty() {
             return Err(io::Error::new(
@@ -174,7 +185,9 @@ impl NatsBridge {
             let local = local.clone();
             std::thread::Builder::new()
                 .name("ringwave-nats".to_string())
-                .spawn(move || nats::run(cfg, counts, out_rx, interest_rx, local, ready_tx))?
+                .spawn(move || {
+                    nats::run(cfg, history, counts, out_rx, interest_rx, local, ready_tx)
+                })?
         };
         match ready_rx.recv() {
             Ok(Ok(())) => {}

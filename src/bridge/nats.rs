@@ -4,7 +4,7 @@
 //! grace); one task per subscribed topic hands what NATS delivers to the
 //! workers, in the order NATS delivered it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -16,9 +16,13 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc::{Receiver, UnboundedReceiver};
 use tokio::task::JoinHandle;
 
+use async_nats::jetstream as js_api;
+
+use super::jetstream;
 use super::subject;
 use super::{add, Counts, Interest, NatsAuth, NatsConfig, MAX_RETRY_DELAY, UNSUBSCRIBE_AFTER};
 use crate::proto::MessageKind;
+use crate::pubsub::history::{History, MAX_LOGS};
 use crate::pubsub::Publication;
 use crate::runtime::Publisher;
 
@@ -30,10 +34,13 @@ const KEY: &str = "Ringwave-Key";
 const CLIENT_CAPACITY: usize = 256;
 /// Publications taken from the workers' queue at once.
 const BATCH: usize = 256;
+/// How long the start waits for the named topics' history from JetStream.
+const WARM_UP: Duration = Duration::from_secs(5);
 
 /// The thread's body: build the runtime, connect, serve until closed.
 pub(super) fn run(
     cfg: NatsConfig,
+    history: Option<Arc<History>>,
     counts: Arc<Counts>,
     out: Receiver<Arc<Publication>>,
     interest: UnboundedReceiver<Interest>,
@@ -51,16 +58,26 @@ pub(super) fn run(
         }
     };
     rt.block_on(async move {
-        let Some(client) = connect(&cfg, &counts, ready).await else {
-            return;
+        let client = match connect(&cfg, &counts).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
         };
+        let history = history.filter(|_| cfg.jetstream);
         let mut bridge = Bridge {
+            js: history.is_some().then(|| js_api::new(client.clone())),
             client,
             prefix: cfg.prefix,
             counts,
             local,
+            history,
             topics: HashMap::new(),
+            streams: HashSet::new(),
         };
+        bridge.warm().await;
+        let _ = ready.send(Ok(()));
         bridge.serve(out, interest).await;
     });
 }
@@ -141,21 +158,16 @@ fn on_event(counts: &Counts, e: Event) {
 /// The first attempt, made before the server starts: a bad URL or refused
 /// credentials fail the start; NATS unreachable starts the bridge retrying
 /// in the background.
-async fn connect(
-    cfg: &NatsConfig,
-    counts: &Arc<Counts>,
-    ready: std::sync::mpsc::Sender<io::Result<()>>,
-) -> Option<Client> {
+async fn connect(cfg: &NatsConfig, counts: &Arc<Counts>) -> io::Result<Client> {
     let mut addrs = Vec::with_capacity(cfg.urls.len());
     for u in &cfg.urls {
         match u.parse::<ServerAddr>() {
             Ok(a) => addrs.push(a),
             Err(e) => {
-                let _ = ready.send(Err(io::Error::new(
+                return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!("bad NATS URL {u:?}: {e}"),
-                )));
-                return None;
+                ));
             }
         }
     }
@@ -165,8 +177,7 @@ async fn connect(
             counts.ever_connected.store(true, Ordering::Relaxed);
             counts.connected.store(true, Ordering::Relaxed);
             tracing::info!("NATS bridge connected to {urls}");
-            let _ = ready.send(Ok(()));
-            Some(client)
+            Ok(client)
         }
         Err(e)
             if matches!(
@@ -174,31 +185,21 @@ async fn connect(
                 ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication
             ) =>
         {
-            let _ = ready.send(Err(io::Error::new(
+            Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 format!("NATS at {urls} refused the credentials: {e}"),
-            )));
-            None
+            ))
         }
         Err(e) => {
             tracing::warn!(
                 "NATS at {urls} is unreachable ({e}); serving without it and retrying (every {} s at most)",
                 MAX_RETRY_DELAY.as_secs()
             );
-            let client = options(cfg, counts)
+            options(cfg, counts)
                 .retry_on_initial_connect()
                 .connect(addrs)
-                .await;
-            match client {
-                Ok(c) => {
-                    let _ = ready.send(Ok(()));
-                    Some(c)
-                }
-                Err(e) => {
-                    let _ = ready.send(Err(io::Error::other(format!("NATS client: {e}"))));
-                    None
-                }
-            }
+                .await
+                .map_err(|e| io::Error::other(format!("NATS client: {e}")))
         }
     }
 }
@@ -211,6 +212,9 @@ struct Topic {
     task: Option<JoinHandle<()>>,
     /// When the last local subscriber left.
     idle_since: Option<Instant>,
+    /// Followed until the node stops (a JetStream topic: its log stays
+    /// whole).
+    pinned: bool,
 }
 
 struct Bridge {
@@ -219,6 +223,11 @@ struct Bridge {
     counts: Arc<Counts>,
     local: Arc<OnceLock<Publisher>>,
     topics: HashMap<Arc<str>, Topic>,
+    /// With JetStream: the logs it fills, and the context.
+    history: Option<Arc<History>>,
+    js: Option<js_api::Context>,
+    /// Topics whose stream this node made sure of (for publishing).
+    streams: HashSet<Arc<str>>,
 }
 
 /// A publication's payload as the client's `Bytes`, without a copy.
@@ -272,50 +281,140 @@ impl Bridge {
         format!("{}{}", self.prefix, subject::encode(topic))
     }
 
-    async fn send(&self, p: Arc<Publication>) {
+    /// Whether JetStream numbers `topic`.
+    fn relays(&self, topic: &str) -> bool {
+        self.js.is_some() && self.history.as_ref().is_some_and(|h| h.relays(topic))
+    }
+
+    async fn send(&mut self, p: Arc<Publication>) {
         let subject = self.subject(p.topic());
+        let relayed = self.relays(p.topic());
+        if relayed && !self.stream_ready(p.topic(), &subject).await {
+            add(&self.counts.dropped_refused);
+            return;
+        }
         let binary = p.kind() == MessageKind::Binary;
         let key = p.key().map(subject::encode);
         let payload = Bytes::from_owner(Payload(p));
+        let mut headers = HeaderMap::new();
+        if binary {
+            headers.insert(KIND, "binary");
+        }
+        if let Some(k) = key {
+            headers.insert(KEY, k);
+        }
         // Counted before it can reach another node, so a count read after a
         // delivery there includes it.
         add(&self.counts.published);
-        let sent = if !binary && key.is_none() {
-            self.client.publish(subject, payload).await
-        } else {
-            let mut headers = HeaderMap::new();
-            if binary {
-                headers.insert(KIND, "binary");
-            }
-            if let Some(k) = key {
-                headers.insert(KEY, k);
-            }
-            self.client
+        let sent = match &self.js {
+            Some(js) if relayed => match js.publish_with_headers(subject, headers, payload).await {
+                Ok(ack) => {
+                    // The stream's acknowledgement, awaited off this loop.
+                    let counts = self.counts.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = ack.await {
+                            counts.published.fetch_sub(1, Ordering::Relaxed);
+                            add(&counts.dropped_refused);
+                            tracing::debug!("NATS JetStream: publication not stored: {e}");
+                        }
+                    });
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            },
+            _ if headers.is_empty() => self
+                .client
+                .publish(subject, payload)
+                .await
+                .map_err(|e| e.to_string()),
+            _ => self
+                .client
                 .publish_with_headers(subject, headers, payload)
                 .await
+                .map_err(|e| e.to_string()),
         };
-        match sent {
-            Ok(()) => {}
-            Err(e) => {
-                self.counts.published.fetch_sub(1, Ordering::Relaxed);
-                add(&self.counts.dropped_refused);
-                tracing::debug!("NATS bridge: publish refused: {e}");
+        if let Err(e) = sent {
+            self.counts.published.fetch_sub(1, Ordering::Relaxed);
+            add(&self.counts.dropped_refused);
+            tracing::debug!("NATS bridge: publish refused: {e}");
+        }
+    }
+
+    /// Make sure `topic`'s stream exists before its first publication (one
+    /// published to no stream would be lost); at most [`MAX_LOGS`] topics.
+    async fn stream_ready(&mut self, topic: &str, subject: &str) -> bool {
+        if self.streams.contains(topic) {
+            return true;
+        }
+        let (Some(js), Some(h)) = (&self.js, &self.history) else {
+            return false;
+        };
+        if self.streams.len() >= MAX_LOGS {
+            return false;
+        }
+        match js
+            .get_or_create_stream(jetstream::stream_config(h, topic, subject))
+            .await
+        {
+            Ok(_) => {
+                self.streams.insert(Arc::from(topic));
+                true
             }
+            Err(e) => {
+                tracing::warn!("NATS JetStream: no stream for {subject}: {e}");
+                false
+            }
+        }
+    }
+
+    /// Follow the topics named with history from the start, so their logs
+    /// are whole before the first client comes (up to a few seconds).
+    async fn warm(&mut self) {
+        let Some(h) = self.history.clone().filter(|_| self.js.is_some()) else {
+            return;
+        };
+        if !self.counts.connected.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut opened = Vec::new();
+        for topic in h.named_topics() {
+            let topic: Arc<str> = Arc::from(topic);
+            self.topics.insert(
+                topic.clone(),
+                Topic {
+                    workers: 0,
+                    task: None,
+                    idle_since: None,
+                    pinned: true,
+                },
+            );
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.subscribe(&topic, Some(tx)).await;
+            opened.push(rx);
+        }
+        let all = futures_util::future::join_all(opened);
+        if tokio::time::timeout(WARM_UP, all).await.is_err() {
+            tracing::warn!(
+                "NATS JetStream: some topics' history was not read within {} s; serving meanwhile",
+                WARM_UP.as_secs()
+            );
         }
     }
 
     /// A worker's first subscriber of `topic` came, or its last left.
     async fn change(&mut self, topic: Arc<str>, on: bool) {
+        let pinned = self.relays(&topic);
         let t = self.topics.entry(topic.clone()).or_insert(Topic {
             workers: 0,
             task: None,
             idle_since: None,
+            pinned,
         });
         t.workers += if on { 1 } else { -1 };
-        if t.workers > 0 {
+        if t.workers > 0 || t.pinned {
             t.idle_since = None;
             if t.task.is_none() {
-                self.subscribe(&topic).await;
+                self.subscribe(&topic, None).await;
             }
         } else if t.task.is_some() {
             t.idle_since.get_or_insert_with(Instant::now);
@@ -325,12 +424,17 @@ impl Bridge {
     }
 
     /// Unsubscribe topics idle past the grace; subscribe again those whose
-    /// subscribe failed.
+    /// subscribe failed (or whose JetStream consumer gave up).
     async fn sweep(&mut self) {
         let now = Instant::now();
         let mut retry = Vec::new();
+        let counts = self.counts.clone();
         self.topics.retain(|topic, t| {
-            if t.workers > 0 {
+            if t.pinned && t.task.as_ref().is_some_and(|h| h.is_finished()) {
+                t.task = None;
+                counts.subjects.fetch_sub(1, Ordering::Relaxed);
+            }
+            if t.workers > 0 || t.pinned {
                 if t.task.is_none() {
                     retry.push(topic.clone());
                 }
@@ -345,30 +449,52 @@ impl Bridge {
             if let Some(task) = t.task.take() {
                 // Dropping the subscription unsubscribes it.
                 task.abort();
-                self.counts.subjects.fetch_sub(1, Ordering::Relaxed);
+                counts.subjects.fetch_sub(1, Ordering::Relaxed);
             }
             false
         });
         for topic in retry {
-            self.subscribe(&topic).await;
+            self.subscribe(&topic, None).await;
         }
     }
 
-    /// Subscribe `topic`'s subject and start its receiving task; on a
-    /// failure the sweep tries again.
-    async fn subscribe(&mut self, topic: &Arc<str>) {
+    /// Subscribe `topic`'s subject (or follow its JetStream stream) and
+    /// start its receiving task; on a failure the sweep tries again.
+    async fn subscribe(
+        &mut self,
+        topic: &Arc<str>,
+        opened: Option<tokio::sync::oneshot::Sender<()>>,
+    ) {
         let subject = self.subject(topic);
-        match self.client.subscribe(subject.clone()).await {
-            Ok(sub) => {
-                let task = receive(sub, topic.clone(), self.counts.clone(), self.local.clone());
-                if let Some(t) = self.topics.get_mut(topic) {
-                    t.task = Some(tokio::spawn(task));
-                    add(&self.counts.subjects);
+        let task = match (&self.js, &self.history) {
+            (Some(js), Some(h)) if h.relays(topic) => {
+                let follow = jetstream::Follow {
+                    js: js.clone(),
+                    config: jetstream::stream_config(h, topic, &subject),
+                    topic: topic.clone(),
+                    history: h.clone(),
+                    counts: self.counts.clone(),
+                    local: self.local.clone(),
+                    opened,
+                };
+                tokio::spawn(follow.run())
+            }
+            _ => match self.client.subscribe(subject.clone()).await {
+                Ok(sub) => tokio::spawn(receive(
+                    sub,
+                    topic.clone(),
+                    self.counts.clone(),
+                    self.local.clone(),
+                )),
+                Err(e) => {
+                    tracing::warn!("NATS bridge cannot subscribe to {subject}: {e}; retrying");
+                    return;
                 }
-            }
-            Err(e) => {
-                tracing::warn!("NATS bridge cannot subscribe to {subject}: {e}; retrying");
-            }
+            },
+        };
+        if let Some(t) = self.topics.get_mut(topic) {
+            t.task = Some(task);
+            add(&self.counts.subjects);
         }
     }
 }
@@ -383,25 +509,9 @@ async fn receive(
     local: Arc<OnceLock<Publisher>>,
 ) {
     while let Some(m) = sub.next().await {
-        let header = |name: &str| {
-            m.headers
-                .as_ref()
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_string())
-        };
-        let kind = match header(KIND).as_deref() {
-            None | Some("text") => MessageKind::Text,
-            Some("binary") => MessageKind::Binary,
-            Some(_) => {
-                add(&counts.received_invalid);
-                continue;
-            }
-        };
-        if kind == MessageKind::Text && simdutf8::basic::from_utf8(&m.payload).is_err() {
-            add(&counts.received_invalid);
+        let Some((kind, key)) = decode(&m, &counts) else {
             continue;
-        }
-        let key = header(KEY).map(|k| subject::decode(&k).unwrap_or(k));
+        };
         let Some(publisher) = local.get() else {
             continue;
         };
@@ -412,4 +522,32 @@ async fn receive(
             return;
         }
     }
+}
+
+/// A message's kind and key, from its headers; `None` (counted) for one
+/// that cannot be delivered (an unknown kind, text that is not UTF-8).
+pub(super) fn decode(
+    m: &async_nats::Message,
+    counts: &Counts,
+) -> Option<(MessageKind, Option<String>)> {
+    let header = |name: &str| {
+        m.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_string())
+    };
+    let kind = match header(KIND).as_deref() {
+        None | Some("text") => MessageKind::Text,
+        Some("binary") => MessageKind::Binary,
+        Some(_) => {
+            add(&counts.received_invalid);
+            return None;
+        }
+    };
+    if kind == MessageKind::Text && simdutf8::basic::from_utf8(&m.payload).is_err() {
+        add(&counts.received_invalid);
+        return None;
+    }
+    let key = header(KEY).map(|k| subject::decode(&k).unwrap_or(k));
+    Some((kind, key))
 }

@@ -139,9 +139,39 @@ struct Log {
     entries: VecDeque<(Instant, Arc<Publication>)>,
     /// The newest publication per key.
     latest: HashMap<Box<str>, Arc<Publication>>,
+    /// Served to subscribers: a broker's log is not until its backfill is in.
+    live: bool,
+    /// The first offset the workers receive (1 for this node's own log; for
+    /// a broker's, the one after its backfill).
+    start: u64,
 }
 
 impl Log {
+    fn new(epoch: u32, next: u64, retention: Retention, live: bool) -> Log {
+        Log {
+            epoch,
+            next,
+            retention,
+            entries: VecDeque::new(),
+            latest: HashMap::new(),
+            live,
+            start: next,
+        }
+    }
+
+    /// Keep `p` (its position set), and as its key's newest.
+    fn push(&mut self, p: Arc<Publication>, now: Instant) {
+        if let Some(key) = p.key() {
+            if let Some(old) = self.latest.get_mut(key) {
+                *old = p.clone();
+            } else if self.latest.len() < MAX_SNAPSHOT_KEYS {
+                self.latest.insert(Box::from(key), p.clone());
+            }
+        }
+        self.entries.push_back((now, p));
+        self.trim(now);
+    }
+
     fn trim(&mut self, now: Instant) {
         while self.entries.len() > self.retention.count {
             self.entries.pop_front();
@@ -182,6 +212,10 @@ pub struct Recovery {
 /// One node's topic logs.
 pub struct History {
     config: HistoryConfig,
+    /// Offsets come from a broker (NATS JetStream) for every topic with
+    /// history: [`History::adopt`] and [`History::open`] fill the logs, and
+    /// this node's publications on those topics go to the broker first.
+    relayed: bool,
     logs: Mutex<HashMap<Arc<str>, Log>>,
     seed: std::collections::hash_map::RandomState,
 }
@@ -197,8 +231,14 @@ impl fmt::Debug for History {
 impl History {
     /// Logs as `config` says.
     pub fn new(config: HistoryConfig) -> History {
+        Self::with_source(config, false)
+    }
+
+    /// Logs whose offsets a broker gives (`relayed`), or this node.
+    pub fn with_source(config: HistoryConfig, relayed: bool) -> History {
         History {
             config,
+            relayed,
             logs: Mutex::new(HashMap::new()),
             seed: std::collections::hash_map::RandomState::new(),
         }
@@ -209,27 +249,115 @@ impl History {
         self.config.retention(topic).is_some()
     }
 
+    /// Whether a broker numbers `topic`'s publications: this node's go to
+    /// it, and come back numbered, before anyone here receives them.
+    pub fn relays(&self, topic: &str) -> bool {
+        self.relayed && self.keeps(topic)
+    }
+
+    /// How much `topic` keeps (`None`: no history).
+    pub fn retention(&self, topic: &str) -> Option<Retention> {
+        self.config.retention(topic)
+    }
+
+    /// The topics named in the configuration (not `*`'s).
+    pub fn named_topics(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.config.topics.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Log>> {
         self.logs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `topic`'s log, made on first use; `None` without history.
+    /// `topic`'s log, made on first use; `None` without history (and for a
+    /// broker's log not yet live).
     fn with_log<R>(&self, topic: &str, f: impl FnOnce(&mut Log) -> R) -> Option<R> {
         let retention = self.config.retention(topic)?;
         let mut logs = self.lock();
+        if self.relayed {
+            return logs.get_mut(topic).filter(|l| l.live).map(f);
+        }
         if !logs.contains_key(topic) && logs.len() < MAX_LOGS {
             // Random per process: a restarted server's epochs are new.
             let epoch = self.seed.hash_one((topic, logs.len())) as u32;
-            let log = Log {
-                epoch,
-                next: 1,
-                retention,
-                entries: VecDeque::new(),
-                latest: HashMap::new(),
-            };
-            logs.insert(Arc::from(topic), log);
+            logs.insert(Arc::from(topic), Log::new(epoch, 1, retention, true));
         }
         logs.get_mut(topic).map(f)
+    }
+
+    /// A broker's log for `topic` under `epoch`, made (or started over, for
+    /// another epoch) as needed; `None` past [`MAX_LOGS`] or without history.
+    fn broker_log<R>(&self, topic: &str, epoch: u32, f: impl FnOnce(&mut Log) -> R) -> Option<R> {
+        let retention = self.config.retention(topic)?;
+        let mut logs = self.lock();
+        if !logs.contains_key(topic) {
+            if logs.len() >= MAX_LOGS {
+                return None;
+            }
+            logs.insert(Arc::from(topic), Log::new(epoch, 1, retention, false));
+        }
+        let log = logs.get_mut(topic)?;
+        if log.epoch != epoch {
+            *log = Log::new(epoch, 1, retention, false);
+        }
+        Some(f(log))
+    }
+
+    /// Take a publication the broker numbered (its position set by
+    /// `Publication::set_relayed_position`) into its log; `None` when the
+    /// log holds that offset already (a redelivery). A jump past the log's
+    /// next offset is a gap: what the log held cannot be recovered across
+    /// it, so it starts over there. A log not yet live stays so (its
+    /// backfill: [`History::open`] ends it).
+    pub fn adopt(&self, p: Arc<Publication>, now: Instant) -> Option<Arc<Publication>> {
+        let pos = p.position()?;
+        let topic = p.topic().to_owned();
+        self.broker_log(&topic, pos.epoch, |log| {
+            if pos.offset < log.next {
+                return None;
+            }
+            if pos.offset != log.next {
+                log.entries.clear();
+            }
+            log.next = pos.offset + 1;
+            log.push(p.clone(), now);
+            Some(p)
+        })
+        .flatten()
+    }
+
+    /// The broker's log of `topic` under `epoch` is in up to `next`
+    /// (exclusive): subscribers are served from it, and the workers receive
+    /// offsets from `next` on. A live log is left as it is.
+    pub fn open(&self, topic: &str, epoch: u32, next: u64) {
+        self.broker_log(topic, epoch, |log| {
+            if !log.live {
+                log.live = true;
+                if log.next != next {
+                    log.entries.clear();
+                }
+                log.next = next;
+                log.start = next;
+            }
+        });
+    }
+
+    /// A broker's live log of `topic`: its epoch and the next offset it
+    /// expects.
+    pub fn broker_next(&self, topic: &str) -> Option<Position> {
+        let logs = self.lock();
+        logs.get(topic).filter(|l| l.live).map(|l| Position {
+            epoch: l.epoch,
+            offset: l.next,
+        })
+    }
+
+    /// `topic`'s epoch and the first offset the workers receive, when it
+    /// keeps a log (made here on first use, for this node's own).
+    pub fn start(&self, topic: &str) -> Option<(u32, u64)> {
+        self.with_log(topic, |log| (log.epoch, log.start))
     }
 
     /// Give `p` its topic's next offset and log it; returns the publication
@@ -250,15 +378,7 @@ impl History {
                 offset: log.next,
             });
             log.next += 1;
-            log.entries.push_back((now, p.clone()));
-            log.trim(now);
-            if let Some(key) = p.key() {
-                if let Some(old) = log.latest.get_mut(key) {
-                    *old = p.clone();
-                } else if log.latest.len() < MAX_SNAPSHOT_KEYS {
-                    log.latest.insert(Box::from(key), p.clone());
-                }
-            }
+            log.push(p.clone(), now);
         });
         p
     }
@@ -353,6 +473,8 @@ pub struct Order {
 
 #[derive(Debug)]
 struct Pending {
+    /// The epoch of the offsets.
+    epoch: u32,
     /// The offset to deliver next: everything below it was delivered here.
     next: u64,
     /// Arrived ahead of a predecessor still on its way.
@@ -369,12 +491,26 @@ impl Order {
         let pending = match self.topics.get_mut(p.topic()) {
             Some(t) => t,
             None => self.topics.entry(Arc::from(p.topic())).or_insert(Pending {
-                next: 1,
+                epoch: pos.epoch,
+                // A broker's offsets start where its log was opened.
+                next: if p.relayed() { pos.offset } else { 1 },
                 held: BTreeMap::new(),
             }),
         };
+        if pending.epoch != pos.epoch {
+            // The broker's log started over (this node's never does).
+            *pending = Pending {
+                epoch: pos.epoch,
+                next: pos.offset,
+                held: BTreeMap::new(),
+            };
+        }
         if pos.offset < pending.next {
             return;
+        }
+        if p.relayed() && pos.offset > pending.next {
+            // One source, in order: what lies between will not come.
+            pending.next = pos.offset;
         }
         if pos.offset > pending.next {
             pending.held.insert(pos.offset, p.clone());
@@ -391,6 +527,14 @@ impl Order {
     /// The next offset this worker will deliver on `topic` (1 before any).
     pub fn next(&self, topic: &str) -> u64 {
         self.topics.get(topic).map_or(1, |t| t.next)
+    }
+
+    /// The same under `epoch`: `None` before any of that epoch arrived.
+    pub fn next_in(&self, topic: &str, epoch: u32) -> Option<u64> {
+        self.topics
+            .get(topic)
+            .filter(|t| t.epoch == epoch)
+            .map(|t| t.next)
     }
 }
 
@@ -554,6 +698,123 @@ mod tests {
         assert_eq!(p.position(), None);
         assert_eq!(h.position("one-more", 1), None);
         assert!(h.position("t7", 1).is_some(), "the old ones keep theirs");
+    }
+
+    fn relayed(topic: &str, body: &str, epoch: u32, offset: u64) -> Arc<Publication> {
+        let p = Publication::new(topic, Some(body), MessageKind::Text, body.as_bytes());
+        p.set_relayed_position(Position { epoch, offset });
+        p
+    }
+
+    #[test]
+    fn a_brokers_log_is_served_once_its_backfill_is_in() {
+        let h = History::with_source(history(100, None).config.clone(), true);
+        let now = Instant::now();
+        assert!(h.relays("t") && !h.relays("other"));
+        // Backfill 5..=7 (the stream no longer held 1..=4): not served yet.
+        for o in 5..=7 {
+            assert!(h.adopt(relayed("t", &o.to_string(), 9, o), now).is_some());
+        }
+        assert_eq!(h.start("t"), None, "no position while the backfill runs");
+        h.open("t", 9, 8);
+        assert_eq!(h.start("t"), Some((9, 8)));
+        assert_eq!(
+            h.broker_next("t"),
+            Some(Position {
+                epoch: 9,
+                offset: 8
+            })
+        );
+        // Live 8, 9; a redelivery of 9 is dropped.
+        for o in [8, 9] {
+            assert!(h.adopt(relayed("t", "live", 9, o), now).is_some());
+        }
+        assert!(h.adopt(relayed("t", "again", 9, 9), now).is_none());
+        // A worker that delivered up to 9 (next 10): from 5 recovers 6..=9;
+        // from 3 does not (4 was never here).
+        let r = h.recover(
+            "t",
+            Position {
+                epoch: 9,
+                offset: 5,
+            },
+            10,
+            now,
+        );
+        assert_eq!((r.recovered, offsets(&r.replay)), (true, vec![6, 7, 8, 9]));
+        assert!(
+            !h.recover(
+                "t",
+                Position {
+                    epoch: 9,
+                    offset: 3
+                },
+                10,
+                now
+            )
+            .recovered
+        );
+        // A jump (the stream lost 10..=11 meanwhile) is a gap: nothing
+        // before it recovers across it.
+        assert!(h.adopt(relayed("t", "after", 9, 12), now).is_some());
+        assert!(
+            !h.recover(
+                "t",
+                Position {
+                    epoch: 9,
+                    offset: 8
+                },
+                13,
+                now
+            )
+            .recovered
+        );
+        assert!(
+            h.recover(
+                "t",
+                Position {
+                    epoch: 9,
+                    offset: 12
+                },
+                13,
+                now
+            )
+            .recovered
+        );
+        // The stream made anew: another epoch, served again once opened.
+        assert!(h.adopt(relayed("t", "new", 4, 1), now).is_some());
+        assert_eq!(h.start("t"), None);
+        h.open("t", 4, 2);
+        assert_eq!(h.start("t"), Some((4, 2)));
+        assert!(
+            !h.recover(
+                "t",
+                Position {
+                    epoch: 9,
+                    offset: 12
+                },
+                2,
+                now
+            )
+            .recovered
+        );
+    }
+
+    #[test]
+    fn order_takes_a_brokers_offsets_from_where_they_start() {
+        let mut o = Order::default();
+        let mut out = Vec::new();
+        // Starts at 40, skips ahead over a gap, drops a repeat.
+        for (e, off) in [(9, 40), (9, 41), (9, 45), (9, 44), (9, 46)] {
+            o.admit(&relayed("t", "x", e, off), &mut out);
+        }
+        assert_eq!(offsets(&out), [40, 41, 45, 46]);
+        assert_eq!(o.next_in("t", 9), Some(47));
+        assert_eq!(o.next_in("t", 4), None);
+        // Another epoch starts over.
+        out.clear();
+        o.admit(&relayed("t", "x", 4, 1), &mut out);
+        assert_eq!((offsets(&out), o.next_in("t", 4)), (vec![1], Some(2)));
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod topics;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::proto::frame::encode_frame;
@@ -92,6 +93,9 @@ pub struct Publication {
     run: bool,
     /// Its topic's offset, on a topic with history.
     position: OnceLock<Position>,
+    /// The offset was given by a broker (JetStream), not by this node: one
+    /// source hands them over in order, and a jump is a gap for good.
+    relayed: AtomicBool,
     /// The same with its position in the message ([`Publication::meta`]):
     /// as live, and as a snapshot.
     meta: [OnceLock<Arc<Publication>>; 2],
@@ -128,6 +132,7 @@ impl Publication {
             sse: OnceLock::new(),
             run: false,
             position: OnceLock::new(),
+            relayed: AtomicBool::new(false),
             meta: Default::default(),
         })
     }
@@ -153,6 +158,7 @@ impl Publication {
             sse: OnceLock::new(),
             run: true,
             position: OnceLock::new(),
+            relayed: AtomicBool::new(false),
             meta: Default::default(),
         })
     }
@@ -164,6 +170,19 @@ impl Publication {
 
     pub(crate) fn set_position(&self, pos: Position) {
         let _ = self.position.set(pos);
+    }
+
+    /// Its position as a broker numbered it (see [`Publication::relayed`]).
+    pub(crate) fn set_relayed_position(&self, pos: Position) {
+        self.relayed.store(true, Ordering::Relaxed);
+        let _ = self.position.set(pos);
+    }
+
+    /// Whether its offset came from a broker: offsets reach each worker in
+    /// order from one source, so one that skips ahead marks a gap (the
+    /// broker no longer had what lay between), not one still on its way.
+    pub fn relayed(&self) -> bool {
+        self.relayed.load(Ordering::Relaxed)
     }
 
     /// The form a subscriber that asked for positions gets, built once: a

@@ -117,9 +117,17 @@ impl Topics {
         stats: &Stats,
     ) -> Result<Subscribed, SubscribeError> {
         let new = self.subscribe(index, generation, sub, topic, stats)?;
-        let delivered = self.order.next(topic);
         let history = self.history.clone();
-        let position = history.as_ref().and_then(|h| h.position(topic, delivered));
+        let start = history.as_ref().and_then(|h| h.start(topic));
+        // Delivered here so far: below this offset (of the log's epoch).
+        let delivered = match start {
+            Some((epoch, first)) => self.order.next_in(topic, epoch).unwrap_or(first),
+            None => self.order.next(topic),
+        };
+        let position = start.map(|(epoch, _)| Position {
+            epoch,
+            offset: delivered.saturating_sub(1),
+        });
         let mut done = Subscribed {
             new,
             position,

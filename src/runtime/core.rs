@@ -657,9 +657,14 @@ impl<A: App> Core<A> {
     /// Give it its offset (a topic with history), deliver here, forward to
     /// every other worker and hand to the uplink.
     fn publish(&mut self, p: Arc<Publication>) {
-        let p = match &self.cfg.history {
-            Some(h) => h.record(p, Instant::now()),
-            None => p,
+        let p = match (&self.cfg.history, &self.cfg.uplink) {
+            (Some(h), Some(u)) if h.relays(p.topic()) => {
+                // The broker numbers it; it comes back through the uplink.
+                u.publish(&p);
+                return;
+            }
+            (Some(h), _) => h.record(p, Instant::now()),
+            (None, _) => p,
         };
         self.deliver(&p);
         if let Some(u) = &self.cfg.uplink {

@@ -91,13 +91,34 @@ impl Publisher {
     /// conflation). On a topic with history it takes the topic's next offset
     /// here, so publishers on any thread share one sequence.
     pub fn publish(&self, p: Arc<Publication>) -> Result<(), PublishError> {
-        let p = match &self.history {
-            Some(h) => h.record(p, Instant::now()),
-            None => p,
+        let p = match (&self.history, &self.uplink) {
+            (Some(h), Some(u)) if h.relays(p.topic()) => {
+                // The broker numbers it; it comes back through the uplink.
+                u.publish(&p);
+                return Ok(());
+            }
+            (Some(h), _) => h.record(p, Instant::now()),
+            (None, _) => p,
         };
         if let Some(u) = &self.uplink {
             u.publish(&p);
         }
+        self.hand_out(p)
+    }
+
+    /// A publication the broker numbered (its position set): into its
+    /// topic's log, then to every worker; a redelivery is dropped.
+    pub(crate) fn relay(&self, p: Arc<Publication>) -> Result<(), PublishError> {
+        match &self.history {
+            Some(h) => match h.adopt(p, Instant::now()) {
+                Some(p) => self.hand_out(p),
+                None => Ok(()),
+            },
+            None => self.hand_out(p),
+        }
+    }
+
+    fn hand_out(&self, p: Arc<Publication>) -> Result<(), PublishError> {
         for m in self.mailboxes.iter() {
             let mut msg = Control::Publish(p.clone());
             loop {

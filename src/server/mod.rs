@@ -282,10 +282,11 @@ impl Config {
             tls,
             uplink: None,
             http2: self.http2,
-            history: self
-                .history
-                .is_enabled()
-                .then(|| Arc::new(History::new(self.history.clone()))),
+            history: self.history.is_enabled().then(|| {
+                // With JetStream the broker numbers the topics with history.
+                let relayed = self.nats.as_ref().is_some_and(|n| n.jetstream);
+                Arc::new(History::with_source(self.history.clone(), relayed))
+            }),
             sse_lifetime: self.sse_lifetime,
         })
     }
@@ -381,7 +382,7 @@ impl ServerBuilder {
     {
         let mut settings = self.config.settings()?;
         let bridge = match &self.config.nats {
-            Some(n) => Some(NatsBridge::start(n.clone())?),
+            Some(n) => Some(NatsBridge::start(n.clone(), settings.history.clone())?),
             None => None,
         };
         settings.uplink = bridge.clone().map(|b| b as Arc<dyn Uplink>);

@@ -9,6 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod certs;
+pub mod nats;
 
 /// Run a test body once per backend: `both_backends!(name, |backend| ...)`.
 #[macro_export]
