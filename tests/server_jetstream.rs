@@ -6,7 +6,8 @@
 //! recovers on the other from its position, exactly the missed ones and
 //! then live ones; a node restarted reads the topic's history back from
 //! the stream, so a position recovers on it too, and its snapshot is the
-//! newest publication of every key; a foreign epoch is not recovered.
+//! newest publication of every key; NATS restarted on its store, the
+//! sequence goes on on both nodes; a foreign epoch is not recovered.
 
 mod server;
 
@@ -148,7 +149,7 @@ both_backends!(
     one_sequence_across_nodes_recovers_on_any_node_and_after_a_restart,
     |backend: &str| {
         let store = Dir::new(&format!("js-{backend}"));
-        let nats = Nats::start_with(&["-js", "-sd", store.0.to_str().unwrap()]);
+        let mut nats = Nats::start_with(&["-js", "-sd", store.0.to_str().unwrap()]);
         let url = nats.url();
         let mut a = node(backend, &url);
         let b = node(backend, &url);
@@ -247,6 +248,20 @@ both_backends!(
         let live = read(&mut on_new_a, n, &epoch);
         check_run(&live, end + 1, "live on the restarted node");
 
+        // NATS itself restarts on its store: once both nodes are connected
+        // again, the sequence goes on where it was, on both nodes (their
+        // consumers follow again from their logs' next offset).
+        nats.kill();
+        nats.run();
+        for node in [a.addr, b.addr] {
+            wait_metric(node, "ringwave_nats_reconnects_total", |v| v >= 1.0);
+            wait_metric(node, "ringwave_nats_connected", |v| v == 1.0);
+        }
+        publish_phase(a.addr, b.addr, 4);
+        let after = read(&mut on_new_a, n, &epoch);
+        check_run(&after, end + 1 + n as u64, "after NATS restarted, on A");
+        assert_eq!(read(&mut back, 2 * n, &epoch)[n..], after[..], "B agrees");
+
         // Another epoch's position is not recovered.
         let foreign = if epoch == "00000001" {
             "00000002"
@@ -261,3 +276,41 @@ both_backends!(
         assert_eq!(answer["recovered"], false, "{answer}");
     }
 );
+
+/// `--nats-jetstream` against a NATS without JetStream stops the start
+/// with what to do, rather than refusing every history topic later.
+#[test]
+fn a_nats_without_jetstream_stops_the_start() {
+    let nats = Nats::start();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ringwave"))
+        .args(["--listen", "127.0.0.1:0", "--feed-sim", "off"])
+        .args(["--log-level", "error", "--history", "prices=10"])
+        .args(["--nats", &nats.url(), "--nats-jetstream"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ringwave");
+    // Killed on the way out: a server that starts anyway fails the test.
+    let mut child = Killed(child);
+    let status = server::eventually(|| match child.0.try_wait() {
+        Ok(Some(status)) => Ok(status),
+        Ok(None) => Err("ringwave started without JetStream".to_string()),
+        Err(e) => Err(e.to_string()),
+    });
+    assert!(!status.success());
+    let mut err = String::new();
+    let mut stderr = child.0.stderr.take().expect("stderr piped");
+    std::io::Read::read_to_string(&mut stderr, &mut err).expect("stderr read");
+    assert!(err.contains("has no JetStream"), "{err}");
+    assert!(err.contains("-js"), "{err}");
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

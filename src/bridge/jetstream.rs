@@ -19,6 +19,7 @@
 //!   for topics named in `--history`) until it stops: its log stays whole,
 //!   so a client recovers on it from any position the stream still holds.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -33,9 +34,11 @@ use crate::pubsub::history::History;
 use crate::pubsub::{Position, Publication};
 use crate::runtime::Publisher;
 
-/// Failures of the consumer in a row after which following starts over
-/// (the stream may be gone: made anew, it is another epoch).
-const MAX_ERRORS: u32 = 3;
+/// How often a follower looks whether the connection was made again (an
+/// ordered consumer can stall silently across a NATS restart).
+const RECONNECT_CHECK: Duration = Duration::from_secs(1);
+/// The pause after following a topic failed.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The stream of `subject`.
 pub(super) fn stream_name(subject: &str) -> String {
@@ -96,24 +99,30 @@ pub(super) struct Follow {
 }
 
 impl Follow {
-    /// Follow the topic's stream until it fails for good (the caller's
-    /// sweep starts again) or the server stops.
+    /// Follow the topic's stream until it fails (the caller's sweep starts
+    /// again, a second later at the soonest) or the server stops.
     pub(super) async fn run(mut self) {
+        if let Err(e) = self.follow().await {
+            tracing::warn!(
+                "NATS JetStream: {e}; following again in {} s",
+                RETRY_AFTER.as_secs()
+            );
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+    }
+
+    async fn follow(&mut self) -> Result<(), String> {
         let subject = self.config.subjects[0].clone();
-        let mut stream = match self.js.get_or_create_stream(self.config.clone()).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("NATS JetStream: no stream for {subject}: {e}; retrying");
-                return;
-            }
-        };
-        let info = match stream.info().await {
-            Ok(i) => i.clone(),
-            Err(e) => {
-                tracing::warn!("NATS JetStream: stream of {subject}: {e}; retrying");
-                return;
-            }
-        };
+        let mut stream = self
+            .js
+            .get_or_create_stream(self.config.clone())
+            .await
+            .map_err(|e| format!("no stream for {subject}: {e}"))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| format!("stream of {subject}: {e}"))?
+            .clone();
         let epoch = epoch_of(info.created.unix_timestamp_nanos());
         let last = info.state.last_sequence;
         let (policy, mut backfill) = match self.history.broker_next(&self.topic) {
@@ -141,39 +150,31 @@ impl Follow {
                 ..Default::default()
             })
             .await;
-        let messages = match consumer {
-            Ok(c) => c.messages().await,
-            Err(e) => {
-                tracing::warn!("NATS JetStream: no consumer of {subject}: {e}; retrying");
-                return;
-            }
-        };
-        let mut messages = match messages {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!("NATS JetStream: consumer of {subject}: {e}; retrying");
-                return;
-            }
-        };
+        let mut messages = consumer
+            .map_err(|e| format!("no consumer of {subject}: {e}"))?
+            .messages()
+            .await
+            .map_err(|e| format!("consumer of {subject}: {e}"))?;
         let mut publisher = None;
-        let mut errors = 0;
-        while let Some(m) = messages.next().await {
-            let m = match m {
-                Ok(m) => {
-                    errors = 0;
-                    m
-                }
-                Err(e) => {
-                    errors += 1;
-                    tracing::debug!("NATS JetStream: consumer of {subject}: {e}");
-                    if errors >= MAX_ERRORS {
-                        tracing::warn!(
-                            "NATS JetStream: consumer of {subject} failed {errors} times ({e}); following it again"
-                        );
-                        return;
+        // Any failure of the consumer, or a reconnect, starts following
+        // over from the log's next offset: nothing is lost or repeated, and
+        // a stream made anew (another epoch) is seen.
+        let reconnects = self.counts.reconnects.load(Ordering::Relaxed);
+        let mut check = tokio::time::interval(RECONNECT_CHECK);
+        loop {
+            let m = tokio::select! {
+                m = messages.next() => m,
+                _ = check.tick() => {
+                    if self.counts.reconnects.load(Ordering::Relaxed) != reconnects {
+                        return Err(format!("reconnected to NATS while following {subject}"));
                     }
                     continue;
                 }
+            };
+            let m = match m {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => return Err(format!("consumer of {subject}: {e}")),
+                None => return Err(format!("consumer of {subject} ended")),
             };
             let Ok(seq) = m.info().map(|i| i.stream_sequence) else {
                 add(&self.counts.received_invalid);
@@ -204,7 +205,8 @@ impl Follow {
             // Counted before a subscriber can see it.
             add(&self.counts.received);
             if publisher.relay(p).is_err() {
-                return;
+                // The server stopped.
+                return Ok(());
             }
         }
     }

@@ -76,6 +76,10 @@ pub(super) fn run(
             topics: HashMap::new(),
             streams: HashSet::new(),
         };
+        if let Err(e) = bridge.check_jetstream(&cfg.urls.join(",")).await {
+            let _ = ready.send(Err(e));
+            return;
+        }
         bridge.warm().await;
         let _ = ready.send(Ok(()));
         bridge.serve(out, interest).await;
@@ -365,6 +369,34 @@ impl Bridge {
                 false
             }
         }
+    }
+
+    /// With JetStream asked for: a NATS that answers without it stops the
+    /// start (every history topic would be refused). Asked with the API's
+    /// raw `INFO` request, whose answer's fields vary between server
+    /// versions: only "no one answers" and an error 503 mean "no JetStream".
+    async fn check_jetstream(&self, urls: &str) -> io::Result<()> {
+        if self.js.is_none() || !self.counts.connected.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let unavailable = match self.client.request("$JS.API.INFO", Bytes::new()).await {
+            Ok(m) => serde_json::from_slice::<serde_json::Value>(&m.payload)
+                .is_ok_and(|v| v["error"]["code"] == 503),
+            Err(e) => {
+                let none = matches!(e.kind(), async_nats::RequestErrorKind::NoResponders);
+                if !none {
+                    tracing::warn!("NATS JetStream: account not read ({e}); going on");
+                }
+                none
+            }
+        };
+        if unavailable {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("NATS at {urls} has no JetStream, which --nats-jetstream needs (start nats-server with -js)"),
+            ));
+        }
+        Ok(())
     }
 
     /// Follow the topics named with history from the start, so their logs
