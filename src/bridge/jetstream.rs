@@ -19,7 +19,6 @@
 //!   for topics named in `--history`) until it stops: its log stays whole,
 //!   so a client recovers on it from any position the stream still holds.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -34,9 +33,6 @@ use crate::pubsub::history::History;
 use crate::pubsub::{Position, Publication};
 use crate::runtime::Publisher;
 
-/// How often a follower looks whether the connection was made again (an
-/// ordered consumer can stall silently across a NATS restart).
-const RECONNECT_CHECK: Duration = Duration::from_secs(1);
 /// The pause after following a topic failed.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -156,22 +152,12 @@ impl Follow {
             .await
             .map_err(|e| format!("consumer of {subject}: {e}"))?;
         let mut publisher = None;
-        // Any failure of the consumer, or a reconnect, starts following
-        // over from the log's next offset: nothing is lost or repeated, and
-        // a stream made anew (another epoch) is seen.
-        let reconnects = self.counts.reconnects.load(Ordering::Relaxed);
-        let mut check = tokio::time::interval(RECONNECT_CHECK);
+        // Any failure of the consumer starts following over from the log's
+        // next offset (so does a reconnect: the bridge's sweep restarts every
+        // follower then): nothing is lost or repeated, and a stream made anew
+        // (another epoch) is seen.
         loop {
-            let m = tokio::select! {
-                m = messages.next() => m,
-                _ = check.tick() => {
-                    if self.counts.reconnects.load(Ordering::Relaxed) != reconnects {
-                        return Err(format!("reconnected to NATS while following {subject}"));
-                    }
-                    continue;
-                }
-            };
-            let m = match m {
+            let m = match messages.next().await {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => return Err(format!("consumer of {subject}: {e}")),
                 None => return Err(format!("consumer of {subject} ended")),

@@ -70,6 +70,7 @@ pub(super) fn run(
             js: history.is_some().then(|| js_api::new(client.clone())),
             client,
             prefix: cfg.prefix,
+            reconnects: counts.reconnects.load(Ordering::Relaxed),
             counts,
             local,
             history,
@@ -232,6 +233,8 @@ struct Bridge {
     js: Option<js_api::Context>,
     /// Topics whose stream this node made sure of (for publishing).
     streams: HashSet<Arc<str>>,
+    /// The reconnects the sweep last saw.
+    reconnects: u64,
 }
 
 /// A publication's payload as the client's `Bytes`, without a copy.
@@ -456,14 +459,22 @@ impl Bridge {
     }
 
     /// Unsubscribe topics idle past the grace; subscribe again those whose
-    /// subscribe failed (or whose JetStream consumer gave up).
+    /// subscribe failed (or whose JetStream consumer gave up, or all of
+    /// those after a reconnect: an ordered consumer can stall silently
+    /// across a NATS restart).
     async fn sweep(&mut self) {
         let now = Instant::now();
         let mut retry = Vec::new();
         let counts = self.counts.clone();
+        let reconnects = counts.reconnects.load(Ordering::Relaxed);
+        let reconnected = std::mem::replace(&mut self.reconnects, reconnects) != reconnects;
         self.topics.retain(|topic, t| {
-            if t.pinned && t.task.as_ref().is_some_and(|h| h.is_finished()) {
-                t.task = None;
+            let pinned = t.pinned;
+            if let Some(task) = t
+                .task
+                .take_if(|h| pinned && (reconnected || h.is_finished()))
+            {
+                task.abort();
                 counts.subjects.fetch_sub(1, Ordering::Relaxed);
             }
             if t.workers > 0 || t.pinned {
