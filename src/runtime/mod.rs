@@ -187,6 +187,10 @@ impl ShutdownHandle {
     }
 }
 
+/// How long the kernel holds a connection that has not sent its first
+/// bytes before handing it over anyway (then the handshake timeout runs).
+const DEFER_ACCEPT_SECS: u32 = 5;
+
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -197,6 +201,12 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
+    // Accept a connection with its first bytes (see `defer_accept`): one
+    // wake-up per connection instead of two. Best effort: without it
+    // connections are accepted as they complete the TCP handshake.
+    if let Err(e) = driver::descriptors::defer_accept(socket.as_fd(), DEFER_ACCEPT_SECS) {
+        tracing::debug!("TCP_DEFER_ACCEPT not set: {e}");
+    }
     Ok(socket.into())
 }
 
