@@ -282,35 +282,19 @@ both_backends!(
 #[test]
 fn a_nats_without_jetstream_stops_the_start() {
     let nats = Nats::start();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ringwave"))
-        .args(["--listen", "127.0.0.1:0", "--feed-sim", "off"])
-        .args(["--log-level", "error", "--history", "prices=10"])
-        .args(["--nats", &nats.url(), "--nats-jetstream"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run ringwave");
-    // Killed on the way out: a server that starts anyway fails the test.
-    let mut child = Killed(child);
-    let status = server::eventually(|| match child.0.try_wait() {
-        Ok(Some(status)) => Ok(status),
-        Ok(None) => Err("ringwave started without JetStream".to_string()),
-        Err(e) => Err(e.to_string()),
-    });
-    assert!(!status.success());
-    let mut err = String::new();
-    let mut stderr = child.0.stderr.take().expect("stderr piped");
-    std::io::Read::read_to_string(&mut stderr, &mut err).expect("stderr read");
+    let err = server::refused_start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--feed-sim",
+        "off",
+        "--log-level",
+        "error",
+        "--history",
+        "prices=10",
+        "--nats",
+        &nats.url(),
+        "--nats-jetstream",
+    ]);
     assert!(err.contains("has no JetStream"), "{err}");
     assert!(err.contains("-js"), "{err}");
-}
-
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -13,12 +13,14 @@ mod server;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use ringwave::server::{Config, Echo, NatsConfig, Server};
 use server::nats::{free_port, Nats};
-use server::{eventually, frame, http_request, metrics, wait_metric, RawClient, TestServer};
+use server::{
+    eventually, frame, http_request, metrics, refused_start, wait_metric, RawClient, TestServer,
+};
 use socket2::{Domain, Socket, Type};
 use tungstenite::{Message, WebSocket};
 
@@ -456,28 +458,20 @@ fn a_node_started_before_nats_connects_when_it_comes() {
 #[test]
 fn credentials_nats_refuses_stop_the_start() {
     let nats = Nats::start_with(&["--user", "ringwave", "--pass", "right"]);
-    let out = Command::new(env!("CARGO_BIN_EXE_ringwave"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--feed-sim",
-            "off",
-            "--log-level",
-            "error",
-        ])
-        .args([
-            "--nats",
-            &nats.url(),
-            "--nats-user",
-            "ringwave",
-            "--nats-password",
-            "wrong",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ringwave");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--feed-sim",
+        "off",
+        "--log-level",
+        "error",
+        "--nats",
+        &nats.url(),
+        "--nats-user",
+        "ringwave",
+        "--nats-password",
+        "wrong",
+    ]);
     assert!(err.contains("refused the credentials"), "{err}");
     assert!(!err.contains("wrong"), "the password is not printed: {err}");
     let a = node(
@@ -487,19 +481,15 @@ fn credentials_nats_refuses_stop_the_start() {
     );
     assert_eq!(metrics(a.addr)["ringwave_nats_connected"], 1.0);
     // A prefix that is not a subject prefix is refused before anything.
-    let out = Command::new(env!("CARGO_BIN_EXE_ringwave"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--nats",
-            &nats.url(),
-            "--nats-prefix",
-            "no-dot",
-        ])
-        .output()
-        .expect("run ringwave");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("must end with '.'"));
+    let err = refused_start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--nats",
+        &nats.url(),
+        "--nats-prefix",
+        "no-dot",
+    ]);
+    assert!(err.contains("must end with '.'"), "{err}");
 }
 
 both_backends!(a_stalled_nats_never_blocks_a_worker, |backend| {

@@ -369,6 +369,41 @@ pub fn eventually<T>(mut probe: impl FnMut() -> Result<T, String>) -> T {
     }
 }
 
+/// Run the server with `args`, which must stop its start: it has to exit
+/// (bounded: [`eventually`]) with a failure status. Returns its stderr. A
+/// server that starts anyway fails the test and is killed, not waited for.
+pub fn refused_start(args: &[&str]) -> String {
+    let child = Command::new(env!("CARGO_BIN_EXE_ringwave"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ringwave");
+    let mut child = KillOnDrop(child);
+    let status = eventually(|| match child.0.try_wait() {
+        Ok(Some(status)) => Ok(status),
+        Ok(None) => Err(format!("ringwave started with {args:?}")),
+        Err(e) => Err(e.to_string()),
+    });
+    assert!(!status.success(), "exited with {status} for {args:?}");
+    let mut err = String::new();
+    if let Some(mut stderr) = child.0.stderr.take() {
+        stderr.read_to_string(&mut err).expect("stderr read");
+    }
+    err
+}
+
+/// A child process killed (and reaped) when the test ends, passing or not.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Poll `/metrics` until `name` satisfies `ok` (bounded: 20 s); returns it.
 pub fn wait_metric(addr: SocketAddr, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
     eventually(|| {
