@@ -31,7 +31,8 @@ macro_rules! both_backends {
 }
 
 pub struct TestServer {
-    child: Option<Child>,
+    /// `None` once terminated; killed when the test ends otherwise.
+    child: Option<KillOnDrop>,
     pub addr: SocketAddr,
     /// The TLS listener, when started with a certificate.
     pub tls_addr: Option<SocketAddr>,
@@ -77,13 +78,15 @@ impl TestServer {
         if !args.contains(&"--threads") {
             cmd.args(["--threads", "2"]);
         }
-        let mut child = cmd
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn ringwave");
-        let stdout = child.stdout.take().expect("stdout");
+        // Killed from here on if the start fails its checks below.
+        let mut child = KillOnDrop(
+            cmd.args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawn ringwave"),
+        );
+        let stdout = child.0.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout)
             .read_line(&mut line)
@@ -145,41 +148,26 @@ impl TestServer {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+        self.child.as_ref().map(|c| c.0.id()).unwrap_or(0)
     }
 
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+        matches!(self.child.as_mut().map(|c| c.0.try_wait()), Some(Ok(None)))
     }
 
-    /// Send SIGTERM and wait (bounded) for the exit status.
+    /// Send SIGTERM and wait (bounded: [`eventually`]) for the exit status.
+    /// A server that does not exit fails the test and is killed.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
         Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &child.0.id().to_string()])
             .status()
             .expect("kill");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(st) = child.try_wait().expect("wait") {
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        eventually(|| match child.0.try_wait().expect("wait") {
+            Some(st) => Ok(st),
+            None => Err("server did not exit after SIGTERM".to_string()),
+        })
     }
 }
 
