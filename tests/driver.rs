@@ -26,7 +26,7 @@ fn adopted_connection_round_trip(chosen: Chosen, timeout: Duration) {
             "{chosen}: no data after 5 s of turns with timeout {timeout:?}"
         );
         d.turn(Some(timeout), &mut |c| {
-            if let Completion::Data(t, buf) = c {
+            if let Completion::Data(t, buf, _) = c {
                 assert_eq!(t, token);
                 got.extend_from_slice(buf);
             }
@@ -97,7 +97,7 @@ fn accepts_name_their_listener(chosen: Chosen) {
                 assert!(peer.is_some());
                 listener_of.insert(t, listener);
             }
-            Completion::Data(t, buf) => said.push((t, buf.to_vec())),
+            Completion::Data(t, buf, _) => said.push((t, buf.to_vec())),
             _ => {}
         })
         .unwrap();
@@ -143,7 +143,7 @@ fn half_close_stays_with_its_connection(chosen: Chosen) {
                 );
                 let mut token = None;
                 d.turn(Some(Duration::from_millis(50)), &mut |c| {
-                    if let Completion::Data(t, buf) = c {
+                    if let Completion::Data(t, buf, _) = c {
                         if buf == tag {
                             token = Some(t);
                         }

@@ -4,7 +4,9 @@
 
 mod common;
 use common::*;
-use ringwave::proto::{CloseState, Conn, DeflateParams, Limits, OpCode, Role, SendError};
+use ringwave::proto::{
+    CloseCode, CloseState, Conn, DeflateParams, Limits, MessageKind, OpCode, Role, SendError,
+};
 
 /// Feed `bytes` to a fresh server and expect the connection to fail with
 /// `code`, with a close frame carrying `code` queued for the peer.
@@ -381,6 +383,40 @@ fn send_side_rules() {
     assert_eq!(
         feed(&mut s, &out).0,
         vec![Owned::Text("same".into()), Owned::Text("same".into())]
+    );
+}
+
+#[test]
+fn a_header_for_sending_the_payload_as_it_lies_is_what_send_would_queue() {
+    for len in [0, 1, 125, 126, 300, 65_535, 65_536, 100_000] {
+        let payload = vec![9; len];
+        let mut queued = server();
+        queued.send_binary(&payload).unwrap();
+        let mut s = server();
+        let h = s
+            .sender()
+            .header_for(MessageKind::Binary, len)
+            .unwrap()
+            .expect("a server sends the bytes as they are");
+        let mut frame = Vec::new();
+        h.encode_into(&mut frame);
+        frame.extend_from_slice(&payload);
+        assert_eq!(frame, queued.output(), "len {len}");
+        assert!(s.output().is_empty(), "nothing queued");
+    }
+    // The bytes would change on the way: a client masks them, deflate
+    // compresses them.
+    assert_eq!(client().sender().header_for(MessageKind::Text, 4), Ok(None));
+    assert_eq!(
+        deflate_server().sender().header_for(MessageKind::Text, 4),
+        Ok(None)
+    );
+    // Refused as send is, once closing.
+    let mut s = server();
+    s.close(CloseCode::NORMAL, "").unwrap();
+    assert_eq!(
+        s.sender().header_for(MessageKind::Text, 4),
+        Err(SendError::Closing)
     );
 }
 

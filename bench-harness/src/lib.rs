@@ -523,7 +523,7 @@ impl Engine {
         let st = &mut self.state;
         let mut dead = Vec::new();
         self.driver.turn(Some(timeout), &mut |c| match c {
-            Completion::Data(t, buf) => st.data(t, buf, out, &mut dead),
+            Completion::Data(t, buf, _) => st.data(t, buf, out, &mut dead),
             Completion::Writable(t) => {
                 if let Some(&i) = st.by_token.get(t.index()) {
                     if i != usize::MAX {

@@ -18,7 +18,7 @@ pub mod poll;
 pub mod uring;
 
 use std::fmt;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,8 +44,10 @@ pub enum Completion<'a> {
     /// built with.
     Accepted(Token, Option<std::net::SocketAddr>, usize),
     /// Bytes arrived. The buffer belongs to the driver and is valid only
-    /// during the call; it may be modified (unmasked) in place.
-    Data(Token, &'a mut [u8]),
+    /// during the call; it may be modified (unmasked) in place. A driver
+    /// that can also write to the socket during the call lends it as a
+    /// [`Reply`], so an answer can go out from where its bytes lie.
+    Data(Token, &'a mut [u8], Option<&'a mut dyn Reply>),
     /// The socket can take more bytes: call [`Driver::send`] again.
     Writable(Token),
     /// The peer closed or the socket failed. The caller must still call
@@ -53,6 +55,24 @@ pub enum Completion<'a> {
     Closed(Token),
     /// Another thread called [`Waker::wake`].
     Woken,
+}
+
+/// The socket of a [`Completion::Data`], lent with its bytes: what it sends
+/// goes out during the call, so its parts may lie in the lent buffer (an
+/// echo's payload, unmasked in place) instead of being copied first.
+pub trait Reply {
+    /// Send `parts`, in order, as the connection's next bytes: only when the
+    /// driver holds none of its earlier bytes (see [`Driver::send_ready`]).
+    /// Returns how many were taken, 0 when the socket is full (a
+    /// [`Completion::Writable`] follows); the caller sends the rest the usual
+    /// way, after the call.
+    fn reply(&mut self, parts: &[IoSlice<'_>]) -> io::Result<usize>;
+}
+
+impl fmt::Debug for dyn Reply + '_ {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Reply")
+    }
 }
 
 /// Wakes a worker blocked in [`Driver::turn`] from another thread.

@@ -2,7 +2,9 @@
 //! edge-triggered.
 //!
 //! Reads go into one scratch buffer per worker; the runtime copies only the
-//! unparsed tail of a partial frame into the connection. Because readiness is
+//! unparsed tail of a partial frame into the connection. The socket is lent
+//! with each read ([`Reply`]), so an echo goes out from the scratch buffer,
+//! header and payload in one `sendmsg`, without a copy into the connection. Because readiness is
 //! edge-triggered, a socket that was not read to `WouldBlock` (a fairness
 //! cap) is remembered and read again on the next turn without waiting.
 //!
@@ -24,7 +26,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token as MioToken};
 use slab::Slab;
 
-use super::{AcceptPause, Completion, Driver, Part, Token, Wake, Waker};
+use super::{AcceptPause, Completion, Driver, Part, Reply, Token, Wake, Waker};
 
 const WAKER: MioToken = MioToken(usize::MAX - 1);
 /// Listener `i` is registered as `LISTENERS - i`, far above any socket key.
@@ -195,7 +197,12 @@ impl PollDriver {
                     return;
                 }
                 Ok(n) => {
-                    sink(Completion::Data(Token(key as u32), &mut self.scratch[..n]));
+                    let mut lent = Lent(&mut *sock);
+                    sink(Completion::Data(
+                        Token(key as u32),
+                        &mut self.scratch[..n],
+                        Some(&mut lent),
+                    ));
                     if n < self.scratch.len() && !sock.hup {
                         sock.more_to_read = false;
                         return;
@@ -226,25 +233,56 @@ impl PollDriver {
     fn write_with(
         &mut self,
         token: Token,
-        mut write: impl FnMut(&mut TcpStream) -> io::Result<usize>,
+        write: impl FnMut(&mut TcpStream) -> io::Result<usize>,
     ) -> io::Result<usize> {
-        let Some(sock) = self.sockets.get_mut(token.index()) else {
-            return Err(io::Error::new(
+        match self.sockets.get_mut(token.index()) {
+            Some(sock) => sock.write_with(write),
+            None => Err(io::Error::new(
                 ErrorKind::NotConnected,
                 "unknown connection",
-            ));
-        };
+            )),
+        }
+    }
+}
+
+impl Socket {
+    /// One non-blocking write: the bytes taken, or 0 (and a `Writable` to
+    /// come) when the socket is full.
+    fn write_with(
+        &mut self,
+        mut write: impl FnMut(&mut TcpStream) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         loop {
-            match write(&mut sock.stream) {
+            match write(&mut self.stream) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    sock.want_write = true;
+                    self.want_write = true;
                     return Ok(0);
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// A vectored write as `sendmsg`, not `writev` (what `write_vectored`
+/// calls): the socket's own call skips the file layer (`vfs_writev`,
+/// `rw_verify_area`, `fdget_pos`, `sock_write_iter`). In `perf` of a
+/// 10x16 KiB echo the syscall's own layers took 3.3% of the server's
+/// samples as `writev`, 2.6% as `sendmsg`.
+fn send_vectored(stream: &TcpStream, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+    socket2::SockRef::from(stream).send_vectored(parts)
+}
+
+/// A socket lent with the bytes just read from it: writes go out at once,
+/// while the scratch buffer still holds them.
+struct Lent<'a>(&'a mut Socket);
+
+impl Reply for Lent<'_> {
+    fn reply(&mut self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+        let parts = &parts[..parts.len().min(MAX_PARTS)];
+        self.0.write_with(|stream| send_vectored(stream, parts))
     }
 }
 
@@ -335,7 +373,7 @@ impl Driver for PollDriver {
         if count == 0 {
             return Ok(0);
         }
-        self.write_with(token, |stream| stream.write_vectored(&slices[..count]))
+        self.write_with(token, |stream| send_vectored(stream, &slices[..count]))
     }
 
     fn adopt(&mut self, stream: std::net::TcpStream) -> io::Result<Token> {

@@ -305,6 +305,16 @@ impl Conn {
         }
     }
 
+    /// Lay the unsent bytes out anew: `f` gets them and returns what is
+    /// still to be sent, in order. For a caller that sent some of them,
+    /// interleaved with frames of its own (see [`Sender::header_for`]), by
+    /// other means.
+    pub fn rewrite_output(&mut self, f: impl FnOnce(&[u8]) -> Vec<u8>) {
+        let rest = f(self.output());
+        self.tx.out = rest;
+        self.tx.out_pos = 0;
+    }
+
     /// Let go of the receive state held for frames and messages spanning
     /// reads, when none is in progress (a connection gone quiet): its
     /// allocations go back, and the next such frame makes them again.
@@ -706,6 +716,41 @@ impl Sender<'_> {
             None => self.tx.push_frame(op, true, false, payload),
         }
         Ok(())
+    }
+
+    /// The header of a whole message of `len` bytes that this side would
+    /// send exactly as given, for a caller that sends header and payload
+    /// itself, from where the payload lies (a reply straight from the
+    /// receive buffer), in the place of [`Sender::send`]: nothing is queued.
+    /// `None` when the bytes would change on the way (a client masks them,
+    /// deflate would compress them): queue the message with `send` then.
+    /// Fails as `send` does.
+    pub fn header_for(
+        &mut self,
+        kind: MessageKind,
+        len: usize,
+    ) -> Result<Option<FrameHeader>, SendError> {
+        self.tx.check_open()?;
+        if self.tx.keys.is_some()
+            || self
+                .deflate
+                .as_ref()
+                .is_some_and(|d| d.should_compress(len))
+        {
+            return Ok(None);
+        }
+        Ok(Some(FrameHeader {
+            fin: true,
+            rsv1: false,
+            rsv2: false,
+            rsv3: false,
+            opcode: match kind {
+                MessageKind::Text => OpCode::Text,
+                MessageKind::Binary => OpCode::Binary,
+            },
+            mask: None,
+            payload_len: len as u64,
+        }))
     }
 
     /// Queue a text message.

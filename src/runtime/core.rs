@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::driver::{Completion, Driver, Token};
+use crate::driver::{Completion, Driver, Reply, Token};
 use crate::metrics::Stats;
 use crate::proto::h2::PREFACE;
 use crate::proto::handshake::{http_response, HttpRequest, TEXT_PLAIN};
@@ -26,6 +26,7 @@ use crate::pubsub::{Position, Publication, SubscribeOptions, Subscribed, Topics}
 use super::app::{App, RequestCx, Response, Route, Settings};
 use super::drain::Drain;
 use super::mailbox::{Control, Refused};
+use super::reply::Replies;
 use super::session::body::PostBody;
 use super::session::head::{HeadStep, ProxyHead, ProxyStep, RequestHead};
 use super::session::http::Respond;
@@ -88,6 +89,9 @@ pub(crate) struct Core<A: App> {
     shutdown_at: Option<Instant>,
     /// Plaintext out of a TLS connection's read, parsed by its session.
     plain: Vec<u8>,
+    /// Messages sent from the read buffer during a read (one read at a
+    /// time).
+    replies: Replies,
 }
 
 impl<A: App> Core<A> {
@@ -138,6 +142,7 @@ impl<A: App> Core<A> {
             drain: None,
             shutdown_at: None,
             plain: Vec::new(),
+            replies: Replies::default(),
         }
     }
 
@@ -245,7 +250,7 @@ impl<A: App> Core<A> {
     pub(crate) fn on_completion(&mut self, c: Completion<'_>) {
         match c {
             Completion::Accepted(t, peer, listener) => self.accept(t, peer, listener),
-            Completion::Data(t, buf) => self.data(t.0, buf),
+            Completion::Data(t, buf, reply) => self.data(t.0, buf, reply),
             Completion::Writable(t) => {
                 // io_uring reports every finished send; only a connection
                 // with something left to do needs a flush.
@@ -332,14 +337,16 @@ impl<A: App> Core<A> {
         }
     }
 
-    /// Bytes from the driver: through the TLS layer first, if any.
-    fn data(&mut self, index: u32, buf: &mut [u8]) {
+    /// Bytes from the driver: through the TLS layer first, if any. `reply`,
+    /// the socket when the driver lends it, writes raw bytes: a TLS
+    /// connection's plaintext never goes there.
+    fn data(&mut self, index: u32, buf: &mut [u8], reply: Option<&mut dyn Reply>) {
         self.stats.bytes_in.add(buf.len() as u64);
         let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
             return;
         };
         let Some(tls) = slot.tls.as_deref_mut() else {
-            return self.plain_data(index, buf);
+            return self.plain_data(index, buf, reply);
         };
         let mut plain = std::mem::take(&mut self.plain);
         plain.clear();
@@ -352,7 +359,7 @@ impl<A: App> Core<A> {
                     self.mark_dirty(index);
                 }
                 if !plain.is_empty() {
-                    self.plain_data(index, &mut plain);
+                    self.plain_data(index, &mut plain, None);
                 }
             }
             Err(reason) => {
@@ -370,8 +377,9 @@ impl<A: App> Core<A> {
         self.plain = plain;
     }
 
-    /// Plaintext bytes for the connection's session.
-    fn plain_data(&mut self, index: u32, buf: &mut [u8]) {
+    /// Plaintext bytes for the connection's session; `reply` writes to its
+    /// socket (see [`Core::frames`]).
+    fn plain_data(&mut self, index: u32, buf: &mut [u8], reply: Option<&mut dyn Reply>) {
         let now = self.wheel.now();
         let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
             return;
@@ -389,7 +397,7 @@ impl<A: App> Core<A> {
                 ProxyStep::Done(head, mut rest) => {
                     slot.session = Session::Head(Box::new(head));
                     if !rest.is_empty() {
-                        self.plain_data(index, &mut rest);
+                        self.plain_data(index, &mut rest, reply);
                     }
                 }
             },
@@ -401,7 +409,7 @@ impl<A: App> Core<A> {
             Session::H2(_) => self.h2_data(index, buf),
             Session::Head(head) => match head.read(buf) {
                 HeadStep::Incomplete => {}
-                HeadStep::Request(http, mut rest) => self.request(index, http, &mut rest),
+                HeadStep::Request(http, mut rest) => self.request(index, http, &mut rest, reply),
                 HeadStep::Invalid(r) => self.respond(index, r),
             },
             Session::WebSocket(ws) => {
@@ -409,13 +417,19 @@ impl<A: App> Core<A> {
                 // timer entry compares with these when it comes due.
                 slot.deadline = now + self.ticks.ping;
                 ws.heard(now);
-                self.frames(index, buf);
+                self.frames(index, buf, reply);
             }
         }
     }
 
     /// A whole request head arrived; `rest` holds the bytes after it.
-    fn request(&mut self, index: u32, http: HttpRequest, rest: &mut [u8]) {
+    fn request(
+        &mut self,
+        index: u32,
+        http: HttpRequest,
+        rest: &mut [u8],
+        reply: Option<&mut dyn Reply>,
+    ) {
         let Some(Some(slot)) = self.conns.get(index as usize) else {
             return;
         };
@@ -438,7 +452,7 @@ impl<A: App> Core<A> {
                 let _ = conn.send_raw(&req.accept_response(protocol.as_deref(), deflate.as_ref()));
                 self.open(index, WebSocket::new(conn, tag, self.wheel.now()));
                 if !rest.is_empty() {
-                    self.frames(index, rest);
+                    self.frames(index, rest, reply);
                 }
             }
             Route::EventStream { topic, since } => self.begin_sse(index, &topic, since, head_only),
@@ -552,7 +566,13 @@ impl<A: App> Core<A> {
     }
 
     /// Hand WebSocket bytes to the connection and its messages to the app.
-    pub(super) fn frames(&mut self, index: u32, buf: &mut [u8]) {
+    /// With `reply` (the driver lent the socket these bytes came from, and
+    /// `buf` holds them or what follows a request head in them), messages
+    /// the app sends from `buf` go out from there at the end
+    /// ([`super::reply`]), unless something of the connection's must go
+    /// out first that its own output does not hold: the rest of a partly
+    /// written publication.
+    pub(super) fn frames(&mut self, index: u32, buf: &mut [u8], reply: Option<&mut dyn Reply>) {
         let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
             return;
         };
@@ -564,6 +584,14 @@ impl<A: App> Core<A> {
         let Session::WebSocket(ws) = &mut slot.session else {
             return;
         };
+        let reply = reply.filter(|_| {
+            slot.link.is_none()
+                && slot.tls.is_none()
+                && slot.sub.as_ref().is_none_or(|s| s.front_pos == 0)
+        });
+        if reply.is_some() {
+            self.replies.lend(buf);
+        }
         let max_buffered = self.cfg.max_buffered;
         let mut pos = 0;
         while pos < buf.len() {
@@ -588,7 +616,8 @@ impl<A: App> Core<A> {
                         publishes: &mut self.publishes,
                         stats: &self.stats,
                     };
-                    let mut handle = Ws::new(id, ws.tag, sender, max_buffered, pubsub);
+                    let replies = reply.is_some().then_some(&mut self.replies);
+                    let mut handle = Ws::new(id, ws.tag, sender, max_buffered, pubsub, replies);
                     self.stats.messages_in.add(1);
                     self.app.on_message(&mut handle, msg);
                 }
@@ -599,6 +628,10 @@ impl<A: App> Core<A> {
                     break;
                 }
             }
+        }
+        if let Some(reply) = reply {
+            let n = self.replies.write(&mut ws.conn, buf, reply);
+            self.stats.bytes_out.add(n as u64);
         }
         self.mark_dirty(index);
         self.publish_pending();
@@ -636,7 +669,14 @@ impl<A: App> Core<A> {
                 publishes: &mut self.publishes,
                 stats: &self.stats,
             };
-            let mut handle = Ws::new(id, ws.tag, ws.conn.sender(), self.cfg.max_buffered, pubsub);
+            let mut handle = Ws::new(
+                id,
+                ws.tag,
+                ws.conn.sender(),
+                self.cfg.max_buffered,
+                pubsub,
+                None,
+            );
             f(&mut self.app, &mut handle);
         }
     }

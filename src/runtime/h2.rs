@@ -324,7 +324,7 @@ impl<A: App> Core<A> {
                 slot.deadline = now + self.ticks.ping;
                 ws.heard(now);
                 if !data.is_empty() {
-                    self.frames(s, data);
+                    self.frames(s, data, None);
                 }
                 if end_stream {
                     // The peer's side is done: as a TCP connection's EOF.

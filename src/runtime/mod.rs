@@ -22,6 +22,7 @@ mod flush;
 mod h2;
 pub mod mailbox;
 mod publisher;
+mod reply;
 mod session;
 #[cfg(test)]
 mod tests;

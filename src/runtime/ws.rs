@@ -14,6 +14,8 @@ use crate::pubsub::{
     Publication, SubscribeError, SubscribeOptions, Subscribed, Subscriber, Topics,
 };
 
+use super::reply::Replies;
+
 /// A connection's identity: worker, slot index and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId {
@@ -88,6 +90,9 @@ pub struct Ws<'a> {
     sender: Sender<'a>,
     max_buffered: usize,
     pubsub: PubSub<'a>,
+    /// During a read whose socket the driver lent: messages sent from the
+    /// read buffer go out from there.
+    replies: Option<&'a mut Replies>,
 }
 
 impl<'a> Ws<'a> {
@@ -97,6 +102,7 @@ impl<'a> Ws<'a> {
         sender: Sender<'a>,
         max_buffered: usize,
         pubsub: PubSub<'a>,
+        replies: Option<&'a mut Replies>,
     ) -> Ws<'a> {
         Ws {
             id,
@@ -104,6 +110,7 @@ impl<'a> Ws<'a> {
             sender,
             max_buffered,
             pubsub,
+            replies,
         }
     }
 
@@ -120,7 +127,9 @@ impl<'a> Ws<'a> {
     /// Bytes queued and not yet taken by the socket (its own frames and the
     /// publications queued for it).
     pub fn buffered(&self) -> usize {
-        self.sender.buffered_output() + self.pubsub.sub.as_ref().map_or(0, |s| s.queued_bytes)
+        self.sender.buffered_output()
+            + self.replies.as_ref().map_or(0, |r| r.bytes())
+            + self.pubsub.sub.as_ref().map_or(0, |s| s.queued_bytes)
     }
 
     /// Queue a message. See [`SendStatus`].
@@ -129,7 +138,10 @@ impl<'a> Ws<'a> {
         if before > self.max_buffered {
             return SendStatus::Refused;
         }
-        let sent = self.sender.send(kind, payload);
+        let sent = match self.replies.as_deref_mut() {
+            Some(r) => r.send(&mut self.sender, kind, payload),
+            None => self.sender.send(kind, payload),
+        };
         if sent.is_ok() {
             self.pubsub.stats.messages_out.add(1);
         }

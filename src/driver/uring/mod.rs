@@ -564,7 +564,11 @@ impl UringDriver {
                 if res > 0 {
                     if live {
                         if let Some(bid) = cqueue::buffer_select(flags) {
-                            sink(Completion::Data(token, self.recv.data(bid, res as usize)));
+                            sink(Completion::Data(
+                                token,
+                                self.recv.data(bid, res as usize),
+                                None,
+                            ));
                         }
                     }
                     self.return_buffer(flags);
