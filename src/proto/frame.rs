@@ -222,6 +222,9 @@ pub fn encode_frame(
     mask: Option<[u8; 4]>,
     payload: &[u8],
 ) {
+    // One allocation for header and payload (an empty output buffer would
+    // otherwise be allocated for the header, then reallocated).
+    out.reserve(MAX_HEADER_LEN + payload.len());
     FrameHeader {
         fin,
         rsv1,
