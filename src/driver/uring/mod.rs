@@ -97,6 +97,10 @@ impl Wake for EventFd {
     }
 }
 
+/// Most extra submissions in one turn for the recvs of sockets accepted in
+/// it (each may complete more accepts, which arm more recvs).
+const FRESH_ROUNDS: usize = 4;
+
 /// How often the buffer pools look at what the last period used and give
 /// back the rest ([`RecvRing::trim`], [`SendPools::trim`]): a worker's pool
 /// memory follows its traffic, and an idle worker holds almost none.
@@ -133,6 +137,8 @@ pub struct UringDriver {
     /// Connections waiting for a free send buffer, in order.
     buffer_waiters: VecDeque<Token>,
     cqes: Vec<(u64, i32, u32)>,
+    /// A recv was armed for a socket accepted in this turn.
+    fresh_recvs: bool,
     /// When the pools next give back memory the last period did not need.
     next_trim: Instant,
 }
@@ -195,6 +201,7 @@ impl UringDriver {
             waker: Arc::new(EventFd(efd)),
             buffer_waiters: VecDeque::new(),
             cqes: Vec::with_capacity(1024),
+            fresh_recvs: false,
             next_trim: Instant::now() + TRIM_PERIOD,
         };
         for i in 0..d.listeners.len() {
@@ -337,6 +344,7 @@ impl UringDriver {
         sink: &mut dyn FnMut(Completion<'_>),
     ) {
         let index = self.insert_slot(sock);
+        self.fresh_recvs = true;
         sink(Completion::Accepted(Token(index), peer, listener));
     }
 
@@ -719,7 +727,18 @@ impl Driver for UringDriver {
             Err(e) => return Err(e),
         }
         let mut cqes = std::mem::take(&mut self.cqes);
+        let mut rounds = 0;
         loop {
+            if self.fresh_recvs && rounds < FRESH_ROUNDS {
+                // Sockets accepted in this batch came with their first
+                // bytes (TCP_DEFER_ACCEPT): submitting their recvs now
+                // completes them at once, so the request is read, and its
+                // answer queued, in this turn rather than the next.
+                self.fresh_recvs = false;
+                rounds += 1;
+                // Should it fail, the next turn's enter submits them.
+                let _ = self.ring.submit();
+            }
             cqes.clear();
             cqes.extend(
                 self.ring
