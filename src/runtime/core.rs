@@ -25,7 +25,7 @@ use crate::pubsub::{Position, Publication, SubscribeOptions, Subscribed, Topics}
 
 use super::app::{App, RequestCx, Response, Route, Settings};
 use super::drain::Drain;
-use super::mailbox::{Control, Refused};
+use super::mailbox::{Control, Mailbox, Refused};
 use super::reply::Replies;
 use super::session::body::PostBody;
 use super::session::head::{HeadStep, ProxyHead, ProxyStep, RequestHead};
@@ -69,6 +69,8 @@ pub(crate) struct Core<A: App> {
     pub(super) wheel: TimerWheel,
     pub(super) fired: Vec<TimerEntry>,
     woken: bool,
+    /// Messages taken from the mailbox, handled in order.
+    mail: Vec<Control>,
     pub(super) topics: Topics,
     /// Publishes made during a callback, delivered right after it.
     pub(super) publishes: Vec<Arc<Publication>>,
@@ -133,6 +135,7 @@ impl<A: App> Core<A> {
             wheel: TimerWheel::new(),
             fired: Vec::new(),
             woken: false,
+            mail: Vec::new(),
             publishes: Vec::new(),
             shared,
             outbox: Vec::new(),
@@ -168,6 +171,22 @@ impl<A: App> Core<A> {
     /// messages); cleared by asking.
     pub(crate) fn take_woken(&mut self) -> bool {
         std::mem::take(&mut self.woken)
+    }
+
+    /// Handle everything `mailbox` (this worker's) holds, in order.
+    pub(crate) fn read_mail(&mut self, mailbox: &Mailbox, now: Instant) {
+        let mut mail = std::mem::take(&mut self.mail);
+        mailbox.drain(&mut mail);
+        self.handle_mail(&mut mail, now);
+    }
+
+    fn handle_mail(&mut self, mail: &mut Vec<Control>, now: Instant) {
+        for c in mail.drain(..) {
+            self.control(c, now);
+        }
+        if self.mail.is_empty() {
+            self.mail = std::mem::take(mail);
+        }
     }
 
     /// A message from the mailbox.
@@ -706,6 +725,20 @@ impl<A: App> Core<A> {
             (Some(h), _) => h.record(p, Instant::now()),
             (None, _) => p,
         };
+        // A publication another worker made before this one is in this
+        // worker's mailbox already (it was queued before that worker
+        // answered its publisher, who may be the one publishing here now,
+        // through another connection): it goes first, so one publisher's
+        // publications stay in order whichever workers they go through.
+        let mut mail = std::mem::take(&mut self.mail);
+        if let Some(shared) = self.shared.get() {
+            shared.mailboxes[self.worker as usize].drain(&mut mail);
+        }
+        if !mail.is_empty() {
+            self.handle_mail(&mut mail, Instant::now());
+        } else if self.mail.is_empty() {
+            self.mail = mail;
+        }
         self.deliver(&p);
         if let Some(u) = &self.cfg.uplink {
             u.publish(&p);

@@ -18,8 +18,10 @@ use crate::pubsub::{Policy, Publication};
 
 use super::app::{App, RequestCx, Response, Route, Settings};
 use super::core::Core;
-use super::mailbox::Control;
+use super::mailbox::{Control, Mailbox};
 use super::ws::{AppTag, ConnId, Msg, Ws};
+use super::Shared;
+use std::sync::atomic::AtomicUsize;
 
 /// A driver that takes bytes into a per-connection log, up to an optional
 /// room per connection (0 left: "not now", as a full socket).
@@ -143,7 +145,12 @@ impl App for TestApp {
     }
 
     fn on_message(&mut self, ws: &mut Ws<'_>, msg: Msg<'_>) {
-        ws.send(msg.kind(), msg.as_bytes());
+        match msg.as_bytes().strip_prefix(b"publish ") {
+            Some(rest) => ws.publish("t", MessageKind::Text, rest),
+            None => {
+                ws.send(msg.kind(), msg.as_bytes());
+            }
+        }
     }
 
     fn on_drain(&mut self, _ws: &mut Ws<'_>) {}
@@ -402,6 +409,38 @@ fn a_refused_request_is_answered_then_half_closed_until_the_peer_leaves() {
     assert!(!h.closed(1), "the linger lasts two ticks");
     h.turn(2.0);
     assert!(h.closed(1), "closed when the linger ran out");
+}
+
+#[test]
+fn a_publication_from_another_worker_goes_before_a_later_local_one() {
+    let mut h = Harness::new(Settings::default());
+    let mailboxes: Arc<[Arc<Mailbox>]> = (0..2)
+        .map(|_| Arc::new(Mailbox::new(16, Arc::new(NoWake))))
+        .collect();
+    let shared = Shared {
+        mailboxes: mailboxes.clone(),
+        stats: vec![Arc::new(Stats::default()), Arc::new(Stats::default())],
+        connections: AtomicUsize::new(0),
+        tls: None,
+        uplink: None,
+        history: None,
+    };
+    assert!(h.core.shared.set(shared).is_ok());
+    h.open(0, 0.0);
+    h.open(1, 0.0);
+    // Worker 1 published and answered its publisher, who now publishes
+    // here; worker 0 has not been woken for the first one yet.
+    let earlier = Publication::new("t", None, MessageKind::Text, b"earlier");
+    assert!(mailboxes[0].send(Control::Publish(earlier)).is_ok());
+    h.data(1, &client_frame(0x1, b"publish later"));
+    h.turn(0.1);
+    let texts = |t| -> Vec<Vec<u8>> { h.frames(t).into_iter().map(|f| f.1).collect() };
+    assert_eq!(texts(0), [b"earlier".to_vec(), b"later".to_vec()]);
+    assert_eq!(texts(1), [b"earlier".to_vec(), b"later".to_vec()]);
+    // Forwarded to worker 1, once.
+    let mut out = Vec::new();
+    mailboxes[1].drain(&mut out);
+    assert!(matches!(&out[..], [Control::Publish(p)] if p.payload() == b"later"));
 }
 
 /// A subscriber whose socket takes nothing, with `max_buffered` 1,000 and

@@ -23,7 +23,6 @@ pub(crate) fn run<A: App>(
     stats: Arc<Stats>,
 ) {
     let mut core = Core::new(worker, app, cfg, shared, stats.clone(), Instant::now());
-    let mut controls = Vec::new();
     loop {
         let timeout = core.wait_time(Instant::now());
         // The loop-turn histogram measures work: from the first completion
@@ -42,11 +41,7 @@ pub(crate) fn run<A: App>(
         }
         let now = Instant::now();
         if core.take_woken() {
-            controls.clear();
-            mailbox.drain(&mut controls);
-            for c in controls.drain(..) {
-                core.control(c, now);
-            }
+            core.read_mail(&mailbox, now);
         }
         let flow = core.after_io(driver.as_mut(), now);
         if let Some(t0) = busy_since {
