@@ -8,8 +8,9 @@
 #                    [--server-cpu PCT] [--baseline BIN] [--idle-only]
 #
 # Every server runs pinned to CPU 0 and the load generator (ringwave-bench) to
-# CPU 1. Cases run in interleaved repeats (A B C A B C ...) and the report
-# takes medians. Writes bench-results/<timestamp>/report.md, results.json and
+# CPU 1. Cases run in interleaved repeats, each repeat in the order of the
+# one before rotated by one (A B C, B C A, C A B, ...), and the report takes
+# medians. Writes bench-results/<timestamp>/report.md, results.json and
 # PNG charts. Each result records the server's CPU use (utime+stime from
 # /proc/PID/stat over the measured window) and the generator's, to show which
 # side was saturated.
@@ -20,7 +21,7 @@
 #
 # Latency runs separately: 100 connections x 64 B, open loop, at one rate for
 # every server (half the slowest server's median echo 100x20B rate, so that
-# none saturates), in more and shorter interleaved repeats (9 x 3 s; --quick
+# none saturates), in more and shorter interleaved repeats (15 x 3 s; --quick
 # 5 x 2 s) than the throughput cases. On a shared machine one stall of a few
 # milliseconds decides a run's p99, so the report ranks servers by the median
 # of the repeats' p99s and shows their range.
@@ -81,7 +82,7 @@ fi
 if [ "$quick" = 1 ]; then
     dur=2; warm=1; repeats=${repeats:-3}; lat_dur=2; lat_repeats=5; connect_n=5000; idle_n=15000
 else
-    dur=5; warm=1; repeats=${repeats:-5}; lat_dur=3; lat_repeats=9; connect_n=10000; idle_n=15000
+    dur=5; warm=1; repeats=${repeats:-5}; lat_dur=3; lat_repeats=15; connect_n=10000; idle_n=15000
 fi
 if [ "$tls" = 1 ]; then
     connect_n=5000
@@ -204,9 +205,18 @@ echo_cases=("-c 1 -s 20" "-c 100 -s 20" "-c 1000 -s 20" "-c 10 -s 1024" "-c 10 -
 [ "$tls" = 0 ] || echo_cases=("-c 100 -s 20" "-c 10 -s 16384")
 
 if [ "$idle_only" = 0 ]; then
+# Repeat r runs the servers in the list's order rotated by r-1: this
+# machine has slow phases lasting minutes, and a fixed order would put the
+# same server at the same point of each repeat.
+rotated() { # repeat
+    local list=($servers) k
+    k=$(( ($1 - 1) % ${#list[@]} ))
+    echo "${list[@]:k}" "${list[@]:0:k}"
+}
+
 echo "==> echo, latency and connect: $repeats interleaved repeats over: $servers"
 for r in $(seq "$repeats"); do
-    for s in $servers; do
+    for s in $(rotated "$r"); do
         start_server "$s"
         for c in "${echo_cases[@]}"; do
             # shellcheck disable=SC2086
@@ -238,7 +248,7 @@ done
 common=$((common / 2)) # 50% of the slowest server's maximum: a rate every server sustains
 [ "$lat_repeats" -gt 0 ] || common=0
 for r in $(seq "$lat_repeats"); do
-    for s in $servers; do
+    for s in $(rotated "$r"); do
         start_server "$s"
         run "$s" latency -c 100 -s 64 --rate "$common" -t "$lat_dur" --warmup "$warm" --repeat "$r" \
             --case "latency 100x64B at ${common}/s"
