@@ -69,6 +69,8 @@ pub(crate) struct Core<A: App> {
     pub(super) wheel: TimerWheel,
     pub(super) fired: Vec<TimerEntry>,
     woken: bool,
+    /// This worker's mailbox.
+    mailbox: Arc<Mailbox>,
     /// Messages taken from the mailbox, handled in order.
     mail: Vec<Control>,
     pub(super) topics: Topics,
@@ -102,6 +104,7 @@ impl<A: App> Core<A> {
         worker: u16,
         app: A,
         cfg: Arc<Settings>,
+        mailbox: Arc<Mailbox>,
         shared: Arc<OnceLock<Shared>>,
         stats: Arc<Stats>,
         epoch: Instant,
@@ -135,6 +138,7 @@ impl<A: App> Core<A> {
             wheel: TimerWheel::new(),
             fired: Vec::new(),
             woken: false,
+            mailbox,
             mail: Vec::new(),
             publishes: Vec::new(),
             shared,
@@ -173,20 +177,14 @@ impl<A: App> Core<A> {
         std::mem::take(&mut self.woken)
     }
 
-    /// Handle everything `mailbox` (this worker's) holds, in order.
-    pub(crate) fn read_mail(&mut self, mailbox: &Mailbox, now: Instant) {
+    /// Handle everything the mailbox holds, in order.
+    pub(crate) fn read_mail(&mut self, now: Instant) {
         let mut mail = std::mem::take(&mut self.mail);
-        mailbox.drain(&mut mail);
-        self.handle_mail(&mut mail, now);
-    }
-
-    fn handle_mail(&mut self, mail: &mut Vec<Control>, now: Instant) {
+        self.mailbox.drain(&mut mail);
         for c in mail.drain(..) {
             self.control(c, now);
         }
-        if self.mail.is_empty() {
-            self.mail = std::mem::take(mail);
-        }
+        self.mail = mail;
     }
 
     /// A message from the mailbox.
@@ -730,15 +728,7 @@ impl<A: App> Core<A> {
         // answered its publisher, who may be the one publishing here now,
         // through another connection): it goes first, so one publisher's
         // publications stay in order whichever workers they go through.
-        let mut mail = std::mem::take(&mut self.mail);
-        if let Some(shared) = self.shared.get() {
-            shared.mailboxes[self.worker as usize].drain(&mut mail);
-        }
-        if !mail.is_empty() {
-            self.handle_mail(&mut mail, Instant::now());
-        } else if self.mail.is_empty() {
-            self.mail = mail;
-        }
+        self.read_mail(Instant::now());
         self.deliver(&p);
         if let Some(u) = &self.cfg.uplink {
             u.publish(&p);

@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
 use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,6 @@ use super::core::Core;
 use super::mailbox::{Control, Mailbox};
 use super::ws::{AppTag, ConnId, Msg, Ws};
 use super::Shared;
-use std::sync::atomic::AtomicUsize;
 
 /// A driver that takes bytes into a per-connection log, up to an optional
 /// room per connection (0 left: "not now", as a full socket).
@@ -164,6 +164,8 @@ const UPGRADE: &[u8] = b"GET /x HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nCon
 
 struct Harness {
     core: Core<TestApp>,
+    /// Worker 0's mailbox, the core's.
+    mailbox: Arc<Mailbox>,
     driver: FakeDriver,
     seen: Rc<RefCell<Seen>>,
     t0: Instant,
@@ -173,16 +175,19 @@ impl Harness {
     fn new(cfg: Settings) -> Harness {
         let seen = Rc::new(RefCell::new(Seen::default()));
         let t0 = Instant::now();
+        let mailbox = Arc::new(Mailbox::new(16, Arc::new(NoWake)));
         let core = Core::new(
             0,
             TestApp { seen: seen.clone() },
             Arc::new(cfg),
+            mailbox.clone(),
             Arc::new(OnceLock::new()),
             Arc::new(Stats::default()),
             t0,
         );
         Harness {
             core,
+            mailbox,
             driver: FakeDriver::default(),
             seen,
             t0,
@@ -414,9 +419,8 @@ fn a_refused_request_is_answered_then_half_closed_until_the_peer_leaves() {
 #[test]
 fn a_publication_from_another_worker_goes_before_a_later_local_one() {
     let mut h = Harness::new(Settings::default());
-    let mailboxes: Arc<[Arc<Mailbox>]> = (0..2)
-        .map(|_| Arc::new(Mailbox::new(16, Arc::new(NoWake))))
-        .collect();
+    let other = Arc::new(Mailbox::new(16, Arc::new(NoWake)));
+    let mailboxes: Arc<[Arc<Mailbox>]> = Arc::new([h.mailbox.clone(), other.clone()]);
     let shared = Shared {
         mailboxes: mailboxes.clone(),
         stats: vec![Arc::new(Stats::default()), Arc::new(Stats::default())],
@@ -431,7 +435,7 @@ fn a_publication_from_another_worker_goes_before_a_later_local_one() {
     // Worker 1 published and answered its publisher, who now publishes
     // here; worker 0 has not been woken for the first one yet.
     let earlier = Publication::new("t", None, MessageKind::Text, b"earlier");
-    assert!(mailboxes[0].send(Control::Publish(earlier)).is_ok());
+    assert!(h.mailbox.send(Control::Publish(earlier)).is_ok());
     h.data(1, &client_frame(0x1, b"publish later"));
     h.turn(0.1);
     let texts = |t| -> Vec<Vec<u8>> { h.frames(t).into_iter().map(|f| f.1).collect() };
@@ -439,7 +443,7 @@ fn a_publication_from_another_worker_goes_before_a_later_local_one() {
     assert_eq!(texts(1), [b"earlier".to_vec(), b"later".to_vec()]);
     // Forwarded to worker 1, once.
     let mut out = Vec::new();
-    mailboxes[1].drain(&mut out);
+    other.drain(&mut out);
     assert!(matches!(&out[..], [Control::Publish(p)] if p.payload() == b"later"));
 }
 

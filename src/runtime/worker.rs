@@ -22,7 +22,15 @@ pub(crate) fn run<A: App>(
     shared: Arc<OnceLock<Shared>>,
     stats: Arc<Stats>,
 ) {
-    let mut core = Core::new(worker, app, cfg, shared, stats.clone(), Instant::now());
+    let mut core = Core::new(
+        worker,
+        app,
+        cfg,
+        mailbox.clone(),
+        shared,
+        stats.clone(),
+        Instant::now(),
+    );
     loop {
         let timeout = core.wait_time(Instant::now());
         // The loop-turn histogram measures work: from the first completion
@@ -41,7 +49,7 @@ pub(crate) fn run<A: App>(
         }
         let now = Instant::now();
         if core.take_woken() {
-            core.read_mail(&mailbox, now);
+            core.read_mail(now);
         }
         let flow = core.after_io(driver.as_mut(), now);
         if let Some(t0) = busy_since {
