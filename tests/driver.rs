@@ -1,12 +1,13 @@
 //! The drivers on their own: adopted outgoing connections, zero-timeout
-//! turns (a busy loop must still see completions), sends and closes, and
-//! several listeners, each accepted connection naming its own.
+//! turns (a busy loop must still see completions), sends and closes,
+//! vectored sends and lent replies of every shape, and several listeners,
+//! each accepted connection naming its own.
 
-use std::io::{Read, Write};
+use std::io::{IoSlice, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use ringwave::driver::{build, Chosen, Completion};
+use ringwave::driver::{build, Chosen, Completion, Part};
 
 fn adopted_connection_round_trip(chosen: Chosen, timeout: Duration) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -75,6 +76,102 @@ fn poll_blocking_turns_see_completions() {
 
 /// Two listeners in one driver: each accepted connection is reported with
 /// the position of the listener it came through, and reads on it.
+/// Writes of these part lengths, each part filled with its own byte: one
+/// part, a few small ones (a header and a payload), small ones adding up to
+/// exactly 4096 bytes and to one more, and large ones.
+const SHAPES: &[&[usize]] = &[
+    &[20],
+    &[2, 20],
+    &[0, 4, 1024, 0],
+    &[2, 2046, 2, 2046],
+    &[2, 2046, 2, 2047],
+    &[1, 3, 5, 7, 11, 13, 17, 19, 23, 29],
+    &[10, 16384],
+    &[3000, 3000, 3000],
+];
+
+/// The parts of `shape` (`fill` numbers their bytes) and the bytes they
+/// make in order.
+fn shaped(shape: &[usize], fill: &mut u8) -> (Vec<Vec<u8>>, Vec<u8>) {
+    let parts: Vec<Vec<u8>> = shape
+        .iter()
+        .map(|&n| {
+            *fill = fill.wrapping_add(1);
+            vec![*fill; n]
+        })
+        .collect();
+    let whole = parts.concat();
+    (parts, whole)
+}
+
+/// Every shape through `send_vectored` and, where the driver lends the
+/// socket with a read, through the lent reply: the peer reads each write's
+/// bytes whole and in order.
+fn vectored_writes_arrive_in_order(chosen: Chosen) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut d = build(chosen, Vec::new()).expect("driver");
+    let token = d.adopt(client).expect("adopt");
+    let mut fill = 0u8;
+    for shape in SHAPES {
+        let (parts, whole) = shaped(shape, &mut fill);
+        let borrowed: Vec<Part<'_>> = parts.iter().map(|p| Part::borrowed(p)).collect();
+        let mut sent = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while sent == 0 {
+            assert!(Instant::now() < deadline, "{chosen}: {shape:?} not taken");
+            sent = d.send_vectored(token, &borrowed).unwrap();
+            d.turn(Some(Duration::from_millis(1)), &mut |_| {}).unwrap();
+        }
+        assert_eq!(sent, whole.len(), "{chosen}: {shape:?} taken in part");
+        let mut got = vec![0u8; whole.len()];
+        peer.read_exact(&mut got).unwrap();
+        assert!(
+            got == whole,
+            "{chosen}: send_vectored {shape:?} arrived changed"
+        );
+    }
+    // Lent replies: each read of one byte is answered from the completion.
+    let mut lent = false;
+    for shape in SHAPES {
+        let (parts, whole) = shaped(shape, &mut fill);
+        let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        peer.write_all(b"?").unwrap();
+        let mut replied = None;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while replied.is_none() {
+            assert!(Instant::now() < deadline, "{chosen}: no read for {shape:?}");
+            d.turn(Some(Duration::from_millis(1)), &mut |c| {
+                if let Completion::Data(_, _, reply) = c {
+                    replied = Some(reply.map(|r| r.reply(&slices).unwrap()));
+                }
+            })
+            .unwrap();
+        }
+        let Some(Some(n)) = replied else {
+            continue; // this driver does not lend its sockets
+        };
+        lent = true;
+        assert_eq!(n, whole.len(), "{chosen}: reply {shape:?} taken in part");
+        let mut got = vec![0u8; whole.len()];
+        peer.read_exact(&mut got).unwrap();
+        assert!(got == whole, "{chosen}: reply {shape:?} arrived changed");
+    }
+    assert_eq!(lent, chosen == Chosen::Poll, "{chosen}: which drivers lend");
+}
+
+#[test]
+fn uring_vectored_writes_arrive_in_order() {
+    vectored_writes_arrive_in_order(Chosen::Uring);
+}
+
+#[test]
+fn poll_vectored_writes_arrive_in_order() {
+    vectored_writes_arrive_in_order(Chosen::Poll);
+}
+
 fn accepts_name_their_listener(chosen: Chosen) {
     let a = TcpListener::bind("127.0.0.1:0").unwrap();
     let b = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -46,6 +46,10 @@ const SCRATCH: usize = 64 * 1024;
 const READS_PER_TURN: usize = 16;
 /// Most slices handed to one `writev`.
 const MAX_PARTS: usize = 256;
+/// A vectored write of at most this many bytes is copied into one buffer
+/// and sent with `send`: below it the copy costs less than `sendmsg`'s own
+/// layers (copying in the msghdr, importing the iovecs).
+const GATHER_MAX: usize = 4096;
 
 struct Socket {
     stream: TcpStream,
@@ -68,6 +72,8 @@ pub struct PollDriver {
     listeners: Vec<TcpListener>,
     sockets: Slab<Socket>,
     scratch: Box<[u8]>,
+    /// Where small vectored writes are gathered ([`GATHER_MAX`]).
+    gather: Vec<u8>,
     waker: Arc<MioWaker>,
     /// Sockets to read again without waiting for an edge.
     backlog: Vec<usize>,
@@ -135,6 +141,7 @@ impl PollDriver {
             listeners: registered,
             sockets: Slab::with_capacity(super::descriptors::table_capacity()),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
+            gather: Vec::with_capacity(GATHER_MAX),
             waker,
             backlog: Vec::new(),
             ready: Vec::with_capacity(1024),
@@ -197,7 +204,7 @@ impl PollDriver {
                     return;
                 }
                 Ok(n) => {
-                    let mut lent = Lent(&mut *sock);
+                    let mut lent = Lent(&mut *sock, &mut self.gather);
                     sink(Completion::Data(
                         Token(key as u32),
                         &mut self.scratch[..n],
@@ -228,15 +235,17 @@ impl PollDriver {
         }
     }
 
-    /// Run one non-blocking write on `token`'s socket: the bytes taken, or 0
-    /// (and a `Writable` to come) when the socket is full.
+    /// Run one non-blocking write on `token`'s socket (`write` gets the
+    /// gather buffer too): the bytes taken, or 0 (and a `Writable` to come)
+    /// when the socket is full.
     fn write_with(
         &mut self,
         token: Token,
-        write: impl FnMut(&mut TcpStream) -> io::Result<usize>,
+        mut write: impl FnMut(&mut TcpStream, &mut Vec<u8>) -> io::Result<usize>,
     ) -> io::Result<usize> {
+        let gather = &mut self.gather;
         match self.sockets.get_mut(token.index()) {
-            Some(sock) => sock.write_with(write),
+            Some(sock) => sock.write_with(|stream| write(stream, gather)),
             None => Err(io::Error::new(
                 ErrorKind::NotConnected,
                 "unknown connection",
@@ -271,18 +280,40 @@ impl Socket {
 /// `rw_verify_area`, `fdget_pos`, `sock_write_iter`). In `perf` of a
 /// 10x16 KiB echo the syscall's own layers took 3.3% of the server's
 /// samples as `writev`, 2.6% as `sendmsg`.
-fn send_vectored(stream: &TcpStream, parts: &[IoSlice<'_>]) -> io::Result<usize> {
-    socket2::SockRef::from(stream).send_vectored(parts)
+///
+/// One slice, or a few adding up to at most [`GATHER_MAX`] bytes (an echo's
+/// header and payload), goes out with `send` instead, gathered in `gather`:
+/// in `perf` of a 100x20 B echo, `sendmsg`'s own layers took 7.1% of the
+/// server's samples, `send`'s 5.1%.
+fn send_vectored(
+    stream: &TcpStream,
+    parts: &[IoSlice<'_>],
+    gather: &mut Vec<u8>,
+) -> io::Result<usize> {
+    let sock = socket2::SockRef::from(stream);
+    if let [one] = parts {
+        return sock.send(one);
+    }
+    if parts.iter().map(|p| p.len()).sum::<usize>() <= GATHER_MAX {
+        gather.clear();
+        for p in parts {
+            gather.extend_from_slice(p);
+        }
+        return sock.send(gather);
+    }
+    sock.send_vectored(parts)
 }
 
 /// A socket lent with the bytes just read from it: writes go out at once,
 /// while the scratch buffer still holds them.
-struct Lent<'a>(&'a mut Socket);
+struct Lent<'a>(&'a mut Socket, &'a mut Vec<u8>);
 
 impl Reply for Lent<'_> {
     fn reply(&mut self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
         let parts = &parts[..parts.len().min(MAX_PARTS)];
-        self.0.write_with(|stream| send_vectored(stream, parts))
+        let gather = &mut *self.1;
+        self.0
+            .write_with(|stream| send_vectored(stream, parts, gather))
     }
 }
 
@@ -356,7 +387,7 @@ impl Driver for PollDriver {
         if data.is_empty() {
             return Ok(0);
         }
-        self.write_with(token, |stream| stream.write(data))
+        self.write_with(token, |stream, _| stream.write(data))
     }
 
     fn send_vectored(&mut self, token: Token, parts: &[Part<'_>]) -> io::Result<usize> {
@@ -373,7 +404,9 @@ impl Driver for PollDriver {
         if count == 0 {
             return Ok(0);
         }
-        self.write_with(token, |stream| send_vectored(stream, &slices[..count]))
+        self.write_with(token, |stream, gather| {
+            send_vectored(stream, &slices[..count], gather)
+        })
     }
 
     fn adopt(&mut self, stream: std::net::TcpStream) -> io::Result<Token> {
