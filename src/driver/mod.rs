@@ -63,9 +63,10 @@ pub enum Completion<'a> {
 pub trait Reply {
     /// Send `parts`, in order, as the connection's next bytes: only when the
     /// driver holds none of its earlier bytes (see [`Driver::send_ready`]).
-    /// Returns how many were taken, 0 when the socket is full (a
-    /// [`Completion::Writable`] follows); the caller sends the rest the usual
-    /// way, after the call.
+    /// Returns how many were taken: 0 when it cannot take them now (the
+    /// socket is full, or a send of the connection's is still in flight; a
+    /// [`Completion::Writable`] follows either). The caller sends the rest
+    /// the usual way, after the call.
     fn reply(&mut self, parts: &[IoSlice<'_>]) -> io::Result<usize>;
 }
 

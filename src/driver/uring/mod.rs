@@ -9,7 +9,9 @@
 //! queued during a loop turn leaves in one SQE. Sends made mostly of shared
 //! bytes ([`Part::shared`]: publication frames) go by reference instead, as a
 //! `SENDMSG` over iovecs that holds the owners until the completion
-//! ([`send`]).
+//! ([`send`]). A receive's completion lends the connection's send side
+//! ([`lent`]), so an echo is copied from the receive buffer straight into a
+//! send buffer.
 //!
 //! `user_data` packs the op kind, the slot's generation and the slot index
 //! ([`op`]); a completion whose generation does not match its slot is stale
@@ -18,6 +20,7 @@
 //! flight) is owned by the slot until its completion arrives.
 
 mod accept;
+mod lent;
 mod op;
 mod pages;
 mod ring;
@@ -36,6 +39,7 @@ use slab::Slab;
 use super::{AcceptPause, Completion, Driver, Part, Token, Wake, Waker};
 pub use accept::NO_DIRECT_ENV;
 use accept::{AcceptSlot, Sock, DIRECT_ACCEPTS};
+use lent::Lent;
 use op::{OpKind, UserData};
 pub use ring::probe;
 use ring::{new_ring, RecvRing, RECV_BUFFERS, RECV_GROUP};
@@ -212,24 +216,7 @@ impl UringDriver {
     }
 
     fn push(&mut self, sqe: squeue::Entry) -> io::Result<()> {
-        loop {
-            // SAFETY: every SQE built here references either nothing, a file
-            // descriptor that stays open until its completion (connection fds
-            // are closed only after cancelling their ops, and the kernel holds
-            // its own reference meanwhile), or a send's memory, owned by the
-            // slot's `Sending::InFlight` until its completion (see `send`): a
-            // registered buffer or a pooled heap buffer off its free list (so
-            // neither written nor freed), or a boxed `VecSend` whose iovecs
-            // point into its own copies or into owners it holds
-            // (`Part::shared`: memory they own and never change or free), or a
-            // caller's buffer taken over (`Owned`, dropped on completion), or
-            // an accept's address buffer in `accepts` (boxed slices kept
-            // until after the ring is dropped, not rearmed while armed).
-            if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
-                return Ok(());
-            }
-            self.ring.submit()?;
-        }
+        push(&mut self.ring, sqe)
     }
 
     /// Arm the listener's accepts that are not armed.
@@ -312,25 +299,7 @@ impl UringDriver {
 
     /// Submit (what is left of) the slot's send in flight.
     fn submit_send(&mut self, index: u32) -> io::Result<()> {
-        let Some(slot) = self.slots.get_mut(index as usize) else {
-            return Ok(());
-        };
-        let Some(sock) = &slot.fd else {
-            return Ok(());
-        };
-        let (fd, fixed) = sock.target();
-        let Sending::InFlight { op, .. } = &mut slot.sending else {
-            return Ok(());
-        };
-        let ud = UserData {
-            kind: OpKind::Send,
-            generation: slot.generation,
-            index,
-        }
-        .encode();
-        let sqe = self.sends.sqe(fd, op).flags(fixed).user_data(ud);
-        slot.inflight += 1;
-        self.push(sqe)
+        submit_send(&mut self.ring, &mut self.sends, &mut self.slots, index)
     }
 
     /// A connection accepted on `listener`. Socket options (TCP_NODELAY)
@@ -572,10 +541,16 @@ impl UringDriver {
                 if res > 0 {
                     if live {
                         if let Some(bid) = cqueue::buffer_select(flags) {
+                            let mut lent = Lent {
+                                ring: &mut self.ring,
+                                sends: &mut self.sends,
+                                slots: &mut self.slots,
+                                index: ud.index,
+                            };
                             sink(Completion::Data(
                                 token,
                                 self.recv.data(bid, res as usize),
-                                None,
+                                Some(&mut lent),
                             ));
                         }
                     }
@@ -664,6 +639,57 @@ impl UringDriver {
             }
         }
     }
+}
+
+/// Queue `sqe`, submitting what is queued when the submission queue is
+/// full.
+fn push(ring: &mut IoUring, sqe: squeue::Entry) -> io::Result<()> {
+    loop {
+        // SAFETY: every SQE built here references either nothing, a file
+        // descriptor that stays open until its completion (connection fds
+        // are closed only after cancelling their ops, and the kernel holds
+        // its own reference meanwhile), or a send's memory, owned by the
+        // slot's `Sending::InFlight` until its completion (see `send`): a
+        // registered buffer or a pooled heap buffer off its free list (so
+        // neither written nor freed), or a boxed `VecSend` whose iovecs
+        // point into its own copies or into owners it holds
+        // (`Part::shared`: memory they own and never change or free), or a
+        // caller's buffer taken over (`Owned`, dropped on completion), or
+        // an accept's address buffer in `accepts` (boxed slices kept
+        // until after the ring is dropped, not rearmed while armed).
+        if unsafe { ring.submission().push(&sqe) }.is_ok() {
+            return Ok(());
+        }
+        ring.submit()?;
+    }
+}
+
+/// Submit (what is left of) slot `index`'s send in flight.
+fn submit_send(
+    ring: &mut IoUring,
+    sends: &mut SendPools,
+    slots: &mut Slab<Slot>,
+    index: u32,
+) -> io::Result<()> {
+    let Some(slot) = slots.get_mut(index as usize) else {
+        return Ok(());
+    };
+    let Some(sock) = &slot.fd else {
+        return Ok(());
+    };
+    let (fd, fixed) = sock.target();
+    let Sending::InFlight { op, .. } = &mut slot.sending else {
+        return Ok(());
+    };
+    let ud = UserData {
+        kind: OpKind::Send,
+        generation: slot.generation,
+        index,
+    }
+    .encode();
+    let sqe = sends.sqe(fd, op).flags(fixed).user_data(ud);
+    slot.inflight += 1;
+    push(ring, sqe)
 }
 
 /// The slot of a connection that can still send, or the error a send on it

@@ -4,6 +4,7 @@
 //! caller's buffer taken over whole, or a boxed [`VecSend`] whose iovecs
 //! point at its own copies and at shared owners it holds.
 
+use std::io::IoSlice;
 use std::sync::Arc;
 
 use io_uring::{opcode, squeue, types, Submitter};
@@ -448,28 +449,51 @@ impl SendPools {
             .filter(|p| p.owner().is_some())
             .map(|p| p.bytes().len())
             .sum();
-        let want: usize = parts.iter().map(|p| p.bytes().len()).sum();
-        let (kind, n) = if shared >= ZERO_COPY_MIN {
-            self.vec_used = true;
-            let id = match self.free_vectored.pop() {
-                Some(id) => id,
-                None => {
-                    self.vectored.push(None);
-                    (self.vectored.len() - 1) as u32
-                }
-            };
-            let entry = &mut self.vectored[id as usize];
-            if entry.is_some() {
-                self.vec_idle -= 1;
+        if shared < ZERO_COPY_MIN {
+            return self.copy(parts.iter().map(|p| p.bytes()), ring);
+        }
+        self.vec_used = true;
+        let id = match self.free_vectored.pop() {
+            Some(id) => id,
+            None => {
+                self.vectored.push(None);
+                (self.vectored.len() - 1) as u32
             }
-            let n = entry.get_or_insert_with(VecSend::new).fill(parts);
-            (SendKind::Vectored(id), n)
-        } else if let Some(buf) = self.registered.take(ring, want) {
+        };
+        let entry = &mut self.vectored[id as usize];
+        if entry.is_some() {
+            self.vec_idle -= 1;
+        }
+        let n = entry.get_or_insert_with(VecSend::new).fill(parts);
+        Some(SendOp {
+            kind: SendKind::Vectored(id),
+            offset: 0,
+            len: n as u32,
+        })
+    }
+
+    /// A send of copies of `parts`, in order (as much as one buffer takes),
+    /// or `None` when no buffer is free.
+    pub(super) fn prepare_copy(
+        &mut self,
+        parts: &[IoSlice<'_>],
+        ring: &Submitter<'_>,
+    ) -> Option<SendOp> {
+        self.copy(parts.iter().map(|p| &**p), ring)
+    }
+
+    /// Copy `parts` into a registered buffer, or a heap buffer when none is
+    /// free.
+    fn copy<'p, I>(&mut self, parts: I, ring: &Submitter<'_>) -> Option<SendOp>
+    where
+        I: Iterator<Item = &'p [u8]> + Clone,
+    {
+        let want: usize = parts.clone().map(<[u8]>::len).sum();
+        let (kind, n) = if let Some(buf) = self.registered.take(ring, want) {
             let start = buf as usize * SEND_BUFFER_SIZE;
             let dst = &mut self.registered.pages.bytes_mut()[start..start + SEND_BUFFER_SIZE];
             let mut n = 0;
             for part in parts {
-                let part = part.bytes();
                 let take = part.len().min(SEND_BUFFER_SIZE - n);
                 dst[n..n + take].copy_from_slice(&part[..take]);
                 n += take;
@@ -494,7 +518,6 @@ impl SendPools {
             // One allocation of the size needed, not a chain of regrowths.
             dst.reserve_exact(want.min(HEAP_SEND_MAX));
             for part in parts {
-                let part = part.bytes();
                 let take = part.len().min(HEAP_SEND_MAX - dst.len());
                 dst.extend_from_slice(&part[..take]);
                 if dst.len() == HEAP_SEND_MAX {
