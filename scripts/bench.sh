@@ -21,7 +21,7 @@
 #
 # The connect case (N connections, at most 100 handshakes at once, held
 # until the run ends) runs three times per server start, as it lasts under
-# a second.
+# a second, each once the connections before it are closed.
 #
 # Latency runs separately: 100 connections x 64 B, open loop, at one rate for
 # every server (half the slowest server's median echo 100x20B rate, so that
@@ -227,8 +227,12 @@ for r in $(seq "$repeats"); do
             run "$s" echo $c -t "$dur" --warmup "$warm" --repeat "$r"
         done
         # A connect run lasts a third of a second: three per start, so one
-        # stall of the machine weighs less in the median p99.
+        # stall of the machine weighs less in the median p99. Each starts
+        # once the server has torn down what the run before left (closing
+        # thousands of connections takes it tens of milliseconds, which
+        # would otherwise land in the handshakes' tail).
         for k in 1 2 3; do
+            wait_closed "$port"
             run "$s" connect -n "$connect_n" -k 100 --sources 4 --repeat "$r"
         done
         stop_server
