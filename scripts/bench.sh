@@ -6,6 +6,7 @@
 #
 #   scripts/bench.sh [--quick] [--tls] [--repeats N] [--servers "a b ..."]
 #                    [--server-cpu PCT] [--baseline BIN] [--idle-only]
+#                    [--latency-only RATE]
 #
 # Every server runs pinned to CPU 0 and the load generator (ringwave-bench) to
 # CPU 1. Cases run in interleaved repeats, each repeat in the order of the
@@ -39,6 +40,10 @@
 # period, so latency percentiles under a cap are not comparable to uncapped
 # ones.
 #
+# --latency-only RATE: only the latency case, at RATE msg/s for every
+# server (say, the common rate of a full run's report, to take its latency
+# again in its own sitting).
+#
 # --idle-only: only the idle memory case (15,000 connections, one sample per
 # server), for a memory change without the half hour the full run takes.
 #
@@ -63,6 +68,7 @@ server_cpu=""
 baseline=""
 tls=0
 idle_only=0
+latency_rate=""
 servers_given=""
 servers="ringwave-uring ringwave-poll tokio-tungstenite fastwebsockets bun uwebsockets-js"
 while [ $# -gt 0 ]; do
@@ -74,7 +80,11 @@ while [ $# -gt 0 ]; do
         --baseline) baseline=$2; shift ;;
         --tls) tls=1 ;;
         --idle-only) idle_only=1 ;;
-        -h|--help) sed -n '2,50p' "$0"; exit 0 ;;
+        --latency-only)
+            latency_rate=$2; shift
+            [[ "$latency_rate" =~ ^[1-9][0-9]*$ ]] || { echo "--latency-only takes a rate in msg/s, not '$latency_rate'" >&2; exit 2; }
+            ;;
+        -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -218,7 +228,8 @@ rotated() { # repeat
     echo "${list[@]:k}" "${list[@]:0:k}"
 }
 
-echo "==> echo, latency and connect: $repeats interleaved repeats over: $servers"
+if [ -z "$latency_rate" ]; then
+echo "==> echo and connect: $repeats interleaved repeats over: $servers"
 for r in $(seq "$repeats"); do
     for s in $(rotated "$r"); do
         start_server "$s"
@@ -238,6 +249,7 @@ for r in $(seq "$repeats"); do
         stop_server
     done
 done
+fi
 
 if [ "$tls" = 1 ]; then
     lat_repeats=0
@@ -253,11 +265,15 @@ print(int(statistics.median(rates)))
 EOF
 }
 common=""
-for s in $servers; do
-    m=$(max_of "$s")
-    if [ -z "$common" ] || [ "$m" -lt "$common" ]; then common=$m; fi
-done
-common=$((common / 2)) # 50% of the slowest server's maximum: a rate every server sustains
+if [ -n "$latency_rate" ]; then
+    common=$latency_rate
+else
+    for s in $servers; do
+        m=$(max_of "$s")
+        if [ -z "$common" ] || [ "$m" -lt "$common" ]; then common=$m; fi
+    done
+    common=$((common / 2)) # 50% of the slowest server's maximum: a rate every server sustains
+fi
 [ "$lat_repeats" -gt 0 ] || common=0
 for r in $(seq "$lat_repeats"); do
     for s in $(rotated "$r"); do
@@ -269,8 +285,9 @@ for r in $(seq "$lat_repeats"); do
 done
 fi
 
-echo "==> idle memory: $idle_n connections"
-for s in $servers; do
+[ -z "$latency_rate" ] || idle_n=0
+[ "$idle_n" = 0 ] || echo "==> idle memory: $idle_n connections"
+[ "$idle_n" = 0 ] || for s in $servers; do
     start_server "$s"
     # Warm up allocator and tables, then measure RSS growth for idle_n.
     taskset -c 1 "$gen" idle -n 1000 -t 0 --url "$scheme://$host:$port/" "${tls_gen[@]}" --quiet >/dev/null </dev/null
@@ -284,7 +301,7 @@ if [ -n "$cgroup" ]; then
 fi
 preface="$out/preface.md"
 {
-    echo "Run: \`scripts/bench.sh $([ "$quick" = 1 ] && echo --quick) $([ "$tls" = 1 ] && echo --tls) $([ "$idle_only" = 1 ] && echo --idle-only)\` on $(date -u +%Y-%m-%d), took ${took} s."
+    echo "Run: \`scripts/bench.sh $([ "$quick" = 1 ] && echo --quick) $([ "$tls" = 1 ] && echo --tls) $([ "$idle_only" = 1 ] && echo --idle-only) $([ -n "$latency_rate" ] && echo --latency-only "$latency_rate")\` on $(date -u +%Y-%m-%d), took ${took} s."
     echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Linux $(uname -r)."
     echo "Per run: ${warm} s warm-up, ${dur} s measured; $repeats repeats (latency: ${lat_dur} s measured, $lat_repeats repeats)."
     if [ "$tls" = 1 ]; then
