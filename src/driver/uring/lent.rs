@@ -43,7 +43,18 @@ impl Reply for Lent<'_> {
             op,
             then_shutdown: false,
         };
-        submit_send(self.ring, self.sends, self.slots, self.index)?;
+        if let Err(e) = submit_send(self.ring, self.sends, self.slots, self.index) {
+            // Not queued: the send buffer goes back and the connection has
+            // no send in flight; the caller queues the bytes the usual way.
+            if let Some(slot) = self.slots.get_mut(self.index as usize) {
+                if let Sending::InFlight { op, .. } =
+                    std::mem::replace(&mut slot.sending, Sending::Idle)
+                {
+                    self.sends.release(op.kind);
+                }
+            }
+            return Err(e);
+        }
         Ok(taken)
     }
 }

@@ -292,9 +292,10 @@ impl UringDriver {
             .build()
             .flags(fixed)
             .user_data(ud);
+        push(&mut self.ring, sqe)?;
         slot.inflight += 1;
         slot.recv_armed = true;
-        self.push(sqe)
+        Ok(())
     }
 
     /// Submit (what is left of) the slot's send in flight.
@@ -688,8 +689,9 @@ fn submit_send(
     }
     .encode();
     let sqe = sends.sqe(fd, op).flags(fixed).user_data(ud);
+    push(ring, sqe)?;
     slot.inflight += 1;
-    push(ring, sqe)
+    Ok(())
 }
 
 /// The slot of a connection that can still send, or the error a send on it
