@@ -285,15 +285,16 @@ for r in $(seq "$lat_repeats"); do
 done
 fi
 
-[ -z "$latency_rate" ] || idle_n=0
-[ "$idle_n" = 0 ] || echo "==> idle memory: $idle_n connections"
-[ "$idle_n" = 0 ] || for s in $servers; do
+if [ -z "$latency_rate" ]; then
+echo "==> idle memory: $idle_n connections"
+for s in $servers; do
     start_server "$s"
     # Warm up allocator and tables, then measure RSS growth for idle_n.
     taskset -c 1 "$gen" idle -n 1000 -t 0 --url "$scheme://$host:$port/" "${tls_gen[@]}" --quiet >/dev/null </dev/null
     run "$s" idle -n "$idle_n" -t 0 --sources 4 --repeat 1 </dev/null
     stop_server
 done
+fi
 
 took=$(( $(date +%s) - started ))
 if [ -n "$cgroup" ]; then

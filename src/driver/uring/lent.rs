@@ -9,7 +9,7 @@ use io_uring::IoUring;
 use slab::Slab;
 
 use super::send::SendPools;
-use super::{submit_send, Sending, Slot};
+use super::{start_send, Sending, Slot};
 use crate::driver::Reply;
 
 /// Connection `index`'s send side, lent with one of its receives.
@@ -39,22 +39,7 @@ impl Reply for Lent<'_> {
             return Ok(0);
         };
         let taken = op.len as usize;
-        slot.sending = Sending::InFlight {
-            op,
-            then_shutdown: false,
-        };
-        if let Err(e) = submit_send(self.ring, self.sends, self.slots, self.index) {
-            // Not queued: the send buffer goes back and the connection has
-            // no send in flight; the caller queues the bytes the usual way.
-            if let Some(slot) = self.slots.get_mut(self.index as usize) {
-                if let Sending::InFlight { op, .. } =
-                    std::mem::replace(&mut slot.sending, Sending::Idle)
-                {
-                    self.sends.release(op.kind);
-                }
-            }
-            return Err(e);
-        }
+        start_send(self.ring, self.sends, self.slots, self.index, op)?;
         Ok(taken)
     }
 }

@@ -298,6 +298,11 @@ impl UringDriver {
         Ok(())
     }
 
+    /// Make `op` the slot's send in flight and submit it ([`start_send`]).
+    fn start_send(&mut self, index: u32, op: SendOp) -> io::Result<()> {
+        start_send(&mut self.ring, &mut self.sends, &mut self.slots, index, op)
+    }
+
     /// Submit (what is left of) the slot's send in flight.
     fn submit_send(&mut self, index: u32) -> io::Result<()> {
         submit_send(&mut self.ring, &mut self.sends, &mut self.slots, index)
@@ -694,6 +699,38 @@ fn submit_send(
     Ok(())
 }
 
+/// Make `op` slot `index`'s send in flight and submit it. When its SQE
+/// cannot be queued, the slot is left with no send in flight and `op`'s
+/// memory goes back to its pool, so neither a close nor a later send waits
+/// for a completion that will not come.
+fn start_send(
+    ring: &mut IoUring,
+    sends: &mut SendPools,
+    slots: &mut Slab<Slot>,
+    index: u32,
+    op: SendOp,
+) -> io::Result<()> {
+    let Some(slot) = slots.get_mut(index as usize) else {
+        sends.release(op.kind);
+        return Ok(());
+    };
+    slot.sending = Sending::InFlight {
+        op,
+        then_shutdown: false,
+    };
+    let queued = submit_send(ring, sends, slots, index);
+    if queued.is_err() {
+        if let Some(slot) = slots.get_mut(index as usize) {
+            if let Sending::InFlight { op, .. } =
+                std::mem::replace(&mut slot.sending, Sending::Idle)
+            {
+                sends.release(op.kind);
+            }
+        }
+    }
+    queued
+}
+
 /// The slot of a connection that can still send, or the error a send on it
 /// returns.
 fn live_slot(slots: &mut Slab<Slot>, token: Token) -> io::Result<&mut Slot> {
@@ -804,11 +841,8 @@ impl Driver for UringDriver {
         if matches!(slot.sending, Sending::InFlight { .. }) {
             return Ok(0);
         }
-        slot.sending = Sending::InFlight {
-            op: self.sends.prepare_owned(buf, from),
-            then_shutdown: false,
-        };
-        self.submit_send(token.0)?;
+        let op = self.sends.prepare_owned(buf, from);
+        self.start_send(token.0, op)?;
         Ok(rest)
     }
 
@@ -833,11 +867,7 @@ impl Driver for UringDriver {
             return Ok(0);
         };
         let n = op.len as usize;
-        slot.sending = Sending::InFlight {
-            op,
-            then_shutdown: false,
-        };
-        self.submit_send(token.0)?;
+        self.start_send(token.0, op)?;
         Ok(n)
     }
 
