@@ -177,6 +177,88 @@ fn poll_vectored_writes_arrive_in_order() {
     vectored_writes_arrive_in_order(Chosen::Poll);
 }
 
+/// An echo made the way the runtime makes one: each read changed in place
+/// (as a payload is unmasked) and replied from the read buffer itself as
+/// one run. io_uring sends such a reply of 4 KiB or more from its receive
+/// buffer, kept out of the ring until the send completes, while the peer
+/// keeps writing into the ring's other buffers: 300 writes of about 8 KiB
+/// (more than the ring has buffers) come back whole, in order, as changed.
+fn replies_from_the_read_buffer_arrive_as_changed(chosen: Chosen) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (peer, _) = listener.accept().unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut d = build(chosen, Vec::new()).expect("driver");
+    let token = d.adopt(client).expect("adopt");
+    let chunks: Vec<Vec<u8>> = (0..300)
+        .map(|r: usize| (0..8192 + r % 7).map(|i| (i * 31 + r) as u8).collect())
+        .collect();
+    let total: usize = chunks.iter().map(Vec::len).sum();
+    let expected: Vec<u8> = chunks.concat().iter().map(|b| b ^ 0x5a).collect();
+    let mut writer = peer.try_clone().unwrap();
+    let writing = std::thread::spawn(move || {
+        for c in &chunks {
+            writer.write_all(c).unwrap();
+        }
+    });
+    let mut reader = peer;
+    let reading = std::thread::spawn(move || {
+        let mut got = vec![0u8; total];
+        reader.read_exact(&mut got).map(|_| got)
+    });
+    // Bytes the lent socket did not take: sent the usual way, in order.
+    let mut pending: Vec<u8> = Vec::new();
+    let mut echoed = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while echoed < total || !pending.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{chosen}: {echoed} of {total} bytes echoed, {} pending",
+            pending.len()
+        );
+        d.turn(Some(Duration::from_millis(1)), &mut |c| {
+            if let Completion::Data(_, buf, reply) = c {
+                for b in buf.iter_mut() {
+                    *b ^= 0x5a;
+                }
+                echoed += buf.len();
+                let mut taken = 0;
+                if pending.is_empty() {
+                    let reply = reply.expect("socket lent");
+                    taken = reply.reply(&[IoSlice::new(buf)]).unwrap();
+                }
+                pending.extend_from_slice(&buf[taken..]);
+            }
+        })
+        .unwrap();
+        if !pending.is_empty() && d.send_ready(token) {
+            let n = d.send(token, &pending).unwrap();
+            pending.drain(..n);
+        }
+    }
+    writing.join().unwrap();
+    while !reading.is_finished() {
+        d.turn(Some(Duration::from_millis(1)), &mut |_| {}).unwrap();
+    }
+    let got = reading
+        .join()
+        .unwrap()
+        .expect("the peer read every byte back");
+    let first_wrong = got.iter().zip(&expected).position(|(a, b)| a != b);
+    assert_eq!(first_wrong, None, "{chosen}: the echo arrived changed");
+}
+
+#[test]
+fn uring_replies_from_the_read_buffer_arrive_as_changed() {
+    replies_from_the_read_buffer_arrive_as_changed(Chosen::Uring);
+}
+
+#[test]
+fn poll_replies_from_the_read_buffer_arrive_as_changed() {
+    replies_from_the_read_buffer_arrive_as_changed(Chosen::Poll);
+}
+
 fn accepts_name_their_listener(chosen: Chosen) {
     let a = TcpListener::bind("127.0.0.1:0").unwrap();
     let b = TcpListener::bind("127.0.0.1:0").unwrap();

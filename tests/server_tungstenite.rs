@@ -36,7 +36,7 @@ fn text_of(len: usize) -> String {
 both_backends!(echo_text_and_binary_at_every_size, |backend| {
     let srv = TestServer::start(backend, &[]);
     let mut ws = connect(&srv);
-    for size in [0usize, 125, 126, 64 * 1024, 16 << 20] {
+    for size in [0usize, 125, 126, 4096, 16 * 1024, 64 * 1024, 16 << 20] {
         let t = text_of(size);
         ws.send(Message::text(t.clone())).unwrap();
         match ws.read().unwrap() {

@@ -67,6 +67,10 @@ pub trait Reply {
     /// socket is full, or a send of the connection's is still in flight; a
     /// [`Completion::Writable`] follows either). The caller sends the rest
     /// the usual way, after the call.
+    ///
+    /// A part that lies in the lent buffer may be sent from there after the
+    /// call returns (io_uring keeps the buffer until its send completes): the
+    /// caller leaves the buffer as it is once it has replied from it.
     fn reply(&mut self, parts: &[IoSlice<'_>]) -> io::Result<usize>;
 }
 

@@ -6,9 +6,13 @@
 //! not copied into the connection's output. Its header is made here and the
 //! payload is remembered as a range of the buffer, at the place in the
 //! output it would have had; at the end of the read, the output and these
-//! messages go out interleaved in that order as one vectored write. Whatever
-//! the socket does not take is copied into the output then, in order, and
-//! sent the usual way.
+//! messages go out interleaved in that order as one vectored write. A lone
+//! message with nothing else to send goes out as one run of the buffer, its
+//! header written in front of its payload over the frame header consumed
+//! there, so a driver can send it from where it lies without a copy.
+//! Whatever the socket does not take is copied into the output then, in
+//! order, and sent the usual way; the buffer is not written after the
+//! reply (see [`crate::driver::Reply`]).
 //!
 //! The order of bytes on the wire is the order of the calls, whatever mixes
 //! with the replies (a pong for a ping in the same read, a close frame, a
@@ -102,7 +106,12 @@ impl Replies {
     /// messages, interleaved in order, to the lent socket; what it does not
     /// take becomes the connection's output. `buf` is the lent buffer.
     /// Returns the bytes written.
-    pub(super) fn write(&mut self, conn: &mut Conn, buf: &[u8], reply: &mut dyn Reply) -> usize {
+    pub(super) fn write(
+        &mut self,
+        conn: &mut Conn,
+        buf: &mut [u8],
+        reply: &mut dyn Reply,
+    ) -> usize {
         let mut written = 0;
         if self.held.is_empty() {
             return 0;
@@ -110,6 +119,13 @@ impl Replies {
         let held = &self.held;
         conn.rewrite_output(|out| {
             let mut slices = [IoSlice::new(&[]); 3 * MAX_REPLIES + 1];
+            if out.is_empty() {
+                if let Some(run) = in_front(held, buf) {
+                    let run = &buf[run];
+                    written = reply.reply(&[IoSlice::new(run)]).unwrap_or(0);
+                    return run[written.min(run.len())..].to_vec();
+                }
+            }
             let mut n = 0;
             let mut from = 0;
             for h in held {
@@ -148,4 +164,20 @@ impl Replies {
         self.bytes = 0;
         written
     }
+}
+
+/// A lone held message whose header fits in front of its payload: the
+/// header is written there, over bytes already consumed (the received
+/// frame's own header, which is longer than the one sent back), and the
+/// message is that one run of `buf`, which a driver may send from where it
+/// lies. With more than one message held the bytes in front of a payload
+/// might belong to another, so those go out as separate parts.
+fn in_front(held: &[Held], buf: &mut [u8]) -> Option<Range<usize>> {
+    let [h] = held else {
+        return None;
+    };
+    let header = &h.header[..h.header_len as usize];
+    let start = h.payload.start.checked_sub(header.len())?;
+    buf.get_mut(start..h.payload.start)?.copy_from_slice(header);
+    Some(start..h.payload.end)
 }

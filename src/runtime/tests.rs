@@ -88,14 +88,36 @@ impl Driver for FakeDriver {
     }
 }
 
-/// A socket lent with a read: takes up to `room` bytes into `taken`.
+/// A socket lent with a read: takes up to `room` bytes into `taken`, and
+/// notes where each call's parts lay: at which offset of the read's buffer
+/// (`buffer`), or elsewhere (`None`).
 struct FakeReply {
     taken: Vec<u8>,
     room: usize,
+    buffer: std::ops::Range<usize>,
+    calls: Vec<Vec<(Option<usize>, usize)>>,
+}
+
+impl FakeReply {
+    fn new(room: usize) -> FakeReply {
+        FakeReply {
+            taken: Vec::new(),
+            room,
+            buffer: 0..0,
+            calls: Vec::new(),
+        }
+    }
 }
 
 impl Reply for FakeReply {
     fn reply(&mut self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+        let at = |p: &IoSlice<'_>| {
+            let a = p.as_ptr() as usize;
+            (self.buffer.contains(&a) && a + p.len() <= self.buffer.end)
+                .then(|| a - self.buffer.start)
+        };
+        let call = parts.iter().map(|p| (at(p), p.len())).collect();
+        self.calls.push(call);
         let mut n = 0;
         for p in parts {
             let take = p.len().min(self.room - n);
@@ -218,6 +240,8 @@ impl Harness {
     /// Bytes read from `t` with its socket lent as `reply`.
     fn data_lent(&mut self, t: u32, bytes: &[u8], reply: &mut FakeReply) {
         let mut b = bytes.to_vec();
+        let r = b.as_ptr_range();
+        reply.buffer = r.start as usize..r.end as usize;
         self.core
             .on_completion(Completion::Data(Token(t), &mut b, Some(reply)));
     }
@@ -555,10 +579,7 @@ fn replies_from_the_read_buffer_keep_the_wire_order_whatever_the_socket_takes() 
         let mut h = Harness::new(Settings::default());
         h.open(0, 0.0);
         let before = h.core.stats.bytes_out.get();
-        let mut lent = FakeReply {
-            taken: Vec::new(),
-            room,
-        };
+        let mut lent = FakeReply::new(room);
         h.data_lent(0, &read, &mut lent);
         assert_eq!(
             lent.taken.len(),
@@ -578,6 +599,55 @@ fn replies_from_the_read_buffer_keep_the_wire_order_whatever_the_socket_takes() 
 }
 
 #[test]
+fn a_lone_reply_goes_out_as_one_run_of_the_read_buffer() {
+    // One message: its header written over the consumed frame header, in
+    // front of the payload, so the driver may send it from the buffer.
+    let mut h = Harness::new(Settings::default());
+    h.open(0, 0.0);
+    let mut lent = FakeReply::new(usize::MAX);
+    h.data_lent(0, &client_frame(0x2, &[9; 100]), &mut lent);
+    assert_eq!(lent.calls, vec![vec![(Some(6 - 2), 2 + 100)]]);
+    assert_eq!(server_frames(&lent.taken), vec![(0x2, vec![9; 100])]);
+
+    // Two messages: the bytes in front of the second's payload are the
+    // second frame's header, so each goes out as header and payload parts.
+    let mut lent = FakeReply::new(usize::MAX);
+    let mut read = client_frame(0x1, b"one");
+    read.extend(client_frame(0x1, b"two"));
+    h.data_lent(0, &read, &mut lent);
+    assert_eq!(
+        lent.calls,
+        vec![vec![(None, 2), (Some(6), 3), (None, 2), (Some(9 + 6), 3)]]
+    );
+    assert_eq!(
+        server_frames(&lent.taken),
+        vec![(0x1, b"one".to_vec()), (0x1, b"two".to_vec())]
+    );
+
+    // A pong queued in the output first: the reply follows it as parts.
+    let mut lent = FakeReply::new(usize::MAX);
+    let mut read = client_frame(0x9, b"p");
+    read.extend(client_frame(0x2, b"after"));
+    h.data_lent(0, &read, &mut lent);
+    assert_eq!(
+        lent.calls,
+        vec![vec![(None, 3), (None, 2), (Some(7 + 6), 5)]]
+    );
+    assert_eq!(
+        server_frames(&lent.taken),
+        vec![(0xA, b"p".to_vec()), (0x2, b"after".to_vec())]
+    );
+
+    // Half taken: the rest is queued and goes out next, in order.
+    let mut lent = FakeReply::new(50);
+    h.data_lent(0, &client_frame(0x2, &[5; 100]), &mut lent);
+    h.turn(0.1);
+    let mut wire = lent.taken.clone();
+    wire.extend_from_slice(h.sent(0));
+    assert_eq!(server_frames(&wire), vec![(0x2, vec![5; 100])]);
+}
+
+#[test]
 fn more_replies_than_one_read_holds_go_out_in_order() {
     let mut read = Vec::new();
     for i in 0..40u8 {
@@ -585,10 +655,7 @@ fn more_replies_than_one_read_holds_go_out_in_order() {
     }
     let mut h = Harness::new(Settings::default());
     h.open(0, 0.0);
-    let mut lent = FakeReply {
-        taken: Vec::new(),
-        room: usize::MAX,
-    };
+    let mut lent = FakeReply::new(usize::MAX);
     h.data_lent(0, &read, &mut lent);
     h.turn(0.1);
     // The first ones from the buffer, the rest copied, all in one write.
@@ -608,10 +675,7 @@ fn a_partly_written_publication_goes_out_before_a_reply() {
     h.driver.room.insert(0, 3);
     h.publish(0.1, None, b"published");
     h.turn(0.1);
-    let mut lent = FakeReply {
-        taken: Vec::new(),
-        room: usize::MAX,
-    };
+    let mut lent = FakeReply::new(usize::MAX);
     h.data_lent(0, &client_frame(0x1, b"echo"), &mut lent);
     assert!(lent.taken.is_empty(), "wrote past the publication's rest");
     h.driver.room.insert(0, usize::MAX);

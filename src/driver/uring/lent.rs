@@ -1,16 +1,58 @@
-//! Replies made while a receive's bytes are at hand ([`Reply`]): an echo is
-//! copied from the provided buffer it arrived in straight into a send
-//! buffer and submitted, instead of being framed into the connection's
-//! output (an allocation), flushed at the end of the turn and copied again.
+//! Replies made while a receive's bytes are at hand ([`Reply`]). A reply
+//! that is one run of at least [`KEEP_MIN`] bytes of the receive buffer
+//! (an echo whose header the runtime wrote in front of its payload) is sent
+//! from there: the buffer stays out of the receive ring until the send
+//! completes ([`super::ring::RecvRing::keep`]). Any other reply is copied
+//! from wherever it lies into a send buffer and submitted, instead of being
+//! framed into the connection's output (an allocation), flushed at the end
+//! of the turn and copied again.
 
 use std::io::{self, IoSlice};
+use std::ops::Range;
 
 use io_uring::IoUring;
 use slab::Slab;
 
-use super::send::SendPools;
+use super::send::{SendKind, SendOp, SendPools};
 use super::{start_send, Sending, Slot};
 use crate::driver::Reply;
+
+/// Replies from this many bytes up are sent from the receive buffer: below
+/// it the copy costs less than a receive buffer held out of the ring for
+/// the send's round trip.
+pub(super) const KEEP_MIN: usize = 4096;
+
+/// The receive buffer a completion lent, which a reply may be sent from.
+pub(super) struct Received {
+    bid: u16,
+    /// The buffer's addresses.
+    at: Range<usize>,
+}
+
+impl Received {
+    pub(super) fn new(bid: u16, data: &[u8]) -> Received {
+        let r = data.as_ptr_range();
+        Received {
+            bid,
+            at: r.start as usize..r.end as usize,
+        }
+    }
+
+    /// The send of `part`, when it is one run of this buffer worth sending
+    /// from where it lies.
+    fn send_of(&self, part: &[u8]) -> Option<SendOp> {
+        let start = part.as_ptr() as usize;
+        let end = start.checked_add(part.len())?;
+        (part.len() >= KEEP_MIN && start >= self.at.start && end <= self.at.end).then(|| SendOp {
+            kind: SendKind::Received {
+                bid: self.bid,
+                start: (start - self.at.start) as u16,
+            },
+            offset: 0,
+            len: part.len() as u32,
+        })
+    }
+}
 
 /// Connection `index`'s send side, lent with one of its receives.
 pub(super) struct Lent<'a> {
@@ -18,13 +60,19 @@ pub(super) struct Lent<'a> {
     pub sends: &'a mut SendPools,
     pub slots: &'a mut Slab<Slot>,
     pub index: u32,
+    /// The receive buffer, when one more may be kept out of the ring.
+    pub received: Option<Received>,
+    /// A send from the receive buffer was submitted: the driver keeps the
+    /// buffer until it completes.
+    pub kept: bool,
 }
 
 impl Reply for Lent<'_> {
-    /// Copy `parts` into one send buffer and submit it, when the connection
-    /// has no send in flight and a buffer is free; 0 otherwise (the caller
-    /// queues them, and the send in flight or the buffer wait ends in a
-    /// `Writable`, or the next flush finds the connection gone).
+    /// Send `parts` from the receive buffer (one run of it) or from a copy
+    /// in a send buffer, when the connection has no send in flight and a
+    /// buffer is free; 0 otherwise (the caller queues them, and the send in
+    /// flight or the buffer wait ends in a `Writable`, or the next flush
+    /// finds the connection gone).
     fn reply(&mut self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
         let Some(slot) = self.slots.get_mut(self.index as usize) else {
             return Ok(0);
@@ -35,11 +83,18 @@ impl Reply for Lent<'_> {
         {
             return Ok(0);
         }
-        let Some(op) = self.sends.prepare_copy(parts, &self.ring.submitter()) else {
+        let in_place = match (parts, &self.received) {
+            ([part], Some(received)) if !self.kept => received.send_of(part),
+            _ => None,
+        };
+        let kept = in_place.is_some();
+        let Some(op) = in_place.or_else(|| self.sends.prepare_copy(parts, &self.ring.submitter()))
+        else {
             return Ok(0);
         };
         let taken = op.len as usize;
         start_send(self.ring, self.sends, self.slots, self.index, op)?;
+        self.kept |= kept;
         Ok(taken)
     }
 }

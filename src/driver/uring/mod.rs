@@ -10,8 +10,9 @@
 //! bytes ([`Part::shared`]: publication frames) go by reference instead, as a
 //! `SENDMSG` over iovecs that holds the owners until the completion
 //! ([`send`]). A receive's completion lends the connection's send side
-//! ([`lent`]), so an echo is copied from the receive buffer straight into a
-//! send buffer.
+//! ([`lent`]): an echo of 4 KiB or more is sent from the receive buffer it
+//! arrived in (kept out of the buffer ring until the send completes), a
+//! smaller one copied from there straight into a send buffer.
 //!
 //! `user_data` packs the op kind, the slot's generation and the slot index
 //! ([`op`]); a completion whose generation does not match its slot is stale
@@ -39,11 +40,11 @@ use slab::Slab;
 use super::{AcceptPause, Completion, Driver, Part, Token, Wake, Waker};
 pub use accept::NO_DIRECT_ENV;
 use accept::{AcceptSlot, Sock, DIRECT_ACCEPTS};
-use lent::Lent;
+use lent::{Lent, Received};
 use op::{OpKind, UserData};
 pub use ring::probe;
 use ring::{new_ring, RecvRing, RECV_BUFFERS, RECV_GROUP};
-use send::{SendOp, SendPools};
+use send::{SendKind, SendOp, SendPools};
 
 /// Where a connection's send stands.
 #[derive(Debug)]
@@ -175,7 +176,7 @@ impl UringDriver {
                 0,
             )?;
         }
-        let sends = SendPools::new(&ring.submitter())?;
+        let sends = SendPools::new(&ring.submitter(), recv.addr(0, 0))?;
         // SAFETY: plain syscall; the result is checked.
         let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if efd < 0 {
@@ -545,22 +546,29 @@ impl UringDriver {
                 let token = Token(ud.index);
                 let live = slot.live();
                 if res > 0 {
+                    let mut kept = false;
                     if live {
                         if let Some(bid) = cqueue::buffer_select(flags) {
+                            let may_keep = self.recv.may_keep();
+                            let data = self.recv.data(bid, res as usize);
                             let mut lent = Lent {
                                 ring: &mut self.ring,
                                 sends: &mut self.sends,
                                 slots: &mut self.slots,
                                 index: ud.index,
+                                received: may_keep.then(|| Received::new(bid, data)),
+                                kept: false,
                             };
-                            sink(Completion::Data(
-                                token,
-                                self.recv.data(bid, res as usize),
-                                Some(&mut lent),
-                            ));
+                            sink(Completion::Data(token, data, Some(&mut lent)));
+                            if lent.kept {
+                                self.recv.keep(bid);
+                                kept = true;
+                            }
                         }
                     }
-                    self.return_buffer(flags);
+                    if !kept {
+                        self.return_buffer(flags);
+                    }
                     if !more && live {
                         let _ = self.arm_recv(ud.index);
                     }
@@ -617,6 +625,9 @@ impl UringDriver {
                 if then_shutdown {
                     self.shutdown_sock(ud.index);
                 }
+                if let SendKind::Received { bid, .. } = op.kind {
+                    self.recv.give_back(bid);
+                }
                 self.sends.release(op.kind);
                 let shutting = self
                     .slots
@@ -661,8 +672,12 @@ fn push(ring: &mut IoUring, sqe: squeue::Entry) -> io::Result<()> {
         // point into its own copies or into owners it holds
         // (`Part::shared`: memory they own and never change or free), or a
         // caller's buffer taken over (`Owned`, dropped on completion), or
-        // an accept's address buffer in `accepts` (boxed slices kept
-        // until after the ring is dropped, not rearmed while armed).
+        // a provided receive buffer kept out of the buffer ring until the
+        // completion (`Received`: neither the kernel nor the driver writes
+        // it meanwhile, and the caller that lent it wrote it last before
+        // its reply, see `driver::Reply`), or an accept's address buffer in
+        // `accepts` (boxed slices kept until after the ring is dropped, not
+        // rearmed while armed).
         if unsafe { ring.submission().push(&sqe) }.is_ok() {
             return Ok(());
         }

@@ -23,6 +23,11 @@ pub(super) const RECV_BUFFER_SIZE: usize = 32 * 1024;
 /// (doubling, up to `RECV_BUFFERS`) when one batch of completions takes more
 /// than half of them or the ring runs dry.
 const RECV_MIN: u16 = 16;
+/// Most receive buffers kept at once for the sends reading from them
+/// ([`RecvRing::keep`]), and at most this share of those circulating: the
+/// rest keep the receives going while those sends wait on slow peers.
+const KEEP_MAX: u16 = RECV_BUFFERS / 4;
+const KEEP_SHARE: u16 = 2;
 /// Buffer group id of the receive ring.
 pub(super) const RECV_GROUP: u16 = 0;
 
@@ -32,7 +37,8 @@ pub(super) const RECV_GROUP: u16 = 0;
 /// Buffers `0..active` circulate: each comes back to the ring once its
 /// completion is handled. One above `active` (after a shrink) is parked when
 /// it comes back. Between turns every buffer is either in the ring or
-/// parked, none with the driver, which is what [`RecvRing::trim`] relies on.
+/// parked, none with the driver, but for those kept for a send in flight
+/// ([`RecvRing::keep`]): [`RecvRing::trim`] relies on that.
 pub(super) struct RecvRing {
     pub(super) ring: *mut types::BufRingEntry,
     ring_layout: Layout,
@@ -52,6 +58,10 @@ pub(super) struct RecvRing {
     touched: bool,
     /// Pushed and not yet published.
     unpublished: bool,
+    /// Buffers consumed whose bytes a send in flight is reading, and how
+    /// many.
+    kept_ids: Ids,
+    kept: u16,
 }
 
 impl RecvRing {
@@ -82,6 +92,8 @@ impl RecvRing {
             ran_dry: false,
             touched: false,
             unpublished: false,
+            kept_ids: Ids::default(),
+            kept: 0,
         };
         r.grow_to(RECV_MIN);
         r.publish();
@@ -133,6 +145,37 @@ impl RecvRing {
         }
     }
 
+    /// Whether one more buffer may be kept for a send.
+    pub(super) fn may_keep(&self) -> bool {
+        self.kept < KEEP_MAX.min(self.active / KEEP_SHARE)
+    }
+
+    /// Buffer `bid`, named by a completion, is what a send in flight reads
+    /// from: it stays out of the ring (and its pages resident) until
+    /// [`RecvRing::give_back`], when that send completes.
+    pub(super) fn keep(&mut self, bid: u16) {
+        if bid < RECV_BUFFERS && self.in_ring.contains(bid) && !self.kept_ids.contains(bid) {
+            self.kept_ids.insert(bid);
+            self.kept += 1;
+        }
+    }
+
+    /// The send reading from kept buffer `bid` completed.
+    pub(super) fn give_back(&mut self, bid: u16) {
+        if bid < RECV_BUFFERS && self.kept_ids.contains(bid) {
+            self.kept_ids.remove(bid);
+            self.kept -= 1;
+            self.recycle(bid);
+        }
+    }
+
+    /// The address of byte `at` of buffer `bid`.
+    pub(super) fn addr(&self, bid: u16, at: usize) -> *const u8 {
+        self.buffers
+            .base()
+            .wrapping_add(bid as usize * RECV_BUFFER_SIZE + at)
+    }
+
     /// A recv found no buffer in the ring.
     pub(super) fn ran_dry(&mut self) {
         self.ran_dry = true;
@@ -162,9 +205,10 @@ impl RecvRing {
         if self.active > RECV_MIN && self.peak < self.active / 4 {
             self.active = (self.active / 2).max(RECV_MIN);
         }
-        if self.touched && self.period_used < self.active as u32 {
+        if self.touched && self.kept == 0 && self.period_used < self.active as u32 {
             // SAFETY: between turns no buffer is with the driver (each is in
-            // the ring or parked, see the type's docs), and the kernel writes
+            // the ring or parked, see the type's docs) and none is kept for a
+            // send that reads it (`kept == 0`), and the kernel writes
             // ring buffers only while this thread is inside io_uring_enter:
             // a multishot recv on a socket is driven by task work of the
             // ring's single issuer, never by io-wq (no IOSQE_ASYNC). Ring
@@ -271,4 +315,60 @@ pub(super) fn new_ring() -> io::Result<(IoUring, &'static str)> {
     let mut b = IoUring::builder();
     b.setup_cqsize(CQ_ENTRIES);
     Ok((b.build(RING_ENTRIES)?, "default setup"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Buffers kept for sends stay out of the ring, their pages untouched by
+    /// a trim, until each is given back once; at most half of those
+    /// circulating are kept.
+    #[test]
+    fn kept_buffers_stay_resident_until_given_back_once() {
+        let mut r = RecvRing::new().unwrap();
+        assert_eq!(r.active, RECV_MIN);
+        // A completion named buffer 3 and a send reads it.
+        r.data(3, 100).fill(7);
+        r.keep(3);
+        r.keep(3);
+        assert_eq!(r.kept, 1, "kept twice counts once");
+        // Another buffer came and went: the period was light, so a trim
+        // would hand every page back, but for the kept one.
+        r.recycle(4);
+        r.end_batch();
+        r.trim();
+        assert!(
+            r.data(3, 100).iter().all(|&b| b == 7),
+            "a kept buffer's pages were released"
+        );
+        assert!(r.in_ring.contains(3) && r.kept_ids.contains(3));
+        // At most half of the circulating buffers are kept.
+        let mut n = 1;
+        while r.may_keep() {
+            r.keep(n + 4);
+            n += 1;
+        }
+        assert_eq!(n, RECV_MIN / KEEP_SHARE);
+        // Given back: into the ring again, and only once.
+        let tail = r.tail;
+        r.give_back(3);
+        r.give_back(3);
+        assert_eq!(
+            r.tail,
+            tail.wrapping_add(1),
+            "given back twice, pushed twice"
+        );
+        assert!(r.may_keep());
+        for bid in 5..n + 4 {
+            r.give_back(bid);
+        }
+        assert_eq!(r.kept, 0);
+        r.end_batch();
+        r.trim();
+        assert!(
+            r.data(3, 100).iter().all(|&b| b == 0),
+            "pages not handed back once none is kept"
+        );
+    }
 }

@@ -76,7 +76,14 @@ pub(super) enum SendKind {
     Vectored(u32),
     /// A caller's buffer, taken over: `owned[i]` (`SEND`).
     Owned(u32),
+    /// Where it was received: bytes from `start` of provided receive buffer
+    /// `bid`, kept out of the receive ring until the completion (`SEND`;
+    /// see [`super::lent`]).
+    Received { bid: u16, start: u16 },
 }
+
+// A receive buffer's offsets fit `SendKind::Received`'s u16.
+const _: () = assert!(super::ring::RECV_BUFFER_SIZE <= 1 << 16);
 
 /// A send in flight and how much of it is left.
 #[derive(Debug)]
@@ -376,12 +383,15 @@ pub(super) struct SendPools {
     /// A heap buffer or a `VecSend` was taken this period.
     heap_used: bool,
     vec_used: bool,
+    /// The address of the provided receive buffers (`Received` sends).
+    received: usize,
 }
 
 impl SendPools {
     /// Pools for `ring`, whose buffer table they set up (sparse: buffers
-    /// are registered as they are needed).
-    pub(super) fn new(ring: &Submitter<'_>) -> std::io::Result<SendPools> {
+    /// are registered as they are needed); `received` is the address of
+    /// the provided receive buffers, which `Received` sends read.
+    pub(super) fn new(ring: &Submitter<'_>, received: *const u8) -> std::io::Result<SendPools> {
         ring.register_buffers_sparse(SEND_BUFFERS as u32)?;
         Ok(SendPools {
             registered: Registered {
@@ -404,6 +414,7 @@ impl SendPools {
             vec_idle: 0,
             heap_used: false,
             vec_used: false,
+            received: received as usize,
         })
     }
 
@@ -578,6 +589,13 @@ impl SendPools {
                 let ptr = self.owned[*id as usize][op.offset as usize..].as_ptr();
                 opcode::Send::new(fd, ptr, len).build()
             }
+            SendKind::Received { bid, start } => {
+                let at = *bid as usize * super::ring::RECV_BUFFER_SIZE
+                    + *start as usize
+                    + op.offset as usize;
+                let ptr = (self.received + at) as *const u8;
+                opcode::Send::new(fd, ptr, len).build()
+            }
         }
     }
 
@@ -619,6 +637,8 @@ impl SendPools {
                 self.owned[id as usize] = Vec::new();
                 self.free_owned.push(id);
             }
+            // The driver gives the receive buffer back (`RecvRing::give_back`).
+            SendKind::Received { .. } => {}
         }
     }
 }
@@ -711,7 +731,7 @@ mod tests {
     fn owned_sends_take_the_buffer_and_heap_copies_allocate_what_they_need() {
         let ring = IoUring::new(8).unwrap();
         let ring = ring.submitter();
-        let mut pools = SendPools::new(&ring).unwrap();
+        let mut pools = SendPools::new(&ring, std::ptr::null()).unwrap();
         let mut buf = b"sent already|the rest".to_vec();
         let ptr = buf.as_ptr();
         let mut op = pools.prepare_owned(&mut buf, 13);
@@ -788,7 +808,7 @@ mod tests {
     fn registered_buffers_grow_with_use_and_shrink_when_unused() {
         let mut ring = IoUring::new(8).unwrap();
         let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let mut pools = SendPools::new(&ring.submitter()).unwrap();
+        let mut pools = SendPools::new(&ring.submitter(), std::ptr::null()).unwrap();
         assert_eq!(pools.registered.limit, 0, "nothing registered at first");
         let write = |ring: &mut IoUring, pools: &mut SendPools, op: &mut SendOp| {
             let sqe = pools.sqe(types::Fd(a.as_raw_fd()), op).user_data(1);
