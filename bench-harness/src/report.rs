@@ -151,6 +151,38 @@ fn best_peer(
     }
 }
 
+/// Latency paired by repeat: a repeat runs every server back to back, so
+/// they share the machine's phase (a noisy minute raises all their p99s)
+/// far more than repeats do. For each ringwave build and each peer in
+/// `case`, the ratio of the build's p99 to the peer's in the same repeat,
+/// one per repeat that has both, in repeat order. (Not against the lowest
+/// peer of each repeat: the least of four noisy draws is lower than any
+/// one server's typical draw, so even an equal server would lose to it.)
+fn paired_p99(runs: &[RunResult], case: &str) -> BTreeMap<(String, String), Vec<f64>> {
+    let mut by_repeat: BTreeMap<u32, Vec<(&str, f64)>> = BTreeMap::new();
+    for r in runs.iter().filter(|r| r.case == case) {
+        if let Some(l) = &r.latency {
+            by_repeat
+                .entry(r.repeat)
+                .or_default()
+                .push((r.server.as_str(), l.p99_us));
+        }
+    }
+    let mut out: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    for runs in by_repeat.values() {
+        for &(s, p99) in runs.iter().filter(|(s, _)| !is_peer(s)) {
+            for &(peer, peer_p99) in runs.iter().filter(|(p, _)| is_peer(p)) {
+                if peer_p99 > 0.0 {
+                    out.entry((s.to_string(), peer.to_string()))
+                        .or_default()
+                        .push(p99 / peer_p99);
+                }
+            }
+        }
+    }
+    out
+}
+
 fn servers(cells: &BTreeMap<(String, String), Cell>, case: &str) -> Vec<String> {
     let mut present: Vec<String> = cells
         .keys()
@@ -266,6 +298,25 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
                     fmt(c.max, 0),
                     fmt(c.server_cpu, 0),
                     c.errors
+                );
+            }
+        }
+        md.push_str("\nPaired by repeat: a repeat runs every server back to back, sharing the machine's phase, so each ringwave build's p99 is divided by each peer's p99 of the same repeat: median ratio over the repeats, its range, and in how many repeats the build's p99 was at or below the peer's.\n\n| case | server | against | p99 / peer's p99, same repeat (median) | range | repeats at or below |\n|---|---|---|---:|---|---:|\n");
+        for case in &lat_cases {
+            let mut paired: Vec<_> = paired_p99(&runs, case).into_iter().collect();
+            let rank = |s: &str| ORDER.iter().position(|o| *o == s).unwrap_or(ORDER.len());
+            paired.sort_by_key(|((s, p), _)| (rank(s), rank(p)));
+            for ((s, peer), ratios) in paired {
+                let at_or_below = ratios.iter().filter(|r| **r <= 1.0).count();
+                let lo = ratios.iter().copied().reduce(f64::min);
+                let hi = ratios.iter().copied().reduce(f64::max);
+                let n = ratios.len();
+                let _ = writeln!(
+                    md,
+                    "| {case} | {s} | {peer} | {}x | {}–{} | {at_or_below} of {n} |",
+                    fmt(median(ratios), 2),
+                    fmt(lo, 2),
+                    fmt(hi, 2),
                 );
             }
         }
@@ -497,6 +548,40 @@ fn chart(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lat(server: &str, repeat: u32, p99_us: f64) -> RunResult {
+        RunResult {
+            server: server.into(),
+            case: "latency".into(),
+            scenario: "latency".into(),
+            repeat,
+            latency: Some(crate::stats::Percentiles {
+                p99_us,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn latency_pairs_each_repeat_with_its_best_peer() {
+        let runs = [
+            // Repeat 1 quiet, repeat 2 noisy for everyone.
+            lat("ringwave-uring", 1, 90.0),
+            lat("fastwebsockets", 1, 100.0),
+            lat("bun", 1, 120.0),
+            lat("ringwave-uring", 2, 3000.0),
+            lat("fastwebsockets", 2, 2000.0),
+            lat("bun", 2, 4000.0),
+            // A repeat without a peer pairs with nothing.
+            lat("ringwave-uring", 3, 10.0),
+        ];
+        let paired = paired_p99(&runs, "latency");
+        assert_eq!(paired.len(), 2);
+        let of = |peer: &str| &paired[&("ringwave-uring".to_string(), peer.to_string())];
+        assert_eq!(of("fastwebsockets"), &vec![0.9, 1.5]);
+        assert_eq!(of("bun"), &vec![0.75, 0.75]);
+    }
 
     #[test]
     fn median_of_odd_and_even() {
