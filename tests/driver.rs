@@ -9,6 +9,23 @@ use std::time::{Duration, Instant};
 
 use ringwave::driver::{build, Chosen, Completion, Part};
 
+/// `mod NAME { uring, poll }`: runs `NAME(chosen)` once per backend.
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            use ringwave::driver::Chosen;
+            #[test]
+            fn uring() {
+                super::$name(Chosen::Uring)
+            }
+            #[test]
+            fn poll() {
+                super::$name(Chosen::Poll)
+            }
+        }
+    };
+}
+
 fn adopted_connection_round_trip(chosen: Chosen, timeout: Duration) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -167,15 +184,7 @@ fn vectored_writes_arrive_in_order(chosen: Chosen) {
     }
 }
 
-#[test]
-fn uring_vectored_writes_arrive_in_order() {
-    vectored_writes_arrive_in_order(Chosen::Uring);
-}
-
-#[test]
-fn poll_vectored_writes_arrive_in_order() {
-    vectored_writes_arrive_in_order(Chosen::Poll);
-}
+on_both_backends!(vectored_writes_arrive_in_order);
 
 /// An echo made the way the runtime makes one: each read changed in place
 /// (as a payload is unmasked) and replied from the read buffer itself as
@@ -249,15 +258,7 @@ fn replies_from_the_read_buffer_arrive_as_changed(chosen: Chosen) {
     assert_eq!(first_wrong, None, "{chosen}: the echo arrived changed");
 }
 
-#[test]
-fn uring_replies_from_the_read_buffer_arrive_as_changed() {
-    replies_from_the_read_buffer_arrive_as_changed(Chosen::Uring);
-}
-
-#[test]
-fn poll_replies_from_the_read_buffer_arrive_as_changed() {
-    replies_from_the_read_buffer_arrive_as_changed(Chosen::Poll);
-}
+on_both_backends!(replies_from_the_read_buffer_arrive_as_changed);
 
 fn accepts_name_their_listener(chosen: Chosen) {
     let a = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -297,15 +298,7 @@ fn accepts_name_their_listener(chosen: Chosen) {
     }
 }
 
-#[test]
-fn uring_accepts_name_their_listener() {
-    accepts_name_their_listener(Chosen::Uring);
-}
-
-#[test]
-fn poll_accepts_name_their_listener() {
-    accepts_name_their_listener(Chosen::Poll);
-}
+on_both_backends!(accepts_name_their_listener);
 
 /// A connection half-closed and closed in one turn, while the next one
 /// waits to be accepted: the next connection must not inherit the first
@@ -381,12 +374,4 @@ fn half_close_stays_with_its_connection(chosen: Chosen) {
     }
 }
 
-#[test]
-fn uring_half_close_stays_with_its_connection() {
-    half_close_stays_with_its_connection(Chosen::Uring);
-}
-
-#[test]
-fn poll_half_close_stays_with_its_connection() {
-    half_close_stays_with_its_connection(Chosen::Poll);
-}
+on_both_backends!(half_close_stays_with_its_connection);

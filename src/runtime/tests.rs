@@ -600,43 +600,44 @@ fn replies_from_the_read_buffer_keep_the_wire_order_whatever_the_socket_takes() 
 
 #[test]
 fn a_lone_reply_goes_out_as_one_run_of_the_read_buffer() {
-    // One message: its header written over the consumed frame header, in
-    // front of the payload, so the driver may send it from the buffer.
     let mut h = Harness::new(Settings::default());
     h.open(0, 0.0);
-    let mut lent = FakeReply::new(usize::MAX);
-    h.data_lent(0, &client_frame(0x2, &[9; 100]), &mut lent);
-    assert_eq!(lent.calls, vec![vec![(Some(6 - 2), 2 + 100)]]);
-    assert_eq!(server_frames(&lent.taken), vec![(0x2, vec![9; 100])]);
-
-    // Two messages: the bytes in front of the second's payload are the
-    // second frame's header, so each goes out as header and payload parts.
-    let mut lent = FakeReply::new(usize::MAX);
-    let mut read = client_frame(0x1, b"one");
-    read.extend(client_frame(0x1, b"two"));
-    h.data_lent(0, &read, &mut lent);
-    assert_eq!(
-        lent.calls,
-        vec![vec![(None, 2), (Some(6), 3), (None, 2), (Some(9 + 6), 3)]]
-    );
-    assert_eq!(
-        server_frames(&lent.taken),
-        vec![(0x1, b"one".to_vec()), (0x1, b"two".to_vec())]
-    );
-
-    // A pong queued in the output first: the reply follows it as parts.
-    let mut lent = FakeReply::new(usize::MAX);
-    let mut read = client_frame(0x9, b"p");
-    read.extend(client_frame(0x2, b"after"));
-    h.data_lent(0, &read, &mut lent);
-    assert_eq!(
-        lent.calls,
-        vec![vec![(None, 3), (None, 2), (Some(7 + 6), 5)]]
-    );
-    assert_eq!(
-        server_frames(&lent.taken),
-        vec![(0xA, b"p".to_vec()), (0x2, b"after".to_vec())]
-    );
+    // Each case: the frames read at once, where each part of the one reply
+    // lay (offset in the read, or elsewhere) and its length, and the frames
+    // that went out.
+    type Parts = Vec<(Option<usize>, usize)>;
+    type Frames = Vec<(u8, Vec<u8>)>;
+    let cases: [(&str, Vec<u8>, Parts, Frames); 3] = [
+        (
+            // Its header written over the consumed frame header, in front
+            // of the payload, so the driver may send it from the buffer.
+            "one message",
+            client_frame(0x2, &[9; 100]),
+            vec![(Some(6 - 2), 2 + 100)],
+            vec![(0x2, vec![9; 100])],
+        ),
+        (
+            // The bytes in front of the second's payload are the second
+            // frame's header: each goes out as header and payload parts.
+            "two messages",
+            [client_frame(0x1, b"one"), client_frame(0x1, b"two")].concat(),
+            vec![(None, 2), (Some(6), 3), (None, 2), (Some(9 + 6), 3)],
+            vec![(0x1, b"one".to_vec()), (0x1, b"two".to_vec())],
+        ),
+        (
+            // A pong queued in the output first: the reply follows it.
+            "a pong, then a message",
+            [client_frame(0x9, b"p"), client_frame(0x2, b"after")].concat(),
+            vec![(None, 3), (None, 2), (Some(7 + 6), 5)],
+            vec![(0xA, b"p".to_vec()), (0x2, b"after".to_vec())],
+        ),
+    ];
+    for (name, read, parts, frames) in cases {
+        let mut lent = FakeReply::new(usize::MAX);
+        h.data_lent(0, &read, &mut lent);
+        assert_eq!(lent.calls, vec![parts], "{name}");
+        assert_eq!(server_frames(&lent.taken), frames, "{name}");
+    }
 
     // Half taken: the rest is queued and goes out next, in order.
     let mut lent = FakeReply::new(50);
