@@ -602,11 +602,12 @@ impl UringDriver {
                 let live = slot.live();
                 let Sending::InFlight {
                     mut op,
-                    then_shutdown,
+                    mut then_shutdown,
                 } = std::mem::replace(&mut slot.sending, Sending::Idle)
                 else {
                     return;
                 };
+                let mut failed = res < 0;
                 if res > 0 && !slot.dead {
                     self.sends.advance(&mut op, res as u32);
                     if !op.done() {
@@ -614,12 +615,29 @@ impl UringDriver {
                         // (also while closing: the last bytes are usually a
                         // close frame).
                         slot.sending = Sending::InFlight { op, then_shutdown };
-                        let _ = self.submit_send(ud.index);
-                        return;
+                        if self.submit_send(ud.index).is_ok() {
+                            return;
+                        }
+                        // The rest could not be queued: the connection fails
+                        // as if the send had, and the op's memory goes back.
+                        let Some(Sending::InFlight {
+                            op: o,
+                            then_shutdown: t,
+                        }) = self
+                            .slots
+                            .get_mut(ud.index as usize)
+                            .map(|s| std::mem::replace(&mut s.sending, Sending::Idle))
+                        else {
+                            return;
+                        };
+                        (op, then_shutdown, failed) = (o, t, true);
                     }
                 }
+                let Some(slot) = self.slots.get_mut(ud.index as usize) else {
+                    return;
+                };
                 let closing = slot.closing;
-                if res < 0 && live {
+                if failed && live {
                     slot.dead = true;
                 }
                 if then_shutdown {
@@ -637,7 +655,7 @@ impl UringDriver {
                     if !shutting {
                         self.close_fd(ud.index);
                     }
-                } else if res < 0 && live {
+                } else if failed && live {
                     sink(Completion::Closed(token));
                 } else if live {
                     sink(Completion::Writable(token));
@@ -681,7 +699,12 @@ fn push(ring: &mut IoUring, sqe: squeue::Entry) -> io::Result<()> {
         if unsafe { ring.submission().push(&sqe) }.is_ok() {
             return Ok(());
         }
-        ring.submit()?;
+        // The queue is full: submit it (again, when a signal interrupted).
+        match ring.submit() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
