@@ -38,7 +38,8 @@ pub(super) const RECV_GROUP: u16 = 0;
 /// completion is handled. One above `active` (after a shrink) is parked when
 /// it comes back. Between turns every buffer is either in the ring or
 /// parked, none with the driver, but for those kept for a send in flight
-/// ([`RecvRing::keep`]): [`RecvRing::trim`] relies on that.
+/// ([`RecvRing::keep`]): [`RecvRing::trim`] relies on that, and leaves the
+/// kept ones' pages alone.
 pub(super) struct RecvRing {
     pub(super) ring: *mut types::BufRingEntry,
     ring_layout: Layout,
@@ -205,16 +206,33 @@ impl RecvRing {
         if self.active > RECV_MIN && self.peak < self.active / 4 {
             self.active = (self.active / 2).max(RECV_MIN);
         }
-        if self.touched && self.kept == 0 && self.period_used < self.active as u32 {
-            // SAFETY: between turns no buffer is with the driver (each is in
-            // the ring or parked, see the type's docs) and none is kept for a
-            // send that reads it (`kept == 0`), and the kernel writes
-            // ring buffers only while this thread is inside io_uring_enter:
-            // a multishot recv on a socket is driven by task work of the
-            // ring's single issuer, never by io-wq (no IOSQE_ASYNC). Ring
-            // buffers are not yet named by any completion, so none expects
-            // their contents.
-            unsafe { self.buffers.release(0, self.buffers.bytes().len()) };
+        if self.touched && self.period_used < self.active as u32 {
+            // Every run of buffers between those kept for sends.
+            let mut bid = 0;
+            while bid < RECV_BUFFERS {
+                let start = bid;
+                while bid < RECV_BUFFERS && !self.kept_ids.contains(bid) {
+                    bid += 1;
+                }
+                if bid > start {
+                    // SAFETY: between turns no buffer is with the driver
+                    // (each is in the ring or parked, see the type's docs)
+                    // but those kept for a send that reads them, which this
+                    // run excludes; and the kernel writes ring buffers only
+                    // while this thread is inside io_uring_enter: a
+                    // multishot recv on a socket is driven by task work of
+                    // the ring's single issuer, never by io-wq (no
+                    // IOSQE_ASYNC). Ring buffers are not yet named by any
+                    // completion, so none expects their contents.
+                    unsafe {
+                        self.buffers.release(
+                            start as usize * RECV_BUFFER_SIZE,
+                            (bid - start) as usize * RECV_BUFFER_SIZE,
+                        )
+                    };
+                }
+                bid += 1;
+            }
             self.touched = false;
         }
         self.peak = 0;
@@ -322,25 +340,31 @@ mod tests {
     use super::*;
 
     /// Buffers kept for sends stay out of the ring, their pages untouched by
-    /// a trim, until each is given back once; at most half of those
+    /// a trim (which releases the others'), until each is given back once; at most half of those
     /// circulating are kept.
     #[test]
     fn kept_buffers_stay_resident_until_given_back_once() {
         let mut r = RecvRing::new().unwrap();
         assert_eq!(r.active, RECV_MIN);
-        // A completion named buffer 3 and a send reads it.
+        // A completion named buffer 3 and a send reads it; buffer 5 was
+        // written and went back.
         r.data(3, 100).fill(7);
+        r.data(5, 100).fill(7);
         r.keep(3);
         r.keep(3);
         assert_eq!(r.kept, 1, "kept twice counts once");
         // Another buffer came and went: the period was light, so a trim
-        // would hand every page back, but for the kept one.
+        // hands every page back but the kept buffer's.
         r.recycle(4);
         r.end_batch();
         r.trim();
         assert!(
             r.data(3, 100).iter().all(|&b| b == 7),
             "a kept buffer's pages were released"
+        );
+        assert!(
+            r.data(5, 100).iter().all(|&b| b == 0),
+            "pages beside a kept buffer were kept"
         );
         assert!(r.in_ring.contains(3) && r.kept_ids.contains(3));
         // At most half of the circulating buffers are kept.
