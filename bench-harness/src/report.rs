@@ -183,13 +183,21 @@ fn paired_p99(runs: &[RunResult], case: &str) -> BTreeMap<(String, String), Vec<
     out
 }
 
+/// A server's place in report order.
+fn rank(server: &str) -> usize {
+    ORDER
+        .iter()
+        .position(|o| *o == server)
+        .unwrap_or(ORDER.len())
+}
+
 fn servers(cells: &BTreeMap<(String, String), Cell>, case: &str) -> Vec<String> {
     let mut present: Vec<String> = cells
         .keys()
         .filter(|(c, _)| c == case)
         .map(|(_, s)| s.clone())
         .collect();
-    present.sort_by_key(|s| ORDER.iter().position(|o| o == s).unwrap_or(ORDER.len()));
+    present.sort_by_key(|s| rank(s));
     present
 }
 
@@ -304,7 +312,6 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
         md.push_str("\nPaired by repeat: a repeat runs every server back to back, sharing the machine's phase, so each ringwave build's p99 is divided by each peer's p99 of the same repeat: median ratio over the repeats, its range, and in how many repeats the build's p99 was at or below the peer's.\n\n| case | server | against | p99 / peer's p99, same repeat (median) | range | repeats at or below |\n|---|---|---|---:|---|---:|\n");
         for case in &lat_cases {
             let mut paired: Vec<_> = paired_p99(&runs, case).into_iter().collect();
-            let rank = |s: &str| ORDER.iter().position(|o| *o == s).unwrap_or(ORDER.len());
             paired.sort_by_key(|((s, p), _)| (rank(s), rank(p)));
             for ((s, peer), ratios) in paired {
                 let at_or_below = ratios.iter().filter(|r| **r <= 1.0).count();
