@@ -20,6 +20,7 @@ pub mod uring;
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::TcpListener;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,16 @@ pub trait Reply {
     /// call returns (io_uring keeps the buffer until its send completes): the
     /// caller leaves the buffer as it is once it has replied from it.
     fn reply(&mut self, parts: &[IoSlice<'_>]) -> io::Result<usize>;
+}
+
+/// Where `part` lies in the memory at addresses `at` (a lent buffer's, as
+/// `as_ptr_range` gives them): its offsets there, when it is not empty and
+/// lies wholly inside.
+pub(crate) fn offsets_in(at: &Range<usize>, part: &[u8]) -> Option<Range<usize>> {
+    let start = part.as_ptr() as usize;
+    let end = start.checked_add(part.len())?;
+    (start >= at.start && end <= at.end && !part.is_empty())
+        .then(|| start - at.start..end - at.start)
 }
 
 impl fmt::Debug for dyn Reply + '_ {

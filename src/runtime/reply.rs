@@ -23,7 +23,7 @@
 use std::io::IoSlice;
 use std::ops::Range;
 
-use crate::driver::Reply;
+use crate::driver::{offsets_in, Reply};
 use crate::proto::frame::MAX_HEADER_LEN;
 use crate::proto::{Conn, MessageKind, SendError, Sender};
 
@@ -67,14 +67,6 @@ impl Replies {
         self.bytes
     }
 
-    /// Where `payload` lies in the lent buffer, if it does.
-    fn offset_of(&self, payload: &[u8]) -> Option<Range<usize>> {
-        let start = payload.as_ptr() as usize;
-        let end = start.checked_add(payload.len())?;
-        (start >= self.lent.start && end <= self.lent.end && !payload.is_empty())
-            .then(|| start - self.lent.start..end - self.lent.start)
-    }
-
     /// Send a whole message: held, when its payload lies in the lent buffer
     /// and the connection sends it as it is; queued by `sender` otherwise.
     pub(super) fn send(
@@ -84,7 +76,7 @@ impl Replies {
         payload: &[u8],
     ) -> Result<(), SendError> {
         if self.held.len() < MAX_REPLIES {
-            if let Some(range) = self.offset_of(payload) {
+            if let Some(range) = offsets_in(&self.lent, payload) {
                 if let Some(h) = sender.header_for(kind, payload.len())? {
                     let mut header = [0; MAX_HEADER_LEN];
                     let header_len = h.encode(&mut header);
@@ -118,7 +110,6 @@ impl Replies {
         }
         let held = &self.held;
         conn.rewrite_output(|out| {
-            let mut slices = [IoSlice::new(&[]); 3 * MAX_REPLIES + 1];
             if out.is_empty() {
                 if let Some(run) = in_front(held, buf) {
                     let run = &buf[run];
@@ -126,6 +117,7 @@ impl Replies {
                     return run[written.min(run.len())..].to_vec();
                 }
             }
+            let mut slices = [IoSlice::new(&[]); 3 * MAX_REPLIES + 1];
             let mut n = 0;
             let mut from = 0;
             for h in held {

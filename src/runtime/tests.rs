@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::driver::{Completion, Driver, Part, Reply, Token, Wake, Waker};
+use crate::driver::{offsets_in, Completion, Driver, Part, Reply, Token, Wake, Waker};
 use crate::metrics::Stats;
 use crate::proto::handshake::{http_response, HttpRequest, UpgradeRequest, TEXT_PLAIN};
 use crate::proto::{CloseCode, MessageKind};
@@ -111,11 +111,7 @@ impl FakeReply {
 
 impl Reply for FakeReply {
     fn reply(&mut self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
-        let at = |p: &IoSlice<'_>| {
-            let a = p.as_ptr() as usize;
-            (self.buffer.contains(&a) && a + p.len() <= self.buffer.end)
-                .then(|| a - self.buffer.start)
-        };
+        let at = |p: &IoSlice<'_>| offsets_in(&self.buffer, p).map(|r| r.start);
         let call = parts.iter().map(|p| (at(p), p.len())).collect();
         self.calls.push(call);
         let mut n = 0;

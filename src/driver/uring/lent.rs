@@ -15,7 +15,7 @@ use slab::Slab;
 
 use super::send::{SendKind, SendOp, SendPools};
 use super::{start_send, Sending, Slot};
-use crate::driver::Reply;
+use crate::driver::{offsets_in, Reply};
 
 /// Replies from this many bytes up are sent from the receive buffer: below
 /// it the copy costs less than a receive buffer held out of the ring for
@@ -41,12 +41,11 @@ impl Received {
     /// The send of `part`, when it is one run of this buffer worth sending
     /// from where it lies.
     fn send_of(&self, part: &[u8]) -> Option<SendOp> {
-        let start = part.as_ptr() as usize;
-        let end = start.checked_add(part.len())?;
-        (part.len() >= KEEP_MIN && start >= self.at.start && end <= self.at.end).then(|| SendOp {
+        let at = offsets_in(&self.at, part).filter(|_| part.len() >= KEEP_MIN)?;
+        Some(SendOp {
             kind: SendKind::Received {
                 bid: self.bid,
-                start: (start - self.at.start) as u16,
+                start: at.start as u16,
             },
             offset: 0,
             len: part.len() as u32,

@@ -83,6 +83,15 @@ impl Slot {
     fn live(&self) -> bool {
         !self.closing && !self.dead
     }
+
+    /// Leave the slot with no send in flight; the one that was (its op, and
+    /// whether a half-close waits for it), if any.
+    fn take_send(&mut self) -> Option<(SendOp, bool)> {
+        match std::mem::replace(&mut self.sending, Sending::Idle) {
+            Sending::InFlight { op, then_shutdown } => Some((op, then_shutdown)),
+            _ => None,
+        }
+    }
 }
 
 struct EventFd(OwnedFd);
@@ -176,7 +185,7 @@ impl UringDriver {
                 0,
             )?;
         }
-        let sends = SendPools::new(&ring.submitter(), recv.addr(0, 0))?;
+        let sends = SendPools::new(&ring.submitter(), recv.base())?;
         // SAFETY: plain syscall; the result is checked.
         let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if efd < 0 {
@@ -600,11 +609,7 @@ impl UringDriver {
                 slot.inflight -= 1;
                 let token = Token(ud.index);
                 let live = slot.live();
-                let Sending::InFlight {
-                    mut op,
-                    mut then_shutdown,
-                } = std::mem::replace(&mut slot.sending, Sending::Idle)
-                else {
+                let Some((mut op, mut then_shutdown)) = slot.take_send() else {
                     return;
                 };
                 let mut failed = res < 0;
@@ -620,13 +625,10 @@ impl UringDriver {
                         }
                         // The rest could not be queued: the connection fails
                         // as if the send had, and the op's memory goes back.
-                        let Some(Sending::InFlight {
-                            op: o,
-                            then_shutdown: t,
-                        }) = self
+                        let Some((o, t)) = self
                             .slots
                             .get_mut(ud.index as usize)
-                            .map(|s| std::mem::replace(&mut s.sending, Sending::Idle))
+                            .and_then(Slot::take_send)
                         else {
                             return;
                         };
@@ -758,12 +760,8 @@ fn start_send(
     };
     let queued = submit_send(ring, sends, slots, index);
     if queued.is_err() {
-        if let Some(slot) = slots.get_mut(index as usize) {
-            if let Sending::InFlight { op, .. } =
-                std::mem::replace(&mut slot.sending, Sending::Idle)
-            {
-                sends.release(op.kind);
-            }
+        if let Some((op, _)) = slots.get_mut(index as usize).and_then(Slot::take_send) {
+            sends.release(op.kind);
         }
     }
     queued

@@ -75,6 +75,11 @@ impl Ids {
         Some(id)
     }
 
+    /// How many ids are in the set.
+    pub(super) fn len(&self) -> u32 {
+        self.0.iter().map(|w| w.count_ones()).sum()
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.0.iter().all(|w| *w == 0)
     }
@@ -99,6 +104,7 @@ mod tests {
         assert_eq!(ids.count_in(0, 255) + ids.contains(255) as usize, 5);
         assert_eq!(ids.count_in(60, 65), 2);
         assert!(ids.contains(255) && !ids.contains(254));
+        assert_eq!(ids.len(), 5);
         let order: Vec<u16> = std::iter::from_fn(|| ids.pop_lowest()).collect();
         assert_eq!(order, [3, 63, 64, 200, 255]);
         assert!(ids.is_empty());

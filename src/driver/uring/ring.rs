@@ -59,10 +59,8 @@ pub(super) struct RecvRing {
     touched: bool,
     /// Pushed and not yet published.
     unpublished: bool,
-    /// Buffers consumed whose bytes a send in flight is reading, and how
-    /// many.
-    kept_ids: Ids,
-    kept: u16,
+    /// Buffers consumed whose bytes a send in flight is reading.
+    kept: Ids,
 }
 
 impl RecvRing {
@@ -93,8 +91,7 @@ impl RecvRing {
             ran_dry: false,
             touched: false,
             unpublished: false,
-            kept_ids: Ids::default(),
-            kept: 0,
+            kept: Ids::default(),
         };
         r.grow_to(RECV_MIN);
         r.publish();
@@ -148,33 +145,30 @@ impl RecvRing {
 
     /// Whether one more buffer may be kept for a send.
     pub(super) fn may_keep(&self) -> bool {
-        self.kept < KEEP_MAX.min(self.active / KEEP_SHARE)
+        self.kept.len() < u32::from(KEEP_MAX.min(self.active / KEEP_SHARE))
     }
 
     /// Buffer `bid`, named by a completion, is what a send in flight reads
     /// from: it stays out of the ring (and its pages resident) until
     /// [`RecvRing::give_back`], when that send completes.
     pub(super) fn keep(&mut self, bid: u16) {
-        if bid < RECV_BUFFERS && self.in_ring.contains(bid) && !self.kept_ids.contains(bid) {
-            self.kept_ids.insert(bid);
-            self.kept += 1;
+        if bid < RECV_BUFFERS && self.in_ring.contains(bid) {
+            self.kept.insert(bid);
         }
     }
 
     /// The send reading from kept buffer `bid` completed.
     pub(super) fn give_back(&mut self, bid: u16) {
-        if bid < RECV_BUFFERS && self.kept_ids.contains(bid) {
-            self.kept_ids.remove(bid);
-            self.kept -= 1;
+        if bid < RECV_BUFFERS && self.kept.contains(bid) {
+            self.kept.remove(bid);
             self.recycle(bid);
         }
     }
 
-    /// The address of byte `at` of buffer `bid`.
-    pub(super) fn addr(&self, bid: u16, at: usize) -> *const u8 {
-        self.buffers
-            .base()
-            .wrapping_add(bid as usize * RECV_BUFFER_SIZE + at)
+    /// The address of the buffers (buffer `bid` starts `bid *
+    /// RECV_BUFFER_SIZE` bytes in).
+    pub(super) fn base(&self) -> *const u8 {
+        self.buffers.base()
     }
 
     /// A recv found no buffer in the ring.
@@ -211,7 +205,7 @@ impl RecvRing {
             let mut bid = 0;
             while bid < RECV_BUFFERS {
                 let start = bid;
-                while bid < RECV_BUFFERS && !self.kept_ids.contains(bid) {
+                while bid < RECV_BUFFERS && !self.kept.contains(bid) {
                     bid += 1;
                 }
                 if bid > start {
@@ -340,8 +334,8 @@ mod tests {
     use super::*;
 
     /// Buffers kept for sends stay out of the ring, their pages untouched by
-    /// a trim (which releases the others'), until each is given back once; at most half of those
-    /// circulating are kept.
+    /// a trim (which releases the others'), until each is given back once;
+    /// at most half of those circulating are kept.
     #[test]
     fn kept_buffers_stay_resident_until_given_back_once() {
         let mut r = RecvRing::new().unwrap();
@@ -352,7 +346,7 @@ mod tests {
         r.data(5, 100).fill(7);
         r.keep(3);
         r.keep(3);
-        assert_eq!(r.kept, 1, "kept twice counts once");
+        assert_eq!(r.kept.len(), 1, "kept twice counts once");
         // Another buffer came and went: the period was light, so a trim
         // hands every page back but the kept buffer's.
         r.recycle(4);
@@ -366,7 +360,7 @@ mod tests {
             r.data(5, 100).iter().all(|&b| b == 0),
             "pages beside a kept buffer were kept"
         );
-        assert!(r.in_ring.contains(3) && r.kept_ids.contains(3));
+        assert!(r.in_ring.contains(3) && r.kept.contains(3));
         // At most half of the circulating buffers are kept.
         let mut n = 1;
         while r.may_keep() {
@@ -387,7 +381,7 @@ mod tests {
         for bid in 5..n + 4 {
             r.give_back(bid);
         }
-        assert_eq!(r.kept, 0);
+        assert!(r.kept.is_empty());
         r.end_batch();
         r.trim();
         assert!(
