@@ -26,10 +26,15 @@
 #
 # Latency runs separately: 100 connections x 64 B, open loop, at one rate for
 # every server (half the slowest server's median echo 100x20B rate, so that
-# none saturates), in more and shorter interleaved repeats (15 x 3 s; --quick
-# 5 x 2 s) than the throughput cases. On a shared machine one stall of a few
-# milliseconds decides a run's p99, so the report ranks servers by the median
-# of the repeats' p99s and shows their range.
+# none saturates). On a shared machine one stall of a few milliseconds
+# decides a window's p99, and stalls come in phases, so the servers are
+# measured in many short windows close together in time: all of them run at
+# once, each on its own port (idle ones cost nothing), and each round gives
+# every server one window of 1 s after 0.25 s of warm-up, in the order of
+# the round before rotated by one (40 rounds; --quick 10). The report ranks
+# servers by the median of their windows' p99s, and pairs each ringwave
+# build with each peer round by round with a sign test on which p99 was
+# lower.
 #
 # --server-cpu PCT: cap every server at PCT% of its core (a cgroup CPU quota,
 # 10 ms period; needs root and the cgroup cpu controller). On a loopback echo
@@ -93,10 +98,11 @@ if [ -n "$baseline" ]; then
     [ -x "$baseline" ] || { echo "--baseline $baseline is not an executable" >&2; exit 2; }
     [[ " $servers " == *" baseline-"* ]] || servers="$servers baseline-uring baseline-poll"
 fi
+lat_window=1; lat_warm=0.25
 if [ "$quick" = 1 ]; then
-    dur=2; warm=1; repeats=${repeats:-3}; lat_dur=2; lat_repeats=5; connect_n=5000; idle_n=15000
+    dur=2; warm=1; repeats=${repeats:-3}; lat_repeats=10; connect_n=5000; idle_n=15000
 else
-    dur=5; warm=1; repeats=${repeats:-5}; lat_dur=3; lat_repeats=15; connect_n=10000; idle_n=15000
+    dur=5; warm=1; repeats=${repeats:-5}; lat_repeats=40; connect_n=10000; idle_n=15000
 fi
 if [ "$tls" = 1 ]; then
     connect_n=5000
@@ -254,7 +260,7 @@ fi
 if [ "$tls" = 1 ]; then
     lat_repeats=0
 else
-    echo "==> latency: $lat_repeats interleaved repeats at one rate for all servers"
+    echo "==> latency: $lat_repeats rounds of a window per server at one rate, all servers up at once"
 fi
 max_of() {
     python3 - "$results" "$1" <<'EOF'
@@ -275,14 +281,26 @@ else
     common=$((common / 2)) # 50% of the slowest server's maximum: a rate every server sustains
 fi
 [ "$lat_repeats" -gt 0 ] || common=0
-for r in $(seq "$lat_repeats"); do
-    for s in $(rotated "$r"); do
+if [ "$lat_repeats" -gt 0 ]; then
+    declare -A lat_port lat_pid
+    for s in $servers; do
         start_server "$s"
-        run "$s" latency -c 100 -s 64 --rate "$common" -t "$lat_dur" --warmup "$warm" --repeat "$r" \
-            --case "latency 100x64B at ${common}/s"
+        lat_port[$s]=$port
+        lat_pid[$s]=$srv_pid
+    done
+    trap 'kill -TERM "${lat_pid[@]}" 2>/dev/null || true' EXIT
+    for r in $(seq "$lat_repeats"); do
+        for s in $(rotated "$r"); do
+            port=${lat_port[$s]} srv_pid=${lat_pid[$s]}
+            run "$s" latency -c 100 -s 64 --rate "$common" -t "$lat_window" --warmup "$lat_warm" --repeat "$r" \
+                --case "latency 100x64B at ${common}/s"
+        done
+    done
+    for s in $servers; do
+        srv_pid=${lat_pid[$s]}
         stop_server
     done
-done
+fi
 fi
 
 if [ -z "$latency_rate" ]; then
@@ -304,7 +322,7 @@ preface="$out/preface.md"
 {
     echo "Run: \`scripts/bench.sh $([ "$quick" = 1 ] && echo --quick) $([ "$tls" = 1 ] && echo --tls) $([ "$idle_only" = 1 ] && echo --idle-only) $([ -n "$latency_rate" ] && echo --latency-only "$latency_rate")\` on $(date -u +%Y-%m-%d), took ${took} s."
     echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Linux $(uname -r)."
-    echo "Per run: ${warm} s warm-up, ${dur} s measured; $repeats repeats (latency: ${lat_dur} s measured, $lat_repeats repeats)."
+    echo "Per run: ${warm} s warm-up, ${dur} s measured; $repeats repeats (latency: all servers up at once, $lat_repeats rounds of one ${lat_window} s window per server after ${lat_warm} s warm-up)."
     if [ "$tls" = 1 ]; then
         echo "TLS: every server serves wss:// with one ECDSA P-256 certificate; the generator (rustls, ring) makes full handshakes (no resumption)."
     fi

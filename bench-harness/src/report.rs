@@ -183,6 +183,31 @@ fn paired_p99(runs: &[RunResult], case: &str) -> BTreeMap<(String, String), Vec<
     out
 }
 
+/// The sign test on paired ratios: with `at_or_below` of `n` pairs at or
+/// below 1, is the build's p99 lower than the peer's ("lower"), higher
+/// ("higher"), or are the two not told apart by this run ("level")? Two-sided,
+/// at 5%: a side wins only when so lopsided a count would come by chance
+/// less than one time in 40 if neither server's p99 tended to be the lower.
+/// It asks only which is lower more often, so a few stalled repeats, however
+/// long, weigh no more than any other repeat.
+fn sign_test(at_or_below: usize, n: usize) -> &'static str {
+    // Binomial(n, 1/2) probabilities, built up term by term.
+    let mut pmf = vec![0.5f64.powi(n as i32)];
+    for i in 0..n {
+        let next = pmf[i] * (n - i) as f64 / (i + 1) as f64;
+        pmf.push(next);
+    }
+    let at_least: f64 = pmf[at_or_below.min(n)..].iter().sum();
+    let at_most: f64 = pmf[..=at_or_below.min(n)].iter().sum();
+    if n > 0 && at_least <= 0.025 {
+        "lower"
+    } else if n > 0 && at_most <= 0.025 {
+        "higher"
+    } else {
+        "level"
+    }
+}
+
 /// A server's place in report order.
 fn rank(server: &str) -> usize {
     ORDER
@@ -309,7 +334,7 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
                 );
             }
         }
-        md.push_str("\nPaired by repeat: a repeat runs every server back to back, sharing the machine's phase, so each ringwave build's p99 is divided by each peer's p99 of the same repeat: median ratio over the repeats, its range, and in how many repeats the build's p99 was at or below the peer's.\n\n| case | server | against | p99 / peer's p99, same repeat (median) | range | repeats at or below |\n|---|---|---|---:|---|---:|\n");
+        md.push_str("\nPaired by repeat: a repeat runs every server back to back, sharing the machine's phase, so each ringwave build's p99 is divided by each peer's p99 of the same repeat: median ratio over the repeats, its range, and in how many repeats the build's p99 was at or below the peer's. Verdict: the sign test on those counts (two-sided, 5%): lower or higher when the count is too lopsided to come by chance, else level.\n\n| case | server | against | p99 / peer's p99, same repeat (median) | range | repeats at or below | verdict |\n|---|---|---|---:|---|---:|---|\n");
         for case in &lat_cases {
             let mut paired: Vec<_> = paired_p99(&runs, case).into_iter().collect();
             paired.sort_by_key(|((s, p), _)| (rank(s), rank(p)));
@@ -320,10 +345,11 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
                 let n = ratios.len();
                 let _ = writeln!(
                     md,
-                    "| {case} | {s} | {peer} | {}x | {}–{} | {at_or_below} of {n} |",
+                    "| {case} | {s} | {peer} | {}x | {}–{} | {at_or_below} of {n} | {} |",
                     fmt(median(ratios), 2),
                     fmt(lo, 2),
                     fmt(hi, 2),
+                    sign_test(at_or_below, n),
                 );
             }
         }
@@ -588,6 +614,21 @@ mod tests {
         let of = |peer: &str| &paired[&("ringwave-uring".to_string(), peer.to_string())];
         assert_eq!(of("fastwebsockets"), &vec![0.9, 1.5]);
         assert_eq!(of("bun"), &vec![0.75, 0.75]);
+    }
+
+    #[test]
+    fn sign_test_needs_a_lopsided_count() {
+        // 15 of 20 at or below: P(X >= 15) = 0.0207 under chance.
+        assert_eq!(sign_test(15, 20), "lower");
+        // 14 of 20: P(X >= 14) = 0.0577, not enough.
+        assert_eq!(sign_test(14, 20), "level");
+        assert_eq!(sign_test(10, 20), "level");
+        assert_eq!(sign_test(6, 20), "level");
+        assert_eq!(sign_test(5, 20), "higher");
+        // Five of five is 1/32 = 0.031 one-sided: still level.
+        assert_eq!(sign_test(5, 5), "level");
+        assert_eq!(sign_test(6, 6), "lower");
+        assert_eq!(sign_test(0, 0), "level");
     }
 
     #[test]
