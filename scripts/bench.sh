@@ -288,7 +288,8 @@ if [ "$lat_repeats" -gt 0 ]; then
         lat_port[$s]=$port
         lat_pid[$s]=$srv_pid
     done
-    trap 'kill -TERM "${lat_pid[@]}" 2>/dev/null || true' EXIT
+    # On exit, whichever server runs: these, or the one started after them.
+    trap 'kill -TERM "$srv_pid" "${lat_pid[@]}" 2>/dev/null || true' EXIT
     for r in $(seq "$lat_repeats"); do
         for s in $(rotated "$r"); do
             port=${lat_port[$s]} srv_pid=${lat_pid[$s]}
