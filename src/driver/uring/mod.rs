@@ -26,6 +26,8 @@ mod op;
 mod pages;
 mod ring;
 mod send;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::io;
@@ -155,6 +157,10 @@ pub struct UringDriver {
     fresh_recvs: bool,
     /// When the pools next give back memory the last period did not need.
     next_trim: Instant,
+    /// Tests: the next queueing of a short write's rest fails, as when
+    /// `io_uring_enter` fails on a full submission queue.
+    #[cfg(test)]
+    fail_resubmit: bool,
 }
 
 impl UringDriver {
@@ -217,6 +223,8 @@ impl UringDriver {
             cqes: Vec::with_capacity(1024),
             fresh_recvs: false,
             next_trim: Instant::now() + TRIM_PERIOD,
+            #[cfg(test)]
+            fail_resubmit: false,
         };
         for i in 0..d.listeners.len() {
             d.arm_accept(i)?;
@@ -316,6 +324,15 @@ impl UringDriver {
     /// Submit (what is left of) the slot's send in flight.
     fn submit_send(&mut self, index: u32) -> io::Result<()> {
         submit_send(&mut self.ring, &mut self.sends, &mut self.slots, index)
+    }
+
+    /// Queue the rest of a short write.
+    fn resubmit_send(&mut self, index: u32) -> io::Result<()> {
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_resubmit) {
+            return Err(io::Error::other("submission failed (test)"));
+        }
+        self.submit_send(index)
     }
 
     /// A connection accepted on `listener`. Socket options (TCP_NODELAY)
@@ -620,7 +637,7 @@ impl UringDriver {
                         // (also while closing: the last bytes are usually a
                         // close frame).
                         slot.sending = Sending::InFlight { op, then_shutdown };
-                        if self.submit_send(ud.index).is_ok() {
+                        if self.resubmit_send(ud.index).is_ok() {
                             return;
                         }
                         // The rest could not be queued: the connection fails
