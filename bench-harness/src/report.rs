@@ -597,7 +597,7 @@ mod tests {
     }
 
     #[test]
-    fn latency_pairs_each_repeat_with_its_best_peer() {
+    fn latency_pairs_each_build_with_each_peer_in_the_same_repeat() {
         let runs = [
             // Repeat 1 quiet, repeat 2 noisy for everyone.
             lat("ringwave-uring", 1, 90.0),
