@@ -5,12 +5,13 @@
 //! decoder against loona-hpack's alone).
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringwave::proto::deflate::PerMessageDeflate;
-use ringwave::proto::frame::encode_frame;
-use ringwave::proto::handshake::{RequestParser, UpgradeRequest};
 use ringwave::proto::hpack::{self, huffman};
-use ringwave::proto::mask::{apply_mask, apply_mask_bytewise, apply_mask_scalar};
-use ringwave::proto::utf8::Utf8Validator;
+use ringwave::proto::http::RequestParser;
+use ringwave::proto::ws::deflate::PerMessageDeflate;
+use ringwave::proto::ws::frame::encode_frame;
+use ringwave::proto::ws::handshake::UpgradeRequest;
+use ringwave::proto::ws::mask::{apply_mask, apply_mask_bytewise, apply_mask_scalar};
+use ringwave::proto::ws::utf8::Utf8Validator;
 use ringwave::proto::{Conn, DeflateParams, Event, Limits, OpCode, Role};
 
 fn unmask(c: &mut Criterion) {

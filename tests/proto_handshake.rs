@@ -1,9 +1,8 @@
 //! The opening handshake: every requirement of RFC 6455 §4.2.1 with a
 //! rejection test each, incremental parsing, negotiation, and the client side.
 
-use ringwave::proto::handshake::{
-    accept_key, ClientHandshake, HandshakeError, RequestParser, UpgradeRequest,
-};
+use ringwave::proto::http::{HttpError, RequestParser};
+use ringwave::proto::ws::handshake::{accept_key, ClientHandshake, UpgradeRequest};
 use ringwave::proto::{DeflateConfig, Limits};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -31,7 +30,7 @@ fn good_lines() -> Vec<String> {
     ]
 }
 
-fn parse(bytes: &[u8]) -> Result<UpgradeRequest, HandshakeError> {
+fn parse(bytes: &[u8]) -> Result<UpgradeRequest, HttpError> {
     let mut p = RequestParser::new(&Limits::default());
     let parsed = p.read(bytes)?.expect("complete request");
     UpgradeRequest::from_http(parsed.request)
@@ -65,10 +64,10 @@ fn replace_header(name: &str, line: &str) -> Vec<u8> {
     })
 }
 
-fn rejected(bytes: &[u8], status: u16) -> HandshakeError {
+fn rejected(bytes: &[u8], status: u16) -> HttpError {
     let e = parse(bytes).expect_err("must be rejected");
     assert_eq!(e.status, status, "{e}");
-    let resp = String::from_utf8(e.response()).unwrap();
+    let resp = String::from_utf8(e.response().to_http1(false)).unwrap();
     assert!(resp.starts_with(&format!("HTTP/1.1 {status} ")), "{resp}");
     assert!(
         resp.contains(&e.reason),
@@ -189,7 +188,7 @@ fn rejects_other_versions_with_426() {
         &replace_header("sec-websocket-version", "Sec-WebSocket-Version: 8"),
         426,
     );
-    let resp = String::from_utf8(e.response()).unwrap();
+    let resp = String::from_utf8(e.response().to_http1(false)).unwrap();
     assert!(resp.contains("Sec-WebSocket-Version: 13\r\n"), "{resp}");
     rejected(&with(|l| l.push("Sec-WebSocket-Version: 8".into())), 426);
     rejected(&drop_header("sec-websocket-version"), 400);

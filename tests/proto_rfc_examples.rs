@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use ringwave::proto::frame::encode_frame;
+use ringwave::proto::ws::frame::encode_frame;
 use ringwave::proto::OpCode;
 
 const HELLO_UNMASKED: &[u8] = &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use ringwave::driver::{Backend, Completion, Driver, Token};
-use ringwave::proto::handshake::ClientHandshake;
+use ringwave::proto::ws::handshake::ClientHandshake;
 use ringwave::proto::{Conn, Event, Limits, MessageKind};
 use socket2::{Domain, Protocol, Socket, Type};
 

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use ringwave::proto::frame::{self, FrameHeader};
+use ringwave::proto::ws::frame::{self, FrameHeader};
 use ringwave::proto::OpCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

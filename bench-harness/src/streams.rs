@@ -17,8 +17,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use ringwave::proto::frame::{self, FrameHeader};
 use ringwave::proto::h2::{self, flag, kind, setting, Frame};
+use ringwave::proto::ws::frame::{self, FrameHeader};
 use ringwave::proto::OpCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

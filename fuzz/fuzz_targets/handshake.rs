@@ -2,7 +2,8 @@
 //! splitting the input never changes the outcome.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ringwave::proto::handshake::{RequestParser, UpgradeRequest};
+use ringwave::proto::http::RequestParser;
+use ringwave::proto::ws::handshake::UpgradeRequest;
 use ringwave::proto::{DeflateConfig, Limits};
 
 fn outcome(data: &[u8], step: usize) -> Option<Result<(String, Vec<u8>), u16>> {
@@ -20,7 +21,7 @@ fn outcome(data: &[u8], step: usize) -> Option<Result<(String, Vec<u8>), u16>> {
                 return Some(match r {
                     Ok((resp, _)) => Ok((resp, Vec::new())),
                     Err(e) => {
-                        let _ = e.response();
+                        let _ = e.response().to_http1(false);
                         Err(e.status)
                     }
                 });

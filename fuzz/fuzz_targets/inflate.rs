@@ -2,7 +2,7 @@
 //! panics, never grows past the limit; and compress→inflate is the identity.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ringwave::proto::deflate::PerMessageDeflate;
+use ringwave::proto::ws::deflate::PerMessageDeflate;
 use ringwave::proto::DeflateParams;
 
 const LIMIT: usize = 1 << 16;

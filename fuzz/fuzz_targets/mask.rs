@@ -1,7 +1,7 @@
 //! The SIMD mask equals the byte-at-a-time reference at any offset.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ringwave::proto::mask::{apply_mask, apply_mask_bytewise};
+use ringwave::proto::ws::mask::{apply_mask, apply_mask_bytewise};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 5 {

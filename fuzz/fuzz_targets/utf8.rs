@@ -2,7 +2,7 @@
 //! input is cut.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ringwave::proto::utf8::Utf8Validator;
+use ringwave::proto::ws::utf8::Utf8Validator;
 
 fuzz_target!(|data: &[u8]| {
     if data.is_empty() {

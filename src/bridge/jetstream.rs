@@ -27,7 +27,7 @@ use async_nats::jetstream::{self, stream};
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
-use super::nats::decode;
+use super::headers::decode;
 use super::{add, Counts};
 use crate::pubsub::history::History;
 use crate::pubsub::{Position, Publication};

@@ -26,6 +26,7 @@
 //!   publications on them go to the stream and come back like other
 //!   nodes', so every node has one sequence and one history.
 
+mod headers;
 mod jetstream;
 mod nats;
 mod subject;

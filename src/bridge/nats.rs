@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use async_nats::{Client, ConnectErrorKind, ConnectOptions, Event, HeaderMap, ServerAddr};
+use async_nats::{Client, ConnectErrorKind, ConnectOptions, Event, ServerAddr};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc::{Receiver, UnboundedReceiver};
@@ -18,18 +18,14 @@ use tokio::task::JoinHandle;
 
 use async_nats::jetstream as js_api;
 
+use super::headers::{self, decode};
 use super::jetstream;
 use super::subject;
 use super::{add, Counts, Interest, NatsAuth, NatsConfig, MAX_RETRY_DELAY, UNSUBSCRIBE_AFTER};
-use crate::proto::MessageKind;
 use crate::pubsub::history::{History, MAX_LOGS};
 use crate::pubsub::Publication;
 use crate::runtime::Publisher;
 
-/// The header that says `binary` for a binary message (absent: text).
-const KIND: &str = "Ringwave-Kind";
-/// The header that carries a conflation key (encoded as a subject token).
-const KEY: &str = "Ringwave-Key";
 /// Commands the client queues before its writer takes them.
 const CLIENT_CAPACITY: usize = 256;
 /// Publications taken from the workers' queue at once.
@@ -300,16 +296,8 @@ impl Bridge {
             add(&self.counts.dropped_refused);
             return;
         }
-        let binary = p.kind() == MessageKind::Binary;
-        let key = p.key().map(subject::encode);
+        let headers = headers::encode(&p);
         let payload = Bytes::from_owner(Payload(p));
-        let mut headers = HeaderMap::new();
-        if binary {
-            headers.insert(KIND, "binary");
-        }
-        if let Some(k) = key {
-            headers.insert(KEY, k);
-        }
         // Counted before it can reach another node, so a count read after a
         // delivery there includes it.
         add(&self.counts.published);
@@ -565,32 +553,4 @@ async fn receive(
             return;
         }
     }
-}
-
-/// A message's kind and key, from its headers; `None` (counted) for one
-/// that cannot be delivered (an unknown kind, text that is not UTF-8).
-pub(super) fn decode(
-    m: &async_nats::Message,
-    counts: &Counts,
-) -> Option<(MessageKind, Option<String>)> {
-    let header = |name: &str| {
-        m.headers
-            .as_ref()
-            .and_then(|h| h.get(name))
-            .map(|v| v.as_str().to_string())
-    };
-    let kind = match header(KIND).as_deref() {
-        None | Some("text") => MessageKind::Text,
-        Some("binary") => MessageKind::Binary,
-        Some(_) => {
-            add(&counts.received_invalid);
-            return None;
-        }
-    };
-    if kind == MessageKind::Text && simdutf8::basic::from_utf8(&m.payload).is_err() {
-        add(&counts.received_invalid);
-        return None;
-    }
-    let key = header(KEY).map(|k| subject::decode(&k).unwrap_or(k));
-    Some((kind, key))
 }

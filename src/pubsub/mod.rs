@@ -22,7 +22,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::proto::frame::encode_frame;
+use crate::proto::ws::frame::encode_frame;
 use crate::proto::{MessageKind, OpCode};
 
 pub use history::{HistoryConfig, Position, Retention};

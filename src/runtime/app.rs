@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use crate::driver::Backend;
 use crate::metrics::{self, WorkerView};
-use crate::proto::handshake::{HttpRequest, UpgradeRequest};
+use crate::proto::http::HttpRequest;
+pub use crate::proto::http::Response;
+use crate::proto::ws::handshake::UpgradeRequest;
 use crate::proto::{CloseCode, DeflateConfig, Limits};
 use crate::pubsub::history::History;
 use crate::pubsub::{Policy, Position};
@@ -90,7 +92,8 @@ impl RequestCx<'_> {
 /// Which session serves a request.
 #[derive(Debug)]
 pub enum Route {
-    /// Answer with this whole HTTP response, then close.
+    /// Answer with this whole response (counted as a refusal from 400 on),
+    /// then close; its body is left out in answer to `HEAD`.
     Respond(Response),
     /// Accepted WebSocket upgrade: the loop negotiates extensions, answers
     /// 101 and calls [`App::on_open`]; `tag` comes back with every callback.
@@ -119,15 +122,6 @@ pub enum Route {
         /// `Content-Length`.
         len: usize,
     },
-}
-
-/// A whole HTTP response and its status (counted as a refusal from 400 on).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    /// The status code.
-    pub status: u16,
-    /// Status line, headers and body.
-    pub bytes: Vec<u8>,
 }
 
 /// The loop's settings (the server's `Config` less what only routes use).

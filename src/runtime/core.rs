@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::driver::{Completion, Driver, Reply, Token};
 use crate::metrics::Stats;
 use crate::proto::h2::PREFACE;
-use crate::proto::handshake::{http_response, HttpRequest, TEXT_PLAIN};
+use crate::proto::http::HttpRequest;
 use crate::proto::{CloseCode, Conn, DeflateParams, Event, Role};
 use crate::pubsub::{Position, Publication, SubscribeOptions, Subscribed, Topics};
 
@@ -66,6 +66,11 @@ pub(crate) struct Core<A: App> {
     pub(super) to_close: Vec<u32>,
     /// Tick 0 of the wheel.
     epoch: Instant,
+    /// The clock as the worker last read it, given to every entry point
+    /// ([`Core::on_completion`], [`Core::after_io`], [`Core::control`],
+    /// [`Core::read_mail`]): what stamps publications for history and
+    /// subscriptions' recovery windows. The core never reads the clock.
+    now: Instant,
     pub(super) wheel: TimerWheel,
     pub(super) fired: Vec<TimerEntry>,
     woken: bool,
@@ -135,6 +140,7 @@ impl<A: App> Core<A> {
             dirty: Vec::new(),
             to_close: Vec::new(),
             epoch,
+            now: epoch,
             wheel: TimerWheel::new(),
             fired: Vec::new(),
             woken: false,
@@ -179,6 +185,7 @@ impl<A: App> Core<A> {
 
     /// Handle everything the mailbox holds, in order.
     pub(crate) fn read_mail(&mut self, now: Instant) {
+        self.now = now;
         let mut mail = std::mem::take(&mut self.mail);
         self.mailbox.drain(&mut mail);
         for c in mail.drain(..) {
@@ -189,6 +196,7 @@ impl<A: App> Core<A> {
 
     /// A message from the mailbox.
     pub(crate) fn control(&mut self, c: Control, now: Instant) {
+        self.now = now;
         match c {
             Control::Publish(p) => self.deliver(&p),
             Control::Shutdown if !self.draining => {
@@ -201,6 +209,7 @@ impl<A: App> Core<A> {
 
     /// The rest of a loop turn, after the driver's completions, at `now`.
     pub(crate) fn after_io(&mut self, driver: &mut dyn Driver, now: Instant) -> Flow {
+        self.now = now;
         if let Some(mut d) = self.drain.take() {
             if self.drain_step(&mut d, now) {
                 // Everyone has been told: stop accepting and give the close
@@ -242,6 +251,70 @@ impl<A: App> Core<A> {
         Flow::Run
     }
 
+    /// Start a drain at `now`: connections still in their handshake or
+    /// answering plain HTTP finish on their own; WebSocket and SSE
+    /// connections (and HTTP/2 connections, with a GOAWAY) are told to go
+    /// in a random order over the drain period.
+    fn begin_drain(&mut self, now: Instant) -> Drain {
+        let conns = self
+            .conns
+            .iter()
+            .filter(|(_, s)| {
+                matches!(
+                    s.session,
+                    Session::WebSocket(_) | Session::Events(_) | Session::H2(_)
+                )
+            })
+            .map(|(i, s)| (i, s.generation))
+            .collect();
+        Drain::new(conns, now, self.cfg.drain)
+    }
+
+    /// Tell the share of connections due by `now` to go; true when all were
+    /// told and the period is over.
+    fn drain_step(&mut self, d: &mut Drain, now: Instant) -> bool {
+        let due = d.due(now).to_vec();
+        for (index, generation) in due {
+            self.go_away(index, generation);
+        }
+        d.done(now)
+    }
+
+    /// Close one connection with 1001 "server shutting down".
+    fn go_away(&mut self, index: u32, generation: u32) {
+        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            return;
+        };
+        if slot.generation != generation {
+            return;
+        }
+        match &mut slot.session {
+            Session::WebSocket(ws) => {
+                ws.close(CloseCode::GOING_AWAY, "server shutting down");
+                if let Some(sub) = slot.sub.as_deref_mut() {
+                    sub.discard_unstarted(false);
+                }
+            }
+            Session::Events(s) => {
+                s.close();
+                if let Some(sub) = slot.sub.as_deref_mut() {
+                    sub.discard_unstarted(true);
+                }
+            }
+            Session::H2(h) => {
+                // GOAWAY: no new streams; the connection ends with its last.
+                h.session.shut_down();
+                return self.mark_dirty(index);
+            }
+            _ => return,
+        }
+        // The close handshake gets the shutdown grace (at least a tick).
+        let ticks = self.cfg.shutdown_grace.as_secs().max(1);
+        slot.deadline = self.wheel.now() + ticks;
+        self.wheel.insert(index, generation, slot.deadline);
+        self.mark_dirty(index);
+    }
+
     pub(crate) fn open_count(&self) -> usize {
         self.conns.iter().count()
     }
@@ -263,8 +336,10 @@ impl<A: App> Core<A> {
         }
     }
 
-    /// One completion from the driver.
-    pub(crate) fn on_completion(&mut self, c: Completion<'_>) {
+    /// One completion from the driver, at `now` (the worker's clock for
+    /// this turn's completions).
+    pub(crate) fn on_completion(&mut self, c: Completion<'_>, now: Instant) {
+        self.now = now;
         match c {
             Completion::Accepted(t, peer, listener) => self.accept(t, peer, listener),
             Completion::Data(t, buf, reply) => self.data(t.0, buf, reply),
@@ -325,8 +400,7 @@ impl<A: App> Core<A> {
                     "the server is at its connection limit ({}); try again later\n",
                     self.cfg.max_connections
                 );
-                let bytes = http_response(503, "", TEXT_PLAIN, msg.as_bytes(), false);
-                self.respond(t.0, Response { status: 503, bytes });
+                self.respond(t.0, Response::text(503, msg), false);
             }
         }
     }
@@ -338,18 +412,18 @@ impl<A: App> Core<A> {
         g
     }
 
-    /// Answer with a whole response, then close (lingering); a status from
-    /// 400 on is counted as a refusal. On an HTTP/2 stream: answer the
-    /// stream.
-    fn respond(&mut self, index: u32, r: Response) {
+    /// Answer with a whole response (without its body when `head_only`),
+    /// then close (lingering); a status from 400 on is counted as a
+    /// refusal. On an HTTP/2 stream: answer the stream.
+    fn respond(&mut self, index: u32, r: Response, head_only: bool) {
         if index & super::session::STREAM != 0 {
-            return self.respond_stream(index, r.status, &r.bytes, false);
+            return self.respond_stream(index, r, head_only);
         }
         if r.status >= 400 {
             self.stats.reject(r.status);
         }
         if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
-            slot.respond(r.bytes);
+            slot.respond(r.to_http1(head_only));
             self.mark_dirty(index);
         }
     }
@@ -410,7 +484,7 @@ impl<A: App> Core<A> {
             }
             Session::Proxy(pre) => match pre.read(buf, &self.cfg.limits) {
                 ProxyStep::Incomplete => {}
-                ProxyStep::Invalid(r) => self.respond(index, r),
+                ProxyStep::Invalid(r) => self.respond(index, r, false),
                 ProxyStep::Done(head, mut rest) => {
                     slot.session = Session::Head(Box::new(head));
                     if !rest.is_empty() {
@@ -427,7 +501,7 @@ impl<A: App> Core<A> {
             Session::Head(head) => match head.read(buf) {
                 HeadStep::Incomplete => {}
                 HeadStep::Request(http, mut rest) => self.request(index, http, &mut rest, reply),
-                HeadStep::Invalid(r) => self.respond(index, r),
+                HeadStep::Invalid(r) => self.respond(index, r, false),
             },
             Session::WebSocket(ws) => {
                 // Keep-alive: nothing is rescheduled per message; the
@@ -462,7 +536,7 @@ impl<A: App> Core<A> {
         };
         let head_only = http.method == "HEAD";
         match self.app.route(http, &cx) {
-            Route::Respond(r) => self.respond(index, r),
+            Route::Respond(r) => self.respond(index, r, head_only),
             Route::Upgrade { req, protocol, tag } => {
                 let deflate = req.negotiate_deflate(self.cfg.deflate.as_ref());
                 let mut conn = self.ws_conn(deflate);
@@ -511,7 +585,7 @@ impl<A: App> Core<A> {
         };
         let p = post.publication();
         self.publish(p);
-        self.respond(index, PostBody::published());
+        self.respond(index, PostBody::published(), false);
     }
 
     fn begin_sse(&mut self, index: u32, topic: &str, since: Option<Position>, head_only: bool) {
@@ -561,7 +635,7 @@ impl<A: App> Core<A> {
                 topic,
                 &opts,
                 true,
-                Instant::now(),
+                self.now,
                 &self.stats,
             )
             .ok()
@@ -628,6 +702,7 @@ impl<A: App> Core<A> {
                         }
                     };
                     let pubsub = PubSub {
+                        now: self.now,
                         sub: &mut slot.sub,
                         topics: &mut self.topics,
                         publishes: &mut self.publishes,
@@ -681,6 +756,7 @@ impl<A: App> Core<A> {
         };
         if let Session::WebSocket(ws) = &mut slot.session {
             let pubsub = PubSub {
+                now: self.now,
                 sub: &mut slot.sub,
                 topics: &mut self.topics,
                 publishes: &mut self.publishes,
@@ -720,7 +796,7 @@ impl<A: App> Core<A> {
                 u.publish(&p);
                 return;
             }
-            (Some(h), _) => h.record(p, Instant::now()),
+            (Some(h), _) => h.record(p, self.now),
             (None, _) => p,
         };
         // A publication another worker made before this one is in this
@@ -728,7 +804,7 @@ impl<A: App> Core<A> {
         // answered its publisher, who may be the one publishing here now,
         // through another connection): it goes first, so one publisher's
         // publications stay in order whichever workers they go through.
-        self.read_mail(Instant::now());
+        self.read_mail(self.now);
         self.deliver(&p);
         if let Some(u) = &self.cfg.uplink {
             u.publish(&p);

@@ -6,12 +6,12 @@
 
 use crate::proto::h2::session::{Event, Request};
 use crate::proto::h2::ErrorCode;
-use crate::proto::handshake::{http_response, HttpRequest, TEXT_PLAIN};
+use crate::proto::http::{HttpRequest, Response};
 
 use super::app::{App, RequestCx, Route};
 use super::core::Core;
 use super::session::body::PostBody;
-use super::session::h2::{response_parts, Http2};
+use super::session::h2::Http2;
 use super::session::head::client_ip;
 use super::session::http::Respond;
 use super::session::sse::EventStream;
@@ -207,7 +207,7 @@ impl<A: App> Core<A> {
         match self.app.route(http, &cx) {
             Route::Respond(r) => {
                 self.stats.h2_stream("response");
-                self.respond_stream(s, r.status, &r.bytes, head_only);
+                self.respond_stream(s, r, head_only);
             }
             Route::Upgrade { req, protocol, tag } if websocket => {
                 self.stats.h2_stream("websocket");
@@ -263,8 +263,7 @@ impl<A: App> Core<A> {
     /// Answer a stream 400 with `why` (counted once, by
     /// [`Core::respond_stream`]).
     fn bad_request(&mut self, s: u32, why: &[u8]) {
-        let bytes = http_response(400, "", TEXT_PLAIN, why, false);
-        self.respond_stream(s, 400, &bytes, false);
+        self.respond_stream(s, Response::text(400, why), false);
     }
 
     /// Send a stream's response head.
@@ -281,22 +280,31 @@ impl<A: App> Core<A> {
         self.mark_dirty(link.index);
     }
 
-    /// Answer a stream with a whole HTTP/1.1 response (the route table's),
-    /// as HTTP/2: the head now, the body from the stream's slot.
-    pub(super) fn respond_stream(&mut self, s: u32, status: u16, bytes: &[u8], head_only: bool) {
-        if status >= 400 {
-            self.stats.reject(status);
+    /// Answer a stream with a whole response: HEADERS now (the fields
+    /// lower-cased, `content-length` added), the body as DATA from the
+    /// stream's slot (none in answer to `HEAD`).
+    pub(super) fn respond_stream(&mut self, s: u32, r: Response, head_only: bool) {
+        if r.status >= 400 {
+            self.stats.reject(r.status);
         }
-        let p = response_parts(bytes);
-        let body = if head_only { &[][..] } else { p.body };
-        let fields: Vec<(&str, &[u8])> = p.fields.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-        self.stream_headers(s, p.status, &fields, body.is_empty());
+        let mut owned: Vec<(String, String)> = r
+            .fields()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        owned.push(("content-length".into(), r.body.len().to_string()));
+        let fields: Vec<(&str, &[u8])> = owned
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .collect();
+        let body = if head_only { Vec::new() } else { r.body };
+        let empty = body.is_empty();
+        self.stream_headers(s, r.status, &fields, empty);
         let Some(Some(slot)) = self.conns.get_mut(s as usize) else {
             return;
         };
-        slot.session = Session::Respond(Respond::new(body.to_vec()));
+        slot.session = Session::Respond(Respond::new(body));
         slot.ending = Ending::Close;
-        if body.is_empty() {
+        if empty {
             self.to_close.push(s);
         } else {
             self.mark_dirty(s);

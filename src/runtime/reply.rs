@@ -24,7 +24,7 @@ use std::io::IoSlice;
 use std::ops::Range;
 
 use crate::driver::{offsets_in, Reply};
-use crate::proto::frame::MAX_HEADER_LEN;
+use crate::proto::ws::frame::MAX_HEADER_LEN;
 use crate::proto::{Conn, MessageKind, SendError, Sender};
 
 /// Most replies held for one read; more are queued the usual way.

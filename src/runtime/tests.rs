@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use crate::driver::{offsets_in, Completion, Driver, Part, Reply, Token, Wake, Waker};
 use crate::metrics::Stats;
-use crate::proto::handshake::{http_response, HttpRequest, UpgradeRequest, TEXT_PLAIN};
+use crate::proto::http::HttpRequest;
+use crate::proto::ws::handshake::UpgradeRequest;
 use crate::proto::{CloseCode, MessageKind};
 use crate::pubsub::{Policy, Publication};
 
@@ -140,10 +141,7 @@ struct TestApp {
 impl App for TestApp {
     fn route(&mut self, http: HttpRequest, _cx: &RequestCx<'_>) -> Route {
         if !http.wants_websocket() {
-            return Route::Respond(Response {
-                status: 404,
-                bytes: http_response(404, "", TEXT_PLAIN, b"no\n", false),
-            });
+            return Route::Respond(Response::text(404, "no\n"));
         }
         match UpgradeRequest::from_http(http) {
             Ok(req) => Route::Upgrade {
@@ -151,10 +149,7 @@ impl App for TestApp {
                 protocol: None,
                 tag: AppTag(0),
             },
-            Err(e) => Route::Respond(Response {
-                status: e.status,
-                bytes: e.response(),
-            }),
+            Err(e) => Route::Respond(e.response()),
         }
     }
 
@@ -187,6 +182,8 @@ struct Harness {
     driver: FakeDriver,
     seen: Rc<RefCell<Seen>>,
     t0: Instant,
+    /// The fake clock: the last turn's moment, which completions share.
+    clock: Instant,
 }
 
 impl Harness {
@@ -209,6 +206,7 @@ impl Harness {
             driver: FakeDriver::default(),
             seen,
             t0,
+            clock: t0,
         }
     }
 
@@ -219,18 +217,19 @@ impl Harness {
     /// The rest of a loop turn at `secs` on the fake clock.
     fn turn(&mut self, secs: f64) {
         let now = self.at(secs);
+        self.clock = now;
         self.core.after_io(&mut self.driver, now);
     }
 
     fn accept(&mut self, t: u32) {
         self.core
-            .on_completion(Completion::Accepted(Token(t), None, 0));
+            .on_completion(Completion::Accepted(Token(t), None, 0), self.clock);
     }
 
     fn data(&mut self, t: u32, bytes: &[u8]) {
         let mut b = bytes.to_vec();
         self.core
-            .on_completion(Completion::Data(Token(t), &mut b, None));
+            .on_completion(Completion::Data(Token(t), &mut b, None), self.clock);
     }
 
     /// Bytes read from `t` with its socket lent as `reply`.
@@ -239,7 +238,7 @@ impl Harness {
         let r = b.as_ptr_range();
         reply.buffer = r.start as usize..r.end as usize;
         self.core
-            .on_completion(Completion::Data(Token(t), &mut b, Some(reply)));
+            .on_completion(Completion::Data(Token(t), &mut b, Some(reply)), self.clock);
     }
 
     /// Accept `t` and upgrade it at `secs`.
@@ -427,7 +426,7 @@ fn a_refused_request_is_answered_then_half_closed_until_the_peer_leaves() {
         assert!(!h.closed(t), "not closed at once: the peer may be sending");
     }
     // Peer 0 sees the answer and leaves; peer 1 never does.
-    h.core.on_completion(Completion::Closed(Token(0)));
+    h.core.on_completion(Completion::Closed(Token(0)), h.clock);
     h.turn(0.6);
     assert!(h.closed(0));
     h.turn(1.0);
@@ -489,7 +488,8 @@ fn slow_subscriber(policy: Policy, keyed: bool) -> Harness {
 /// Let the slow subscriber's socket take everything again.
 fn unstall(h: &mut Harness, secs: f64) {
     h.driver.room.insert(0, usize::MAX);
-    h.core.on_completion(Completion::Writable(Token(0)));
+    h.core
+        .on_completion(Completion::Writable(Token(0)), h.clock);
     h.turn(secs);
 }
 

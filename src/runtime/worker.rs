@@ -35,12 +35,12 @@ pub(crate) fn run<A: App>(
         let timeout = core.wait_time(Instant::now());
         // The loop-turn histogram measures work: from the first completion
         // to the end of the turn, not the wait for I/O.
+        // The turn's completions share one reading of the clock, taken at
+        // the first.
         let mut busy_since: Option<Instant> = None;
         let turned = driver.turn(Some(timeout), &mut |c| {
-            if busy_since.is_none() {
-                busy_since = Some(Instant::now());
-            }
-            core.on_completion(c);
+            let now = *busy_since.get_or_insert_with(Instant::now);
+            core.on_completion(c, now);
         });
         if let Err(e) = turned {
             tracing::error!(worker, "driver failed: {e}; worker stops");

@@ -81,6 +81,9 @@ pub(crate) struct PubSub<'a> {
     /// Publishes made during the callback, delivered right after it.
     pub publishes: &'a mut Vec<Arc<Publication>>,
     pub stats: &'a Stats,
+    /// The worker's clock for this callback (the runtime reads no clock
+    /// below the worker).
+    pub now: Instant,
 }
 
 /// A connection handle, valid during a callback.
@@ -197,7 +200,7 @@ impl<'a> Ws<'a> {
             topic,
             opts,
             false,
-            Instant::now(),
+            self.pubsub.now,
             self.pubsub.stats,
         )
     }

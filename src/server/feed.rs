@@ -30,7 +30,7 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::routes::PublishRule;
+use super::access::PublishRule;
 use super::{ConnId, Handler, Msg, Position, Request, SubscribeOptions, Subscribed, Upgrade, Ws};
 use crate::proto::{CloseCode, MessageKind};
 use crate::pubsub::history::parse_epoch;

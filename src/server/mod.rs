@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
 pub mod feed;
 pub mod feedsim;
 pub mod page;
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use crate::bridge::NatsBridge;
 use crate::driver::Backend;
-use crate::proto::handshake::UpgradeRequest;
+use crate::proto::ws::handshake::UpgradeRequest;
 use crate::proto::{CloseCode, DeflateConfig, Limits};
 use crate::runtime::app::{RequestCx, Settings};
 use crate::runtime::tls::{Certificates, TlsSettings};

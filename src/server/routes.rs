@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 
-use crate::proto::handshake::{http_response, HttpRequest, UpgradeRequest, TEXT_PLAIN};
+use crate::proto::http::HttpRequest;
+use crate::proto::ws::handshake::UpgradeRequest;
 use crate::proto::CloseCode;
 use crate::pubsub::{valid_topic, Position};
 use crate::runtime::app::{App, RequestCx, Response, Route};
 use crate::runtime::ws::{AppTag, ConnId, Msg, Ws};
 
+use super::access::PublishRule;
 use super::feed::Feed;
 use super::{page, Config, Handler, Request, Upgrade};
 
@@ -54,24 +56,6 @@ const NOT_FOUND: &str = "not found: WebSocket upgrades are served on any path (t
      /feed); the demo page is at /, Server-Sent Events at /sse/<topic>, metrics at /metrics\n";
 const BAD_TOPIC: &[u8] = b"bad topic: 1 to 256 bytes without control characters\n";
 
-/// Who may publish from outside (`POST /publish/<topic>`, the feed's
-/// `publish` op).
-#[derive(Debug, Clone)]
-pub(super) struct PublishRule {
-    pub allow_all: bool,
-    pub token: Option<String>,
-}
-
-impl PublishRule {
-    pub(super) fn allows(&self, http: &HttpRequest) -> bool {
-        self.allow_all
-            || self
-                .token
-                .as_deref()
-                .is_some_and(|t| http.presents_token(t))
-    }
-}
-
 /// The application the loop runs: the route table, the handler and the
 /// built-in feed app.
 pub(crate) struct Routes<H> {
@@ -82,16 +66,13 @@ pub(crate) struct Routes<H> {
 }
 
 /// A whole answer, then close.
-fn answer(status: u16, content_type: &str, body: &[u8], head_only: bool) -> Route {
-    Route::Respond(Response {
-        status,
-        bytes: http_response(status, "", content_type, body, head_only),
-    })
+fn answer(status: u16, content_type: &str, body: &[u8]) -> Route {
+    Route::Respond(Response::with_body(status, content_type, body))
 }
 
 /// A plain-text answer.
-fn plain(status: u16, body: &[u8], head_only: bool) -> Route {
-    answer(status, TEXT_PLAIN, body, head_only)
+fn plain(status: u16, body: &[u8]) -> Route {
+    Route::Respond(Response::text(status, body))
 }
 
 /// Where an event stream starts: the browser's `Last-Event-ID` on a
@@ -150,12 +131,7 @@ impl<H: Handler> Routes<H> {
         let feed = self.cfg.feed_path.as_deref() == Some(path);
         let req = match UpgradeRequest::from_http(http) {
             Ok(req) => req,
-            Err(e) => {
-                return Route::Respond(Response {
-                    status: e.status,
-                    bytes: e.response(),
-                })
-            }
+            Err(e) => return Route::Respond(e.response()),
         };
         let decision = if cx.draining {
             Upgrade::Reject {
@@ -174,9 +150,7 @@ impl<H: Handler> Routes<H> {
             }
         };
         match decision {
-            Upgrade::Reject { status, reason } => {
-                plain(status, format!("{reason}\n").as_bytes(), false)
-            }
+            Upgrade::Reject { status, reason } => plain(status, format!("{reason}\n").as_bytes()),
             Upgrade::Accept { protocol } => Route::Upgrade {
                 req,
                 protocol,
@@ -189,25 +163,25 @@ impl<H: Handler> Routes<H> {
         const HINT: &str = "publishing is not allowed: start the server with \
              --allow-client-publish, or send Authorization: Bearer <--publish-token>\n";
         if !self.publish.allows(http) {
-            return plain(403, HINT.as_bytes(), false);
+            return plain(403, HINT.as_bytes());
         }
         if !valid_topic(&topic) {
-            return plain(400, BAD_TOPIC, false);
+            return plain(400, BAD_TOPIC);
         }
         if http.header_values("transfer-encoding").next().is_some() {
             let msg = b"send the body with Content-Length (chunked bodies are not accepted)\n";
-            return plain(411, msg, false);
+            return plain(411, msg);
         }
         let Some(len) = http
             .header("content-length")
             .and_then(|v| v.trim().parse::<usize>().ok())
         else {
-            return plain(411, b"Content-Length required\n", false);
+            return plain(411, b"Content-Length required\n");
         };
         let max = self.cfg.limits.max_message_size;
         if len > max {
             let msg = format!("body too large: {len} bytes, the limit is {max} (--max-message)\n");
-            return plain(413, msg.as_bytes(), false);
+            return plain(413, msg.as_bytes());
         }
         Route::Publish {
             topic,
@@ -225,7 +199,6 @@ impl<H: Handler> App for Routes<H> {
         }
         let post = http.method == "POST";
         let get = matches!(http.method.as_str(), "GET" | "HEAD");
-        let head_only = http.method == "HEAD";
         let found = ROUTES.iter().find_map(|&(p, takes_post, target)| {
             let arg = match p {
                 Path::Exact(e) => (path == e).then(String::new),
@@ -235,30 +208,20 @@ impl<H: Handler> App for Routes<H> {
         });
         let Some((target, arg)) = found else {
             return if get {
-                plain(404, NOT_FOUND.as_bytes(), head_only)
+                plain(404, NOT_FOUND.as_bytes())
             } else {
-                plain(405, b"method not allowed\n", head_only)
+                plain(405, b"method not allowed\n")
             };
         };
         match target {
-            Target::Page => answer(
-                200,
-                "text/html; charset=utf-8",
-                page::INDEX_HTML.as_bytes(),
-                head_only,
-            ),
-            Target::Metrics => answer(
-                200,
-                "text/plain; version=0.0.4",
-                cx.metrics().as_bytes(),
-                head_only,
-            ),
-            Target::Health if cx.draining => plain(503, b"draining\n", head_only),
-            Target::Health => plain(200, b"ok\n", head_only),
-            Target::Events if !valid_topic(&arg) => plain(400, BAD_TOPIC, head_only),
+            Target::Page => answer(200, "text/html; charset=utf-8", page::INDEX_HTML.as_bytes()),
+            Target::Metrics => answer(200, "text/plain; version=0.0.4", cx.metrics().as_bytes()),
+            Target::Health if cx.draining => plain(503, b"draining\n"),
+            Target::Health => plain(200, b"ok\n"),
+            Target::Events if !valid_topic(&arg) => plain(400, BAD_TOPIC),
             Target::Events => match since(&http) {
                 Ok(since) => Route::EventStream { topic: arg, since },
-                Err(e) => plain(400, e.as_bytes(), head_only),
+                Err(e) => plain(400, e.as_bytes()),
             },
             Target::Publish => self.publish(&http, arg),
         }

@@ -119,7 +119,7 @@ pub fn last_close(out: &[u8]) -> Option<u16> {
         let len = h.payload_len as usize;
         let mut p = out[pos + n..pos + n + len].to_vec();
         if let Some(k) = h.mask {
-            ringwave::proto::mask::apply_mask(&mut p, k, 0);
+            ringwave::proto::ws::mask::apply_mask(&mut p, k, 0);
         }
         if h.opcode == OpCode::Close {
             last = Some(if p.len() >= 2 {

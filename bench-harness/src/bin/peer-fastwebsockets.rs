@@ -3,7 +3,7 @@
 //! echoed through a FragmentCollector.
 
 use fastwebsockets::{FragmentCollector, OpCode, Role, WebSocket};
-use ringwave::proto::handshake::accept_key;
+use ringwave::proto::ws::handshake::accept_key;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use crate::proto::handshake::{http_response, TEXT_PLAIN};
 use crate::proto::MessageKind;
 use crate::pubsub::Publication;
 
@@ -47,9 +46,6 @@ impl PostBody {
 
     /// The answer once published.
     pub(in crate::runtime) fn published() -> Response {
-        Response {
-            status: 202,
-            bytes: http_response(202, "", TEXT_PLAIN, b"published\n", false),
-        }
+        Response::text(202, "published\n")
     }
 }

@@ -40,48 +40,8 @@ impl Http2 {
     }
 }
 
-/// A whole HTTP/1.1 response as HTTP/2 sends it.
-pub(in crate::runtime) struct Parts<'a> {
-    pub status: u16,
-    /// The header fields less the connection-specific ones, names
-    /// lower-cased.
-    pub fields: Vec<(String, &'a [u8])>,
-    pub body: &'a [u8],
-}
-
-/// A whole HTTP/1.1 response (as the route table builds them) as HTTP/2.
-pub(in crate::runtime) fn response_parts(bytes: &[u8]) -> Parts<'_> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut r = httparse::Response::new(&mut headers);
-    let Ok(httparse::Status::Complete(n)) = r.parse(bytes) else {
-        return Parts {
-            status: 500,
-            fields: Vec::new(),
-            body: &[],
-        };
-    };
-    let fields = r
-        .headers
-        .iter()
-        .map(|h| (h.name.to_ascii_lowercase(), h.value))
-        .filter(|(n, _)| {
-            !matches!(
-                n.as_str(),
-                "connection" | "keep-alive" | "transfer-encoding" | "upgrade"
-            )
-        })
-        .collect();
-    Parts {
-        status: r.code.unwrap_or(500),
-        fields,
-        body: &bytes[n..],
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::proto::handshake::{http_response, TEXT_PLAIN};
 
     #[test]
     fn every_violation_has_its_metric_label() {
@@ -99,17 +59,5 @@ mod tests {
         ];
         let names: Vec<&str> = all.iter().map(|v| v.name()).collect();
         assert_eq!(names, crate::metrics::H2_ERRORS);
-    }
-
-    #[test]
-    fn an_http1_response_becomes_status_fields_and_body() {
-        let bytes = http_response(404, "", TEXT_PLAIN, b"not here\n", false);
-        let p = response_parts(&bytes);
-        assert_eq!(p.status, 404);
-        assert_eq!(p.body, b"not here\n");
-        let has = |name: &str, value: &[u8]| p.fields.iter().any(|(n, v)| n == name && *v == value);
-        assert!(has("content-type", TEXT_PLAIN.as_bytes()));
-        assert!(has("content-length", b"9"));
-        assert!(p.fields.iter().all(|(n, _)| n != "connection"));
     }
 }

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::proto::handshake::{HandshakeError, HttpRequest, RequestParser};
+use crate::proto::http::{HttpError, HttpRequest, RequestParser};
 use crate::proto::proxy::{self, Preamble};
 use crate::proto::Limits;
 
@@ -42,14 +42,7 @@ impl ProxyHead {
             Preamble::Absent => (0, None),
             Preamble::Header { len, source } => (len, source),
             Preamble::Invalid(why) => {
-                let e = HandshakeError {
-                    status: 400,
-                    reason: why.to_string(),
-                };
-                return ProxyStep::Invalid(Response {
-                    status: 400,
-                    bytes: e.response(),
-                });
+                return ProxyStep::Invalid(HttpError::bad(why).response());
             }
         };
         let rest = std::mem::take(&mut self.buf).split_off(skip);
@@ -90,10 +83,7 @@ impl RequestHead {
         match self.parser.read(data) {
             Ok(None) => HeadStep::Incomplete,
             Ok(Some(parsed)) => HeadStep::Request(parsed.request, parsed.rest),
-            Err(e) => HeadStep::Invalid(Response {
-                status: e.status,
-                bytes: e.response(),
-            }),
+            Err(e) => HeadStep::Invalid(e.response()),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Message reassembly: the buffer that collects a fragmented (or partially
 //! received, or compressed) message, its streaming UTF-8 check and its size
 //! limit. Whole single-frame messages that arrive in one read never come here:
-//! [`crate::proto::conn`] hands them out straight from the read buffer.
+//! [`crate::proto::ws::conn`] hands them out straight from the read buffer.
 
 use super::close::CloseCode;
 use super::deflate::{InflateError, PerMessageDeflate};

@@ -13,7 +13,7 @@
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use std::fmt::Write as _;
 
-use super::handshake::ExtensionOffer;
+use super::extension::ExtensionOffer;
 
 /// The trailer a sender strips from each compressed message and a receiver
 /// appends back (RFC 7692 §7.2.1, §7.2.2).
@@ -410,7 +410,7 @@ mod tests {
     use super::*;
 
     fn offer(s: &str) -> Vec<ExtensionOffer> {
-        super::super::handshake::parse_extensions(s).unwrap()
+        super::super::extension::parse_extensions(s).unwrap()
     }
 
     #[test]

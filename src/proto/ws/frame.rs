@@ -4,7 +4,7 @@
 //! control-frame rules, the 64-bit length's top bit, minimal length encoding is
 //! *not* required of peers (the RFC requires it of senders only). Checks that
 //! depend on connection state (RSV bits with or without an extension, mask
-//! direction, continuation without a start) live in [`crate::proto::conn`].
+//! direction, continuation without a start) live in [`crate::proto::ws::conn`].
 
 use std::fmt;
 

@@ -23,7 +23,8 @@ use super::deflate::{DeflateParams, PerMessageDeflate};
 use super::frame::{encode_frame, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use super::mask::apply_mask;
 use super::message::{too_big, MessageKind, Reassembly};
-use super::{Limits, ProtocolError};
+use super::ProtocolError;
+use crate::proto::Limits;
 
 /// Which end of the connection this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
