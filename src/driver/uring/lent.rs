@@ -10,11 +10,8 @@
 use std::io::{self, IoSlice};
 use std::ops::Range;
 
-use io_uring::IoUring;
-use slab::Slab;
-
-use super::send::{SendKind, SendOp, SendPools};
-use super::{start_send, Sending, Slot};
+use super::send::{SendKind, SendOp};
+use super::slot::{Sender, Sending};
 use crate::driver::{offsets_in, Reply};
 
 /// Replies from this many bytes up are sent from the receive buffer: below
@@ -55,9 +52,7 @@ impl Received {
 
 /// Connection `index`'s send side, lent with one of its receives.
 pub(super) struct Lent<'a> {
-    pub ring: &'a mut IoUring,
-    pub sends: &'a mut SendPools,
-    pub slots: &'a mut Slab<Slot>,
+    pub tx: Sender<'a>,
     pub index: u32,
     /// The receive buffer, when one more may be kept out of the ring.
     pub received: Option<Received>,
@@ -73,7 +68,7 @@ impl Reply for Lent<'_> {
     /// flight or the buffer wait ends in a `Writable`, or the next flush
     /// finds the connection gone).
     fn reply(&mut self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
-        let Some(slot) = self.slots.get_mut(self.index as usize) else {
+        let Some(slot) = self.tx.slots.get_mut(self.index as usize) else {
             return Ok(0);
         };
         if !slot.live()
@@ -87,12 +82,13 @@ impl Reply for Lent<'_> {
             _ => None,
         };
         let kept = in_place.is_some();
-        let Some(op) = in_place.or_else(|| self.sends.prepare_copy(parts, &self.ring.submitter()))
+        let Some(op) =
+            in_place.or_else(|| self.tx.sends.prepare_copy(parts, &self.tx.ring.submitter()))
         else {
             return Ok(0);
         };
         let taken = op.len as usize;
-        start_send(self.ring, self.sends, self.slots, self.index, op)?;
+        self.tx.start(self.index, op)?;
         self.kept |= kept;
         Ok(taken)
     }

@@ -16,18 +16,22 @@
 //!
 //! `user_data` packs the op kind, the slot's generation and the slot index
 //! ([`op`]); a completion whose generation does not match its slot is stale
-//! and dropped. A slot is freed only when every op that referenced it has
-//! completed (`inflight == 0`): memory the kernel may touch (the send in
-//! flight) is owned by the slot until its completion arrives.
+//! and dropped ([`complete`]). A slot is freed only when every op that
+//! referenced it has completed ([`slot::Slot::inflight`]): memory the kernel
+//! may touch (the send in flight) is owned by the slot until its completion
+//! arrives.
 
 mod accept;
+mod complete;
 mod lent;
 mod op;
 mod pages;
 mod ring;
 mod send;
+mod slot;
 #[cfg(test)]
 mod tests;
+mod vecsend;
 
 use std::collections::VecDeque;
 use std::io;
@@ -42,59 +46,11 @@ use slab::Slab;
 use super::{AcceptPause, Completion, Driver, Part, Token, Wake, Waker};
 pub use accept::NO_DIRECT_ENV;
 use accept::{AcceptSlot, Sock, DIRECT_ACCEPTS};
-use lent::{Lent, Received};
 use op::{OpKind, UserData};
 pub use ring::probe;
 use ring::{new_ring, RecvRing, RECV_BUFFERS, RECV_GROUP};
-use send::{SendKind, SendOp, SendPools};
-
-/// Where a connection's send stands.
-#[derive(Debug)]
-enum Sending {
-    /// Nothing in flight.
-    Idle,
-    /// Every buffer was in flight: waiting in `buffer_waiters`.
-    WaitingBuffer,
-    /// One send in flight; `then_shutdown`: a half-close was asked for
-    /// meanwhile, done when it completes.
-    InFlight { op: SendOp, then_shutdown: bool },
-}
-
-#[derive(Debug)]
-struct Slot {
-    /// The socket; `None` once closed (after the last send completed).
-    fd: Option<Sock>,
-    generation: u32,
-    /// Ops submitted and not yet completed.
-    inflight: u32,
-    recv_armed: bool,
-    sending: Sending,
-    /// Peer closed or the socket failed; `Closed` already reported.
-    dead: bool,
-    /// The runtime called `close`: report nothing more, free when idle.
-    closing: bool,
-    /// A `SHUTDOWN` SQE on the fixed slot has not completed. The kernel
-    /// always runs it on an io-wq worker, which looks the slot up only then:
-    /// the slot must stay ours (not closed and handed to a new accept) until
-    /// it completes, or it would half-close the next connection there.
-    shutting: bool,
-}
-
-impl Slot {
-    /// Neither gone nor given up by the runtime: completions are reported.
-    fn live(&self) -> bool {
-        !self.closing && !self.dead
-    }
-
-    /// Leave the slot with no send in flight; the one that was (its op, and
-    /// whether a half-close waits for it), if any.
-    fn take_send(&mut self) -> Option<(SendOp, bool)> {
-        match std::mem::replace(&mut self.sending, Sending::Idle) {
-            Sending::InFlight { op, then_shutdown } => Some((op, then_shutdown)),
-            _ => None,
-        }
-    }
-}
+use send::SendPools;
+use slot::{live_slot, push, Sender, Sending, Slot};
 
 struct EventFd(OwnedFd);
 
@@ -311,19 +267,8 @@ impl UringDriver {
             .flags(fixed)
             .user_data(ud);
         push(&mut self.ring, sqe)?;
-        slot.inflight += 1;
         slot.recv_armed = true;
         Ok(())
-    }
-
-    /// Make `op` the slot's send in flight and submit it ([`start_send`]).
-    fn start_send(&mut self, index: u32, op: SendOp) -> io::Result<()> {
-        start_send(&mut self.ring, &mut self.sends, &mut self.slots, index, op)
-    }
-
-    /// Submit (what is left of) the slot's send in flight.
-    fn submit_send(&mut self, index: u32) -> io::Result<()> {
-        submit_send(&mut self.ring, &mut self.sends, &mut self.slots, index)
     }
 
     /// Queue the rest of a short write.
@@ -332,38 +277,14 @@ impl UringDriver {
         if std::mem::take(&mut self.fail_resubmit) {
             return Err(io::Error::other("submission failed (test)"));
         }
-        self.submit_send(index)
-    }
-
-    /// A connection accepted on `listener`. Socket options (TCP_NODELAY)
-    /// come from the listener (runtime::bind): accepted sockets inherit
-    /// them, direct descriptors too.
-    fn accept_sock(
-        &mut self,
-        sock: Sock,
-        peer: Option<std::net::SocketAddr>,
-        listener: usize,
-        sink: &mut dyn FnMut(Completion<'_>),
-    ) {
-        let index = self.insert_slot(sock);
-        self.fresh_recvs = true;
-        sink(Completion::Accepted(Token(index), peer, listener));
+        self.sender().submit(index)
     }
 
     /// A slot for a connected socket, with its multishot recv armed.
     fn insert_slot(&mut self, fd: Sock) -> u32 {
         let generation = self.next_generation;
         self.next_generation = (self.next_generation + 1) & 0xff_ffff;
-        let index = self.slots.insert(Slot {
-            fd: Some(fd),
-            generation,
-            inflight: 0,
-            recv_armed: false,
-            sending: Sending::Idle,
-            dead: false,
-            closing: false,
-            shutting: false,
-        }) as u32;
+        let index = self.slots.insert(Slot::new(fd, generation)) as u32;
         if let Err(e) = self.arm_recv(index) {
             tracing::warn!("cannot arm recv: {e}");
         }
@@ -429,7 +350,6 @@ impl UringDriver {
                     );
                 if self.push(sqe).is_ok() {
                     if let Some(slot) = self.slots.get_mut(index as usize) {
-                        slot.inflight += 1;
                         slot.shutting = true;
                     }
                 }
@@ -440,7 +360,7 @@ impl UringDriver {
     /// Free the slot when nothing references it any more.
     fn maybe_free(&mut self, index: u32) {
         if let Some(s) = self.slots.get(index as usize) {
-            if s.closing && s.inflight == 0 {
+            if s.closing() && s.inflight() == 0 {
                 self.close_fd(index);
                 self.slots.remove(index as usize);
             }
@@ -472,331 +392,13 @@ impl UringDriver {
         }
     }
 
-    fn on_cqe(
-        &mut self,
-        user_data: u64,
-        res: i32,
-        flags: u32,
-        sink: &mut dyn FnMut(Completion<'_>),
-    ) {
-        let Some(ud) = UserData::decode(user_data) else {
-            return;
-        };
-        let more = cqueue::more(flags);
-        tracing::trace!(kind = ?ud.kind, index = ud.index, generation = ud.generation, res, more, "cqe");
-        match ud.kind {
-            OpKind::Accept => {
-                let listener = ud.index as usize;
-                let k = ud.generation as usize;
-                if res >= 0 {
-                    self.accept_pause.succeeded();
-                    let (sock, peer) = if self.direct {
-                        let peer = self
-                            .accepts
-                            .get_mut(listener)
-                            .and_then(|a| a.get_mut(k))
-                            .and_then(|a| a.peer());
-                        self.fixed_open += 1;
-                        (Sock::Fixed(res as u32), peer)
-                    } else {
-                        // SAFETY: the kernel just returned this new
-                        // descriptor to us; nothing else owns it.
-                        let fd = unsafe { OwnedFd::from_raw_fd(res) };
-                        let peer = socket2::SockRef::from(&fd)
-                            .peer_addr()
-                            .ok()
-                            .and_then(|a| a.as_socket());
-                        (Sock::Fd(fd), peer)
-                    };
-                    self.accept_sock(sock, peer, listener, sink);
-                } else {
-                    let e = io::Error::from_raw_os_error(-res);
-                    if !self.accept_pause.failed(&e, self.slots.len()) && res != -libc::ECANCELED {
-                        tracing::warn!("accept failed: {e}");
-                    }
-                }
-                if !more {
-                    if let Some(slot) = self.accepts.get_mut(listener).and_then(|a| a.get_mut(k)) {
-                        slot.armed = false;
-                    }
-                    if !self.accept_pause.pending() {
-                        let _ = self.arm_accept(listener);
-                    }
-                }
-            }
-            OpKind::Wake => {
-                let mut v: u64 = 0;
-                // SAFETY: reads 8 bytes into a live u64 from our eventfd
-                // (non-blocking: EAGAIN if already drained is fine).
-                unsafe {
-                    libc::read(
-                        self.waker.0.as_raw_fd(),
-                        &mut v as *mut u64 as *mut libc::c_void,
-                        8,
-                    )
-                };
-                sink(Completion::Woken);
-                if !more {
-                    let _ = self.arm_wake();
-                }
-            }
-            OpKind::Cancel => {}
-            OpKind::Shutdown => {
-                let Some(slot) = self.slots.get_mut(ud.index as usize) else {
-                    return;
-                };
-                if slot.generation != ud.generation {
-                    return;
-                }
-                slot.inflight -= 1;
-                slot.shutting = false;
-                // A close asked for meanwhile waited for this.
-                if slot.closing && !matches!(slot.sending, Sending::InFlight { .. }) {
-                    self.close_fd(ud.index);
-                }
-                self.maybe_free(ud.index);
-            }
-            OpKind::Recv => {
-                let Some(slot) = self.slots.get_mut(ud.index as usize) else {
-                    self.return_buffer(flags);
-                    return;
-                };
-                if slot.generation != ud.generation {
-                    self.return_buffer(flags);
-                    return;
-                }
-                if !more {
-                    slot.inflight -= 1;
-                    slot.recv_armed = false;
-                }
-                let token = Token(ud.index);
-                let live = slot.live();
-                if res > 0 {
-                    let mut kept = false;
-                    if live {
-                        if let Some(bid) = cqueue::buffer_select(flags) {
-                            let may_keep = self.recv.may_keep();
-                            let data = self.recv.data(bid, res as usize);
-                            let mut lent = Lent {
-                                ring: &mut self.ring,
-                                sends: &mut self.sends,
-                                slots: &mut self.slots,
-                                index: ud.index,
-                                received: may_keep.then(|| Received::new(bid, data)),
-                                kept: false,
-                            };
-                            sink(Completion::Data(token, data, Some(&mut lent)));
-                            if lent.kept {
-                                self.recv.keep(bid);
-                                kept = true;
-                            }
-                        }
-                    }
-                    if !kept {
-                        self.return_buffer(flags);
-                    }
-                    if !more && live {
-                        let _ = self.arm_recv(ud.index);
-                    }
-                } else if res == -libc::ENOBUFS && live {
-                    // The ring ran dry; buffers come back (and more go in)
-                    // at the end of this batch. Re-arm then.
-                    self.recv.ran_dry();
-                    if !more {
-                        let _ = self.arm_recv(ud.index);
-                    }
-                } else {
-                    self.return_buffer(flags);
-                    if live && res != -libc::ECANCELED {
-                        if let Some(s) = self.slots.get_mut(ud.index as usize) {
-                            s.dead = true;
-                        }
-                        sink(Completion::Closed(token));
-                    }
-                }
-                self.maybe_free(ud.index);
-            }
-            OpKind::Send => {
-                let Some(slot) = self.slots.get_mut(ud.index as usize) else {
-                    return;
-                };
-                if slot.generation != ud.generation {
-                    return;
-                }
-                slot.inflight -= 1;
-                let token = Token(ud.index);
-                let live = slot.live();
-                let Some((mut op, mut then_shutdown)) = slot.take_send() else {
-                    return;
-                };
-                let mut failed = res < 0;
-                if res > 0 && !slot.dead {
-                    self.sends.advance(&mut op, res as u32);
-                    if !op.done() {
-                        // Short write: send the rest from the same memory
-                        // (also while closing: the last bytes are usually a
-                        // close frame).
-                        slot.sending = Sending::InFlight { op, then_shutdown };
-                        if self.resubmit_send(ud.index).is_ok() {
-                            return;
-                        }
-                        // The rest could not be queued: the connection fails
-                        // as if the send had, and the op's memory goes back.
-                        let Some((o, t)) = self
-                            .slots
-                            .get_mut(ud.index as usize)
-                            .and_then(Slot::take_send)
-                        else {
-                            return;
-                        };
-                        (op, then_shutdown, failed) = (o, t, true);
-                    }
-                }
-                let Some(slot) = self.slots.get_mut(ud.index as usize) else {
-                    return;
-                };
-                let closing = slot.closing;
-                if failed && live {
-                    slot.dead = true;
-                }
-                if then_shutdown {
-                    self.shutdown_sock(ud.index);
-                }
-                if let SendKind::Received { bid, .. } = op.kind {
-                    self.recv.give_back(bid);
-                }
-                self.sends.release(op.kind);
-                let shutting = self
-                    .slots
-                    .get(ud.index as usize)
-                    .is_some_and(|s| s.shutting);
-                if closing {
-                    if !shutting {
-                        self.close_fd(ud.index);
-                    }
-                } else if failed && live {
-                    sink(Completion::Closed(token));
-                } else if live {
-                    sink(Completion::Writable(token));
-                }
-                // A buffer came free: let a waiting connection have it.
-                while let Some(w) = self.buffer_waiters.pop_front() {
-                    if let Some(s) = self.slots.get_mut(w.index()) {
-                        if matches!(s.sending, Sending::WaitingBuffer) && s.live() {
-                            s.sending = Sending::Idle;
-                            sink(Completion::Writable(w));
-                            break;
-                        }
-                    }
-                }
-                self.maybe_free(ud.index);
-            }
+    /// The driver's send side, for starting and submitting sends.
+    fn sender(&mut self) -> Sender<'_> {
+        Sender {
+            ring: &mut self.ring,
+            sends: &mut self.sends,
+            slots: &mut self.slots,
         }
-    }
-}
-
-/// Queue `sqe`, submitting what is queued when the submission queue is
-/// full.
-fn push(ring: &mut IoUring, sqe: squeue::Entry) -> io::Result<()> {
-    loop {
-        // SAFETY: every SQE built here references either nothing, a file
-        // descriptor that stays open until its completion (connection fds
-        // are closed only after cancelling their ops, and the kernel holds
-        // its own reference meanwhile), or a send's memory, owned by the
-        // slot's `Sending::InFlight` until its completion (see `send`): a
-        // registered buffer or a pooled heap buffer off its free list (so
-        // neither written nor freed), or a boxed `VecSend` whose iovecs
-        // point into its own copies or into owners it holds
-        // (`Part::shared`: memory they own and never change or free), or a
-        // caller's buffer taken over (`Owned`, dropped on completion), or
-        // a provided receive buffer kept out of the buffer ring until the
-        // completion (`Received`: neither the kernel nor the driver writes
-        // it meanwhile, and the caller that lent it wrote it last before
-        // its reply, see `driver::Reply`), or an accept's address buffer in
-        // `accepts` (boxed slices kept until after the ring is dropped, not
-        // rearmed while armed).
-        if unsafe { ring.submission().push(&sqe) }.is_ok() {
-            return Ok(());
-        }
-        // The queue is full: submit it (again, when a signal interrupted).
-        match ring.submit() {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Submit (what is left of) slot `index`'s send in flight.
-fn submit_send(
-    ring: &mut IoUring,
-    sends: &mut SendPools,
-    slots: &mut Slab<Slot>,
-    index: u32,
-) -> io::Result<()> {
-    let Some(slot) = slots.get_mut(index as usize) else {
-        return Ok(());
-    };
-    let Some(sock) = &slot.fd else {
-        return Ok(());
-    };
-    let (fd, fixed) = sock.target();
-    let Sending::InFlight { op, .. } = &mut slot.sending else {
-        return Ok(());
-    };
-    let ud = UserData {
-        kind: OpKind::Send,
-        generation: slot.generation,
-        index,
-    }
-    .encode();
-    let sqe = sends.sqe(fd, op).flags(fixed).user_data(ud);
-    push(ring, sqe)?;
-    slot.inflight += 1;
-    Ok(())
-}
-
-/// Make `op` slot `index`'s send in flight and submit it. When its SQE
-/// cannot be queued, the slot is left with no send in flight and `op`'s
-/// memory goes back to its pool, so neither a close nor a later send waits
-/// for a completion that will not come.
-fn start_send(
-    ring: &mut IoUring,
-    sends: &mut SendPools,
-    slots: &mut Slab<Slot>,
-    index: u32,
-    op: SendOp,
-) -> io::Result<()> {
-    let Some(slot) = slots.get_mut(index as usize) else {
-        sends.release(op.kind);
-        return Ok(());
-    };
-    slot.sending = Sending::InFlight {
-        op,
-        then_shutdown: false,
-    };
-    let queued = submit_send(ring, sends, slots, index);
-    if queued.is_err() {
-        if let Some((op, _)) = slots.get_mut(index as usize).and_then(Slot::take_send) {
-            sends.release(op.kind);
-        }
-    }
-    queued
-}
-
-/// The slot of a connection that can still send, or the error a send on it
-/// returns.
-fn live_slot(slots: &mut Slab<Slot>, token: Token) -> io::Result<&mut Slot> {
-    match slots.get_mut(token.index()) {
-        None => Err(io::Error::new(
-            io::ErrorKind::NotConnected,
-            "unknown connection",
-        )),
-        Some(slot) if !slot.live() => Err(io::Error::new(
-            io::ErrorKind::BrokenPipe,
-            "connection closed",
-        )),
-        Some(slot) => Ok(slot),
     }
 }
 
@@ -891,11 +493,11 @@ impl Driver for UringDriver {
             };
         }
         let slot = live_slot(&mut self.slots, token)?;
-        if matches!(slot.sending, Sending::InFlight { .. }) {
+        if slot.send_in_flight() {
             return Ok(0);
         }
         let op = self.sends.prepare_owned(buf, from);
-        self.start_send(token.0, op)?;
+        self.sender().start(token.0, op)?;
         Ok(rest)
     }
 
@@ -907,9 +509,7 @@ impl Driver for UringDriver {
 
     fn send_vectored(&mut self, token: Token, parts: &[Part<'_>]) -> io::Result<usize> {
         let slot = live_slot(&mut self.slots, token)?;
-        if matches!(slot.sending, Sending::InFlight { .. })
-            || parts.iter().all(|p| p.bytes().is_empty())
-        {
+        if slot.send_in_flight() || parts.iter().all(|p| p.bytes().is_empty()) {
             return Ok(0);
         }
         let Some(op) = self.sends.prepare(parts, &self.ring.submitter()) else {
@@ -920,7 +520,7 @@ impl Driver for UringDriver {
             return Ok(0);
         };
         let n = op.len as usize;
-        self.start_send(token.0, op)?;
+        self.sender().start(token.0, op)?;
         Ok(n)
     }
 
@@ -933,7 +533,7 @@ impl Driver for UringDriver {
         let Some(slot) = self.slots.get_mut(token.index()) else {
             return;
         };
-        if slot.closing || slot.fd.is_none() {
+        if slot.closing() || slot.fd.is_none() {
             return;
         }
         match &mut slot.sending {
@@ -947,14 +547,13 @@ impl Driver for UringDriver {
         let Some(slot) = self.slots.get_mut(index as usize) else {
             return;
         };
-        if slot.closing {
+        if !slot.begin_close() {
             return;
         }
-        slot.closing = true;
         if matches!(slot.sending, Sending::WaitingBuffer) {
             slot.sending = Sending::Idle;
         }
-        let busy = matches!(slot.sending, Sending::InFlight { .. }) || slot.shutting;
+        let busy = slot.send_in_flight() || slot.shutting;
         if slot.recv_armed {
             let target = UserData {
                 kind: OpKind::Recv,
