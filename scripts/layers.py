@@ -241,9 +241,52 @@ def check(src, verbose):
     return problems, len(folders), largest
 
 
+def self_test():
+    """The check finds what it is for, in a tree made to have each fault."""
+    import tempfile
+
+    cases = {
+        "file cycle": {
+            "lib.rs": "mod a;",
+            "a/mod.rs": "mod x; mod y;",
+            "a/x.rs": "use super::y::Y; pub struct X;",
+            "a/y.rs": "use super::x::X; pub struct Y;",
+        },
+        "module cycle": {
+            "lib.rs": "mod a; mod b;",
+            "a/mod.rs": "use crate::b::B; pub struct A;",
+            "b/mod.rs": "use crate::a::A; pub struct B;",
+        },
+        "over the limit": {
+            "lib.rs": "mod a;",
+            "a.rs": "// line\n" * (MAX_LINES + 1),
+        },
+    }
+    clean = {
+        "lib.rs": "mod a; mod b;",
+        "a/mod.rs": "mod x; mod y;",
+        "a/x.rs": "use super::y::Y; use crate::b::B; pub struct X;",
+        "a/y.rs": "pub struct Y; // use super::x::X; in a comment",
+        "b/mod.rs": "pub struct B;",
+    }
+    for name, files in list(cases.items()) + [("clean", clean)]:
+        with tempfile.TemporaryDirectory() as tmp:
+            for rel, text in files.items():
+                os.makedirs(os.path.dirname(os.path.join(tmp, rel)), exist_ok=True)
+                with open(os.path.join(tmp, rel), "w") as f:
+                    f.write(text)
+            problems, _, _ = check(tmp, False)
+            if (name == "clean") == bool(problems):
+                sys.exit(f"layers: self-test {name}: {problems or 'nothing found'}")
+    print(f"layers: self-test: each of {len(cases)} faults found, a clean tree passes")
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("-")]
     verbose = "--verbose" in sys.argv
+    if "--self-test" in sys.argv:
+        self_test()
+        return
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
     srcs = args or [os.path.join(root, "src"), os.path.join(root, "bench-harness", "src")]
     bad = []

@@ -1,0 +1,441 @@
+//! Pub/sub fan-out: over the feed protocol (`fanout`), to SSE and
+//! WebSocket streams over HTTP/1.1 or HTTP/2 (`sse-fanout`, `ws-fanout`),
+//! and a reconnect storm with recovery (`recover`).
+
+use std::time::{Duration, Instant};
+
+use bench_harness::stats::{latency_histogram, Percentiles, RunResult};
+use bench_harness::streams::{Kind, StreamConfig};
+use bench_harness::Happened;
+use clap::Args;
+use ringwave::proto::MessageKind;
+
+use crate::common::{emit, open_connections, open_more, target, Common, CpuWindow};
+
+#[derive(Args, Debug)]
+pub(crate) struct FanoutArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Subscriber connections (one subscription each).
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Publishes per second.
+    #[arg(short = 'r', long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Payload bytes per publication (at least 16: the send time in hex).
+    #[arg(short = 's', long, default_value_t = 100)]
+    size: usize,
+    /// Topic.
+    #[arg(long, default_value = "bench")]
+    topic: String,
+    /// Measured seconds.
+    #[arg(short = 't', long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds at the rate before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Another node serving the same topics (repeatable): the subscribers
+    /// are split evenly over --url and these; the publisher stays on --url.
+    #[arg(long = "also-url", value_name = "URL")]
+    also_urls: Vec<String>,
+    /// Where the publisher connects [default: --url]: another node, to
+    /// time deliveries that all cross the broker.
+    #[arg(long, value_name = "URL")]
+    publish_url: Option<String>,
+    /// Another node's process id (repeatable): its CPU counts as server CPU.
+    #[arg(long = "also-pid", value_name = "PID")]
+    also_pids: Vec<u32>,
+    /// The broker's process id (nats-server): its CPU is reported apart.
+    #[arg(long, value_name = "PID")]
+    broker_pid: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct StreamFanoutArgs {
+    /// The server (cleartext; HTTP/2 by prior knowledge).
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    addr: std::net::SocketAddr,
+    /// Subscriber streams.
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Streams per HTTP/2 connection; 0: HTTP/1.1, a connection each.
+    #[arg(long, default_value_t = 0)]
+    streams_per_conn: usize,
+    /// Publications per second.
+    #[arg(short = 'r', long, default_value_t = 100.0)]
+    rate: f64,
+    /// Payload bytes (at least 16: the send time in hex).
+    #[arg(short = 's', long, default_value_t = 100)]
+    size: usize,
+    #[arg(long, default_value = "bench")]
+    topic: String,
+    /// Measured seconds.
+    #[arg(short = 't', long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds of publishing before the measured window.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// The server's process id: its CPU over the window and its RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Name in the printed line.
+    #[arg(long, default_value = "server")]
+    label: String,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RecoverArgs {
+    /// The server.
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    addr: std::net::SocketAddr,
+    /// Subscribers.
+    #[arg(short = 'n', long, default_value_t = 10_000)]
+    subscribers: usize,
+    /// Publications made while they are away.
+    #[arg(short = 'm', long, default_value_t = 1000)]
+    missed: u64,
+    /// Payload bytes.
+    #[arg(short = 's', long, default_value_t = 100)]
+    size: usize,
+    /// A topic with history that nothing else publishes on.
+    #[arg(long, default_value = "bench")]
+    topic: String,
+    /// The server's process id: its CPU over the storm.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Name in the printed line.
+    #[arg(long, default_value = "server")]
+    label: String,
+}
+
+pub(crate) fn recover(a: RecoverArgs) -> Result<(), String> {
+    if a.subscribers == 0 || a.missed == 0 {
+        return Err("--subscribers and --missed must be positive".into());
+    }
+    let cfg = bench_harness::recover::RecoverConfig {
+        addr: a.addr,
+        topic: a.topic.clone(),
+        subscribers: a.subscribers,
+        missed: a.missed,
+        size: a.size,
+    };
+    let mut window = None;
+    let mut cpu = None;
+    let r = bench_harness::recover::run(&cfg, |start| {
+        if start {
+            window = Some(CpuWindow::start(a.server_pid));
+        } else {
+            cpu = window.as_ref().map(CpuWindow::end);
+        }
+    })?;
+    let (_, _, server_ns, own_pct) = cpu.ok_or("no storm")?;
+    let replayed = a.subscribers as u64 * a.missed;
+    println!(
+        "{} recover {} subscribers x {} missed: all caught up in {:.0} ms; p50 {:.0} ms, p99 {:.0} ms; recovered {}/{}; wrong {}; server CPU {}, {} per replayed publication; generator CPU {:.0}%",
+        a.label,
+        a.subscribers,
+        a.missed,
+        r.total.as_secs_f64() * 1e3,
+        r.latency.p50_us / 1e3,
+        r.latency.p99_us / 1e3,
+        r.recovered,
+        a.subscribers,
+        r.wrong,
+        server_ns.map_or("n/a".into(), |ns| format!("{:.0} ms", ns as f64 / 1e6)),
+        server_ns.map_or("n/a".into(), |ns| format!("{:.0} ns", ns as f64 / replayed as f64)),
+        own_pct
+    );
+    if r.recovered != a.subscribers || r.wrong != 0 {
+        return Err(format!(
+            "{} of {} recovered, {} replays wrong",
+            r.recovered, a.subscribers, r.wrong
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn stream_fanout(a: StreamFanoutArgs, kind: Kind) -> Result<(), String> {
+    if a.size < 16 || a.rate <= 0.0 || a.subscribers == 0 {
+        return Err("--size must be at least 16, --rate and --subscribers positive".into());
+    }
+    let cfg = StreamConfig {
+        addr: a.addr,
+        kind,
+        topic: a.topic.clone(),
+        subscribers: a.subscribers,
+        streams_per_conn: a.streams_per_conn,
+        rate: a.rate,
+        size: a.size,
+        warmup: a.warmup,
+        duration: a.duration,
+    };
+    let mut window = None;
+    let mut cpu = None;
+    let mut rss = None;
+    let r = bench_harness::streams::run(&cfg, |start| {
+        if start {
+            window = Some(CpuWindow::start(a.server_pid));
+        } else {
+            cpu = window.as_ref().map(CpuWindow::end);
+            rss = a.server_pid.and_then(bench_harness::process_rss);
+        }
+    })?;
+    let (_, server_pct, server_ns, own_pct) = cpu.ok_or("no measured window")?;
+    let proto = if a.streams_per_conn == 0 {
+        format!("HTTP/1.1, {} connections", a.subscribers)
+    } else {
+        format!(
+            "HTTP/2, {} connections x {} streams",
+            a.subscribers.div_ceil(a.streams_per_conn),
+            a.streams_per_conn
+        )
+    };
+    println!(
+        "{} {} {} subscribers ({proto}) x {:.0}/s x {}B: delivered {:.0}/s; p50 {:.0} µs, p99 {:.0} µs; missing {}; server CPU {}, {} per delivery; server RSS {}; generator CPU {:.0}%",
+        a.label,
+        match kind {
+            Kind::Sse => "sse-fanout",
+            Kind::Ws => "ws-fanout",
+        },
+        a.subscribers,
+        a.rate,
+        a.size,
+        r.delivered as f64 / a.duration,
+        r.latency.p50_us,
+        r.latency.p99_us,
+        r.missing,
+        server_pct.map_or("n/a".into(), |p| format!("{p:.0}%")),
+        server_ns.map_or("n/a".into(), |ns| format!("{:.0} ns", ns as f64 / r.delivered.max(1) as f64)),
+        rss.map_or("n/a".into(), |b| format!("{:.1} MiB", b as f64 / (1 << 20) as f64)),
+        own_pct
+    );
+    Ok(())
+}
+
+pub(crate) fn fanout(a: FanoutArgs) -> Result<(), String> {
+    let c = &a.common;
+    if a.size < 16 {
+        return Err("--size must be at least 16 (the payload carries the send time)".into());
+    }
+    if a.rate <= 0.0 || a.subscribers == 0 {
+        return Err("--rate and --subscribers must be positive".into());
+    }
+    // Subscribers first, split evenly over the nodes, then the publisher
+    // (the last connection) on the first node.
+    let nodes = 1 + a.also_urls.len();
+    let first_share = a.subscribers - (a.subscribers / nodes) * (nodes - 1);
+    let (mut engine, _, mut errors, _) =
+        open_connections(c, first_share, 500, Duration::from_secs(300))?;
+    let mut opened = first_share;
+    for url in &a.also_urls {
+        engine.set_target(target(c, url)?);
+        opened += a.subscribers / nodes;
+        errors += open_more(&mut engine, c, opened, 500, Duration::from_secs(300))?.1;
+    }
+    engine.set_target(target(
+        c,
+        a.publish_url.as_deref().unwrap_or(&c.server.url),
+    )?);
+    errors += open_more(
+        &mut engine,
+        c,
+        a.subscribers + 1,
+        500,
+        Duration::from_secs(300),
+    )?
+    .1;
+    if errors > 0 {
+        return Err(format!("{errors} connections failed to open"));
+    }
+    let publisher = a.subscribers;
+    let subscribe = format!(r#"{{"op":"subscribe","topic":"{}"}}"#, a.topic);
+    for i in 0..a.subscribers {
+        engine.send(i, MessageKind::Text, subscribe.as_bytes());
+    }
+    // Every subscriber answers with one acknowledgement.
+    let mut events = Vec::new();
+    let mut acks = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acks < a.subscribers {
+        events.clear();
+        engine
+            .poll(Duration::from_millis(10), &mut events)
+            .map_err(|e| e.to_string())?;
+        for ev in &events {
+            match ev {
+                Happened::Pinged(_) => {}
+                Happened::Message(..) => acks += 1,
+                Happened::Closed(i, why) => return Err(format!("subscriber {i}: {why}")),
+                Happened::Opened(..) => {}
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {acks} of {} subscriptions acknowledged",
+                a.subscribers
+            ));
+        }
+    }
+    let mut hist = latency_histogram();
+    let pad = "x".repeat(a.size - 16);
+    let mut msg = String::with_capacity(a.size + 64);
+    let epoch = Instant::now();
+    let interval_ns = 1e9 / a.rate;
+    let warm_ns = (a.warmup * 1e9) as u64;
+    let send_end_ns = warm_ns + (a.duration * 1e9) as u64;
+    let mut k: u64 = 0;
+    let mut measured_sent: u64 = 0;
+    // The nodes' CPU (every node's is server CPU) and the broker's apart.
+    let mut window: Option<(CpuWindow, Option<CpuWindow>)> = None;
+    let end = |(w, b): &(CpuWindow, Option<CpuWindow>)| (w.end(), b.as_ref().map(CpuWindow::end));
+    let mut received = 0u64;
+    // Every delivery that arrives during the measured window, whenever it
+    // was published: the throughput figure when the server is saturated and
+    // publications queue up for longer than the run.
+    let mut delivered_in_window = 0u64;
+    type Cpu = (f64, Option<f64>, Option<u64>, f64);
+    let mut window_cpu: Option<(Cpu, Option<Cpu>)> = None;
+    let mut closed = 0u64;
+    let mut last_progress = Instant::now();
+    let mut drain_deadline: Option<Instant> = None;
+    loop {
+        let now_ns = epoch.elapsed().as_nanos() as u64;
+        if window.is_none() && now_ns >= warm_ns {
+            let nodes = c.server_pid.into_iter().chain(a.also_pids.iter().copied());
+            window = Some((
+                CpuWindow::start(nodes),
+                a.broker_pid.map(|p| CpuWindow::start(Some(p))),
+            ));
+        }
+        if window_cpu.is_none() && now_ns >= send_end_ns {
+            window_cpu = window.as_ref().map(end);
+        }
+        loop {
+            let due = (k as f64 * interval_ns) as u64;
+            if due > now_ns || due >= send_end_ns {
+                break;
+            }
+            use std::fmt::Write as _;
+            msg.clear();
+            let _ = write!(
+                msg,
+                r#"{{"op":"publish","topic":"{}","data":"{due:016x}{pad}"}}"#,
+                a.topic
+            );
+            engine.send(publisher, MessageKind::Text, msg.as_bytes());
+            if due >= warm_ns {
+                measured_sent += 1;
+            }
+            k += 1;
+        }
+        let next_due = (k as f64 * interval_ns) as u64;
+        if next_due >= send_end_ns && drain_deadline.is_none() {
+            drain_deadline = Some(Instant::now() + Duration::from_secs(3));
+        }
+        let wait_ns = next_due.saturating_sub(epoch.elapsed().as_nanos() as u64);
+        let timeout = if wait_ns < 50_000 {
+            Duration::ZERO
+        } else {
+            Duration::from_nanos(wait_ns.min(1_000_000))
+        };
+        events.clear();
+        engine
+            .poll(timeout, &mut events)
+            .map_err(|e| e.to_string())?;
+        let now_ns = epoch.elapsed().as_nanos() as u64;
+        for ev in &events {
+            match *ev {
+                Happened::Pinged(_) => {}
+                Happened::Message(_, _, sent) => {
+                    if now_ns >= warm_ns && now_ns < send_end_ns {
+                        delivered_in_window += 1;
+                    }
+                    if sent >= warm_ns && sent < send_end_ns {
+                        received += 1;
+                        let _ = hist.record(now_ns.saturating_sub(sent).max(1000));
+                    }
+                }
+                Happened::Closed(i, ref why) => {
+                    closed += 1;
+                    if closed <= 3 {
+                        eprintln!("connection {i} closed during the run: {why}");
+                    }
+                }
+                Happened::Opened(..) => {}
+            }
+        }
+        let expected = measured_sent * a.subscribers as u64;
+        if let Some(d) = drain_deadline {
+            if received >= expected || Instant::now() >= d {
+                break;
+            }
+        }
+        if !c.quiet && last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            eprint!(
+                "\r[fanout {}] {:.1}s published {} delivered {} p99 {:.0} µs          ",
+                c.label,
+                now_ns as f64 / 1e9,
+                k,
+                received,
+                hist.value_at_quantile(0.99) as f64 / 1000.0
+            );
+        }
+    }
+    let ((_, server_pct, server_ns, own_pct), broker_cpu) = window_cpu
+        .or_else(|| window.as_ref().map(end))
+        .ok_or("the run ended during warm-up")?;
+    let broker_cpu_pct = broker_cpu.and_then(|(_, pct, _, _)| pct);
+    engine.close_all();
+    let expected = measured_sent * a.subscribers as u64;
+    let lost = expected.saturating_sub(received);
+    let p = Percentiles::from_ns(&hist);
+    let delivered_rate = delivered_in_window as f64 / a.duration;
+    if !c.quiet {
+        eprintln!();
+    }
+    println!(
+        "{} fanout {} subscribers x {:.0}/s x {}B: delivered {:.0} msg/s of {:.0} offered; latency of the measured publications (received {} of {}): p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs; server CPU {}, {} per delivery;{} generator CPU {:.0}%",
+        c.label,
+        a.subscribers,
+        a.rate,
+        a.size,
+        delivered_rate,
+        expected as f64 / a.duration,
+        received,
+        expected,
+        p.p50_us,
+        p.p99_us,
+        p.p999_us,
+        p.max_us,
+        server_pct.map_or("n/a".into(), |p| format!("{p:.0}%")),
+        server_ns.map_or("n/a".into(), |ns| format!(
+            "{:.0} ns",
+            ns as f64 / delivered_in_window.max(1) as f64
+        )),
+        broker_cpu_pct.map_or(String::new(), |p| format!(" broker CPU {p:.0}%;")),
+        own_pct
+    );
+    let r = RunResult {
+        server: c.label.clone(),
+        case: format!("fanout {}x{:.0}/s {}B", a.subscribers, a.rate, a.size),
+        scenario: "fanout".into(),
+        repeat: c.repeat,
+        connections: a.subscribers,
+        size: a.size,
+        seconds: a.duration,
+        rate: delivered_rate,
+        bytes_per_s: delivered_rate * a.size as f64,
+        count: delivered_in_window,
+        latency: (received > 0).then_some(p),
+        server_cpu_pct: server_pct,
+        server_cpu_ns_per_op: server_ns.map(|ns| ns as f64 / delivered_in_window.max(1) as f64),
+        generator_cpu_pct: own_pct,
+        rss_per_conn: None,
+        errors: errors + closed,
+        missing: Some(lost),
+        target_rate: Some(a.rate * a.subscribers as f64),
+        broker_cpu_pct,
+    };
+    emit(c, &r)
+}
