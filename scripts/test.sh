@@ -43,9 +43,10 @@ fi
 .venv/bin/python -c "import websockets; print('python websockets', websockets.__version__)"
 chromium --version
 
-step "layers: no cycle, no file over 900 lines (scripts/layers.py)"
+step "layers (no cycle, no file over 900 lines) and documentation links"
 python3 scripts/layers.py --self-test
 python3 scripts/layers.py
+python3 scripts/doclinks.py
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

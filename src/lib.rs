@@ -29,3 +29,12 @@ pub mod server;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The guides' Rust examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/library.md")]
+pub struct LibraryDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/clustering.md")]
+pub struct ClusteringDoctests;
