@@ -121,6 +121,9 @@ pub enum Route {
         key: Option<String>,
         /// `Content-Length`.
         len: usize,
+        /// The client sent `Expect: 100-continue` (HTTP/1.1) and waits for
+        /// `100 Continue` before the body (RFC 9110 §10.1.1).
+        continue_first: bool,
     },
 }
 

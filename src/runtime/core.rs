@@ -478,7 +478,10 @@ impl<A: App> Core<A> {
         match &mut slot.session {
             Session::Respond(_) | Session::Events(_) => {}
             Session::Body(post) => {
-                if post.take(buf) {
+                // Bytes past the body would be another request: this
+                // connection ends with the answer (`Connection: close`).
+                let body = &buf[..buf.len().min(post.room())];
+                if post.take(body) == Ok(true) {
                     self.finish_post(index);
                 }
             }
@@ -547,9 +550,18 @@ impl<A: App> Core<A> {
                 }
             }
             Route::EventStream { topic, since } => self.begin_sse(index, &topic, since, head_only),
-            Route::Publish { topic, key, len } => {
+            Route::Publish {
+                topic,
+                key,
+                len,
+                continue_first,
+            } => {
                 let mut post = PostBody::new(topic, key, len);
-                let whole = post.take(rest);
+                let whole = post.take(&rest[..rest.len().min(len)]) == Ok(true);
+                if continue_first && rest.is_empty() && len > 0 {
+                    post.continue_first();
+                    self.mark_dirty(index);
+                }
                 if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
                     slot.session = Session::Body(Box::new(post));
                 }
@@ -584,8 +596,18 @@ impl<A: App> Core<A> {
             return;
         };
         let p = post.publication();
+        // What is left of an interim `100 Continue` goes out first.
+        let interim = post.output().to_vec();
         self.publish(p);
-        self.respond(index, PostBody::published(), false);
+        if interim.is_empty() || index & super::session::STREAM != 0 {
+            return self.respond(index, PostBody::published(), false);
+        }
+        if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
+            let mut out = interim;
+            out.extend_from_slice(&PostBody::published().to_http1(false));
+            slot.respond(out);
+            self.mark_dirty(index);
+        }
     }
 
     fn begin_sse(&mut self, index: u32, topic: &str, since: Option<Position>, head_only: bool) {

@@ -10,7 +10,7 @@ use crate::proto::http::{HttpRequest, Response};
 
 use super::app::{App, RequestCx, Route};
 use super::core::Core;
-use super::session::body::PostBody;
+use super::session::body::{PostBody, TooLong};
 use super::session::h2::Http2;
 use super::session::head::client_ip;
 use super::session::http::Respond;
@@ -24,6 +24,9 @@ const NO_KEY: &[u8] = b"AAAAAAAAAAAAAAAAAAAAAA==";
 
 /// The answer to a publish body that ended before its `Content-Length`.
 const SHORT_BODY: &[u8] = b"the body ended before its Content-Length\n";
+/// The answer to a publish body longer than its `content-length` (RFC 9113
+/// §8.1.1: malformed; answered, then the stream ends).
+const LONG_BODY: &[u8] = b"the body is longer than its content-length\n";
 
 /// An HTTP/2 request as the HTTP/1.1 head the route table reads: `Host`
 /// from `:authority`, and an extended CONNECT for `websocket` as the
@@ -245,16 +248,20 @@ impl<A: App> Core<A> {
                 }
                 self.mark_dirty(s);
             }
-            Route::Publish { topic, key, len } => {
+            Route::Publish {
+                topic, key, len, ..
+            } => {
+                // `Expect: 100-continue` is HTTP/1.1's: an HTTP/2 client
+                // sends the body without waiting.
                 self.stats.h2_stream("publish");
                 let post = PostBody::new(topic, key, len);
                 if let Some(Some(slot)) = self.conns.get_mut(s as usize) {
                     slot.session = Session::Body(Box::new(post));
                 }
-                if len == 0 {
-                    self.finish_post(s);
-                } else if end_stream {
-                    self.bad_request(s, SHORT_BODY);
+                match (end_stream, len) {
+                    (true, 0) => self.finish_post(s),
+                    (true, _) => self.bad_request(s, SHORT_BODY),
+                    (false, _) => {}
                 }
             }
         }
@@ -321,13 +328,14 @@ impl<A: App> Core<A> {
             return;
         };
         match &mut slot.session {
-            Session::Body(post) => {
-                if post.take(data) {
-                    self.finish_post(s);
-                } else if end_stream {
-                    self.bad_request(s, SHORT_BODY);
-                }
-            }
+            // The body is whole at END_STREAM, and must then be exactly
+            // `content-length` bytes.
+            Session::Body(post) => match (post.take(data), end_stream) {
+                (Err(TooLong), _) => self.bad_request(s, LONG_BODY),
+                (Ok(true), true) => self.finish_post(s),
+                (Ok(false), true) => self.bad_request(s, SHORT_BODY),
+                (Ok(_), false) => {}
+            },
             Session::WebSocket(ws) => {
                 slot.deadline = now + self.ticks.ping;
                 ws.heard(now);

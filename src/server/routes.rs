@@ -172,11 +172,10 @@ impl<H: Handler> Routes<H> {
             let msg = b"send the body with Content-Length (chunked bodies are not accepted)\n";
             return plain(411, msg);
         }
-        let Some(len) = http
-            .header("content-length")
-            .and_then(|v| v.trim().parse::<usize>().ok())
-        else {
-            return plain(411, b"Content-Length required\n");
+        let len = match http.content_length() {
+            Ok(Some(len)) => len,
+            Ok(None) => return plain(411, b"Content-Length required\n"),
+            Err(e) => return plain(400, format!("{}\n", e.reason).as_bytes()),
         };
         let max = self.cfg.limits.max_message_size;
         if len > max {
@@ -187,6 +186,7 @@ impl<H: Handler> Routes<H> {
             topic,
             key: http.query("key"),
             len,
+            continue_first: http.minor_version == 1 && http.has_token("expect", "100-continue"),
         }
     }
 }

@@ -235,6 +235,22 @@ def feed(host, port, tls):
         got = w.receive()
         assert got == f"item {i}", got
     ok("20 publications over POST streams reached the /feed stream, in order")
+    # A body that is not exactly its content-length is malformed (RFC 9113
+    # 8.1.1): answered 400, and nothing of it published.
+    for declared, body in (("1", b"test"), ("10", b"test")):
+        s = c.h2.get_next_available_stream_id()
+        c.h2.send_headers(s, [(":method", "POST"), (":scheme", c.scheme),
+                              (":authority", c.authority), (":path", "/publish/h2news"),
+                              ("content-length", declared)])
+        c.h2.send_data(s, body, end_stream=True)
+        c.flush()
+        c.pump_until(lambda: s in c.ended or s in c.reset)
+        assert c.headers.get(s, {}).get(b":status") == b"400", (declared, c.headers.get(s))
+    s = c.request("POST", "/publish/h2news", body=b"after")
+    c.pump_until(lambda: s in c.ended)
+    got = w.receive()
+    assert got == "after", got
+    ok("bodies longer or shorter than their content-length refused, nothing published")
     # An event stream on the same connection.
     sse = c.request("GET", "/sse/h2news")
     c.pump_until(lambda: sse in c.headers)

@@ -78,6 +78,32 @@ impl HttpRequest {
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     }
 
+    /// The body's length from `Content-Length` (RFC 9112 §6.2): `None`
+    /// without one; an error (400) unless it is sent once, as 1*DIGIT
+    /// without a sign, padding or leading zeros and within `usize`. A
+    /// lenient reading here is one a proxy in front may not share.
+    pub fn content_length(&self) -> Result<Option<usize>, HttpError> {
+        let mut values = self.header_values("content-length");
+        let Some(v) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(HttpError::bad("Content-Length sent more than once"));
+        }
+        let digits = !v.is_empty() && v.iter().all(u8::is_ascii_digit);
+        let canonical = digits && (v[0] != b'0' || v.len() == 1);
+        let len = std::str::from_utf8(v)
+            .ok()
+            .filter(|_| canonical)
+            .and_then(|v| v.parse::<usize>().ok());
+        match len {
+            Some(len) => Ok(Some(len)),
+            None => Err(HttpError::bad(
+                "Content-Length must be a decimal number of bytes",
+            )),
+        }
+    }
+
     /// Whether this request asks for a WebSocket upgrade at all (an `Upgrade`
     /// header naming `websocket`). Requests without it are plain HTTP.
     pub fn wants_websocket(&self) -> bool {
@@ -121,20 +147,25 @@ impl RequestParser {
 
     /// Add received bytes. `Ok(None)`: need more; `Ok(Some)`: the head is
     /// complete; `Err`: answer with the error's response and close.
+    ///
+    /// The head ends where httparse says it does, and nowhere else: a blank
+    /// line (`\r\n\r\n`, or with bare LFs, which httparse accepts as RFC
+    /// 9112 §2.2 allows) only prompts a parse. So the bytes taken as the
+    /// body or the next request are exactly those the parser left.
     pub fn read(&mut self, data: &[u8]) -> Result<Option<Parsed>, HttpError> {
         self.buf.extend_from_slice(data);
-        let from = self.scanned.saturating_sub(3);
-        let Some(end) = find_head_end(&self.buf[from..]).map(|i| from + i) else {
+        let from = self.scanned.saturating_sub(2);
+        let parsed = match blank_line(&self.buf[from..]) {
+            Some(_) => parse_head(&self.buf[..self.buf.len().min(self.limit)])?,
+            None => None,
+        };
+        let Some((request, end)) = parsed else {
             self.scanned = self.buf.len();
             if self.buf.len() > self.limit {
                 return Err(HttpError::too_large(self.limit));
             }
             return Ok(None);
         };
-        if end > self.limit {
-            return Err(HttpError::too_large(self.limit));
-        }
-        let request = parse_head(&self.buf[..end])?;
         let rest = self.buf.split_off(end);
         self.buf.clear();
         self.scanned = 0;
@@ -142,17 +173,29 @@ impl RequestParser {
     }
 }
 
-/// Index just past the first `\r\n\r\n`.
-pub(crate) fn find_head_end(b: &[u8]) -> Option<usize> {
-    b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+/// Index just past the first empty line (`\n\n` or `\n\r\n`): where a
+/// head may end, for the parser to confirm.
+pub(crate) fn blank_line(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(at) = b[i..].iter().position(|&c| c == b'\n') {
+        let next = i + at + 1;
+        match b.get(next..) {
+            Some([b'\n', ..]) => return Some(next + 1),
+            Some([b'\r', b'\n', ..]) => return Some(next + 2),
+            _ => i = next,
+        }
+    }
+    None
 }
 
-fn parse_head(head: &[u8]) -> Result<HttpRequest, HttpError> {
+/// The head at the start of `buf` and its length, or `None` when httparse
+/// needs more bytes.
+fn parse_head(buf: &[u8]) -> Result<Option<(HttpRequest, usize)>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    match req.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(HttpError::bad("incomplete request head")),
+    let end = match req.parse(buf) {
+        Ok(httparse::Status::Complete(end)) => end,
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(HttpError {
                 status: 431,
@@ -160,8 +203,8 @@ fn parse_head(head: &[u8]) -> Result<HttpRequest, HttpError> {
             })
         }
         Err(e) => return Err(HttpError::bad(format!("malformed HTTP request: {e}"))),
-    }
-    Ok(HttpRequest {
+    };
+    let request = HttpRequest {
         method: req.method.unwrap_or_default().to_string(),
         path: req.path.unwrap_or_default().to_string(),
         minor_version: req.version.unwrap_or_default(),
@@ -170,7 +213,8 @@ fn parse_head(head: &[u8]) -> Result<HttpRequest, HttpError> {
             .iter()
             .map(|h| (h.name.to_string(), h.value.to_vec()))
             .collect(),
-    })
+    };
+    Ok(Some((request, end)))
 }
 
 /// Equality whose time does not depend on where two equal-length secrets

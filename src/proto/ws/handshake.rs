@@ -10,7 +10,7 @@ use sha1::{Digest, Sha1};
 
 use super::deflate::{self, DeflateConfig, DeflateParams};
 use super::extension::{is_token, parse_extensions, ExtensionOffer};
-use crate::proto::http::request::{find_head_end, MAX_HEADERS};
+use crate::proto::http::request::{blank_line, MAX_HEADERS};
 use crate::proto::http::{HttpError, HttpRequest};
 use crate::proto::Limits;
 
@@ -222,18 +222,22 @@ impl ClientHandshake {
     /// Add response bytes. `Ok(None)`: need more.
     pub fn read(&mut self, data: &[u8]) -> Result<Option<ClientAccepted>, HttpError> {
         self.buf.extend_from_slice(data);
-        let Some(end) = find_head_end(&self.buf) else {
-            if self.buf.len() > self.limit {
-                return Err(HttpError::too_large(self.limit));
-            }
-            return Ok(None);
-        };
+        // The head ends where httparse says (see `RequestParser::read`).
+        let head = &self.buf[..self.buf.len().min(self.limit)];
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(&self.buf[..end]) {
-            Ok(httparse::Status::Complete(_)) => {}
-            _ => return Err(HttpError::bad("malformed HTTP response")),
-        }
+        let parsed = match blank_line(head) {
+            Some(_) => resp.parse(head),
+            None => Ok(httparse::Status::Partial),
+        };
+        let end = match parsed {
+            Ok(httparse::Status::Complete(end)) => end,
+            Ok(httparse::Status::Partial) if self.buf.len() > self.limit => {
+                return Err(HttpError::too_large(self.limit))
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(HttpError::bad("malformed HTTP response")),
+        };
         if resp.code != Some(101) {
             return Err(HttpError::bad(format!(
                 "server answered {} instead of 101",

@@ -1,5 +1,9 @@
 //! The POST body session of `Route::Publish`: read `Content-Length` bytes,
 //! then publish them and answer 202.
+//!
+//! The body grows with what arrives, never with what was declared: a head
+//! declaring 16 MiB costs nothing until the bytes come (and the handshake
+//! timeout bounds how long they may take).
 
 use std::sync::Arc;
 
@@ -14,7 +18,18 @@ pub(in crate::runtime) struct PostBody {
     key: Option<String>,
     want: usize,
     body: Vec<u8>,
+    /// An interim answer to send before the body (`100 Continue`), and how
+    /// much of it went out.
+    interim: &'static [u8],
+    sent: usize,
 }
+
+/// More body bytes than `Content-Length` declared.
+#[derive(Debug, PartialEq, Eq)]
+pub(in crate::runtime) struct TooLong;
+
+/// The interim answer to `Expect: 100-continue` (RFC 9110 §15.2.1).
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 impl PostBody {
     /// A body of `want` bytes for `topic`.
@@ -23,15 +38,40 @@ impl PostBody {
             topic,
             key,
             want,
-            body: Vec::with_capacity(want),
+            body: Vec::new(),
+            interim: &[],
+            sent: 0,
         }
     }
 
-    /// Take bytes (those past the body are ignored); true once it is whole.
-    pub(in crate::runtime) fn take(&mut self, data: &[u8]) -> bool {
-        let take = data.len().min(self.want - self.body.len());
-        self.body.extend_from_slice(&data[..take]);
-        self.body.len() == self.want
+    /// Ask for the body with `100 Continue` first.
+    pub(in crate::runtime) fn continue_first(&mut self) {
+        self.interim = CONTINUE;
+    }
+
+    /// The interim answer's unsent bytes.
+    pub(in crate::runtime) fn output(&self) -> &[u8] {
+        &self.interim[self.sent..]
+    }
+
+    pub(in crate::runtime) fn advance(&mut self, n: usize) {
+        self.sent = (self.sent + n).min(self.interim.len());
+    }
+
+    /// Take bytes; true once the body is whole. Bytes past `Content-Length`
+    /// are an error (HTTP/2, where a stream's DATA is its body); HTTP/1.1
+    /// callers pass only what the body may hold ([`PostBody::room`]).
+    pub(in crate::runtime) fn take(&mut self, data: &[u8]) -> Result<bool, TooLong> {
+        if data.len() > self.room() {
+            return Err(TooLong);
+        }
+        self.body.extend_from_slice(data);
+        Ok(self.body.len() == self.want)
+    }
+
+    /// Bytes the body still lacks.
+    pub(in crate::runtime) fn room(&self) -> usize {
+        self.want - self.body.len()
     }
 
     /// The publication: text if the body is UTF-8, binary otherwise.
@@ -47,5 +87,41 @@ impl PostBody {
     /// The answer once published.
     pub(in crate::runtime) fn published() -> Response {
         Response::text(202, "published\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_grows_with_what_arrives_not_with_what_was_declared() {
+        let mut post = PostBody::new("t".into(), None, 16 << 20);
+        assert_eq!(post.body.capacity(), 0);
+        assert_eq!(post.take(b"abc"), Ok(false));
+        assert!(post.body.capacity() < 1024, "{}", post.body.capacity());
+        assert_eq!(post.room(), (16 << 20) - 3);
+    }
+
+    #[test]
+    fn a_body_takes_exactly_its_length() {
+        let mut post = PostBody::new("t".into(), None, 4);
+        assert_eq!(post.take(b"te"), Ok(false));
+        assert_eq!(post.take(b"stX"), Err(TooLong), "one byte too many");
+        assert_eq!(post.take(b"st"), Ok(true));
+        assert_eq!(post.take(b"!"), Err(TooLong));
+        assert_eq!(&post.body, b"test");
+    }
+
+    #[test]
+    fn continue_is_sent_once() {
+        let mut post = PostBody::new("t".into(), None, 4);
+        assert_eq!(post.output(), b"");
+        post.continue_first();
+        assert_eq!(post.output(), b"HTTP/1.1 100 Continue\r\n\r\n");
+        post.advance(9);
+        assert_eq!(post.output(), b"100 Continue\r\n\r\n");
+        post.advance(100);
+        assert_eq!(post.output(), b"");
     }
 }

@@ -66,7 +66,8 @@ impl Session {
     #[inline]
     pub(super) fn own_output(&self) -> &[u8] {
         match self {
-            Session::Proxy(_) | Session::Head(_) | Session::Body(_) => &[],
+            Session::Proxy(_) | Session::Head(_) => &[],
+            Session::Body(post) => post.output(),
             Session::Respond(r) => r.output(),
             Session::Events(s) => s.output(),
             Session::WebSocket(ws) => ws.conn.output(),
@@ -77,7 +78,8 @@ impl Session {
     #[inline]
     fn advance_own(&mut self, n: usize) {
         match self {
-            Session::Proxy(_) | Session::Head(_) | Session::Body(_) => {}
+            Session::Proxy(_) | Session::Head(_) => {}
+            Session::Body(post) => post.advance(n),
             Session::Respond(r) => r.advance(n),
             Session::Events(s) => s.advance(n),
             Session::WebSocket(ws) => ws.conn.advance_output(n),

@@ -1,0 +1,153 @@
+//! What a peer's request bytes can make the server do and hold: one reading
+//! of an HTTP/1.1 head (where httparse says it ends), `Content-Length`
+//! strictly digits, bodies that grow with what arrives rather than with
+//! what was declared, and `Expect: 100-continue` answered. HTTP/2 bodies
+//! that do not match their `content-length` are checked by
+//! `tests/python/h2_clients.py` (run from `server_http2.rs`).
+
+mod server;
+use server::*;
+use std::net::{SocketAddr, TcpStream};
+use tungstenite::{Message, WebSocket};
+
+/// A `/feed` subscriber of topic `t`.
+fn subscriber(addr: SocketAddr) -> WebSocket<TcpStream> {
+    let mut ws = feed_client(addr);
+    ws.send(Message::text(r#"{"op":"subscribe","topic":"t"}"#))
+        .unwrap();
+    let got = next_text(&mut ws);
+    assert!(got.contains("subscribed"), "{got}");
+    ws
+}
+
+fn next_text(ws: &mut WebSocket<TcpStream>) -> String {
+    loop {
+        match ws.read().unwrap() {
+            Message::Text(t) => return t.to_string(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+fn post(addr: SocketAddr, headers: &str, body: &str) -> (u16, String) {
+    http_request(
+        addr,
+        format!("POST /publish/t HTTP/1.1\r\nHost: x\r\n{headers}\r\n{body}").as_bytes(),
+    )
+}
+
+fn server(backend: &str) -> TestServer {
+    TestServer::start(backend, &["--feed-sim", "off", "--allow-client-publish"])
+}
+
+both_backends!(content_length_is_digits_sent_once, |backend| {
+    let srv = server(backend);
+    let mut ws = subscriber(srv.addr);
+    for bad in [
+        "+4",
+        "04",
+        "4 4",
+        "0x4",
+        "4.0",
+        "-4",
+        "\u{b}4",
+        "99999999999999999999999",
+    ] {
+        let (st, body) = post(srv.addr, &format!("Content-Length: {bad}\r\n"), "test");
+        assert_eq!(st, 400, "Content-Length {bad:?}: {body}");
+    }
+    let (st, body) = post(
+        srv.addr,
+        "Content-Length: 4\r\nContent-Length: 4\r\n",
+        "test",
+    );
+    assert_eq!(st, 400, "twice: {body}");
+    // Whitespace around a field value is not part of it (RFC 9110 §5.5):
+    // httparse leaves it out, as every conforming reader does.
+    let (st, body) = post(srv.addr, "Content-Length:\t4\t\r\n", "good");
+    assert_eq!(st, 202, "{body}");
+    // Nothing of the refused requests was published before it.
+    assert_eq!(next_text(&mut ws), "good");
+});
+
+both_backends!(the_head_ends_where_the_parser_says, |backend| {
+    let srv = server(backend);
+    let mut ws = subscriber(srv.addr);
+    // A blank line of bare LF ends the head for httparse: the body is PPPP,
+    // and what follows is not a body of this request.
+    let (st, body) = http_request(
+        srv.addr,
+        b"POST /publish/t HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\nPPPP\r\n\r\nQQQQ",
+    );
+    assert_eq!(st, 202, "{body}");
+    let (st, body) = post(srv.addr, "Content-Length: 4\r\n", "last");
+    assert_eq!(st, 202, "{body}");
+    assert_eq!(next_text(&mut ws), "PPPP");
+    assert_eq!(next_text(&mut ws), "last", "QQQQ was never a body");
+    // A head with bare LFs throughout is read the same way.
+    let (st, body) = http_request(srv.addr, b"GET /healthz HTTP/1.1\nHost: x\n\n");
+    assert_eq!((st, body.as_str()), (200, "ok\n"));
+});
+
+both_backends!(expect_100_continue_is_answered, |backend| {
+    let srv = server(backend);
+    let mut ws = subscriber(srv.addr);
+    let mut c = RawClient::tcp(srv.addr);
+    c.send(
+        b"POST /publish/t HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    );
+    let head = c.read_http_head();
+    assert_eq!(head, "HTTP/1.1 100 Continue\r\n\r\n");
+    c.send(b"hello");
+    let head = c.read_http_head();
+    assert!(head.starts_with("HTTP/1.1 202 Accepted\r\n"), "{head}");
+    assert_eq!(next_text(&mut ws), "hello");
+    // curl waits for the 100 before it sends the body (a minute here, so a
+    // server that never answers fails on the timeout below, not by luck).
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--expect100-timeout", "60"])
+        .args(["-H", "Expect: 100-continue", "--data", "via curl"])
+        .arg(format!("http://{}/publish/t", srv.addr))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "published\n");
+    assert_eq!(next_text(&mut ws), "via curl");
+});
+
+both_backends!(declared_bodies_reserve_nothing, |backend| {
+    // 100 heads declaring 16 MiB each (the default --max-message), and no
+    // body: the server held 1.6 GiB of address space for them when it
+    // reserved what was declared; it now holds what arrived.
+    let srv = server(backend);
+    let before = vm_size_kib(srv.pid());
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        let mut c = RawClient::tcp(srv.addr);
+        c.send(
+            b"POST /publish/t HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 16777216\r\n\r\n",
+        );
+        clients.push(c);
+    }
+    // Each 100 Continue says its head was read and its body session made.
+    for c in &mut clients {
+        assert_eq!(c.read_http_head(), "HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    let grown_mib = vm_size_kib(srv.pid()).saturating_sub(before) / 1024;
+    assert!(grown_mib < 256, "address space grew by {grown_mib} MiB");
+});
+
+/// The process's address space (`VmSize`), in KiB.
+fn vm_size_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmSize in {status}"))
+}
