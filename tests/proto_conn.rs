@@ -456,3 +456,36 @@ fn compressed_text_faults_are_reported_in_stream_order_at_any_split() {
         assert_eq!((err, s.output().to_vec()), expect, "step {step}");
     }
 }
+
+#[test]
+fn unsent_pongs_are_replaced_by_the_latest() {
+    // A peer that pings and never reads: one pong is queued, answering the
+    // latest ping (RFC 6455 §5.5.3), however many pings came.
+    let mut s = server();
+    let mut pings = Vec::new();
+    for i in 0..1000u32 {
+        pings.extend(masked(0x9, true, &[i as u8; 125]));
+    }
+    let (_, err) = feed(&mut s, &pings);
+    assert!(err.is_none());
+    assert_eq!(
+        s.output(),
+        raw_frame(0xA, true, 0, None, &[999u32 as u8; 125])
+    );
+    // Once a pong has started going out it stays; the next one follows it.
+    s.advance_output(1);
+    feed(&mut s, &masked(0x9, true, b"a"));
+    feed(&mut s, &masked(0x9, true, b"b"));
+    let mut want = raw_frame(0xA, true, 0, None, &[999u32 as u8; 125])[1..].to_vec();
+    want.extend(raw_frame(0xA, true, 0, None, b"b"));
+    assert_eq!(s.output(), want);
+    // A pong queued before other frames is not replaced: order is kept.
+    let mut s = server();
+    feed(&mut s, &masked(0x9, true, b"1"));
+    s.send_text("between").unwrap();
+    feed(&mut s, &masked(0x9, true, b"2"));
+    let mut want = raw_frame(0xA, true, 0, None, b"1");
+    want.extend(raw_frame(0x1, true, 0, None, b"between"));
+    want.extend(raw_frame(0xA, true, 0, None, b"2"));
+    assert_eq!(s.output(), want);
+}

@@ -1,7 +1,8 @@
 //! What a peer's request bytes can make the server do and hold: one reading
 //! of an HTTP/1.1 head (where httparse says it ends), `Content-Length`
 //! strictly digits, bodies that grow with what arrives rather than with
-//! what was declared, and `Expect: 100-continue` answered. HTTP/2 bodies
+//! what was declared, `Expect: 100-continue` answered, and one pong queued
+//! for a flood of pings. HTTP/2 bodies
 //! that do not match their `content-length` are checked by
 //! `tests/python/h2_clients.py` (run from `server_http2.rs`).
 
@@ -139,15 +140,48 @@ both_backends!(declared_bodies_reserve_nothing, |backend| {
         assert_eq!(c.read_http_head(), "HTTP/1.1 100 Continue\r\n\r\n");
     }
     let grown_mib = vm_size_kib(srv.pid()).saturating_sub(before) / 1024;
+    eprintln!("{backend}: address space grew by {grown_mib} MiB for 100 declared bodies");
     assert!(grown_mib < 256, "address space grew by {grown_mib} MiB");
 });
 
 /// The process's address space (`VmSize`), in KiB.
 fn vm_size_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmSize:")
+}
+
+both_backends!(
+    a_ping_flood_from_a_client_that_never_reads_queues_one_pong,
+    |backend| {
+        // 1,000,000 pings of 125 bytes (131 MB) from a client that reads
+        // nothing: each pong used to be queued (RSS grew by about the pongs'
+        // 127 MB); now an unsent pong is replaced by the next.
+        let srv = server(backend);
+        let mut c = RawClient::connect(srv.addr);
+        let before = metrics(srv.addr)["ringwave_bytes_in_total"];
+        let rss_before = rss_kib(srv.pid());
+        let burst: Vec<u8> = (0..1000).flat_map(|_| frame(0x89, &[7; 125])).collect();
+        for _ in 0..1000 {
+            c.send(&burst);
+        }
+        let sent = (burst.len() * 1000) as f64;
+        // Every ping was read (and answered) once the server counted its bytes.
+        wait_metric(srv.addr, "ringwave_bytes_in_total", |v| v >= before + sent);
+        let grown_mib = rss_kib(srv.pid()).saturating_sub(rss_before) / 1024;
+        eprintln!("{backend}: RSS grew by {grown_mib} MiB over 1,000,000 pings");
+        assert!(grown_mib < 32, "RSS grew by {grown_mib} MiB");
+    }
+);
+
+/// The process's resident memory (`VmRSS`), in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmSize:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmSize in {status}"))
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
 }

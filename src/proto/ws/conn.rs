@@ -165,6 +165,11 @@ struct Tx {
     /// connection small; past them the written bytes are dropped from the
     /// front.
     out_pos: u32,
+    /// The length of the automatic pong that ends `out`, 0 when `out` does
+    /// not end with one. While unsent it is replaced by the next ping's
+    /// (RFC 6455 §5.5.3 lets an endpoint answer only the latest ping), so a
+    /// peer that pings and never reads queues one pong, not one per ping.
+    pong_len: u8,
 }
 
 impl Tx {
@@ -175,6 +180,20 @@ impl Tx {
     fn push_frame(&mut self, op: OpCode, fin: bool, rsv1: bool, payload: &[u8]) {
         let key = self.next_key();
         encode_frame(&mut self.out, op, fin, rsv1, key, payload);
+        self.pong_len = 0;
+    }
+
+    /// Answer a ping: replace the pong that ends the output if none of it
+    /// was written yet, else queue one.
+    fn push_pong(&mut self, payload: &[u8]) {
+        let at = self.out.len().saturating_sub(self.pong_len as usize);
+        if self.pong_len > 0 && at >= self.out_pos as usize {
+            self.out.truncate(at);
+        }
+        let start = self.out.len();
+        self.push_frame(OpCode::Pong, true, false, payload);
+        // At most 2 + 4 + 125 bytes: a control frame's.
+        self.pong_len = u8::try_from(self.out.len() - start).unwrap_or(0);
     }
 
     /// Queue a close frame for `e` (unless one was sent) and close.
@@ -240,6 +259,7 @@ impl Conn {
                 keys,
                 out: Vec::new(),
                 out_pos: 0,
+                pong_len: 0,
             },
         }
     }
@@ -298,11 +318,13 @@ impl Conn {
             // thread cache).
             tx.out = Vec::new();
             tx.out_pos = 0;
+            tx.pong_len = 0;
         } else if let Ok(pos) = u32::try_from(pos) {
             tx.out_pos = pos;
         } else {
             tx.out.drain(..pos);
             tx.out_pos = 0;
+            tx.pong_len = 0;
         }
     }
 
@@ -314,6 +336,7 @@ impl Conn {
         let rest = f(self.output());
         self.tx.out = rest;
         self.tx.out_pos = 0;
+        self.tx.pong_len = 0;
     }
 
     /// Let go of the receive state held for frames and messages spanning
@@ -603,7 +626,7 @@ impl Conn {
         match op {
             OpCode::Ping => {
                 if self.tx.state == CloseState::Open {
-                    self.tx.push_frame(OpCode::Pong, true, false, payload);
+                    self.tx.push_pong(payload);
                 }
                 Ok(None)
             }
@@ -713,6 +736,7 @@ impl Sender<'_> {
                 let key = self.tx.next_key();
                 let compressed = d.compress_message(payload);
                 encode_frame(&mut self.tx.out, op, true, true, key, compressed);
+                self.tx.pong_len = 0;
             }
             None => self.tx.push_frame(op, true, false, payload),
         }
@@ -781,6 +805,7 @@ impl Sender<'_> {
     pub fn send_raw(&mut self, frame: &[u8]) -> Result<(), SendError> {
         self.tx.check_open()?;
         self.tx.out.extend_from_slice(frame);
+        self.tx.pong_len = 0;
         Ok(())
     }
 
