@@ -185,3 +185,28 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no {field} in {status}"))
 }
+
+both_backends!(
+    a_feed_client_that_does_not_read_its_answers_is_told_and_closed,
+    |backend| {
+        // 100,000 requests pipelined by a client that reads nothing: its
+        // answers pass --max-buffered; it used to lose the rest without a word.
+        let srv = TestServer::start(backend, &["--feed-sim", "off", "--max-buffered", "65536"]);
+        let mut c = RawClient::upgrade(RawClient::tcp(srv.addr), "/feed");
+        let burst: Vec<u8> = (0..100_000)
+            .flat_map(|_| frame(0x81, br#"{"op":"nope"}"#))
+            .collect();
+        c.send(&burst);
+        let mut answers = 0;
+        let code = loop {
+            match c.read_frame() {
+                Some((0x1, _)) => answers += 1,
+                Some((0x8, p)) => break u16::from_be_bytes([p[0], p[1]]),
+                Some(_) => {}
+                None => panic!("no close after {answers} answers"),
+            }
+        };
+        assert_eq!(code, 1008, "after {answers} answers");
+        assert!(answers < 100_000, "{answers} answers");
+    }
+);

@@ -59,6 +59,16 @@ impl<A: App> Core<A> {
                         self.mark_dirty(e.index);
                     }
                 }
+                Session::H2(h) if !h.session.settled() => {
+                    // No preface and SETTINGS within the handshake timeout.
+                    tracing::debug!(
+                        worker = self.worker,
+                        index = e.index,
+                        "HTTP/2 handshake timeout"
+                    );
+                    self.stats.reject_timeout();
+                    self.to_close.push(e.index);
+                }
                 Session::H2(h) if h.streams.is_empty() => {
                     // Idle: no stream for the idle timeout.
                     h.session.go_away(ErrorCode::NO_ERROR, "idle");

@@ -64,15 +64,15 @@ fn http_request(req: Request) -> (HttpRequest, bool) {
 impl<A: App> Core<A> {
     /// The connection's first bytes are the HTTP/2 preface.
     pub(super) fn begin_h2(&mut self, index: u32, buf: &mut [u8]) {
-        let now = self.wheel.now();
         let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
             return;
         };
         let Session::Head(head) = &slot.session else {
             return;
         };
+        // The handshake deadline set at the connection's start still runs:
+        // the preface and the first SETTINGS must come within it.
         slot.session = Session::H2(Box::new(Http2::new(head.peer())));
-        slot.deadline = now + self.ticks.idle;
         self.stats.h2_connections.add(1);
         self.h2_data(index, buf);
     }
@@ -86,13 +86,17 @@ impl<A: App> Core<A> {
         let Session::H2(h) = &mut slot.session else {
             return;
         };
-        slot.deadline = now + self.ticks.idle;
         let mut events = std::mem::take(&mut h.events);
         events.clear();
         if let Err(e) = h.session.read(buf, now, &mut events) {
             tracing::debug!(worker = self.worker, index, "{e}");
             self.stats.h2_error(e.violation.name());
             slot.ending = Ending::Linger;
+        }
+        // Only whole frames after the handshake move the deadline: bytes
+        // trickled into a preface or a frame do not.
+        if h.session.between_frames() {
+            slot.deadline = now + self.ticks.idle;
         }
         let mut data = h.session.take_data();
         for ev in events.drain(..) {

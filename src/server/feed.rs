@@ -31,7 +31,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::access::PublishRule;
-use super::{ConnId, Handler, Msg, Position, Request, SubscribeOptions, Subscribed, Upgrade, Ws};
+use super::{
+    ConnId, Handler, Msg, Position, Request, SendStatus, SubscribeOptions, Subscribed, Upgrade, Ws,
+};
 use crate::proto::{CloseCode, MessageKind};
 use crate::pubsub::history::parse_epoch;
 use crate::pubsub::valid_topic;
@@ -125,8 +127,16 @@ fn subscribe(ws: &mut Ws<'_>, topic: &str, req: &FeedRequest) {
     }
 }
 
+/// Answer the client. A client that does not read its answers gets no
+/// more once its unsent bytes pass `--max-buffered`: it is told why, and
+/// closed with 1008, rather than losing answers without a word.
 fn reply(ws: &mut Ws<'_>, v: Value) {
-    let _ = ws.send_text(&v.to_string());
+    if ws.send_text(&v.to_string()) == SendStatus::Refused {
+        ws.close(
+            CloseCode::POLICY_VIOLATION,
+            "answers not read (over --max-buffered)",
+        );
+    }
 }
 
 fn error(ws: &mut Ws<'_>, msg: &str) {

@@ -111,27 +111,6 @@ pub enum Event {
     },
 }
 
-/// The peer broke the connection: GOAWAY with `code` is queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnError {
-    /// The code sent.
-    pub code: ErrorCode,
-    /// The rule broken.
-    pub violation: Violation,
-    /// What was wrong, also the GOAWAY's debug data.
-    pub reason: &'static str,
-}
-
-impl std::fmt::Display for ConnError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "HTTP/2 connection error {:#x}: {}",
-            self.code.0, self.reason
-        )
-    }
-}
-
 /// A stream's state as far as this side still has business with it.
 #[derive(Debug)]
 struct Stream {
@@ -160,6 +139,9 @@ pub struct Session {
     cfg: Config,
     /// Preface bytes still expected.
     preface_left: usize,
+    /// The peer's first SETTINGS arrived (RFC 9113 §3.4: it must follow
+    /// the preface, before any other frame).
+    settled: bool,
     inbuf: Vec<u8>,
     decoder: Decoder,
     encoder: loona_hpack::Encoder<'static>,
@@ -198,29 +180,6 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// A connection error; its violation follows from the code.
-fn conn(code: ErrorCode, reason: &'static str) -> ConnError {
-    let violation = match code {
-        ErrorCode::FLOW_CONTROL_ERROR => Violation::FlowControl,
-        ErrorCode::COMPRESSION_ERROR => Violation::Compression,
-        _ => Violation::Protocol,
-    };
-    ConnError {
-        code,
-        violation,
-        reason,
-    }
-}
-
-/// A flood: ENHANCE_YOUR_CALM.
-fn flood(violation: Violation, reason: &'static str) -> ConnError {
-    ConnError {
-        code: ErrorCode::ENHANCE_YOUR_CALM,
-        violation,
-        reason,
-    }
-}
-
 impl Session {
     /// A connection whose preface is still to come; this side's SETTINGS
     /// are queued at once.
@@ -245,6 +204,7 @@ impl Session {
             decoder: Decoder::new(cfg.header_table_size, cfg.max_header_list),
             cfg,
             preface_left: PREFACE.len(),
+            settled: false,
             inbuf: Vec::new(),
             encoder: loona_hpack::Encoder::new(),
             table_update: None,
@@ -265,6 +225,18 @@ impl Session {
             resets: 0,
             windows_opened: false,
         }
+    }
+
+    /// The peer sent its preface and SETTINGS and is not in the middle of
+    /// a frame: what the caller's handshake deadline and frame deadline
+    /// wait for.
+    pub fn between_frames(&self) -> bool {
+        self.settled && self.inbuf.is_empty()
+    }
+
+    /// The peer sent its preface and first SETTINGS.
+    pub fn settled(&self) -> bool {
+        self.settled
     }
 
     /// Bytes to write to the peer.
@@ -565,6 +537,15 @@ impl Session {
     }
 
     fn frame(&mut self, frame: Frame<'_>, events: &mut Vec<Event>) -> Result<(), ConnError> {
+        if !self.settled {
+            if !matches!(frame, Frame::Settings { ack: false, .. }) {
+                return Err(conn(
+                    ErrorCode::PROTOCOL_ERROR,
+                    "the preface must be followed by SETTINGS",
+                ));
+            }
+            self.settled = true;
+        }
         if let Some(p) = &self.pending {
             let ok = matches!(frame, Frame::Continuation { stream, .. } if stream == p.stream);
             if !ok {
@@ -890,7 +871,8 @@ impl Session {
 mod request;
 mod violation;
 
-pub use violation::Violation;
+use violation::{conn, flood};
+pub use violation::{ConnError, Violation};
 
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,6 @@
-//! The rules a peer can break, as the session reports them.
+//! The rules a peer can break, and the connection errors that report them.
+
+use crate::proto::h2::ErrorCode;
 
 /// Which rule a connection error or a refused stream broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,5 +39,49 @@ impl Violation {
             Violation::StreamLimit => "stream_limit",
             Violation::Malformed => "malformed",
         }
+    }
+}
+
+/// The peer broke the connection: GOAWAY with `code` is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnError {
+    /// The code sent.
+    pub code: ErrorCode,
+    /// The rule broken.
+    pub violation: Violation,
+    /// What was wrong, also the GOAWAY's debug data.
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for ConnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "HTTP/2 connection error {:#x}: {}",
+            self.code.0, self.reason
+        )
+    }
+}
+
+/// A connection error; its violation follows from the code.
+pub(super) fn conn(code: ErrorCode, reason: &'static str) -> ConnError {
+    let violation = match code {
+        ErrorCode::FLOW_CONTROL_ERROR => Violation::FlowControl,
+        ErrorCode::COMPRESSION_ERROR => Violation::Compression,
+        _ => Violation::Protocol,
+    };
+    ConnError {
+        code,
+        violation,
+        reason,
+    }
+}
+
+/// A flood: ENHANCE_YOUR_CALM.
+pub(super) fn flood(violation: Violation, reason: &'static str) -> ConnError {
+    ConnError {
+        code: ErrorCode::ENHANCE_YOUR_CALM,
+        violation,
+        reason,
     }
 }
