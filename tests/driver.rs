@@ -9,21 +9,14 @@ use std::time::{Duration, Instant};
 
 use ringwave::driver::{build, Chosen, Completion, Part};
 
-/// `mod NAME { uring, poll }`: runs `NAME(chosen)` once per backend.
-macro_rules! on_both_backends {
-    ($name:ident) => {
-        mod $name {
-            use ringwave::driver::Chosen;
-            #[test]
-            fn uring() {
-                super::$name(Chosen::Uring)
-            }
-            #[test]
-            fn poll() {
-                super::$name(Chosen::Poll)
-            }
-        }
-    };
+mod server;
+
+/// The driver a backend's CLI name stands for.
+fn chosen(backend: &str) -> Chosen {
+    match backend {
+        "uring" => Chosen::Uring,
+        _ => Chosen::Poll,
+    }
 }
 
 fn adopted_connection_round_trip(chosen: Chosen, timeout: Duration) {
@@ -71,25 +64,13 @@ fn adopted_connection_round_trip(chosen: Chosen, timeout: Duration) {
     assert_eq!(peer.read(&mut buf).unwrap(), 0);
 }
 
-#[test]
-fn uring_zero_timeout_turns_see_completions() {
-    adopted_connection_round_trip(Chosen::Uring, Duration::ZERO);
-}
+both_backends!(zero_timeout_turns_see_completions, |b| {
+    adopted_connection_round_trip(chosen(b), Duration::ZERO)
+});
 
-#[test]
-fn uring_blocking_turns_see_completions() {
-    adopted_connection_round_trip(Chosen::Uring, Duration::from_millis(50));
-}
-
-#[test]
-fn poll_zero_timeout_turns_see_completions() {
-    adopted_connection_round_trip(Chosen::Poll, Duration::ZERO);
-}
-
-#[test]
-fn poll_blocking_turns_see_completions() {
-    adopted_connection_round_trip(Chosen::Poll, Duration::from_millis(50));
-}
+both_backends!(blocking_turns_see_completions, |b| {
+    adopted_connection_round_trip(chosen(b), Duration::from_millis(50))
+});
 
 /// Two listeners in one driver: each accepted connection is reported with
 /// the position of the listener it came through, and reads on it.
@@ -184,7 +165,9 @@ fn vectored_writes_arrive_in_order(chosen: Chosen) {
     }
 }
 
-on_both_backends!(vectored_writes_arrive_in_order);
+both_backends!(vectored_writes_arrive_in_order, |b| {
+    vectored_writes_arrive_in_order(chosen(b))
+});
 
 /// An echo made the way the runtime makes one: each read changed in place
 /// (as a payload is unmasked) and replied from the read buffer itself as
@@ -258,7 +241,9 @@ fn replies_from_the_read_buffer_arrive_as_changed(chosen: Chosen) {
     assert_eq!(first_wrong, None, "{chosen}: the echo arrived changed");
 }
 
-on_both_backends!(replies_from_the_read_buffer_arrive_as_changed);
+both_backends!(replies_from_the_read_buffer_arrive_as_changed, |b| {
+    replies_from_the_read_buffer_arrive_as_changed(chosen(b))
+});
 
 fn accepts_name_their_listener(chosen: Chosen) {
     let a = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -298,7 +283,10 @@ fn accepts_name_their_listener(chosen: Chosen) {
     }
 }
 
-on_both_backends!(accepts_name_their_listener);
+both_backends!(
+    accepts_name_their_listener,
+    |b| accepts_name_their_listener(chosen(b))
+);
 
 /// A connection half-closed and closed in one turn, while the next one
 /// waits to be accepted: the next connection must not inherit the first
@@ -374,4 +362,6 @@ fn half_close_stays_with_its_connection(chosen: Chosen) {
     }
 }
 
-on_both_backends!(half_close_stays_with_its_connection);
+both_backends!(half_close_stays_with_its_connection, |b| {
+    half_close_stays_with_its_connection(chosen(b))
+});

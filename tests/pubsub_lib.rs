@@ -6,6 +6,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use ringwave::driver::Backend;
+
+mod server;
 use ringwave::server::{Handler, Msg, Server, Ws};
 use tungstenite::{Message, WebSocket};
 
@@ -92,12 +94,4 @@ fn room(backend: Backend) {
     assert!(publisher.publish_text("room", "late").is_err());
 }
 
-#[test]
-fn room_on_uring() {
-    room(Backend::Uring);
-}
-
-#[test]
-fn room_on_poll() {
-    room(Backend::Poll);
-}
+both_backends!(room_on, |b: &str| room(b.parse::<Backend>().unwrap()));

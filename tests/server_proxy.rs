@@ -7,6 +7,8 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use ringwave::driver::Backend;
+
+mod server;
 use ringwave::proto::proxy;
 use ringwave::server::Request;
 use ringwave::server::{Handler, Msg, Server, Upgrade, Ws};
@@ -141,12 +143,6 @@ fn client_addresses(backend: Backend) {
     assert!(st.starts_with("HTTP/1.1 101"), "{st}");
 }
 
-#[test]
-fn client_addresses_uring() {
-    client_addresses(Backend::Uring);
-}
-
-#[test]
-fn client_addresses_poll() {
-    client_addresses(Backend::Poll);
-}
+both_backends!(client_addresses_on, |b: &str| client_addresses(
+    b.parse::<Backend>().unwrap()
+));

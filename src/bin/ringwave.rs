@@ -298,51 +298,15 @@ fn parse_topic_policy(s: &str) -> Result<(String, Policy), String> {
     Ok((topic.to_string(), policy.parse()?))
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let sim: Option<SimSpec> = match cli.feed_sim.as_str() {
-        "off" | "none" | "0" => None,
-        s => match s.parse() {
-            Ok(spec) => Some(spec),
-            Err(e) => {
-                eprintln!("ringwave: invalid --feed-sim: {e} (or \"off\")");
-                return ExitCode::from(2);
-            }
-        },
-    };
-    if cli.idle_timeout <= cli.ping_interval {
-        eprintln!(
-            "ringwave: --idle-timeout ({} s) must be longer than --ping-interval ({} s): \
-             a silent connection is pinged first, and closed only if it stays silent \
-             until the idle timeout",
-            cli.idle_timeout, cli.ping_interval
-        );
-        return ExitCode::from(2);
-    }
-    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log_level) {
-        // The NATS client logs every attempt and event itself; the bridge
-        // says what matters once. Asked for by name, it is the user's call.
-        Ok(f) if !cli.log_level.contains("async_nats") => {
-            f.add_directive("async_nats=warn".parse().expect("a valid directive"))
-        }
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("ringwave: invalid --log-level {:?}: {e}", cli.log_level);
-            return ExitCode::from(2);
-        }
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-
+/// The server's configuration from the command line (checked by
+/// `Config::validate`, as a library user's is).
+fn config(cli: &Cli) -> Result<Config, String> {
     if cli.tls_certs.len() != cli.tls_keys.len() {
-        eprintln!(
-            "ringwave: {} --tls-cert but {} --tls-key: give one key per certificate, in the same order",
+        return Err(format!(
+            "{} --tls-cert but {} --tls-key: give one key per certificate, in the same order",
             cli.tls_certs.len(),
             cli.tls_keys.len()
-        );
-        return ExitCode::from(2);
+        ));
     }
     let tls = (!cli.tls_certs.is_empty()).then(|| TlsConfig {
         listen: cli.tls_listen,
@@ -357,7 +321,7 @@ fn main() -> ExitCode {
             .collect(),
     });
     let max_message = cli.max_message as usize;
-    let config = Config {
+    Ok(Config {
         listen: cli.listen,
         threads: cli
             .threads
@@ -419,7 +383,50 @@ fn main() -> ExitCode {
             queue: cli.nats_queue,
             jetstream: cli.nats_jetstream,
         }),
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let sim: Option<SimSpec> = match cli.feed_sim.as_str() {
+        "off" | "none" | "0" => None,
+        s => match s.parse() {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                eprintln!("ringwave: invalid --feed-sim: {e} (or \"off\")");
+                return ExitCode::from(2);
+            }
+        },
     };
+    let config = match config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringwave: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // The rules library users meet too, with the same messages.
+    if let Err(e) = config.validate() {
+        eprintln!("ringwave: {e}");
+        return ExitCode::from(2);
+    }
+    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log_level) {
+        // The NATS client logs every attempt and event itself; the bridge
+        // says what matters once. Asked for by name, it is the user's call.
+        Ok(f) if !cli.log_level.contains("async_nats") => {
+            f.add_directive("async_nats=warn".parse().expect("a valid directive"))
+        }
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("ringwave: invalid --log-level {:?}: {e}", cli.log_level);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,

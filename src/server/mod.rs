@@ -252,7 +252,98 @@ impl Default for Config {
     }
 }
 
+/// A setting of [`Config`] out of its range, or two that contradict each
+/// other: `field` names it (as in `Config`; the CLI's flag is the same
+/// with dashes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The setting at fault.
+    pub field: &'static str,
+    /// What is wrong with it, and what would do.
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid {}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 impl Config {
+    /// Check every rule the settings must keep, for library users and the
+    /// CLI alike; [`ServerBuilder::serve`] refuses a config that breaks one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, reason: String| Err(ConfigError { field, reason });
+        let l = &self.limits;
+        if self.threads == 0 {
+            return err("threads", "at least 1 worker thread".into());
+        }
+        for (field, v) in [
+            ("max_message_size", l.max_message_size),
+            ("max_frame_payload", l.max_frame_payload),
+        ] {
+            if !(1..=1 << 40).contains(&v) {
+                return err(field, format!("{v} bytes: from 1 byte to 1 TiB"));
+            }
+        }
+        if !(256..=1 << 20).contains(&l.max_handshake_bytes) {
+            return err(
+                "max_handshake_bytes",
+                format!("{} bytes: from 256 to 1 MiB", l.max_handshake_bytes),
+            );
+        }
+        for (field, d) in [
+            ("handshake_timeout", self.handshake_timeout),
+            ("ping_interval", self.ping_interval),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if d < Duration::from_secs(1) {
+                return err(
+                    field,
+                    format!("{d:?}: at least 1 s (checked once a second)"),
+                );
+            }
+        }
+        if self.idle_timeout <= self.ping_interval {
+            return err(
+                "idle_timeout",
+                format!(
+                    "{} s must be longer than ping_interval ({} s): a silent connection is \
+                     pinged first, and closed only if it stays silent until the idle timeout",
+                    self.idle_timeout.as_secs(),
+                    self.ping_interval.as_secs()
+                ),
+            );
+        }
+        let topics = self.topic_policies.keys().chain(self.history.topics.keys());
+        if let Some(t) = topics.into_iter().find(|t| !crate::pubsub::valid_topic(t)) {
+            return err(
+                "topic_policies/history",
+                format!("{t:?} is not a valid topic"),
+            );
+        }
+        if let Some(p) = self.feed_path.as_deref().filter(|p| !p.starts_with('/')) {
+            return err("feed_path", format!("{p:?} must start with '/'"));
+        }
+        if self.tls.as_ref().is_some_and(|t| t.certs.is_empty()) {
+            return err("tls", "at least one certificate and key".into());
+        }
+        if let Some(n) = &self.nats {
+            if n.urls.is_empty() {
+                return err("nats", "at least one server URL".into());
+            }
+            if let Err(e) = crate::bridge::check_prefix(&n.prefix) {
+                return err("nats_prefix", e);
+            }
+            if !(1..=1 << 24).contains(&n.queue) {
+                return err("nats_queue", format!("{}: from 1 to 16,777,216", n.queue));
+            }
+        }
+        Ok(())
+    }
+
     /// What the loop needs of it (the rest is the route table's); reads the
     /// TLS certificates.
     fn settings(&self) -> io::Result<Settings> {
@@ -381,6 +472,9 @@ impl ServerBuilder {
         H: Handler,
         F: Fn() -> H + Send + Sync + 'static,
     {
+        self.config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let mut settings = self.config.settings()?;
         let bridge = match &self.config.nats {
             Some(n) => Some(NatsBridge::start(n.clone(), settings.history.clone())?),

@@ -1,0 +1,94 @@
+//! `Config::validate`: the rules a configuration must keep hold for library
+//! users (`serve` refuses the config) and the CLI (exit 2, same message).
+
+mod server;
+use server::*;
+use std::time::Duration;
+
+use ringwave::server::{Config, Handler, Msg, Server, Ws};
+
+struct Nothing;
+
+impl Handler for Nothing {
+    fn on_message(&mut self, _ws: &mut Ws<'_>, _msg: Msg<'_>) {}
+}
+
+#[test]
+fn the_default_config_is_valid() {
+    assert_eq!(Config::default().validate(), Ok(()));
+}
+
+/// A field's name and a change that breaks its rule.
+type Breaks = Vec<(&'static str, Box<dyn Fn(&mut Config)>)>;
+
+#[test]
+fn each_rule_names_its_field() {
+    let cases: Breaks = vec![
+        ("threads", Box::new(|c| c.threads = 0)),
+        (
+            "max_message_size",
+            Box::new(|c| c.limits.max_message_size = 0),
+        ),
+        (
+            "max_frame_payload",
+            Box::new(|c| c.limits.max_frame_payload = 2 << 40),
+        ),
+        (
+            "max_handshake_bytes",
+            Box::new(|c| c.limits.max_handshake_bytes = 100),
+        ),
+        (
+            "handshake_timeout",
+            Box::new(|c| c.handshake_timeout = Duration::ZERO),
+        ),
+        (
+            "idle_timeout",
+            Box::new(|c| c.idle_timeout = c.ping_interval),
+        ),
+        (
+            "topic_policies/history",
+            Box::new(|c| {
+                c.topic_policies
+                    .insert("bad\ntopic".into(), ringwave::server::Policy::Close);
+            }),
+        ),
+        ("feed_path", Box::new(|c| c.feed_path = Some("feed".into()))),
+    ];
+    for (field, break_it) in cases {
+        let mut c = Config::default();
+        break_it(&mut c);
+        let e = c.validate().expect_err(field);
+        assert_eq!(e.field, field, "{e}");
+    }
+}
+
+#[test]
+fn serve_refuses_an_invalid_config() {
+    let c = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        idle_timeout: Duration::from_secs(10),
+        ..Config::default()
+    };
+    let e = match Server::builder().config(c).serve(|| Nothing) {
+        Ok(_) => panic!("served an invalid config"),
+        Err(e) => e,
+    };
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("idle_timeout"), "{e}");
+}
+
+#[test]
+fn the_cli_refuses_it_with_the_same_message() {
+    let err = refused_start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--ping-interval",
+        "30",
+        "--idle-timeout",
+        "20",
+    ]);
+    assert!(
+        err.contains("invalid idle_timeout: 20 s must be longer than ping_interval (30 s)"),
+        "{err}"
+    );
+}
