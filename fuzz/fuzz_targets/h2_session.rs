@@ -1,7 +1,8 @@
 //! A whole HTTP/2 server connection (`proto::h2::session`) on arbitrary
-//! bytes after the preface, cut into reads at arbitrary points, with every
-//! request answered: it never panics, its output is always whole, valid
-//! frames, and once it has failed (GOAWAY) it reads nothing more.
+//! bytes after the preface and a SETTINGS frame, cut into reads at
+//! arbitrary points, with every request answered: it never panics, its
+//! output is always whole, valid frames, and once it has failed (GOAWAY)
+//! it reads nothing more.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use ringwave::proto::h2::session::{Config, Event, Session};
@@ -18,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
         ..Config::default()
     };
     let mut s = Session::new(cfg);
+    // The preface and an empty SETTINGS (RFC 9113 §3.4: anything else
+    // first is a connection error), so the input goes past the handshake.
     let mut input = PREFACE.to_vec();
+    input.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
     input.extend_from_slice(body);
     let mut events = Vec::new();
     let mut pos = 0;

@@ -114,10 +114,7 @@ pub enum Event {
 /// A stream's state as far as this side still has business with it.
 #[derive(Debug)]
 struct Stream {
-    /// The peer may still send DATA.
-    remote_open: bool,
-    /// This side has not ended it.
-    local_open: bool,
+    state: State,
     /// This side sent its response head.
     answered: bool,
     /// What this side may still send.
@@ -282,13 +279,15 @@ impl Session {
 
     /// Whether `stream` may still be answered.
     pub fn is_open(&self, stream: u32) -> bool {
-        self.streams.get(&stream).is_some_and(|s| s.local_open)
+        self.streams
+            .get(&stream)
+            .is_some_and(|s| s.state.local_open())
     }
 
     /// What may be sent on `stream` now: its window and the connection's.
     pub fn send_capacity(&self, stream: u32) -> usize {
         match self.streams.get(&stream) {
-            Some(s) if s.local_open => s.send_window.min(self.conn_send).max(0) as usize,
+            Some(s) if s.state.local_open() => s.send_window.min(self.conn_send).max(0) as usize,
             _ => 0,
         }
     }
@@ -329,7 +328,7 @@ impl Session {
         let Some(s) = self.streams.get_mut(&stream) else {
             return;
         };
-        if !s.local_open || s.answered {
+        if !s.state.local_open() || s.answered {
             return;
         }
         s.answered = true;
@@ -402,12 +401,27 @@ impl Session {
         }
     }
 
+    /// This side ended `stream`: half closed, or closed and gone.
     fn end_local(&mut self, stream: u32) {
+        match self.streams.get(&stream).map(|s| s.state) {
+            Some(State::Open) => self.set_state(stream, State::HalfClosedLocal),
+            Some(_) => drop(self.streams.remove(&stream)),
+            None => {}
+        }
+    }
+
+    /// The peer ended `stream`: half closed, or closed and gone.
+    fn end_remote(&mut self, stream: u32) {
+        match self.streams.get(&stream).map(|s| s.state) {
+            Some(State::Open) => self.set_state(stream, State::HalfClosedRemote),
+            Some(_) => drop(self.streams.remove(&stream)),
+            None => {}
+        }
+    }
+
+    fn set_state(&mut self, stream: u32, state: State) {
         if let Some(s) = self.streams.get_mut(&stream) {
-            s.local_open = false;
-            if !s.remote_open {
-                self.streams.remove(&stream);
-            }
+            s.state = state;
         }
     }
 
@@ -746,7 +760,7 @@ impl Session {
             // Closed here (reset, or ended): it may have been in flight.
             return Ok(());
         };
-        if !s.remote_open {
+        if !s.state.remote_open() {
             self.reset(stream, ErrorCode::STREAM_CLOSED);
             return Ok(());
         }
@@ -756,10 +770,7 @@ impl Session {
             return Ok(());
         }
         if end_stream {
-            s.remote_open = false;
-            if !s.local_open {
-                self.streams.remove(&stream);
-            }
+            self.end_remote(stream);
         } else if s.recv_window <= half {
             let inc = self.cfg.initial_window as i64 - s.recv_window;
             s.recv_window += inc;
@@ -786,16 +797,13 @@ impl Session {
         let stream = p.stream;
         if let Some(s) = self.streams.get_mut(&stream) {
             // Trailers: the end of the request body, their fields unused.
-            if !p.end_stream || !s.remote_open {
+            if !p.end_stream || !s.state.remote_open() {
                 return Err(conn(
                     ErrorCode::PROTOCOL_ERROR,
                     "second HEADERS without END_STREAM",
                 ));
             }
-            s.remote_open = false;
-            if !s.local_open {
-                self.streams.remove(&stream);
-            }
+            self.end_remote(stream);
             events.push(Event::Data {
                 stream,
                 range: self.data.len()..self.data.len(),
@@ -819,8 +827,11 @@ impl Session {
         self.streams.insert(
             stream,
             Stream {
-                remote_open: !p.end_stream,
-                local_open: true,
+                state: if p.end_stream {
+                    State::HalfClosedRemote
+                } else {
+                    State::Open
+                },
                 answered: false,
                 send_window: self.peer_initial_window,
                 recv_window: self.cfg.initial_window as i64,
@@ -869,8 +880,10 @@ impl Session {
 }
 
 mod request;
+mod state;
 mod violation;
 
+use state::State;
 use violation::{conn, flood};
 pub use violation::{ConnError, Violation};
 
