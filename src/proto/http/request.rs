@@ -156,7 +156,14 @@ impl RequestParser {
         self.buf.extend_from_slice(data);
         let from = self.scanned.saturating_sub(2);
         let parsed = match blank_line(&self.buf[from..]) {
-            Some(_) => parse_head(&self.buf[..self.buf.len().min(self.limit)])?,
+            // httparse skips empty lines before the request line: one that
+            // still wants more after a blank line has had only those.
+            Some(_) => match parse_head(&self.buf[..self.buf.len().min(self.limit)])? {
+                None if self.buf.len() <= self.limit => {
+                    return Err(HttpError::bad("empty lines instead of a request"))
+                }
+                parsed => parsed,
+            },
             None => None,
         };
         let Some((request, end)) = parsed else {
@@ -221,4 +228,74 @@ fn parse_head(buf: &[u8]) -> Result<Option<(HttpRequest, usize)>, HttpError> {
 /// differ.
 fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(pieces: &[&[u8]]) -> Result<Option<Parsed>, HttpError> {
+        let mut p = RequestParser::new(&Limits::default());
+        let mut last = Ok(None);
+        for piece in pieces {
+            last = p.read(piece);
+            if !matches!(last, Ok(None)) {
+                break;
+            }
+        }
+        last
+    }
+
+    #[test]
+    fn the_head_ends_where_httparse_says() {
+        // A bare-LF blank line ends the head; the rest is the body.
+        let got = read_all(&[b"POST /p HTTP/1.1\r\nContent-Length: 4\r\n\nPPPP\r\n\r\nQQQQ"]);
+        let parsed = got.unwrap().unwrap();
+        assert_eq!(parsed.request.content_length().unwrap(), Some(4));
+        assert_eq!(parsed.rest, b"PPPP\r\n\r\nQQQQ");
+        // Split anywhere, the same.
+        let got = read_all(&[b"GET / HTTP/1.1\r\nHost: x\r", b"\n\r", b"\nrest"]);
+        assert_eq!(got.unwrap().unwrap().rest, b"rest");
+        let got = read_all(&[b"GET / HTTP/1.1\nHost: x\n", b"\n"]);
+        assert_eq!(got.unwrap().unwrap().request.header("host"), Some("x"));
+    }
+
+    #[test]
+    fn empty_lines_alone_are_refused() {
+        assert_eq!(read_all(&[b"\r\n\r\n"]).unwrap_err().status, 400);
+        // One before the request line is ignored (RFC 9112 §2.2).
+        let got = read_all(&[b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"]);
+        assert!(got.unwrap().is_some());
+    }
+
+    #[test]
+    fn content_length_is_plain_digits_once() {
+        let head = |v: &str| {
+            let req = format!("POST / HTTP/1.1\r\nHost: x\r\n{v}\r\n");
+            read_all(&[req.as_bytes()]).unwrap().unwrap().request
+        };
+        assert_eq!(
+            head("Content-Length: 0\r\n").content_length().unwrap(),
+            Some(0)
+        );
+        assert_eq!(
+            head("Content-Length: 17\r\n").content_length().unwrap(),
+            Some(17)
+        );
+        assert_eq!(head("").content_length().unwrap(), None);
+        for bad in [
+            "+4",
+            "04",
+            "-1",
+            "4 4",
+            "0x4",
+            "1e3",
+            "99999999999999999999999",
+        ] {
+            let r = head(&format!("Content-Length: {bad}\r\n")).content_length();
+            assert_eq!(r.unwrap_err().status, 400, "{bad}");
+        }
+        let twice = head("Content-Length: 4\r\nContent-Length: 4\r\n");
+        assert_eq!(twice.content_length().unwrap_err().status, 400);
+    }
 }
