@@ -111,8 +111,10 @@ pub const H2_STREAMS: [&str; 4] = ["response", "events", "publish", "websocket"]
 ///   (CVE-2023-44487);
 /// - `header_list`: a stream refused with 431 for its header list;
 /// - `stream_limit`: a stream past SETTINGS_MAX_CONCURRENT_STREAMS, refused;
-/// - `malformed`: a request refused for its fields.
-pub const H2_ERRORS: [&str; 9] = [
+/// - `malformed`: a request refused for its fields;
+/// - `unread`: a connection closed for not reading the answers its own
+///   frames asked for (acknowledgements, resets) past `max_buffered`.
+pub const H2_ERRORS: [&str; 10] = [
     "protocol",
     "flow_control",
     "compression",
@@ -122,6 +124,7 @@ pub const H2_ERRORS: [&str; 9] = [
     "header_list",
     "stream_limit",
     "malformed",
+    "unread",
 ];
 
 /// Why a TLS connection failed:

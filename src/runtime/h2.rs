@@ -11,7 +11,7 @@ use crate::proto::http::{HttpRequest, Response};
 use super::app::{App, RequestCx, Route};
 use super::core::Core;
 use super::session::body::{PostBody, TooLong};
-use super::session::h2::Http2;
+use super::session::h2::{Http2, BACKLOG};
 use super::session::head::client_ip;
 use super::session::http::Respond;
 use super::session::sse::EventStream;
@@ -97,6 +97,16 @@ impl<A: App> Core<A> {
         // trickled into a preface or a frame do not.
         if h.session.between_frames() {
             slot.deadline = now + self.ticks.idle;
+        }
+        // DATA stops going into the output at BACKLOG; what grows past it
+        // is what the peer's own frames asked for (PING and SETTINGS acks,
+        // resets, window updates) and it does not read: closed, as a
+        // WebSocket that does not read its answers is.
+        if h.session.output().len() > BACKLOG + self.cfg.max_buffered {
+            tracing::debug!(worker = self.worker, index, "HTTP/2 peer does not read");
+            self.stats.h2_error("unread");
+            self.to_close.push(index);
+            return;
         }
         let mut data = h.session.take_data();
         for ev in events.drain(..) {
