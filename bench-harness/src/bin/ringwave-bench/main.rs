@@ -15,13 +15,23 @@ use bench_harness::streams::Kind;
 use clap::{Args, Parser, Subcommand};
 
 mod common;
-mod conns;
+mod connect;
+mod echo;
 mod fanout;
-mod load;
+mod hold;
+mod idle;
+mod latency;
+mod recover;
+mod streams;
 
-use conns::{ConnectArgs, HoldArgs, IdleArgs};
-use fanout::{FanoutArgs, RecoverArgs, StreamFanoutArgs};
-use load::{EchoArgs, LatencyArgs};
+use connect::ConnectArgs;
+use echo::EchoArgs;
+use fanout::FanoutArgs;
+use hold::HoldArgs;
+use idle::IdleArgs;
+use latency::LatencyArgs;
+use recover::RecoverArgs;
+use streams::StreamFanoutArgs;
 
 /// Load generator for WebSocket servers (ringwave's client protocol on mio).
 #[derive(Parser, Debug)]
@@ -89,15 +99,15 @@ struct ReportArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Echo(a) => load::echo(a),
-        Cmd::Latency(a) => load::latency(a),
-        Cmd::Connect(a) => conns::connect(a),
-        Cmd::Idle(a) => conns::idle(a),
+        Cmd::Echo(a) => echo::echo(a),
+        Cmd::Latency(a) => latency::latency(a),
+        Cmd::Connect(a) => connect::connect(a),
+        Cmd::Idle(a) => idle::idle(a),
         Cmd::Fanout(a) => fanout::fanout(a),
-        Cmd::SseFanout(a) => fanout::stream_fanout(a, Kind::Sse),
-        Cmd::WsFanout(a) => fanout::stream_fanout(a, Kind::Ws),
-        Cmd::Recover(a) => fanout::recover(a),
-        Cmd::Hold(a) => conns::hold(a),
+        Cmd::SseFanout(a) => streams::stream_fanout(a, Kind::Sse),
+        Cmd::WsFanout(a) => streams::stream_fanout(a, Kind::Ws),
+        Cmd::Recover(a) => recover::recover(a),
+        Cmd::Hold(a) => hold::hold(a),
         Cmd::Report(a) => bench_harness::report::write(&a.input, &a.out, a.preface.as_deref())
             .map_err(|e| e.to_string()),
     };
