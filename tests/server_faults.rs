@@ -64,27 +64,22 @@ impl Baseline {
     /// connections than at the baseline and its RSS is back within 10%
     /// (plus 1 MiB for allocator noise) of it.
     fn assert_settled(&self, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        let (fds, conns, rss) = eventually(|| {
             let (fds, rss) = (open_fds(self.pid), rss_kib(self.pid));
             let conns = open_connections(self.addr);
             let rss_ok = rss <= self.rss_kib + self.rss_kib / 10 + 1024;
             if fds <= self.fds && conns <= self.conns && rss_ok {
-                eprintln!(
-                    "{what}: fds {} -> {fds}, connections {} -> {conns}, RSS {} -> {rss} KiB",
-                    self.fds, self.conns, self.rss_kib
-                );
-                return;
+                return Ok((fds, conns, rss));
             }
-            assert!(
-                Instant::now() < deadline,
+            Err(format!(
                 "{what}: fds {} -> {fds}, connections {} -> {conns}, RSS {} -> {rss} KiB did not return to the baseline",
-                self.fds,
-                self.conns,
-                self.rss_kib
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+                self.fds, self.conns, self.rss_kib
+            ))
+        });
+        eprintln!(
+            "{what}: fds {} -> {fds}, connections {} -> {conns}, RSS {} -> {rss} KiB",
+            self.fds, self.conns, self.rss_kib
+        );
     }
 }
 
@@ -403,16 +398,14 @@ both_backends!(admission_limit_origins_and_token, |backend| {
     assert_eq!(status(&h), "503", "{h}");
     // ... until one of the four goes.
     drop(a);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut e = loop {
+    let mut e = eventually(|| {
         let (h, e) = upgrade("/raw?token=s3cret", "");
         if status(&h) == "101" {
-            break e;
+            return Ok(e);
         }
         assert_eq!(status(&h), "503", "{h}");
-        assert!(Instant::now() < deadline, "the freed place was not reused");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        Err("the freed place was not reused".to_string())
+    });
     still_served(&mut e, 1);
     drop((b, c, d, e));
     let m = metrics_when_open(srv.addr);
@@ -423,22 +416,20 @@ both_backends!(admission_limit_origins_and_token, |backend| {
 /// connection, which the limit also counts: retried until closed
 /// connections have made room).
 fn metrics_when_open(addr: SocketAddr) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(|| {
         let mut c = RawClient::tcp(addr);
         c.send(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
         let head = c.read_http_head();
-        if head.starts_with("HTTP/1.1 200") {
-            let body = String::from_utf8_lossy(&c.read_to_end()).into_owned();
-            return body
-                .lines()
-                .filter(|l| l.starts_with("ringwave_rejects_total{reason=\"503\"}"))
-                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-                .sum();
+        if !head.starts_with("HTTP/1.1 200") {
+            return Err(format!("no /metrics: {head}"));
         }
-        assert!(Instant::now() < deadline, "no /metrics: {head}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        let body = String::from_utf8_lossy(&c.read_to_end()).into_owned();
+        Ok(body
+            .lines()
+            .filter(|l| l.starts_with("ringwave_rejects_total{reason=\"503\"}"))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum())
+    })
 }
 
 both_backends!(sigterm_drains_5000_clients_with_1001, |backend| {
@@ -455,11 +446,10 @@ both_backends!(sigterm_drains_5000_clients_with_1001, |backend| {
     let addr = srv.addr;
     let waiter = std::thread::spawn(move || srv.terminate());
     // /healthz turns 503 as the drain starts, while clients are still open.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http_get(addr, "/healthz").0 != 503 {
-        assert!(Instant::now() < deadline, "/healthz never turned 503");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(|| match http_get(addr, "/healthz").0 {
+        503 => Ok(()),
+        st => Err(format!("/healthz never turned 503 ({st})")),
+    });
     // Every client gets 1001, spread over the drain period.
     let start = Instant::now();
     let mut got: Vec<Option<Duration>> = vec![None; N];

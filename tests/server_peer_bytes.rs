@@ -1,8 +1,8 @@
 //! What a peer's request bytes can make the server do and hold: one reading
 //! of an HTTP/1.1 head (where httparse says it ends), `Content-Length`
 //! strictly digits, bodies that grow with what arrives rather than with
-//! what was declared, `Expect: 100-continue` answered, and one pong queued
-//! for a flood of pings. HTTP/2 bodies
+//! what was declared, `Expect: 100-continue` answered, and pongs to a
+//! flood of pings bounded. HTTP/2 bodies
 //! that do not match their `content-length` are checked by
 //! `tests/python/h2_clients.py` (run from `server_http2.rs`).
 

@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
@@ -554,17 +554,13 @@ both_backends!(bad_tls_input_costs_only_its_connection, |backend| {
     // Everything the bad clients held is given back: the descriptors, and
     // their connections (io_uring's direct descriptors are not in the
     // process's table: the connection count covers them).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while open_fds(srv.pid()) != fds {
-        assert!(
-            Instant::now() < deadline,
-            "descriptors {} -> {}: {:?}",
-            fds,
-            open_fds(srv.pid()),
+    eventually(|| match open_fds(srv.pid()) {
+        n if n == fds => Ok(()),
+        n => Err(format!(
+            "descriptors {fds} -> {n}: {:?}",
             fd_targets(srv.pid())
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        )),
+    });
     // The bystander and the /metrics request itself stay open.
     wait_metric(srv.addr, "ringwave_connections_open", |v| v == 2.0);
     let grown = rss_kib(srv.pid()).saturating_sub(rss);

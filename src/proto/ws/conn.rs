@@ -154,6 +154,12 @@ pub struct Conn {
     tx: Tx,
 }
 
+/// Unsent bytes up to which every ping gets its own pong (a burst of pings
+/// is answered in full, as Autobahn's cases 2.10 and 2.11 expect); past
+/// them a peer is not reading, and each new pong replaces the unsent one
+/// before it.
+pub const PONG_BACKLOG: usize = 64 * 1024;
+
 /// The sending half: close state, output buffer and mask keys. Kept apart so
 /// it can be changed while a received payload is borrowed.
 #[derive(Debug)]
@@ -166,9 +172,10 @@ struct Tx {
     /// front.
     out_pos: u32,
     /// The length of the automatic pong that ends `out`, 0 when `out` does
-    /// not end with one. While unsent it is replaced by the next ping's
-    /// (RFC 6455 §5.5.3 lets an endpoint answer only the latest ping), so a
-    /// peer that pings and never reads queues one pong, not one per ping.
+    /// not end with one. Past [`PONG_BACKLOG`] unsent bytes it is replaced
+    /// by the next ping's while unsent (RFC 6455 §5.5.3 lets an endpoint
+    /// answer only the latest ping), so a peer that pings and never reads
+    /// makes the output grow to that, not by a pong per ping.
     pong_len: u8,
 }
 
@@ -183,11 +190,13 @@ impl Tx {
         self.pong_len = 0;
     }
 
-    /// Answer a ping: replace the pong that ends the output if none of it
-    /// was written yet, else queue one.
+    /// Answer a ping: queue its pong; but past [`PONG_BACKLOG`] unsent
+    /// bytes, replace the pong that ends the output if none of it was
+    /// written yet.
     fn push_pong(&mut self, payload: &[u8]) {
         let at = self.out.len().saturating_sub(self.pong_len as usize);
-        if self.pong_len > 0 && at >= self.out_pos as usize {
+        let unsent = self.out.len() - self.out_pos as usize;
+        if self.pong_len > 0 && at >= self.out_pos as usize && unsent > PONG_BACKLOG {
             self.out.truncate(at);
         }
         let start = self.out.len();
