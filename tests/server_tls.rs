@@ -599,3 +599,33 @@ both_backends!(chromium_loads_the_page_over_https, |backend| {
         "{m:?}"
     );
 });
+
+both_backends!(
+    a_ping_flood_over_tls_from_a_client_that_never_reads_stays_bounded,
+    |backend| {
+        // As tests/server_peer_bytes.rs's flood, over TLS: 1,000,000 pings of
+        // 125 bytes from a client that reads nothing.
+        let pki = TestPki::new(&format!("pingflood-{backend}"));
+        let leaf = pki.leaf("server", &["localhost"], 1);
+        let srv = start(backend, &leaf, &[]);
+        let cfg = pki.client_config(TLS13, HTTP11);
+        let mut ws = wss_slow(srv.tls(), &cfg, "/echo");
+        let before = metrics(srv.addr)["ringwave_bytes_in_total"];
+        let rss_before = rss_kib(srv.pid());
+        for i in 0..1_000_000u32 {
+            ws.write(tungstenite::Message::Ping(vec![7u8; 125].into()))
+                .unwrap();
+            if i % 1000 == 999 {
+                ws.flush().unwrap();
+            }
+        }
+        ws.flush().unwrap();
+        // Every ping was read once the server counted its bytes (TLS records
+        // are a little longer than what they carry).
+        let sent = 131.0 * 1_000_000.0;
+        wait_metric(srv.addr, "ringwave_bytes_in_total", |v| v >= before + sent);
+        let grown_mib = rss_kib(srv.pid()).saturating_sub(rss_before) / 1024;
+        eprintln!("{backend}: RSS grew by {grown_mib} MiB over 1,000,000 pings over TLS");
+        assert!(grown_mib < 32, "RSS grew by {grown_mib} MiB");
+    }
+);
