@@ -154,16 +154,16 @@ impl RequestParser {
     /// body or the next request are exactly those the parser left.
     pub fn read(&mut self, data: &[u8]) -> Result<Option<Parsed>, HttpError> {
         self.buf.extend_from_slice(data);
+        // RFC 9112 §2.2 asks a server to ignore one empty line before the
+        // request line (httparse skips any number); more is not a request.
+        // Decided on the first bytes alone, so no split of the input into
+        // reads changes the outcome.
+        if empty_lines_first(&self.buf) {
+            return Err(HttpError::bad("empty lines instead of a request"));
+        }
         let from = self.scanned.saturating_sub(2);
         let parsed = match blank_line(&self.buf[from..]) {
-            // httparse skips empty lines before the request line: one that
-            // still wants more after a blank line has had only those.
-            Some(_) => match parse_head(&self.buf[..self.buf.len().min(self.limit)])? {
-                None if self.buf.len() <= self.limit => {
-                    return Err(HttpError::bad("empty lines instead of a request"))
-                }
-                parsed => parsed,
-            },
+            Some(_) => parse_head(&self.buf[..self.buf.len().min(self.limit)])?,
             None => None,
         };
         let Some((request, end)) = parsed else {
@@ -178,6 +178,12 @@ impl RequestParser {
         self.scanned = 0;
         Ok(Some(Parsed { request, rest }))
     }
+}
+
+/// Whether `b` starts with two empty lines (CRLF or bare LF each).
+fn empty_lines_first(b: &[u8]) -> bool {
+    let rest = b.strip_prefix(b"\r\n").or_else(|| b.strip_prefix(b"\n"));
+    rest.is_some_and(|r| r.starts_with(b"\n") || r.starts_with(b"\r\n"))
 }
 
 /// Index just past the first empty line (`\n\n` or `\n\r\n`): where a
@@ -263,6 +269,11 @@ mod tests {
     #[test]
     fn empty_lines_alone_are_refused() {
         assert_eq!(read_all(&[b"\r\n\r\n"]).unwrap_err().status, 400);
+        // Refused from the first bytes, whatever follows and however split.
+        let req = b"\n\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(read_all(&[req]).unwrap_err().status, 400);
+        let bytes: Vec<&[u8]> = req.chunks(1).collect();
+        assert_eq!(read_all(&bytes).unwrap_err().status, 400);
         // One before the request line is ignored (RFC 9112 §2.2).
         let got = read_all(&[b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"]);
         assert!(got.unwrap().is_some());
