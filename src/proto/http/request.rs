@@ -163,7 +163,10 @@ impl RequestParser {
         }
         let from = self.scanned.saturating_sub(2);
         let parsed = match blank_line(&self.buf[from..]) {
-            Some(_) => parse_head(&self.buf[..self.buf.len().min(self.limit)])?,
+            // A head that ends past the limit is too large, whatever it
+            // holds: as when its end has not come by then.
+            Some(at) if from + at > self.limit => return Err(HttpError::too_large(self.limit)),
+            Some(_) => parse_head(&self.buf)?,
             None => None,
         };
         let Some((request, end)) = parsed else {
@@ -274,6 +277,18 @@ mod tests {
         assert_eq!(read_all(&[req]).unwrap_err().status, 400);
         let bytes: Vec<&[u8]> = req.chunks(1).collect();
         assert_eq!(read_all(&bytes).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn a_head_past_the_limit_is_431_however_it_arrives() {
+        // A bad byte early, and the end past the limit: too large, whole
+        // or in pieces (the parser never sees it in pieces).
+        let mut req = b"GET / HTTP/1.1\r\nX: \x9d\r\n".to_vec();
+        req.extend(std::iter::repeat_n(b'a', 9000));
+        req.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(read_all(&[&req]).unwrap_err().status, 431);
+        let bytes: Vec<&[u8]> = req.chunks(7).collect();
+        assert_eq!(read_all(&bytes).unwrap_err().status, 431);
         // One before the request line is ignored (RFC 9112 §2.2).
         let got = read_all(&[b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"]);
         assert!(got.unwrap().is_some());
