@@ -10,7 +10,6 @@
 //! queued output (one send each: corking), close the finished ones, then
 //! advance the timer wheel and do the same for what the timers did.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -25,7 +24,8 @@ use crate::pubsub::{Position, Publication, SubscribeOptions, Subscribed, Topics}
 
 use super::app::{App, RequestCx, Response, Route, Settings};
 use super::drain::Drain;
-use super::mailbox::{Control, Mailbox, Refused};
+use super::mailbox::{Control, Mailbox};
+use super::peers::Peers;
 use super::reply::Replies;
 use super::session::body::PostBody;
 use super::session::head::{HeadStep, ProxyHead, ProxyStep, RequestHead};
@@ -74,17 +74,11 @@ pub(crate) struct Core<A: App> {
     pub(super) wheel: TimerWheel,
     pub(super) fired: Vec<TimerEntry>,
     woken: bool,
-    /// This worker's mailbox.
-    mailbox: Arc<Mailbox>,
-    /// Messages taken from the mailbox, handled in order.
-    mail: Vec<Control>,
+    /// The other workers: this one's mailbox, and theirs.
+    pub(super) peers: Peers,
     pub(super) topics: Topics,
     /// Publishes made during a callback, delivered right after it.
     pub(super) publishes: Vec<Arc<Publication>>,
-    /// Every worker's mailbox and counters, set once all have started.
-    pub(super) shared: Arc<OnceLock<Shared>>,
-    /// Publications for a worker whose mailbox was full, in order.
-    outbox: Vec<VecDeque<Arc<Publication>>>,
     /// Publications taken this turn, delivered together before the flush:
     /// each subscriber's slot is visited once per run of publications on a
     /// topic, not once per publication.
@@ -144,11 +138,8 @@ impl<A: App> Core<A> {
             wheel: TimerWheel::new(),
             fired: Vec::new(),
             woken: false,
-            mailbox,
-            mail: Vec::new(),
+            peers: Peers::new(worker, mailbox, shared),
             publishes: Vec::new(),
-            shared,
-            outbox: Vec::new(),
             batch: Vec::new(),
             stats,
             draining: false,
@@ -171,7 +162,7 @@ impl<A: App> Core<A> {
         if self.drain.is_some() {
             timeout = timeout.min(Duration::from_millis(10));
         }
-        if self.outbox.iter().any(|q| !q.is_empty()) {
+        if self.peers.holding() {
             timeout = timeout.min(Duration::from_millis(1));
         }
         timeout
@@ -186,12 +177,11 @@ impl<A: App> Core<A> {
     /// Handle everything the mailbox holds, in order.
     pub(crate) fn read_mail(&mut self, now: Instant) {
         self.now = now;
-        let mut mail = std::mem::take(&mut self.mail);
-        self.mailbox.drain(&mut mail);
+        let mut mail = self.peers.take_mail();
         for c in mail.drain(..) {
             self.control(c, now);
         }
-        self.mail = mail;
+        self.peers.done_with(mail);
     }
 
     /// A message from the mailbox.
@@ -220,7 +210,7 @@ impl<A: App> Core<A> {
                 self.drain = Some(d);
             }
         }
-        self.retry_outbox();
+        self.peers.retry();
         self.deliver_batch();
         self.flush(driver);
         self.close_finished(driver);
@@ -393,7 +383,7 @@ impl<A: App> Core<A> {
         self.stats.connections_open.add(1);
         self.stats.connections_total.add(1);
         self.wheel.insert(t.0, generation, due);
-        if let Some(shared) = self.shared.get() {
+        if let Some(shared) = self.peers.shared() {
             let open = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
             if self.cfg.max_connections > 0 && open > self.cfg.max_connections {
                 let msg = format!(
@@ -535,7 +525,7 @@ impl<A: App> Core<A> {
             peer_addr: head.peer(),
             client_ip: head.client_ip(&http, self.cfg.trust_proxy),
             draining: self.draining,
-            shared: self.shared.get(),
+            shared: self.peers.shared(),
         };
         let head_only = http.method == "HEAD";
         match self.app.route(http, &cx) {
@@ -831,50 +821,11 @@ impl<A: App> Core<A> {
         if let Some(u) = &self.cfg.uplink {
             u.publish(&p);
         }
-        let Some(shared) = self.shared.get() else {
-            return;
-        };
-        if self.outbox.len() < shared.mailboxes.len() {
-            self.outbox
-                .resize_with(shared.mailboxes.len(), VecDeque::new);
-        }
-        for (w, m) in shared.mailboxes.iter().enumerate() {
-            if w == self.worker as usize {
-                continue;
-            }
-            if !self.outbox[w].is_empty() {
-                self.outbox[w].push_back(p.clone());
-                continue;
-            }
-            match m.send(Control::Publish(p.clone())) {
-                Ok(()) | Err(Refused::Closed(_)) => {}
-                Err(Refused::Full(_)) => self.outbox[w].push_back(p.clone()),
-            }
-        }
-    }
-
-    /// Hand publications held for full mailboxes on, in order.
-    fn retry_outbox(&mut self) {
-        let Some(shared) = self.shared.get() else {
-            return;
-        };
-        for (w, q) in self.outbox.iter_mut().enumerate() {
-            while let Some(p) = q.pop_front() {
-                match shared.mailboxes[w].send(Control::Publish(p)) {
-                    Ok(()) => {}
-                    Err(Refused::Closed(_)) => q.clear(),
-                    Err(Refused::Full(Control::Publish(p))) => {
-                        q.push_front(p);
-                        break;
-                    }
-                    Err(Refused::Full(_)) => break,
-                }
-            }
-        }
+        self.peers.forward(&p);
     }
 
     /// The process-wide connection count, when the workers share one.
     pub(super) fn shared(&self) -> Option<&Shared> {
-        self.shared.get()
+        self.peers.shared()
     }
 }

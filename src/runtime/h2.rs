@@ -219,7 +219,7 @@ impl<A: App> Core<A> {
             peer_addr: peer,
             client_ip,
             draining: self.draining,
-            shared: self.shared.get(),
+            shared: self.peers.shared(),
         };
         match self.app.route(http, &cx) {
             Route::Respond(r) => {

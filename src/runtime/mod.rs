@@ -21,6 +21,7 @@ mod drain;
 mod flush;
 mod h2;
 pub mod mailbox;
+mod peers;
 mod publisher;
 mod reply;
 mod session;

@@ -448,7 +448,7 @@ fn a_publication_from_another_worker_goes_before_a_later_local_one() {
         uplink: None,
         history: None,
     };
-    assert!(h.core.shared.set(shared).is_ok());
+    assert!(h.core.peers.share(shared).is_ok());
     h.open(0, 0.0);
     h.open(1, 0.0);
     // Worker 1 published and answered its publisher, who now publishes
