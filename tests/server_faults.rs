@@ -24,16 +24,6 @@ fn tcp_from(addr: SocketAddr, host: u8) -> TcpStream {
     s
 }
 
-/// Resident memory of a process, KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// What a fault may leave behind is measured against this.
 struct Baseline {
     pid: u32,

@@ -144,11 +144,6 @@ both_backends!(declared_bodies_reserve_nothing, |backend| {
     assert!(grown_mib < 256, "address space grew by {grown_mib} MiB");
 });
 
-/// The process's address space (`VmSize`), in KiB.
-fn vm_size_kib(pid: u32) -> u64 {
-    proc_status_kib(pid, "VmSize:")
-}
-
 both_backends!(
     a_ping_flood_from_a_client_that_never_reads_queues_one_pong,
     |backend| {
@@ -171,20 +166,6 @@ both_backends!(
         assert!(grown_mib < 32, "RSS grew by {grown_mib} MiB");
     }
 );
-
-/// The process's resident memory (`VmRSS`), in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    proc_status_kib(pid, "VmRSS:")
-}
-
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in {status}"))
-}
 
 both_backends!(
     a_feed_client_that_does_not_read_its_answers_is_told_and_closed,

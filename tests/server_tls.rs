@@ -371,16 +371,6 @@ both_backends!(
     }
 );
 
-/// Resident set size of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
 /// Read until the server closes (or resets) the connection; what came.
 fn until_closed(s: &mut TcpStream) -> Vec<u8> {
     let mut got = Vec::new();

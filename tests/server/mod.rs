@@ -531,3 +531,23 @@ pub fn curl_sse(args: &[&str]) -> (String, String) {
     let _ = curl.wait();
     (String::from_utf8_lossy(&got).into_owned(), err)
 }
+
+/// A process's resident memory (`VmRSS`), in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// A process's address space (`VmSize`), in KiB.
+pub fn vm_size_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmSize:")
+}
+
+/// A `kB` field of `/proc/PID/status`.
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+}

@@ -19,13 +19,9 @@ use crate::driver::{Completion, Driver, Token};
 /// never come.
 #[test]
 fn a_short_write_whose_rest_cannot_be_queued_fails_the_connection() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     // The peer reads nothing: 64 MiB fit neither its window nor the
     // socket's send buffer, so the send completes short.
-    let (_peer, _) = listener.accept().unwrap();
-    let mut d = UringDriver::new(Vec::new()).unwrap();
-    let token = d.adopt(client).unwrap();
+    let (mut d, token, _peer) = connected();
     d.fail_resubmit = true;
     let len = 64 << 20;
     let mut buf = vec![7u8; len];

@@ -21,6 +21,8 @@ fn h2_frames(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const H2_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
 const H2_GOAWAY: u8 = 7;
+/// A PING frame with 8 bytes of payload.
+const H2_PING: &[u8] = &[0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
 
 fn h2_settings() -> Settings {
     Settings {
@@ -31,12 +33,18 @@ fn h2_settings() -> Settings {
     }
 }
 
-#[test]
-fn a_trickled_http2_preface_is_closed_at_the_handshake_timeout() {
-    let mut h = Harness::new(h2_settings());
+/// A harness with connection 0 accepted at 0.1 s and `first` read from it.
+fn h2_connection(cfg: Settings, first: &[&[u8]]) -> Harness {
+    let mut h = Harness::new(cfg);
     h.accept(0);
     h.turn(0.1);
-    h.data(0, &H2_PREFACE[..4]);
+    h.data(0, &first.concat());
+    h
+}
+
+#[test]
+fn a_trickled_http2_preface_is_closed_at_the_handshake_timeout() {
+    let mut h = h2_connection(h2_settings(), &[&H2_PREFACE[..4]]);
     // One more byte every 0.4 s: none of them moves the deadline.
     let mut at = 0.1;
     for b in &H2_PREFACE[4..11] {
@@ -55,12 +63,7 @@ fn a_trickled_http2_preface_is_closed_at_the_handshake_timeout() {
 
 #[test]
 fn an_http2_handshake_in_time_lives_until_the_idle_timeout() {
-    let mut h = Harness::new(h2_settings());
-    h.accept(0);
-    h.turn(0.1);
-    let mut hello = H2_PREFACE.to_vec();
-    hello.extend_from_slice(H2_SETTINGS);
-    h.data(0, &hello);
+    let mut h = h2_connection(h2_settings(), &[H2_PREFACE, H2_SETTINGS]);
     h.turn(3.0);
     assert!(!h.closed(0));
     let goaway = |h: &Harness| h2_frames(h.sent(0)).iter().any(|f| f.0 == H2_GOAWAY);
@@ -73,24 +76,13 @@ fn an_http2_handshake_in_time_lives_until_the_idle_timeout() {
 #[test]
 fn frames_before_settings_or_a_trickled_frame_do_not_keep_http2_alive() {
     // Anything but SETTINGS after the preface is a connection error.
-    let mut h = Harness::new(h2_settings());
-    h.accept(0);
-    h.turn(0.1);
-    let mut hello = H2_PREFACE.to_vec();
-    hello.extend_from_slice(&[0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
-    h.data(0, &hello);
+    let mut h = h2_connection(h2_settings(), &[H2_PREFACE, H2_PING]);
     h.turn(0.2);
     assert!(h2_frames(h.sent(0)).iter().any(|f| f.0 == H2_GOAWAY));
-    // A PING's bytes one a second after the handshake: the idle deadline,
-    // set by the last whole frame, does not move.
-    let mut h = Harness::new(h2_settings());
-    h.accept(0);
-    h.turn(0.1);
-    let mut hello = H2_PREFACE.to_vec();
-    hello.extend_from_slice(H2_SETTINGS);
-    h.data(0, &hello);
-    let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7];
-    for (i, b) in ping.iter().enumerate() {
+    // A PING's bytes but its last, one a second after the handshake: the
+    // idle deadline, set by the last whole frame, does not move.
+    let mut h = h2_connection(h2_settings(), &[H2_PREFACE, H2_SETTINGS]);
+    for (i, b) in H2_PING[..H2_PING.len() - 1].iter().enumerate() {
         h.turn(1.0 + i as f64);
         h.data(0, &[*b]);
     }
@@ -106,21 +98,16 @@ fn an_http2_peer_that_does_not_read_its_acks_is_closed() {
     // 1,000 PINGs a second (the control-frame limit) whose acks are never
     // read: the output would grow 17 bytes a PING for as long as it lasts.
     let run = |reads: bool| {
-        let mut h = Harness::new(Settings {
+        let cfg = Settings {
             max_buffered: 10_000,
             ..h2_settings()
-        });
-        h.accept(0);
-        h.turn(0.1);
-        let mut hello = H2_PREFACE.to_vec();
-        hello.extend_from_slice(H2_SETTINGS);
-        h.data(0, &hello);
+        };
+        let mut h = h2_connection(cfg, &[H2_PREFACE, H2_SETTINGS]);
         h.turn(0.2);
         if !reads {
             h.driver.room.insert(0, 0);
         }
-        let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
-        let second: Vec<u8> = ping.repeat(1000);
+        let second: Vec<u8> = H2_PING.repeat(1000);
         for s in 1..=10 {
             h.turn(s as f64);
             h.data(0, &second);
