@@ -586,18 +586,8 @@ impl<A: App> Core<A> {
             return;
         };
         let p = post.publication();
-        // What is left of an interim `100 Continue` goes out first.
-        let interim = post.output().to_vec();
         self.publish(p);
-        if interim.is_empty() || index & super::session::STREAM != 0 {
-            return self.respond(index, PostBody::published(), false);
-        }
-        if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
-            let mut out = interim;
-            out.extend_from_slice(&PostBody::published().to_http1(false));
-            slot.respond(out);
-            self.mark_dirty(index);
-        }
+        self.respond(index, PostBody::published(), false);
     }
 
     fn begin_sse(&mut self, index: u32, topic: &str, since: Option<Position>, head_only: bool) {

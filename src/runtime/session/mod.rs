@@ -180,7 +180,13 @@ impl Slot {
 
     /// Answer with `out` and close, lingering (the peer may still be
     /// sending).
-    pub(super) fn respond(&mut self, out: Vec<u8>) {
+    pub(super) fn respond(&mut self, mut out: Vec<u8>) {
+        // What the session queued and has not sent (an interim `100
+        // Continue`) goes out first.
+        let pending = self.session.own_output();
+        if !pending.is_empty() {
+            out.splice(..0, pending.iter().copied());
+        }
         self.session = Session::Respond(Respond::new(out));
         self.ending = Ending::Linger;
     }

@@ -140,6 +140,14 @@ struct TestApp {
 
 impl App for TestApp {
     fn route(&mut self, http: HttpRequest, _cx: &RequestCx<'_>) -> Route {
+        if http.method == "POST" {
+            return Route::Publish {
+                topic: "t".into(),
+                key: None,
+                len: http.content_length().ok().flatten().unwrap_or(0),
+                continue_first: http.has_token("expect", "100-continue"),
+            };
+        }
         if !http.wants_websocket() {
             return Route::Respond(Response::text(404, "no\n"));
         }
@@ -784,6 +792,30 @@ mod output {
         assert_eq!(run.frame(), b"\x81\x03aaa\x81\x03bbb\x81\x03ccc");
         assert_eq!(run.topic(), "t");
     }
+}
+
+#[test]
+fn an_unsent_100_continue_goes_out_before_the_answer() {
+    // The socket takes nothing while the body arrives: the interim answer
+    // is still queued when the body is whole, and goes out first.
+    let mut h = Harness::new(Settings::default());
+    h.accept(0);
+    h.driver.room.insert(0, 0);
+    h.data(
+        0,
+        b"POST /p HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    );
+    h.turn(0.1);
+    assert!(h.sent(0).is_empty());
+    h.data(0, b"hello");
+    h.driver.room.insert(0, usize::MAX);
+    h.turn(0.2);
+    let sent = String::from_utf8_lossy(h.sent(0)).into_owned();
+    assert!(
+        sent.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\n"),
+        "{sent:?}"
+    );
+    assert!(sent.ends_with("published\n"), "{sent:?}");
 }
 
 mod h2;
