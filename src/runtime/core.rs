@@ -23,6 +23,8 @@ use crate::proto::{CloseCode, Conn, DeflateParams, Event, Role};
 use crate::pubsub::{Position, Publication, SubscribeOptions, Subscribed, Topics};
 
 use super::app::{App, RequestCx, Response, Route, Settings};
+use super::connections::Connections;
+use super::delivery::{Delivery, Limits};
 use super::drain::Drain;
 use super::mailbox::{Control, Mailbox};
 use super::peers::Peers;
@@ -32,10 +34,9 @@ use super::session::head::{HeadStep, ProxyHead, ProxyStep, RequestHead};
 use super::session::http::Respond;
 use super::session::sse::{self, EventStream};
 use super::session::websocket::WebSocket;
-use super::session::{Ending, Session, Slot, Slots, Ticks};
-use super::timer::{TimerEntry, TimerWheel};
+use super::session::{Ending, Session, Slot, Ticks};
 use super::tls::TlsLayer;
-use super::ws::{ConnId, Msg, PubSub, Ws};
+use super::ws::{ConnId, Msg, Ws};
 use super::Shared;
 
 /// Timer tick.
@@ -59,11 +60,9 @@ pub(crate) struct Core<A: App> {
     pub(super) app: A,
     pub(super) cfg: Arc<Settings>,
     pub(super) ticks: Ticks,
-    pub(super) conns: Slots,
-    next_generation: u32,
-    /// Connections that queued output this turn.
-    pub(super) dirty: Vec<u32>,
-    pub(super) to_close: Vec<u32>,
+    /// The connections: slots, the turn's dirty and closing lists, the
+    /// timer wheel.
+    pub(super) conns: Connections,
     /// Tick 0 of the wheel.
     epoch: Instant,
     /// The clock as the worker last read it, given to every entry point
@@ -71,18 +70,11 @@ pub(crate) struct Core<A: App> {
     /// [`Core::read_mail`]): what stamps publications for history and
     /// subscriptions' recovery windows. The core never reads the clock.
     now: Instant,
-    pub(super) wheel: TimerWheel,
-    pub(super) fired: Vec<TimerEntry>,
     woken: bool,
     /// The other workers: this one's mailbox, and theirs.
     pub(super) peers: Peers,
-    pub(super) topics: Topics,
-    /// Publishes made during a callback, delivered right after it.
-    pub(super) publishes: Vec<Arc<Publication>>,
-    /// Publications taken this turn, delivered together before the flush:
-    /// each subscriber's slot is visited once per run of publications on a
-    /// topic, not once per publication.
-    pub(super) batch: Vec<Arc<Publication>>,
+    /// Topics and the publications on their way to subscribers.
+    pub(super) delivery: Delivery,
     pub(super) stats: Arc<Stats>,
     /// Shutting down: new upgrades get 503, `/healthz` answers 503.
     pub(super) draining: bool,
@@ -127,20 +119,16 @@ impl<A: App> Core<A> {
                 linger: LINGER_TICKS,
                 sse_lifetime: cfg.sse_lifetime.map_or(0, ticks),
             },
-            topics,
+            conns: Connections::new(
+                crate::driver::descriptors::table_capacity(),
+                ticks(cfg.ping_interval),
+            ),
+            delivery: Delivery::new(topics),
             cfg,
-            conns: Slots::with_capacity(crate::driver::descriptors::table_capacity()),
-            next_generation: 1,
-            dirty: Vec::new(),
-            to_close: Vec::new(),
             epoch,
             now: epoch,
-            wheel: TimerWheel::new(),
-            fired: Vec::new(),
             woken: false,
             peers: Peers::new(worker, mailbox, shared),
-            publishes: Vec::new(),
-            batch: Vec::new(),
             stats,
             draining: false,
             drain: None,
@@ -154,7 +142,7 @@ impl<A: App> Core<A> {
     /// tick, the end of the shutdown grace, the drain's next share, or a
     /// retry of a full mailbox.
     pub(crate) fn wait_time(&self, now: Instant) -> Duration {
-        let next_tick = self.epoch + TICK * (self.wheel.now() as u32 + 1);
+        let next_tick = self.epoch + TICK * (self.conns.now() as u32 + 1);
         let mut timeout = next_tick.saturating_duration_since(now);
         if let Some(t) = self.shutdown_at {
             timeout = timeout.min(t.saturating_duration_since(now));
@@ -215,14 +203,16 @@ impl<A: App> Core<A> {
         self.flush(driver);
         self.close_finished(driver);
         let target = now.saturating_duration_since(self.epoch).as_secs();
-        while self.wheel.now() < target {
+        while self.conns.now() < target {
             self.tick();
         }
         self.deliver_batch();
         self.flush(driver);
         self.close_finished(driver);
         if let Some(u) = &self.cfg.uplink {
-            self.topics.take_changes(|topic, on| u.interest(topic, on));
+            self.delivery
+                .topics
+                .take_changes(|topic, on| u.interest(topic, on));
         }
         if let Some(t) = self.shutdown_at {
             if self.open_count() == 0 {
@@ -272,12 +262,9 @@ impl<A: App> Core<A> {
 
     /// Close one connection with 1001 "server shutting down".
     fn go_away(&mut self, index: u32, generation: u32) {
-        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+        let Some(slot) = self.conns.live_mut(index, generation) else {
             return;
         };
-        if slot.generation != generation {
-            return;
-        }
         match &mut slot.session {
             Session::WebSocket(ws) => {
                 ws.close(CloseCode::GOING_AWAY, "server shutting down");
@@ -294,28 +281,19 @@ impl<A: App> Core<A> {
             Session::H2(h) => {
                 // GOAWAY: no new streams; the connection ends with its last.
                 h.session.shut_down();
-                return self.mark_dirty(index);
+                return self.conns.mark_dirty(index);
             }
             _ => return,
         }
         // The close handshake gets the shutdown grace (at least a tick).
         let ticks = self.cfg.shutdown_grace.as_secs().max(1);
-        slot.deadline = self.wheel.now() + ticks;
-        self.wheel.insert(index, generation, slot.deadline);
-        self.mark_dirty(index);
+        let at = self.conns.now() + ticks;
+        self.conns.set_deadline(index, at);
+        self.conns.mark_dirty(index);
     }
 
     pub(crate) fn open_count(&self) -> usize {
         self.conns.iter().count()
-    }
-
-    pub(super) fn mark_dirty(&mut self, index: u32) {
-        if let Some(Some(s)) = self.conns.get_mut(index as usize) {
-            if !s.dirty {
-                s.dirty = true;
-                self.dirty.push(index);
-            }
-        }
     }
 
     pub(super) fn conn_id(&self, index: u32, generation: u32) -> ConnId {
@@ -336,20 +314,20 @@ impl<A: App> Core<A> {
             Completion::Writable(t) => {
                 // io_uring reports every finished send; only a connection
                 // with something left to do needs a flush.
-                if let Some(Some(s)) = self.conns.get(t.index()) {
+                if let Some(s) = self.conns.get(t.0) {
                     let waiting = s.sub.as_ref().is_some_and(|s| !s.conflated.is_empty())
                         || matches!(&s.session, Session::H2(h) if h.blocked);
                     if s.pending() > 0 || s.session.finished() || s.over_limit || waiting {
-                        self.mark_dirty(t.0);
+                        self.conns.mark_dirty(t.0);
                     }
                 }
             }
             Completion::Closed(t) => {
-                if let Some(Some(slot)) = self.conns.get(t.index()) {
+                if let Some(slot) = self.conns.get(t.0) {
                     if slot.tls.as_ref().is_some_and(|t| t.handshaking()) {
                         self.stats.tls_failure("truncated");
                     }
-                    self.to_close.push(t.0);
+                    self.conns.close(t.0);
                 }
             }
             Completion::Woken => self.woken = true,
@@ -358,12 +336,11 @@ impl<A: App> Core<A> {
 
     /// A connection from listener `listener` (see [`super::TLS_LISTENER`]).
     fn accept(&mut self, t: Token, peer: Option<SocketAddr>, listener: usize) {
-        let i = t.index();
-        let generation = self.new_generation();
+        let generation = self.conns.new_generation();
         // The current tick began up to a second ago: one more tick, so the
         // handshake gets at least the whole timeout (a 1 s timeout could
         // otherwise fire a moment after the accept).
-        let deadline = self.wheel.now() + self.ticks.handshake + 1;
+        let deadline = self.conns.now() + self.ticks.handshake + 1;
         let tls = match &self.cfg.tls {
             Some(tls) if listener == super::TLS_LISTENER => {
                 TlsLayer::new(&tls.config).map(Box::new)
@@ -378,11 +355,9 @@ impl<A: App> Core<A> {
         };
         let mut slot = Slot::new(generation, session, deadline);
         slot.tls = tls;
-        let due = slot.timer_due(self.wheel.now(), self.ticks.ping);
-        self.conns.insert_conn(i, slot);
+        self.conns.insert_conn(t.0, slot);
         self.stats.connections_open.add(1);
         self.stats.connections_total.add(1);
-        self.wheel.insert(t.0, generation, due);
         if let Some(shared) = self.peers.shared() {
             let open = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
             if self.cfg.max_connections > 0 && open > self.cfg.max_connections {
@@ -395,13 +370,6 @@ impl<A: App> Core<A> {
         }
     }
 
-    /// A new slot's generation.
-    pub(super) fn new_generation(&mut self) -> u32 {
-        let g = self.next_generation;
-        self.next_generation = self.next_generation.wrapping_add(1);
-        g
-    }
-
     /// Answer with a whole response (without its body when `head_only`),
     /// then close (lingering); a status from 400 on is counted as a
     /// refusal. On an HTTP/2 stream: answer the stream.
@@ -412,9 +380,9 @@ impl<A: App> Core<A> {
         if r.status >= 400 {
             self.stats.reject(r.status);
         }
-        if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
+        if let Some(slot) = self.conns.get_mut(index) {
             slot.respond(r.to_http1(head_only));
-            self.mark_dirty(index);
+            self.conns.mark_dirty(index);
         }
     }
 
@@ -423,7 +391,7 @@ impl<A: App> Core<A> {
     /// connection's plaintext never goes there.
     fn data(&mut self, index: u32, buf: &mut [u8], reply: Option<&mut dyn Reply>) {
         self.stats.bytes_in.add(buf.len() as u64);
-        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+        let Some(slot) = self.conns.get_mut(index) else {
             return;
         };
         let Some(tls) = slot.tls.as_deref_mut() else {
@@ -437,7 +405,7 @@ impl<A: App> Core<A> {
                     self.stats.tls_handshakes.add(1);
                 }
                 if !tls.output().is_empty() {
-                    self.mark_dirty(index);
+                    self.conns.mark_dirty(index);
                 }
                 if !plain.is_empty() {
                     self.plain_data(index, &mut plain, None);
@@ -449,7 +417,7 @@ impl<A: App> Core<A> {
                 // The alert (or the plain 400) goes out, then the close.
                 slot.session = Session::Respond(Respond::new(Vec::new()));
                 slot.ending = Ending::Linger;
-                self.mark_dirty(index);
+                self.conns.mark_dirty(index);
             }
         }
         if plain.capacity() > 1 << 20 {
@@ -461,8 +429,8 @@ impl<A: App> Core<A> {
     /// Plaintext bytes for the connection's session; `reply` writes to its
     /// socket (see [`Core::frames`]).
     fn plain_data(&mut self, index: u32, buf: &mut [u8], reply: Option<&mut dyn Reply>) {
-        let now = self.wheel.now();
-        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+        let now = self.conns.now();
+        let Some(slot) = self.conns.get_mut(index) else {
             return;
         };
         match &mut slot.session {
@@ -514,7 +482,7 @@ impl<A: App> Core<A> {
         rest: &mut [u8],
         reply: Option<&mut dyn Reply>,
     ) {
-        let Some(Some(slot)) = self.conns.get(index as usize) else {
+        let Some(slot) = self.conns.get(index) else {
             return;
         };
         let Session::Head(head) = &slot.session else {
@@ -534,7 +502,7 @@ impl<A: App> Core<A> {
                 let deflate = req.negotiate_deflate(self.cfg.deflate.as_ref());
                 let mut conn = self.ws_conn(deflate);
                 let _ = conn.send_raw(&req.accept_response(protocol.as_deref(), deflate.as_ref()));
-                self.open(index, WebSocket::new(conn, tag, self.wheel.now()));
+                self.open(index, WebSocket::new(conn, tag, self.conns.now()));
                 if !rest.is_empty() {
                     self.frames(index, rest, reply);
                 }
@@ -550,9 +518,9 @@ impl<A: App> Core<A> {
                 let whole = post.take(&rest[..rest.len().min(len)]) == Ok(true);
                 if continue_first && rest.is_empty() && len > 0 {
                     post.continue_first();
-                    self.mark_dirty(index);
+                    self.conns.mark_dirty(index);
                 }
-                if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
+                if let Some(slot) = self.conns.get_mut(index) {
                     slot.session = Session::Body(Box::new(post));
                 }
                 if whole {
@@ -579,7 +547,7 @@ impl<A: App> Core<A> {
     }
 
     pub(super) fn finish_post(&mut self, index: u32) {
-        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+        let Some(slot) = self.conns.get_mut(index) else {
             return;
         };
         let Session::Body(post) = &slot.session else {
@@ -592,17 +560,17 @@ impl<A: App> Core<A> {
 
     fn begin_sse(&mut self, index: u32, topic: &str, since: Option<Position>, head_only: bool) {
         if head_only {
-            if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
+            if let Some(slot) = self.conns.get_mut(index) {
                 slot.session = Session::Respond(Respond::new(sse::HEAD.to_vec()));
             }
-            return self.mark_dirty(index);
+            return self.conns.mark_dirty(index);
         }
         if let Some((s, ends)) = self.subscribe_sse(index, topic, since) {
-            if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
+            if let Some(slot) = self.conns.get_mut(index) {
                 slot.session = Session::Events(EventStream::new(&s, ends));
             }
         }
-        self.mark_dirty(index);
+        self.conns.mark_dirty(index);
     }
 
     /// Subscribe an event stream's slot (from `since`, on a topic with
@@ -614,8 +582,8 @@ impl<A: App> Core<A> {
         topic: &str,
         since: Option<Position>,
     ) -> Option<(Subscribed, u64)> {
-        let slot = self.conns.get_mut(index as usize)?.as_mut()?;
-        let now = self.wheel.now();
+        let now = self.conns.now();
+        let slot = self.conns.get_mut(index)?;
         let ends = match self.ticks.sse_lifetime {
             0 => 0,
             t => now + t,
@@ -629,7 +597,8 @@ impl<A: App> Core<A> {
             ..SubscribeOptions::default()
         };
         let generation = slot.generation;
-        self.topics
+        self.delivery
+            .topics
             .subscribe_with(
                 index,
                 generation,
@@ -646,8 +615,8 @@ impl<A: App> Core<A> {
 
     /// The upgrade was accepted: the connection is a WebSocket from now on.
     pub(super) fn open(&mut self, index: u32, ws: WebSocket) {
-        let now = self.wheel.now();
-        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+        let now = self.conns.now();
+        let Some(slot) = self.conns.get_mut(index) else {
             return;
         };
         slot.session = Session::WebSocket(ws);
@@ -655,7 +624,7 @@ impl<A: App> Core<A> {
         self.stats.handshakes_accepted.add(1);
         self.callback(index, |app, ws| app.on_open(ws));
         self.publish_pending();
-        self.mark_dirty(index);
+        self.conns.mark_dirty(index);
     }
 
     /// Hand WebSocket bytes to the connection and its messages to the app.
@@ -666,7 +635,7 @@ impl<A: App> Core<A> {
     /// out first that its own output does not hold: the rest of a partly
     /// written publication.
     pub(super) fn frames(&mut self, index: u32, buf: &mut [u8], reply: Option<&mut dyn Reply>) {
-        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+        let Some(slot) = self.conns.get_mut(index) else {
             return;
         };
         let id = ConnId {
@@ -703,13 +672,7 @@ impl<A: App> Core<A> {
                             continue;
                         }
                     };
-                    let pubsub = PubSub {
-                        now: self.now,
-                        sub: &mut slot.sub,
-                        topics: &mut self.topics,
-                        publishes: &mut self.publishes,
-                        stats: &self.stats,
-                    };
+                    let pubsub = self.delivery.pubsub(&mut slot.sub, self.now, &self.stats);
                     let replies = reply.is_some().then_some(&mut self.replies);
                     let mut handle = Ws::new(id, ws.tag, sender, max_buffered, pubsub, replies);
                     self.stats.messages_in.add(1);
@@ -727,20 +690,15 @@ impl<A: App> Core<A> {
             let n = self.replies.write(&mut ws.conn, buf, reply);
             self.stats.bytes_out.add(n as u64);
         }
-        self.mark_dirty(index);
+        self.conns.mark_dirty(index);
         self.publish_pending();
     }
 
     /// Fire `on_drain` for a WebSocket whose unsent bytes cleared.
     pub(super) fn drained(&mut self, index: u32) {
         self.callback(index, |app, ws| app.on_drain(ws));
-        if self
-            .conns
-            .get(index as usize)
-            .and_then(Option::as_ref)
-            .is_some_and(|s| s.plain_pending() > 0)
-        {
-            self.mark_dirty(index);
+        if self.conns.get(index).is_some_and(|s| s.plain_pending() > 0) {
+            self.conns.mark_dirty(index);
         }
         self.publish_pending();
     }
@@ -748,7 +706,7 @@ impl<A: App> Core<A> {
     /// Call the app with a WebSocket's handle (outside the frame loop, which
     /// builds its own from each read).
     fn callback(&mut self, index: u32, f: impl FnOnce(&mut A, &mut Ws<'_>)) {
-        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+        let Some(slot) = self.conns.get_mut(index) else {
             return;
         };
         let id = ConnId {
@@ -757,13 +715,7 @@ impl<A: App> Core<A> {
             generation: slot.generation,
         };
         if let Session::WebSocket(ws) = &mut slot.session {
-            let pubsub = PubSub {
-                now: self.now,
-                sub: &mut slot.sub,
-                topics: &mut self.topics,
-                publishes: &mut self.publishes,
-                stats: &self.stats,
-            };
+            let pubsub = self.delivery.pubsub(&mut slot.sub, self.now, &self.stats);
             let mut handle = Ws::new(
                 id,
                 ws.tag,
@@ -777,16 +729,14 @@ impl<A: App> Core<A> {
     }
 
     pub(super) fn publish_pending(&mut self) {
-        if self.publishes.is_empty() {
+        let mut ps = self.delivery.take_publishes();
+        if ps.is_empty() {
             return;
         }
-        let mut ps = std::mem::take(&mut self.publishes);
         for p in ps.drain(..) {
             self.publish(p);
         }
-        if self.publishes.is_empty() {
-            self.publishes = ps;
-        }
+        self.delivery.published(ps);
     }
 
     /// Give it its offset (a topic with history), deliver here, forward to
@@ -812,6 +762,22 @@ impl<A: App> Core<A> {
             u.publish(&p);
         }
         self.peers.forward(&p);
+    }
+
+    /// Take a publication for this worker's subscribers (see
+    /// [`Delivery::deliver`]).
+    pub(super) fn deliver(&mut self, p: &Arc<Publication>) {
+        self.delivery.deliver(p, &self.stats);
+    }
+
+    /// Queue the turn's publications to their subscribers.
+    pub(super) fn deliver_batch(&mut self) {
+        let limits = Limits {
+            max_buffered: self.cfg.max_buffered,
+            close_ticks: self.ticks.handshake,
+        };
+        self.delivery
+            .deliver_batch(&mut self.conns, limits, &self.stats);
     }
 
     /// The process-wide connection count, when the workers share one.

@@ -12,21 +12,15 @@ use super::session::Session;
 impl<A: App> Core<A> {
     /// Advance the wheel one tick and act on the entries due.
     pub(super) fn tick(&mut self) {
-        let mut fired = std::mem::take(&mut self.fired);
-        fired.clear();
-        self.wheel.tick(&mut fired);
-        let now = self.wheel.now();
+        let fired = self.conns.tick();
+        let now = self.conns.now();
         for e in &fired {
-            let Some(Some(slot)) = self.conns.get_mut(e.index as usize) else {
+            let Some(slot) = self.conns.live_mut(e.index, e.generation) else {
                 continue;
             };
-            if slot.generation != e.generation {
-                continue;
-            }
             if slot.deadline > now {
                 // Moved since it was set (lazy rescheduling).
-                let due = slot.timer_due(now, self.ticks.ping);
-                self.wheel.insert(e.index, e.generation, due);
+                self.conns.reschedule(e.index);
                 continue;
             }
             match &mut slot.session {
@@ -37,26 +31,26 @@ impl<A: App> Core<A> {
                     } else if slot.session.in_handshake() {
                         self.stats.reject_timeout();
                     }
-                    self.to_close.push(e.index);
+                    self.conns.close(e.index);
                 }
                 Session::Events(s) => {
                     if s.closing() {
-                        self.to_close.push(e.index);
+                        self.conns.close(e.index);
                     } else if s.ends() != 0 && now >= s.ends() {
                         // Its lifetime is over: it ends once its output is
                         // out (and is closed at the next tick if not).
                         s.close();
                         slot.deadline = now + 1;
-                        self.wheel.insert(e.index, e.generation, slot.deadline);
-                        self.mark_dirty(e.index);
+                        self.conns.reschedule(e.index);
+                        self.conns.mark_dirty(e.index);
                     } else {
                         s.keep_alive();
                         slot.deadline = now + self.ticks.ping;
                         if s.ends() != 0 {
                             slot.deadline = slot.deadline.min(s.ends());
                         }
-                        self.wheel.insert(e.index, e.generation, slot.deadline);
-                        self.mark_dirty(e.index);
+                        self.conns.reschedule(e.index);
+                        self.conns.mark_dirty(e.index);
                     }
                 }
                 Session::H2(h) if !h.session.settled() => {
@@ -67,27 +61,27 @@ impl<A: App> Core<A> {
                         "HTTP/2 handshake timeout"
                     );
                     self.stats.reject_timeout();
-                    self.to_close.push(e.index);
+                    self.conns.close(e.index);
                 }
                 Session::H2(h) if h.streams.is_empty() => {
                     // Idle: no stream for the idle timeout.
                     h.session.go_away(ErrorCode::NO_ERROR, "idle");
-                    self.mark_dirty(e.index);
+                    self.conns.mark_dirty(e.index);
                 }
                 Session::H2(_) => {
                     slot.deadline = now + self.ticks.idle;
-                    self.wheel.insert(e.index, e.generation, slot.deadline);
+                    self.conns.reschedule(e.index);
                 }
                 Session::WebSocket(ws) => match ws.expire(now, &self.ticks) {
-                    Expiry::Close => self.to_close.push(e.index),
+                    Expiry::Close => self.conns.close(e.index),
                     Expiry::Again(at) => {
                         slot.deadline = at;
-                        self.wheel.insert(e.index, e.generation, at);
-                        self.mark_dirty(e.index);
+                        self.conns.reschedule(e.index);
+                        self.conns.mark_dirty(e.index);
                     }
                 },
             }
         }
-        self.fired = fired;
+        self.conns.fired_done(fired);
     }
 }

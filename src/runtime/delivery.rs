@@ -1,29 +1,91 @@
-//! Pub/sub delivery on one worker: the turn's publications, run by run of
-//! one topic, queued to each subscriber, with the topic's slow-consumer
+//! Pub/sub delivery on one worker: the topic table, the publishes made
+//! during a callback, and the turn's publications, delivered run by run of
+//! one topic to each subscriber's slot, with the topic's slow-consumer
 //! policy for those over their limit.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use crate::metrics::Stats;
 use crate::proto::CloseCode;
-use crate::pubsub::{Policy, Publication};
+use crate::pubsub::{Policy, Publication, Subscriber, Topics};
 
-use super::app::App;
-use super::core::Core;
+use super::connections::Connections;
 use super::session::Session;
+use super::ws::PubSub;
 
-impl<A: App> Core<A> {
+/// What the worker delivers, and to whom.
+pub(super) struct Delivery {
+    pub(super) topics: Topics,
+    /// Publishes made during a callback, published right after it.
+    publishes: Vec<Arc<Publication>>,
+    /// Publications taken this turn, delivered together before the flush:
+    /// each subscriber's slot is visited once per run of publications on a
+    /// topic, not once per publication.
+    batch: Vec<Arc<Publication>>,
+}
+
+/// The limits a run of deliveries applies.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    /// A subscriber's most unsent bytes before its topic's policy applies.
+    pub max_buffered: usize,
+    /// Ticks a subscriber closed for being slow gets for its close.
+    pub close_ticks: u64,
+}
+
+impl Delivery {
+    pub(super) fn new(topics: Topics) -> Delivery {
+        Delivery {
+            topics,
+            publishes: Vec::new(),
+            batch: Vec::new(),
+        }
+    }
+
+    /// What a [`super::ws::Ws`] handle reaches of pub/sub: the connection's
+    /// subscriber state, the topics, and where its publishes wait.
+    pub(super) fn pubsub<'a>(
+        &'a mut self,
+        sub: &'a mut Option<Box<Subscriber>>,
+        now: Instant,
+        stats: &'a Stats,
+    ) -> PubSub<'a> {
+        PubSub {
+            now,
+            sub,
+            topics: &mut self.topics,
+            publishes: &mut self.publishes,
+            stats,
+        }
+    }
+
+    /// The publishes made during the last callback (empty if none); give
+    /// the list back with [`Delivery::published`].
+    pub(super) fn take_publishes(&mut self) -> Vec<Arc<Publication>> {
+        std::mem::take(&mut self.publishes)
+    }
+
+    /// The emptied list back, to keep its allocation.
+    pub(super) fn published(&mut self, mut done: Vec<Arc<Publication>>) {
+        done.clear();
+        if self.publishes.is_empty() {
+            self.publishes = done;
+        }
+    }
+
     /// Take a publication for this worker's subscribers; it goes out with
-    /// the turn's others in [`Core::deliver_batch`].
+    /// the turn's others in [`Delivery::deliver_batch`].
     /// On a topic with history it waits, if need be, for the offsets before
     /// it.
-    pub(super) fn deliver(&mut self, p: &Arc<Publication>) {
-        self.stats.publishes.add(1);
+    pub(super) fn deliver(&mut self, p: &Arc<Publication>, stats: &Stats) {
+        stats.publishes.add(1);
         self.topics.admit(p, &mut self.batch);
     }
 
     /// Queue the turn's publications to their subscribers, run by run of
     /// the same topic (so each subscriber still sees them in order).
-    pub(super) fn deliver_batch(&mut self) {
+    pub(super) fn deliver_batch(&mut self, conns: &mut Connections, limits: Limits, stats: &Stats) {
         let mut batch = std::mem::take(&mut self.batch);
         let mut start = 0;
         while start < batch.len() {
@@ -32,7 +94,7 @@ impl<A: App> Core<A> {
                 .iter()
                 .position(|p| p.topic() != topic)
                 .unwrap_or(batch.len() - start);
-            self.deliver_run(&batch[start..start + run]);
+            self.deliver_run(&batch[start..start + run], conns, limits, stats);
             start += run;
         }
         batch.clear();
@@ -43,24 +105,27 @@ impl<A: App> Core<A> {
 
     /// Queue publications on one topic to each of its subscribers, applying
     /// the topic's slow-consumer policy.
-    fn deliver_run(&mut self, run: &[Arc<Publication>]) {
+    fn deliver_run(
+        &mut self,
+        run: &[Arc<Publication>],
+        conns: &mut Connections,
+        limits: Limits,
+        stats: &Stats,
+    ) {
         let Some(topic) = self.topics.get(run[0].topic()) else {
             return;
         };
-        let limit = self.cfg.max_buffered;
-        let now = self.wheel.now();
+        let limit = limits.max_buffered;
+        let now = conns.now();
         // Several publications go as one entry, framed back to back once, to
         // each WebSocket subscriber with room for all of them (exactly when
         // one by one would queue every one); the others take them one by one.
         let mut joined: Option<(Arc<Publication>, usize)> = None;
         for s in &topic.subs {
             let (index, generation) = (s.index, s.generation);
-            let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            let Some(slot) = conns.live_mut(index, generation) else {
                 continue;
             };
-            if slot.generation != generation {
-                continue;
-            }
             let sse = slot.is_sse();
             let mut rest = run;
             // A run is in offset order: if its first is wanted, all are.
@@ -77,7 +142,7 @@ impl<A: App> Core<A> {
                 if let Some(sub) = slot.sub.as_deref_mut().filter(|s| s.conflated.is_empty()) {
                     if pending + *len <= limit {
                         sub.push(whole.clone(), *len);
-                        self.stats.deliveries.add(run.len() as u64);
+                        stats.deliveries.add(run.len() as u64);
                         rest = &[];
                     }
                 }
@@ -105,23 +170,23 @@ impl<A: App> Core<A> {
                 if !over {
                     sub.release_conflated(sse);
                     sub.push(p.clone(), len);
-                    self.stats.deliveries.add(1);
+                    stats.deliveries.add(1);
                     continue;
                 }
                 match topic.policy {
                     Policy::Drop => {
                         // Over the limit: the rest of the run is skipped too.
-                        self.stats.slow_drops.add((rest.len() - i) as u64);
+                        stats.slow_drops.add((rest.len() - i) as u64);
                         break;
                     }
                     Policy::Conflate => {
-                        self.stats.slow_conflated.add(1);
+                        stats.slow_conflated.add(1);
                         if sub.conflate(p) {
-                            self.stats.slow_superseded.add(1);
+                            stats.slow_superseded.add(1);
                         }
                     }
                     Policy::Close => {
-                        self.stats.slow_closes.add(1);
+                        stats.slow_closes.add(1);
                         sub.discard_unstarted(sse);
                         match &mut slot.session {
                             Session::WebSocket(ws) => {
@@ -135,16 +200,13 @@ impl<A: App> Core<A> {
                             _ => {}
                         }
                         // The close handshake gets the handshake timeout.
-                        slot.deadline = now + self.ticks.handshake;
-                        self.wheel.insert(index, generation, slot.deadline);
+                        slot.deadline = now + limits.close_ticks;
+                        conns.reschedule(index);
                         break;
                     }
                 }
             }
-            if !slot.dirty {
-                slot.dirty = true;
-                self.dirty.push(index);
-            }
+            conns.mark_dirty(index);
         }
     }
 }

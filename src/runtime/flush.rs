@@ -228,13 +228,13 @@ impl<A: App> Core<A> {
     /// streams first, into their connections' output, then the
     /// connections.
     pub(super) fn flush(&mut self, driver: &mut dyn Driver) {
-        let mut dirty = std::mem::take(&mut self.dirty);
+        let mut dirty = self.conns.take_dirty();
         for &index in dirty.iter().filter(|&&i| i & STREAM != 0) {
             self.flush_one(index, driver);
         }
         // The connections the streams wrote into, and streams marked again
         // (by on_drain): those wait for the next flush.
-        let mut again = std::mem::take(&mut self.dirty);
+        let mut again = self.conns.take_dirty();
         dirty.retain(|&i| i & STREAM == 0);
         again.retain(|&i| {
             let conn = i & STREAM == 0;
@@ -243,15 +243,11 @@ impl<A: App> Core<A> {
             }
             !conn
         });
-        self.dirty = again;
+        self.conns.redirty(again);
         for &index in &dirty {
             self.flush_one(index, driver);
         }
-        // Reuse the allocation when nothing was marked meanwhile.
-        dirty.clear();
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
-        }
+        self.conns.flushed(dirty);
     }
 
     fn flush_one(&mut self, index: u32, driver: &mut dyn Driver) {
@@ -261,7 +257,7 @@ impl<A: App> Core<A> {
         let mut failed = if index & STREAM != 0 {
             let Some((slot, conn)) = self.conns.stream_and_conn(index) else {
                 // Its connection is gone: so is the stream.
-                self.to_close.push(index);
+                self.conns.close(index);
                 return;
             };
             slot.dirty = false;
@@ -270,7 +266,7 @@ impl<A: App> Core<A> {
             }
             false
         } else {
-            let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+            let Some(slot) = self.conns.get_mut(index) else {
                 return;
             };
             slot.dirty = false;
@@ -290,9 +286,9 @@ impl<A: App> Core<A> {
             }
         };
         if let Some(c) = wrote_to {
-            self.mark_dirty(c);
+            self.conns.mark_dirty(c);
         }
-        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+        let Some(slot) = self.conns.get_mut(index) else {
             return;
         };
         let sse = slot.is_sse();
@@ -303,7 +299,7 @@ impl<A: App> Core<A> {
                     // (a stream's goes out with its next flush).
                     sub.release_conflated(sse);
                     if slot.link.is_some() {
-                        self.mark_dirty(index);
+                        self.conns.mark_dirty(index);
                         return;
                     }
                     match write_out(slot, driver, token) {
@@ -322,12 +318,12 @@ impl<A: App> Core<A> {
             slot.ending
         };
         if failed || (finished && ending == Ending::Close) {
-            self.to_close.push(index);
+            self.conns.close(index);
         } else if finished {
             if slot.ending == Ending::Linger {
                 slot.ending = Ending::Lingering;
-                slot.deadline = self.wheel.now() + self.ticks.linger;
-                self.wheel.insert(index, slot.generation, slot.deadline);
+                let at = self.conns.now() + self.ticks.linger;
+                self.conns.set_deadline(index, at);
                 driver.shutdown_write(token);
             }
         } else if pending > limit {
@@ -340,7 +336,7 @@ impl<A: App> Core<A> {
 
     /// Close the transports of finished or failed connections.
     pub(super) fn close_finished(&mut self, driver: &mut dyn Driver) {
-        while let Some(index) = self.to_close.pop() {
+        while let Some(index) = self.conns.next_closing() {
             self.close_transport(driver, index);
         }
     }
@@ -359,7 +355,8 @@ impl<A: App> Core<A> {
             }
         }
         if let Some(sub) = &slot.sub {
-            self.topics
+            self.delivery
+                .topics
                 .remove_all(index, slot.generation, sub, &self.stats);
         }
         if let Session::WebSocket(ws) = &slot.session {

@@ -64,7 +64,7 @@ fn http_request(req: Request) -> (HttpRequest, bool) {
 impl<A: App> Core<A> {
     /// The connection's first bytes are the HTTP/2 preface.
     pub(super) fn begin_h2(&mut self, index: u32, buf: &mut [u8]) {
-        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+        let Some(slot) = self.conns.get_mut(index) else {
             return;
         };
         let Session::Head(head) = &slot.session else {
@@ -79,8 +79,8 @@ impl<A: App> Core<A> {
 
     /// Bytes on an HTTP/2 connection.
     pub(super) fn h2_data(&mut self, index: u32, buf: &[u8]) {
-        let now = self.wheel.now();
-        let Some(Some(slot)) = self.conns.get_mut(index as usize) else {
+        let now = self.conns.now();
+        let Some(slot) = self.conns.get_mut(index) else {
             return;
         };
         let Session::H2(h) = &mut slot.session else {
@@ -105,7 +105,7 @@ impl<A: App> Core<A> {
         if h.session.output().len() > BACKLOG + self.cfg.max_buffered {
             tracing::debug!(worker = self.worker, index, "HTTP/2 peer does not read");
             self.stats.h2_error("unread");
-            self.to_close.push(index);
+            self.conns.close(index);
             return;
         }
         let mut data = h.session.take_data();
@@ -119,14 +119,14 @@ impl<A: App> Core<A> {
                 } => self.h2_body(index, stream, &mut data[range], end_stream),
                 Event::Reset { stream } => {
                     if let Some(s) = self.stream_slot(index, stream) {
-                        self.to_close.push(s);
+                        self.conns.close(s);
                     }
                 }
                 Event::Refused { violation, .. } => self.stats.h2_error(violation.name()),
             }
         }
         let mut opened = false;
-        if let Some(Some(slot)) = self.conns.get_mut(index as usize) {
+        if let Some(slot) = self.conns.get_mut(index) {
             if let Session::H2(h) = &mut slot.session {
                 h.session.restore_data(data);
                 h.events = events;
@@ -137,14 +137,14 @@ impl<A: App> Core<A> {
         if opened {
             self.wake_streams(index, false);
         }
-        self.mark_dirty(index);
+        self.conns.mark_dirty(index);
         self.publish_pending();
     }
 
     /// Mark the connection's streams with unsent bytes dirty (all of them
     /// when `all`).
     pub(super) fn wake_streams(&mut self, index: u32, all: bool) {
-        let Some(Some(slot)) = self.conns.get(index as usize) else {
+        let Some(slot) = self.conns.get(index) else {
             return;
         };
         let Session::H2(h) = &slot.session else {
@@ -152,39 +152,35 @@ impl<A: App> Core<A> {
         };
         let mut wake = Vec::new();
         for &(s, generation) in h.streams.values() {
-            let waiting = self
-                .conns
-                .get(s as usize)
-                .and_then(Option::as_ref)
-                .is_some_and(|slot| {
-                    slot.generation == generation
-                        && (all || slot.plain_pending() > 0 || slot.session.finished())
-                });
+            let waiting = self.conns.get(s).is_some_and(|slot| {
+                slot.generation == generation
+                    && (all || slot.plain_pending() > 0 || slot.session.finished())
+            });
             if waiting {
                 wake.push(s);
             }
         }
         for s in wake {
-            self.mark_dirty(s);
+            self.conns.mark_dirty(s);
         }
     }
 
     /// The slot of `stream` on connection `index`.
     fn stream_slot(&self, index: u32, stream: u32) -> Option<u32> {
-        let slot = self.conns.get(index as usize)?.as_ref()?;
+        let slot = self.conns.get(index)?;
         let Session::H2(h) = &slot.session else {
             return None;
         };
         let &(s, generation) = h.streams.get(&stream)?;
-        let live = self.conns.get(s as usize)?.as_ref()?.generation == generation;
+        let live = self.conns.get(s)?.generation == generation;
         live.then_some(s)
     }
 
     /// A new stream's request: a slot of its own, then the route table.
     fn h2_request(&mut self, index: u32, req: Request) {
-        let now = self.wheel.now();
-        let generation = self.new_generation();
-        let Some(Some(conn)) = self.conns.get_mut(index as usize) else {
+        let now = self.conns.now();
+        let generation = self.conns.new_generation();
+        let Some(conn) = self.conns.get_mut(index) else {
             return;
         };
         let Session::H2(h) = &mut conn.session else {
@@ -204,13 +200,11 @@ impl<A: App> Core<A> {
             stream,
         });
         let s = self.conns.insert_stream(slot);
-        if let Some(Some(conn)) = self.conns.get_mut(index as usize) {
+        if let Some(conn) = self.conns.get_mut(index) {
             if let Session::H2(h) = &mut conn.session {
                 h.streams.insert(stream, (s, generation));
             }
         }
-        self.wheel
-            .insert(s, generation, now + self.ticks.handshake + 1);
         let (http, websocket) = http_request(req);
         let head_only = http.method == "HEAD";
         let client_ip = client_ip(peer, None, &http, self.cfg.trust_proxy);
@@ -253,14 +247,14 @@ impl<A: App> Core<A> {
                 ];
                 self.stream_headers(s, 200, &fields, head_only);
                 if head_only {
-                    return self.to_close.push(s);
+                    return self.conns.close(s);
                 }
                 if let Some((sub, ends)) = self.subscribe_sse(s, &topic, since) {
-                    if let Some(Some(slot)) = self.conns.get_mut(s as usize) {
+                    if let Some(slot) = self.conns.get_mut(s) {
                         slot.session = Session::Events(EventStream::headless(&sub, ends));
                     }
                 }
-                self.mark_dirty(s);
+                self.conns.mark_dirty(s);
             }
             Route::Publish {
                 topic, key, len, ..
@@ -269,7 +263,7 @@ impl<A: App> Core<A> {
                 // sends the body without waiting.
                 self.stats.h2_stream("publish");
                 let post = PostBody::new(topic, key, len);
-                if let Some(Some(slot)) = self.conns.get_mut(s as usize) {
+                if let Some(slot) = self.conns.get_mut(s) {
                     slot.session = Session::Body(Box::new(post));
                 }
                 match (end_stream, len) {
@@ -298,7 +292,7 @@ impl<A: App> Core<A> {
         if let Session::H2(h) = &mut conn.session {
             h.session.send_headers(link.stream, status, fields, end);
         }
-        self.mark_dirty(link.index);
+        self.conns.mark_dirty(link.index);
     }
 
     /// Answer a stream with a whole response: HEADERS now (the fields
@@ -320,25 +314,25 @@ impl<A: App> Core<A> {
         let body = if head_only { Vec::new() } else { r.body };
         let empty = body.is_empty();
         self.stream_headers(s, r.status, &fields, empty);
-        let Some(Some(slot)) = self.conns.get_mut(s as usize) else {
+        let Some(slot) = self.conns.get_mut(s) else {
             return;
         };
         slot.session = Session::Respond(Respond::new(body));
         slot.ending = Ending::Close;
         if empty {
-            self.to_close.push(s);
+            self.conns.close(s);
         } else {
-            self.mark_dirty(s);
+            self.conns.mark_dirty(s);
         }
     }
 
     /// DATA on a stream: a publish body, or WebSocket frames.
     fn h2_body(&mut self, index: u32, stream: u32, data: &mut [u8], end_stream: bool) {
-        let now = self.wheel.now();
+        let now = self.conns.now();
         let Some(s) = self.stream_slot(index, stream) else {
             return;
         };
-        let Some(Some(slot)) = self.conns.get_mut(s as usize) else {
+        let Some(slot) = self.conns.get_mut(s) else {
             return;
         };
         match &mut slot.session {
@@ -358,7 +352,7 @@ impl<A: App> Core<A> {
                 }
                 if end_stream {
                     // The peer's side is done: as a TCP connection's EOF.
-                    self.to_close.push(s);
+                    self.conns.close(s);
                 }
             }
             _ => {}
@@ -370,12 +364,9 @@ impl<A: App> Core<A> {
     pub(super) fn end_stream(&mut self, slot: &Slot, link: Link) {
         // A WebSocket's session is finished once its close handshake is.
         let clean = slot.session.finished() && slot.plain_pending() == 0;
-        let Some(Some(conn)) = self.conns.get_mut(link.index as usize) else {
+        let Some(conn) = self.conns.live_mut(link.index, link.generation) else {
             return;
         };
-        if conn.generation != link.generation {
-            return;
-        }
         let Session::H2(h) = &mut conn.session else {
             return;
         };
@@ -387,6 +378,6 @@ impl<A: App> Core<A> {
                 h.session.reset(link.stream, ErrorCode::CANCEL);
             }
         }
-        self.mark_dirty(link.index);
+        self.conns.mark_dirty(link.index);
     }
 }

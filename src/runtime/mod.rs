@@ -14,6 +14,7 @@
 //! - [`uplink`]: what a bridge to other nodes (a broker) is handed.
 
 pub mod app;
+mod connections;
 mod core;
 mod deadlines;
 mod delivery;
