@@ -5,11 +5,13 @@
 
 use std::io::{IoSlice, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ringwave::driver::{build, Chosen, Completion, Part};
 
 mod server;
+
+use server::until;
 
 /// The driver a backend's CLI name stands for.
 fn chosen(backend: &str) -> Chosen {
@@ -30,12 +32,7 @@ fn adopted_connection_round_trip(chosen: Chosen, timeout: Duration) {
     d.turn(Some(Duration::from_millis(1)), &mut |_| {}).unwrap();
     peer.write_all(b"hello driver").unwrap();
     let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while got.len() < 12 {
-        assert!(
-            Instant::now() < deadline,
-            "{chosen}: no data after 5 s of turns with timeout {timeout:?}"
-        );
+    until(|| {
         d.turn(Some(timeout), &mut |c| {
             if let Completion::Data(t, buf, _) = c {
                 assert_eq!(t, token);
@@ -43,7 +40,13 @@ fn adopted_connection_round_trip(chosen: Chosen, timeout: Duration) {
             }
         })
         .unwrap();
-    }
+        match got.len() {
+            12.. => Ok(()),
+            n => Err(format!(
+                "{chosen}: {n} of 12 bytes, turns with timeout {timeout:?}"
+            )),
+        }
+    });
     assert_eq!(got, b"hello driver");
     // And the other way.
     let mut sent = 0;
@@ -115,13 +118,14 @@ fn vectored_writes_arrive_in_order(chosen: Chosen) {
     for shape in SHAPES {
         let (parts, whole) = shaped(shape, &mut fill);
         let borrowed: Vec<Part<'_>> = parts.iter().map(|p| Part::borrowed(p)).collect();
-        let mut sent = 0;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while sent == 0 {
-            assert!(Instant::now() < deadline, "{chosen}: {shape:?} not taken");
-            sent = d.send_vectored(token, &borrowed).unwrap();
+        let sent = until(|| {
+            let sent = d.send_vectored(token, &borrowed).unwrap();
             d.turn(Some(Duration::from_millis(1)), &mut |_| {}).unwrap();
-        }
+            match sent {
+                0 => Err(format!("{chosen}: {shape:?} not taken")),
+                n => Ok(n),
+            }
+        });
         assert_eq!(sent, whole.len(), "{chosen}: {shape:?} taken in part");
         let mut got = vec![0u8; whole.len()];
         peer.read_exact(&mut got).unwrap();
@@ -136,24 +140,25 @@ fn vectored_writes_arrive_in_order(chosen: Chosen) {
     for shape in SHAPES {
         let (parts, whole) = shaped(shape, &mut fill);
         let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !d.send_ready(token) {
-            assert!(Instant::now() < deadline, "{chosen}: send never completed");
-            d.turn(Some(Duration::from_millis(1)), &mut |_| {}).unwrap();
-        }
+        until(|| match d.send_ready(token) {
+            true => Ok(()),
+            false => {
+                d.turn(Some(Duration::from_millis(1)), &mut |_| {}).unwrap();
+                Err(format!("{chosen}: send never completed"))
+            }
+        });
         peer.write_all(b"?").unwrap();
-        let mut replied = None;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while replied.is_none() {
-            assert!(Instant::now() < deadline, "{chosen}: no read for {shape:?}");
+        let replied = until(|| {
+            let mut replied = None;
             d.turn(Some(Duration::from_millis(1)), &mut |c| {
                 if let Completion::Data(_, _, reply) = c {
                     replied = Some(reply.map(|r| r.reply(&slices).unwrap()));
                 }
             })
             .unwrap();
-        }
-        let Some(Some(n)) = replied else {
+            replied.ok_or_else(|| format!("{chosen}: no read for {shape:?}"))
+        });
+        let Some(n) = replied else {
             panic!("{chosen}: a read came without its socket lent");
         };
         assert_eq!(n, whole.len(), "{chosen}: reply {shape:?} taken in part");
@@ -202,13 +207,7 @@ fn replies_from_the_read_buffer_arrive_as_changed(chosen: Chosen) {
     // Bytes the lent socket did not take: sent the usual way, in order.
     let mut pending: Vec<u8> = Vec::new();
     let mut echoed = 0;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while echoed < total || !pending.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "{chosen}: {echoed} of {total} bytes echoed, {} pending",
-            pending.len()
-        );
+    until(|| {
         d.turn(Some(Duration::from_millis(1)), &mut |c| {
             if let Completion::Data(_, buf, reply) = c {
                 for b in buf.iter_mut() {
@@ -228,7 +227,14 @@ fn replies_from_the_read_buffer_arrive_as_changed(chosen: Chosen) {
             let n = d.send(token, &pending).unwrap();
             pending.drain(..n);
         }
-    }
+        match echoed < total || !pending.is_empty() {
+            false => Ok(()),
+            true => Err(format!(
+                "{chosen}: {echoed} of {total} bytes echoed, {} pending",
+                pending.len()
+            )),
+        }
+    });
     writing.join().unwrap();
     while !reading.is_finished() {
         d.turn(Some(Duration::from_millis(1)), &mut |_| {}).unwrap();
@@ -259,9 +265,7 @@ fn accepts_name_their_listener(chosen: Chosen) {
     // Which listener each token came through, and what each token said.
     let mut listener_of = std::collections::HashMap::new();
     let mut said = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while said.len() < 3 {
-        assert!(Instant::now() < deadline, "{chosen}: saw {said:?}");
+    until(|| {
         d.turn(Some(Duration::from_millis(50)), &mut |c| match c {
             Completion::Accepted(t, peer, listener) => {
                 assert!(peer.is_some());
@@ -271,7 +275,11 @@ fn accepts_name_their_listener(chosen: Chosen) {
             _ => {}
         })
         .unwrap();
-    }
+        match said.len() {
+            3.. => Ok(()),
+            _ => Err(format!("{chosen}: saw {said:?}")),
+        }
+    });
     for (t, bytes) in said {
         let want = if bytes == b"A" { 0 } else { 1 };
         assert_eq!(
@@ -300,12 +308,7 @@ fn half_close_stays_with_its_connection(chosen: Chosen) {
     for round in 0..200 {
         // Each client says its tag; wait for the server side to hear it.
         let hear = |d: &mut Box<dyn ringwave::driver::Driver>, tag: &[u8]| {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                assert!(
-                    Instant::now() < deadline,
-                    "{chosen} round {round}: no {tag:?}"
-                );
+            until(|| {
                 let mut token = None;
                 d.turn(Some(Duration::from_millis(50)), &mut |c| {
                     if let Completion::Data(t, buf, _) = c {
@@ -315,10 +318,8 @@ fn half_close_stays_with_its_connection(chosen: Chosen) {
                     }
                 })
                 .unwrap();
-                if let Some(t) = token {
-                    return t;
-                }
-            }
+                token.ok_or_else(|| format!("{chosen} round {round}: no {tag:?}"))
+            })
         };
         let mut a = TcpStream::connect(addr).unwrap();
         a.write_all(b"a").unwrap();
@@ -329,16 +330,14 @@ fn half_close_stays_with_its_connection(chosen: Chosen) {
         d.shutdown_write(ta);
         d.close(ta);
         let tb = hear(&mut d, b"b");
-        let mut sent = 0;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while sent == 0 {
-            assert!(
-                Instant::now() < deadline,
-                "{chosen} round {round}: cannot send"
-            );
-            sent = d.send(tb, b"ok").unwrap_or(0);
+        until(|| {
+            let sent = d.send(tb, b"ok").unwrap_or(0);
             d.turn(Some(Duration::from_millis(1)), &mut |_| {}).unwrap();
-        }
+            match sent {
+                0 => Err(format!("{chosen} round {round}: cannot send")),
+                _ => Ok(()),
+            }
+        });
         b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = [0u8; 2];
         let mut got = 0;

@@ -357,15 +357,13 @@ both_backends!(admission_limit_origins_and_token, |backend| {
     // another worker may come after this request, so a 503 meanwhile is
     // retried (bounded).
     let admitted = |path: &str, extra: &str| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        eventually(|| {
             let (h, c) = upgrade(path, extra);
-            if status(&h) != "503" || Instant::now() > deadline {
-                return (h, c);
+            match status(&h).as_str() {
+                "503" => Err(format!("still at the limit: {h}")),
+                _ => Ok((h, c)),
             }
-            drop(c);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })
     };
     // --token: the query parameter or a bearer header.
     let (h, _) = upgrade("/raw", "");

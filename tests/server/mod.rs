@@ -344,16 +344,33 @@ pub fn metrics(addr: SocketAddr) -> std::collections::HashMap<String, f64> {
         .collect()
 }
 
-/// Poll `probe` every 20 ms until it gives `Ok` (bounded: 20 s, then the
-/// last `Err` is the failure).
-pub fn eventually<T>(mut probe: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
+/// How long a bounded wait ([`eventually`], [`until`]) waits before the
+/// test fails.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(20);
+
+/// Poll `probe` every 20 ms until it gives `Ok` (bounded: [`WAIT_LIMIT`],
+/// then the last `Err` is the failure).
+pub fn eventually<T>(probe: impl FnMut() -> Result<T, String>) -> T {
+    bounded(probe, Duration::from_millis(20))
+}
+
+/// Call `probe` until it gives `Ok`, at once again each time: for a probe
+/// that waits by itself (a driver turn with a timeout). Bounded like
+/// [`eventually`].
+pub fn until<T>(probe: impl FnMut() -> Result<T, String>) -> T {
+    bounded(probe, Duration::ZERO)
+}
+
+fn bounded<T>(mut probe: impl FnMut() -> Result<T, String>, pause: Duration) -> T {
+    let deadline = Instant::now() + WAIT_LIMIT;
     loop {
         match probe() {
             Ok(v) => return v,
             Err(why) => assert!(Instant::now() < deadline, "{why}"),
         }
-        std::thread::sleep(Duration::from_millis(20));
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
     }
 }
 
