@@ -5,7 +5,7 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
 # Runs each TARGET (default: handshake conn_server inflate mask utf8
-# tls_server h2_frames hpack h2_session) for SECONDS (default 600) one after the other, starting from
+# tls_server h2_frames hpack h2_session http_loop) for SECONDS (default 600) one after the other, starting from
 # the seed inputs in
 # fuzz/seeds/. Stops at the first crash, leaving the input in
 # fuzz/artifacts/TARGET/. cargo-fuzz needs nightly flags: the stable toolchain
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(handshake conn_server inflate mask utf8 tls_server h2_frames hpack h2_session)
+[ ${#targets[@]} -gt 0 ] || targets=(handshake conn_server inflate mask utf8 tls_server h2_frames hpack h2_session http_loop)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked

@@ -296,6 +296,17 @@ impl<A: App> Core<A> {
         self.conns.iter().count()
     }
 
+    /// The most unsent bytes one slot holds now (own output, queued
+    /// publications, ciphertext): what the fuzz targets bound.
+    #[cfg(fuzzing)]
+    pub(crate) fn most_held(&self) -> usize {
+        self.conns
+            .iter()
+            .map(|(_, s)| s.pending())
+            .max()
+            .unwrap_or(0)
+    }
+
     pub(super) fn conn_id(&self, index: u32, generation: u32) -> ConnId {
         ConnId {
             worker: self.worker,

@@ -43,6 +43,9 @@ use std::thread::JoinHandle;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+/// The loop core, for the whole-loop fuzz target (`server::fuzzing`).
+#[cfg(fuzzing)]
+pub(crate) use self::core::Core;
 use crate::driver::{self, affinity, Chosen};
 use crate::metrics::Stats;
 use app::{App, Settings};

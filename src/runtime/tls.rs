@@ -15,7 +15,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -555,7 +554,7 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
     #[cfg(fuzzing)]
     return Some(f());
     #[cfg(not(fuzzing))]
-    catch_unwind(AssertUnwindSafe(f)).ok()
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
 }
 
 /// Whether bytes at the start of a TLS connection are an HTTP request (a

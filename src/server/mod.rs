@@ -12,6 +12,9 @@
 mod access;
 pub mod feed;
 pub mod feedsim;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod page;
 mod routes;
 
