@@ -409,3 +409,22 @@ both_backends!(
         bystander(addr);
     }
 );
+
+both_backends!(
+    a_ping_flood_on_a_websocket_stream_that_is_not_read_stays_bounded,
+    |backend| {
+        // Python's h2 client sends 1,000,000 pings on an RFC 8441 stream and
+        // never acknowledges the pongs' DATA, so the server's send window
+        // stays shut: each pong used to be queued (about 120 MB); now an
+        // unsent pong is replaced by the next. The client asserts the
+        // server's RSS growth.
+        let srv = TestServer::start(backend, &["--feed-sim", "off"]);
+        let port = srv.addr.port().to_string();
+        let pid = srv.pid().to_string();
+        run_python(
+            "h2_clients.py",
+            &["127.0.0.1", &port, "pingflood", &pid],
+            &[],
+        );
+    }
+);

@@ -10,6 +10,12 @@ own code on the client side.
                                                  subscriber stream receives
                                                  what POST /publish streams
                                                  of the same connection send
+    h2_clients.py HOST PORT [--tls] pingflood PID
+                                                 1,000,000 pings on a
+                                                 WebSocket stream whose
+                                                 pongs are never read: the
+                                                 server's (PID) RSS grows by
+                                                 less than 32 MiB
 
 Prints one line per check, then "N passed, 0 failed"; exits non-zero on
 the first failure.
@@ -19,6 +25,8 @@ import os
 import socket
 import ssl
 import sys
+import time
+import urllib.request
 
 import h2.config
 import h2.connection
@@ -59,6 +67,9 @@ class Conn:
         self.ended = set()
         self.reset = {}
         self.settings_seen = False
+        # Whether DATA read is acknowledged (a client that does not read
+        # leaves the server's send windows closed).
+        self.reading = True
         # The server's SETTINGS, with RFC 8441's flag.
         self.pump_until(lambda: self.settings_seen)
         assert self.h2.remote_settings.enable_connect_protocol == 1
@@ -78,8 +89,9 @@ class Conn:
             elif isinstance(ev, h2.events.ResponseReceived):
                 self.headers[ev.stream_id] = dict(ev.headers)
             elif isinstance(ev, h2.events.DataReceived):
-                self.data.setdefault(ev.stream_id, bytearray()).extend(ev.data)
-                self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                if self.reading:
+                    self.data.setdefault(ev.stream_id, bytearray()).extend(ev.data)
+                    self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
             elif isinstance(ev, h2.events.StreamEnded):
                 self.ended.add(ev.stream_id)
             elif isinstance(ev, h2.events.StreamReset):
@@ -265,12 +277,54 @@ def feed(host, port, tls):
     w.close()
 
 
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def bytes_in(host, port):
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=TIMEOUT) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("ringwave_bytes_in_total "):
+                return float(line.split()[1])
+    raise AssertionError("no ringwave_bytes_in_total")
+
+
+def pingflood(host, port, tls, pid, metrics_port):
+    c = Conn(host, port, tls)
+    w = WsStream(c, "/echo")
+    c.reading = False
+    before = bytes_in(host, metrics_port)
+    rss_before = rss_kib(pid)
+    burst = b"".join(w.proto.ping(bytes([7] * 125)) for _ in range(1000))
+    for _ in range(1000):
+        w.send_all(burst)
+    sent = len(burst) * 1000
+    # Every ping was read once the server counted its bytes (in
+    # cleartext: over TLS the count is of ciphertext). Polled, bounded.
+    deadline = time.monotonic() + 60
+    while bytes_in(host, metrics_port) < before + sent:
+        assert time.monotonic() < deadline, "the server did not read every ping"
+        time.sleep(0.05)
+    grown = (rss_kib(pid) - rss_before) // 1024
+    print(f"RSS grew by {grown} MiB over 1,000,000 pings ({sent} bytes)")
+    assert grown < 32, f"RSS grew by {grown} MiB"
+    ok("the pongs to a ping flood on a WebSocket stream that is not read stay bounded")
+
+
 def main():
     args = sys.argv[1:]
     tls = "--tls" in args
     args = [a for a in args if a != "--tls"]
     host, port, mode = args[0], int(args[1]), args[2]
-    {"websockets": websockets, "feed": feed}[mode](host, port, tls)
+    if mode == "pingflood":
+        metrics_port = int(args[4]) if len(args) > 4 else port
+        pingflood(host, port, tls, int(args[3]), metrics_port)
+    else:
+        {"websockets": websockets, "feed": feed}[mode](host, port, tls)
     print(f"{PASSED} passed, 0 failed")
 
 
