@@ -25,6 +25,15 @@ type Breaks = Vec<(&'static str, Box<dyn Fn(&mut Config)>)>;
 fn each_rule_names_its_field() {
     let cases: Breaks = vec![
         ("threads", Box::new(|c| c.threads = 0)),
+        ("token", Box::new(|c| c.token = Some(String::new()))),
+        (
+            "publish_token",
+            Box::new(|c| c.publish_token = Some("a b".into())),
+        ),
+        (
+            "metrics_token",
+            Box::new(|c| c.metrics_token = Some(" ".into())),
+        ),
         (
             "max_message_size",
             Box::new(|c| c.limits.max_message_size = 0),

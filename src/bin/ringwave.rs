@@ -9,10 +9,11 @@ use std::time::Duration;
 use clap::Parser;
 use ringwave::driver::Backend;
 use ringwave::proto::{DeflateConfig, Limits};
+use ringwave::runtime::tls::Certificates;
 use ringwave::server::feedsim::{self, SimSpec};
 use ringwave::server::{
-    CertFiles, Config, Echo, Handler, HistoryConfig, Msg, NatsAuth, NatsConfig, Policy, Request,
-    Retention, Server, TlsConfig, Upgrade, Ws,
+    CertFiles, Config, Echo, HistoryConfig, JwtConfig, JwtKeys, NatsAuth, NatsConfig, Policy,
+    Retention, Server, TlsConfig,
 };
 
 /// ringwave: a thread-per-core WebSocket server over io_uring.
@@ -106,9 +107,10 @@ struct Cli {
     #[arg(long, default_value_t = 0)]
     max_connections: usize,
 
-    /// Comma-separated browser origins allowed to open WebSockets, e.g.
-    /// https://example.com,http://localhost:8080 (others get 403; requests
-    /// without an Origin header, from non-browser clients, are allowed).
+    /// Comma-separated browser origins allowed to open WebSockets, read event
+    /// streams and publish, e.g. https://example.com,http://localhost:8080
+    /// (others get 403; requests without an Origin header, from non-browser
+    /// clients, are allowed).
     #[arg(long, value_name = "ORIGINS", value_delimiter = ',')]
     allowed_origins: Option<Vec<String>>,
 
@@ -126,11 +128,40 @@ struct Cli {
     #[arg(long)]
     no_http2: bool,
 
-    /// Require this token on every WebSocket upgrade, as ?token=... on the URL
-    /// or `Authorization: Bearer ...`; others get 401. (An example of the
-    /// library's on_upgrade hook.)
+    /// Require this shared token on every route but /healthz (WebSocket
+    /// upgrades, event streams, publishing, the page, /metrics), as
+    /// ?token=... on the URL or `Authorization: Bearer ...`; others get 401.
+    /// Its holder may use every topic. With --jwt-key, either is accepted.
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
+
+    /// Verify signed tokens (JWT) on every route but /healthz: a key FILE
+    /// (repeatable) holding an HMAC secret (HS256/384/512; at least 32
+    /// bytes, one trailing newline removed), a PEM public key (RSA: RS*/PS*,
+    /// EC P-256/P-384: ES256/ES384, Ed25519: EdDSA) or a JWKS (keys chosen by
+    /// `kid`). The key fixes the algorithm; `exp` is required; the claim
+    /// `topics: {"subscribe": [...], "publish": [...]}` lists the topics (or
+    /// prefixes ending in *) the holder may use. Reloaded on SIGHUP.
+    #[arg(long = "jwt-key", value_name = "FILE")]
+    jwt_keys: Vec<std::path::PathBuf>,
+
+    /// The `aud` every token must carry (with --jwt-key).
+    #[arg(long, value_name = "AUD", requires = "jwt_keys")]
+    jwt_audience: Option<String>,
+
+    /// The `iss` every token must carry (with --jwt-key).
+    #[arg(long, value_name = "ISS", requires = "jwt_keys")]
+    jwt_issuer: Option<String>,
+
+    /// Seconds of clock difference allowed on `exp` and `nbf`.
+    #[arg(long, value_name = "SECS", default_value_t = 2, requires = "jwt_keys")]
+    jwt_leeway: u64,
+
+    /// A token /metrics requires, apart from the others (by default
+    /// /metrics needs the --token or a valid JWT when either is set, and
+    /// nothing otherwise).
+    #[arg(long, value_name = "TOKEN")]
+    metrics_token: Option<String>,
 
     /// What to do with a subscriber whose unsent bytes pass --max-buffered:
     /// close (close it with 1008), drop (skip publications while it is over),
@@ -235,49 +266,6 @@ struct Cli {
     log_level: String,
 }
 
-/// The `--token` check: an application wrapped so that upgrades without the
-/// token are refused with 401 before the inner application sees them.
-struct TokenGate<H> {
-    token: Option<String>,
-    inner: H,
-}
-
-impl<H: Handler> Handler for TokenGate<H> {
-    fn on_upgrade(&mut self, req: &Request<'_>) -> Upgrade {
-        tracing::debug!(client = ?req.client_ip(), path = %req.http.path, "upgrade");
-        match &self.token {
-            Some(token) if !req.http.presents_token(token) => Upgrade::Reject {
-                status: 401,
-                reason: "missing or wrong token: add ?token=... to the URL or send \
-                         Authorization: Bearer ..."
-                    .to_string(),
-            },
-            _ => self.inner.on_upgrade(req),
-        }
-    }
-
-    fn on_open(&mut self, ws: &mut Ws<'_>) {
-        self.inner.on_open(ws);
-    }
-
-    fn on_message(&mut self, ws: &mut Ws<'_>, msg: Msg<'_>) {
-        self.inner.on_message(ws, msg);
-    }
-
-    fn on_drain(&mut self, ws: &mut Ws<'_>) {
-        self.inner.on_drain(ws);
-    }
-
-    fn on_close(
-        &mut self,
-        id: ringwave::server::ConnId,
-        code: ringwave::proto::CloseCode,
-        reason: &str,
-    ) {
-        self.inner.on_close(id, code, reason);
-    }
-}
-
 fn parse_history(s: &str) -> Result<(String, Retention), String> {
     let (topic, keep) = s
         .rsplit_once('=')
@@ -301,6 +289,18 @@ fn parse_topic_policy(s: &str) -> Result<(String, Policy), String> {
 /// The server's configuration from the command line (checked by
 /// `Config::validate`, as a library user's is).
 fn config(cli: &Cli) -> Result<Config, String> {
+    let jwt = match cli.jwt_keys.is_empty() {
+        true => None,
+        false => Some(
+            JwtKeys::load(JwtConfig {
+                keys: cli.jwt_keys.clone(),
+                audience: cli.jwt_audience.clone(),
+                issuer: cli.jwt_issuer.clone(),
+                leeway: Duration::from_secs(cli.jwt_leeway),
+            })
+            .map_err(|e| format!("--jwt-key {e}"))?,
+        ),
+    };
     if cli.tls_certs.len() != cli.tls_keys.len() {
         return Err(format!(
             "{} --tls-cert but {} --tls-key: give one key per certificate, in the same order",
@@ -342,6 +342,9 @@ fn config(cli: &Cli) -> Result<Config, String> {
         shutdown_grace: Duration::from_secs(cli.shutdown_grace),
         max_connections: cli.max_connections,
         allowed_origins: cli.allowed_origins.clone(),
+        token: cli.token.clone(),
+        jwt,
+        metrics_token: cli.metrics_token.clone(),
         pin_threads: true,
         slow_consumer: cli.slow_consumer,
         topic_policies: {
@@ -384,6 +387,27 @@ fn config(cli: &Cli) -> Result<Config, String> {
             jetstream: cli.nats_jetstream,
         }),
     })
+}
+
+/// SIGHUP: read the TLS certificates and the JWT keys again; what fails
+/// to load leaves what is in use in place.
+fn reload(certs: Option<&Certificates>, jwt: Option<&JwtKeys>) {
+    if let Some(certs) = certs {
+        match certs.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+            Err(e) => tracing::error!(
+                "SIGHUP: TLS certificates not reloaded, the old ones stay in use: {e}"
+            ),
+        }
+    }
+    if let Some(jwt) = jwt {
+        match jwt.reload() {
+            Ok(n) => tracing::info!("SIGHUP: JWT keys reloaded ({n} keys)"),
+            Err(e) => {
+                tracing::error!("SIGHUP: JWT keys not reloaded, the old ones stay in use: {e}")
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -439,16 +463,10 @@ fn main() -> ExitCode {
     };
     // SIGHUP is caught from before the server listens: a reload asked for
     // as soon as it is up must not meet the default action (exit).
-    let hup = config
-        .tls
-        .is_some()
+    let jwt = config.jwt.clone();
+    let hup = (config.tls.is_some() || jwt.is_some())
         .then(|| signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]));
-    let token = cli.token.clone();
-    let app = move || TokenGate {
-        token: token.clone(),
-        inner: Echo,
-    };
-    let running = match Server::builder().config(config).serve(app) {
+    let running = match Server::builder().config(config).serve(|| Echo) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ringwave: {e}");
@@ -489,22 +507,17 @@ fn main() -> ExitCode {
             Err(e) => tracing::warn!("feed simulator not started: {e}"),
         }
     }
-    if let (Some(certs), Some(hup)) = (running.tls_certificates(), hup) {
-        match hup {
-            Ok(mut hup) => {
-                std::thread::spawn(move || {
-                    for _ in hup.forever() {
-                        match certs.reload() {
-                            Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
-                            Err(e) => tracing::error!(
-                                "SIGHUP: TLS certificates not reloaded, the old ones stay in use: {e}"
-                            ),
-                        }
-                    }
-                });
-            }
-            Err(e) => tracing::warn!("SIGHUP reload unavailable: {e}"),
+    match hup {
+        Some(Ok(mut hup)) => {
+            let certs = running.tls_certificates();
+            std::thread::spawn(move || {
+                for _ in hup.forever() {
+                    reload(certs.as_deref(), jwt.as_deref());
+                }
+            });
         }
+        Some(Err(e)) => tracing::warn!("SIGHUP reload unavailable: {e}"),
+        None => {}
     }
     let shutdown = running.shutdown_handle();
     std::thread::spawn(move || {

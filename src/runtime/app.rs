@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::driver::Backend;
 use crate::metrics::{self, WorkerView};
@@ -55,6 +55,9 @@ pub struct RequestCx<'a> {
     pub client_ip: Option<IpAddr>,
     /// The server is shutting down.
     pub draining: bool,
+    /// The wall clock as the worker read it this turn (what a token's
+    /// expiry is compared with).
+    pub now: SystemTime,
     pub(crate) shared: Option<&'a Shared>,
 }
 

@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::driver::{Completion, Driver, Reply, Token};
 use crate::metrics::Stats;
@@ -53,6 +53,15 @@ pub(crate) enum Flow {
     Exit,
 }
 
+/// Where a worker's clock starts: tick 0 of its timer wheel, and the wall
+/// clock at that moment (what a token's `exp` is compared with, as
+/// `wall + (now - at)`: no second clock is read).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Epoch {
+    pub at: Instant,
+    pub wall: SystemTime,
+}
+
 /// One worker's state other than the driver (so completions can be handled
 /// while the driver is borrowed).
 pub(crate) struct Core<A: App> {
@@ -63,8 +72,8 @@ pub(crate) struct Core<A: App> {
     /// The connections: slots, the turn's dirty and closing lists, the
     /// timer wheel.
     pub(super) conns: Connections,
-    /// Tick 0 of the wheel.
-    epoch: Instant,
+    /// Tick 0 of the wheel, and the wall clock then.
+    epoch: Epoch,
     /// The clock as the worker last read it, given to every entry point
     /// ([`Core::on_completion`], [`Core::after_io`], [`Core::control`],
     /// [`Core::read_mail`]): what stamps publications for history and
@@ -98,7 +107,7 @@ impl<A: App> Core<A> {
         mailbox: Arc<Mailbox>,
         shared: Arc<OnceLock<Shared>>,
         stats: Arc<Stats>,
-        epoch: Instant,
+        epoch: Epoch,
     ) -> Core<A> {
         let ticks = |d: Duration| d.as_secs().max(1);
         let mut topics = Topics::new(
@@ -126,7 +135,7 @@ impl<A: App> Core<A> {
             delivery: Delivery::new(topics),
             cfg,
             epoch,
-            now: epoch,
+            now: epoch.at,
             woken: false,
             peers: Peers::new(worker, mailbox, shared),
             stats,
@@ -142,7 +151,7 @@ impl<A: App> Core<A> {
     /// tick, the end of the shutdown grace, the drain's next share, or a
     /// retry of a full mailbox.
     pub(crate) fn wait_time(&self, now: Instant) -> Duration {
-        let next_tick = self.epoch + TICK * (self.conns.now() as u32 + 1);
+        let next_tick = self.epoch.at + TICK * (self.conns.now() as u32 + 1);
         let mut timeout = next_tick.saturating_duration_since(now);
         if let Some(t) = self.shutdown_at {
             timeout = timeout.min(t.saturating_duration_since(now));
@@ -202,7 +211,7 @@ impl<A: App> Core<A> {
         self.deliver_batch();
         self.flush(driver);
         self.close_finished(driver);
-        let target = now.saturating_duration_since(self.epoch).as_secs();
+        let target = now.saturating_duration_since(self.epoch.at).as_secs();
         while self.conns.now() < target {
             self.tick();
         }
@@ -504,6 +513,7 @@ impl<A: App> Core<A> {
             peer_addr: head.peer(),
             client_ip: head.client_ip(&http, self.cfg.trust_proxy),
             draining: self.draining,
+            now: self.wall(),
             shared: self.peers.shared(),
         };
         let head_only = http.method == "HEAD";
@@ -789,6 +799,11 @@ impl<A: App> Core<A> {
         };
         self.delivery
             .deliver_batch(&mut self.conns, limits, &self.stats);
+    }
+
+    /// The wall clock at this turn's `now`.
+    pub(super) fn wall(&self) -> SystemTime {
+        self.epoch.wall + self.now.saturating_duration_since(self.epoch.at)
     }
 
     /// The process-wide connection count, when the workers share one.

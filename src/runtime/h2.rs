@@ -213,6 +213,7 @@ impl<A: App> Core<A> {
             peer_addr: peer,
             client_ip,
             draining: self.draining,
+            now: self.wall(),
             shared: self.peers.shared(),
         };
         match self.app.route(http, &cx) {

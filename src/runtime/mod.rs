@@ -45,7 +45,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 /// The loop core, for the whole-loop fuzz target (`server::fuzzing`).
 #[cfg(fuzzing)]
-pub(crate) use self::core::Core;
+pub(crate) use self::core::{Core, Epoch};
 use crate::driver::{self, affinity, Chosen};
 use crate::metrics::Stats;
 use app::{App, Settings};
@@ -197,6 +197,29 @@ impl ShutdownHandle {
 /// bytes before handing it over anyway (then the handshake timeout runs).
 const DEFER_ACCEPT_SECS: u32 = 5;
 
+/// Claim `addr` for this server: refused when another socket already
+/// listens there (another process, or another server in this one), which
+/// SO_REUSEPORT would otherwise let the workers share without a word. A
+/// socket without SO_REUSEPORT binds only where nothing listens; it is
+/// closed at once and the workers' listeners bind to the address it got (a
+/// port 0 is chosen here).
+fn claim(addr: SocketAddr) -> io::Result<SocketAddr> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Connections of a previous run in TIME_WAIT do not stand in the way.
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into()).map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => io::Error::new(
+            e.kind(),
+            "another process (or server) is already listening there",
+        ),
+        _ => e,
+    })?;
+    probe
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("not an IP address"))
+}
+
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -251,12 +274,13 @@ where
 {
     let (backend, backend_reason) = driver::select(cfg.backend)?;
     let threads = cfg.threads.max(1);
-    let first = bind(cfg.listen)
+    let first = claim(cfg.listen)
+        .and_then(bind)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", cfg.listen)))?;
     let local_addr = first.local_addr()?;
     reserve_descriptors(&first, cfg.max_connections);
     let tls_first = match &cfg.tls {
-        Some(t) => Some(bind(t.listen).map_err(|e| {
+        Some(t) => Some(claim(t.listen).and_then(bind).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("cannot listen (TLS) on {}: {e}", t.listen),

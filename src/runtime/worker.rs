@@ -2,13 +2,13 @@
 //! only part of the loop that reads the clock.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::driver::Driver;
 use crate::metrics::Stats;
 
 use super::app::{App, Settings};
-use super::core::{Core, Flow};
+use super::core::{Core, Epoch, Flow};
 use super::mailbox::Mailbox;
 use super::Shared;
 
@@ -29,7 +29,10 @@ pub(crate) fn run<A: App>(
         mailbox.clone(),
         shared,
         stats.clone(),
-        Instant::now(),
+        Epoch {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        },
     );
     loop {
         let timeout = core.wait_time(Instant::now());

@@ -1,10 +1,26 @@
 //! Who may do what from outside: the rules the route table and the
 //! built-in apps both apply to a request.
+//!
+//! - A credential, when the server is given one (`--token`, `--jwt-key`),
+//!   on every route but `/healthz`: the shared token (and the publish
+//!   token) admits its holder to every topic, a valid JWT to the topics its
+//!   claims list.
+//! - `/metrics` has a guard of its own when `--metrics-token` is set.
+//! - Publishing needs `--allow-client-publish`, the publish token, or a JWT
+//!   whose claims list the topic.
+//! - A browser's `Origin`, with `--allowed-origins`, on every route that
+//!   acts or streams (upgrades, event streams, publishing).
 
-use crate::proto::http::HttpRequest;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::proto::http::{same_secret, HttpRequest, Response};
+
+use super::jwt::{Identity, JwtKeys};
+use super::Config;
 
 /// Who may publish from outside (`POST /publish/<topic>`, the feed's
-/// `publish` op).
+/// `publish` op) without a JWT that lists the topic.
 #[derive(Debug, Clone)]
 pub(super) struct PublishRule {
     pub allow_all: bool,
@@ -18,5 +34,118 @@ impl PublishRule {
                 .token
                 .as_deref()
                 .is_some_and(|t| http.presents_token(t))
+    }
+}
+
+/// Who made a request, once admitted.
+#[derive(Debug, Clone)]
+pub(super) enum Caller {
+    /// No credential is required, or it presented the shared token: no
+    /// limit on topics.
+    Anyone,
+    /// A valid JWT's holder: its claims limit the topics.
+    Holder(Identity),
+}
+
+impl Caller {
+    pub(super) fn identity(&self) -> Option<&Identity> {
+        match self {
+            Caller::Anyone => None,
+            Caller::Holder(id) => Some(id),
+        }
+    }
+
+    pub(super) fn may_subscribe(&self, topic: &str) -> bool {
+        self.identity().is_none_or(|i| i.may_subscribe(topic))
+    }
+}
+
+/// The access rules of one server.
+#[derive(Debug, Clone)]
+pub(super) struct Access {
+    token: Option<String>,
+    jwt: Option<Arc<JwtKeys>>,
+    metrics_token: Option<String>,
+    origins: Option<Vec<String>>,
+    pub(super) publish: PublishRule,
+}
+
+/// A 401 that says which scheme to use (RFC 6750 §3).
+fn unauthorized(why: &str) -> Response {
+    Response::text(401, format!("{why}\n")).header("WWW-Authenticate", "Bearer")
+}
+
+impl Access {
+    pub(super) fn new(cfg: &Config) -> Access {
+        Access {
+            token: cfg.token.clone(),
+            jwt: cfg.jwt.clone(),
+            metrics_token: cfg.metrics_token.clone(),
+            origins: cfg.allowed_origins.clone(),
+            publish: PublishRule {
+                allow_all: cfg.allow_client_publish,
+                token: cfg.publish_token.clone(),
+            },
+        }
+    }
+
+    /// Whether any route needs a credential.
+    pub(super) fn guarded(&self) -> bool {
+        self.token.is_some() || self.jwt.is_some()
+    }
+
+    /// The caller of a guarded route at `now`, or the 401 that refuses it.
+    pub(super) fn caller(&self, http: &HttpRequest, now: SystemTime) -> Result<Caller, Response> {
+        if !self.guarded() {
+            return Ok(Caller::Anyone);
+        }
+        let mut refusal = None;
+        for t in http.tokens() {
+            let shared = [&self.token, &self.publish.token];
+            if shared
+                .iter()
+                .any(|s| s.as_deref().is_some_and(|s| same_secret(&t, s)))
+            {
+                return Ok(Caller::Anyone);
+            }
+            if let Some(keys) = &self.jwt {
+                match keys.verify(&t, now) {
+                    Ok(id) => return Ok(Caller::Holder(id)),
+                    Err(e) => refusal = Some(format!("token refused: {e}")),
+                }
+            }
+        }
+        Err(unauthorized(refusal.as_deref().unwrap_or(
+            "a token is required: send Authorization: Bearer <token>, or ?token=<token> on the URL",
+        )))
+    }
+
+    /// `/metrics`: its own token when set, else as any guarded route.
+    pub(super) fn metrics(&self, http: &HttpRequest, now: SystemTime) -> Result<(), Response> {
+        match &self.metrics_token {
+            Some(t) if http.presents_token(t) => Ok(()),
+            Some(_) => Err(unauthorized("/metrics needs the --metrics-token")),
+            None => self.caller(http, now).map(|_| ()),
+        }
+    }
+
+    /// `--allowed-origins`: a browser's `Origin` must be listed (requests
+    /// without one, from non-browser clients, pass). The refusal is a 403.
+    pub(super) fn origin(&self, origin: Option<&str>) -> Result<(), String> {
+        let (Some(allowed), Some(origin)) = (&self.origins, origin) else {
+            return Ok(());
+        };
+        if allowed
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+        {
+            return Ok(());
+        }
+        Err(format!("origin {origin} is not allowed"))
+    }
+
+    /// Whether `caller` may publish on `topic` with this request.
+    pub(super) fn may_publish(&self, http: &HttpRequest, caller: &Caller, topic: &str) -> bool {
+        self.publish.allows(http) || caller.identity().is_some_and(|i| i.may_publish(topic))
     }
 }

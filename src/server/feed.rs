@@ -25,12 +25,13 @@
 //! open. Subscribers receive each publication as it was published, with no
 //! envelope.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::access::PublishRule;
+use super::jwt::Identity;
 use super::{
     ConnId, Handler, Msg, Position, Request, SendStatus, SubscribeOptions, Subscribed, Upgrade, Ws,
 };
@@ -39,12 +40,15 @@ use crate::pubsub::history::parse_epoch;
 use crate::pubsub::valid_topic;
 
 /// The feed app. Connections whose upgrade presented the publish token (or
-/// all, with `allow_client_publish`) may publish.
+/// all, with `allow_client_publish`) may publish on every topic; those that
+/// presented a JWT subscribe and publish as its claims say.
 #[derive(Debug)]
 pub struct Feed {
     rule: PublishRule,
     /// Open connections allowed to publish.
     publishers: HashSet<ConnId>,
+    /// Open connections' token identities (with `--jwt-key`).
+    holders: HashMap<ConnId, Identity>,
 }
 
 impl Feed {
@@ -58,6 +62,7 @@ impl Feed {
         Feed {
             rule,
             publishers: HashSet::new(),
+            holders: HashMap::new(),
         }
     }
 }
@@ -67,16 +72,23 @@ impl Handler for Feed {
         if self.rule.allows(&req.http) {
             self.publishers.insert(req.id());
         }
+        if let Some(id) = req.identity() {
+            self.holders.insert(req.id(), id.clone());
+        }
         Upgrade::Accept { protocol: None }
     }
 
     fn on_message(&mut self, ws: &mut Ws<'_>, msg: Msg<'_>) {
-        let can_publish = self.publishers.contains(&ws.id());
-        handle(ws, msg, can_publish);
+        let rights = Rights {
+            publish_all: self.publishers.contains(&ws.id()),
+            holder: self.holders.get(&ws.id()),
+        };
+        handle(ws, msg, rights);
     }
 
     fn on_close(&mut self, id: ConnId, _code: CloseCode, _reason: &str) {
         self.publishers.remove(&id);
+        self.holders.remove(&id);
     }
 }
 
@@ -143,9 +155,26 @@ fn error(ws: &mut Ws<'_>, msg: &str) {
     reply(ws, json!({"event": "error", "error": msg}));
 }
 
-/// Handle one message from a `/feed` client. `can_publish`: the server
-/// allows this client to publish.
-fn handle(ws: &mut Ws<'_>, msg: Msg<'_>, can_publish: bool) {
+/// What one connection may do.
+struct Rights<'a> {
+    /// Publish on every topic (the publish token, `allow_client_publish`).
+    publish_all: bool,
+    /// The identity of the token it presented, whose claims list topics.
+    holder: Option<&'a Identity>,
+}
+
+impl Rights<'_> {
+    fn may_subscribe(&self, topic: &str) -> bool {
+        self.holder.is_none_or(|h| h.may_subscribe(topic))
+    }
+
+    fn may_publish(&self, topic: &str) -> bool {
+        self.publish_all || self.holder.is_some_and(|h| h.may_publish(topic))
+    }
+}
+
+/// Handle one message from a `/feed` client with `rights`.
+fn handle(ws: &mut Ws<'_>, msg: Msg<'_>, rights: Rights<'_>) {
     let Msg::Text(text) = msg else {
         return error(ws, "the feed protocol uses JSON text messages");
     };
@@ -157,17 +186,24 @@ fn handle(ws: &mut Ws<'_>, msg: Msg<'_>, can_publish: bool) {
         return error(ws, "missing \"topic\"");
     };
     match req.op.as_str() {
+        "subscribe" if !rights.may_subscribe(topic) => reply(
+            ws,
+            json!({"event": "error", "topic": topic,
+                   "error": format!("not entitled to topic {topic:?}")}),
+        ),
         "subscribe" => subscribe(ws, topic, &req),
         "unsubscribe" => {
             ws.unsubscribe(topic);
             reply(ws, json!({"event": "unsubscribed", "topic": topic}));
         }
         "publish" => {
-            if !can_publish {
-                return error(
+            if !rights.may_publish(topic) {
+                return reply(
                     ws,
-                    "publishing is not allowed: the server needs --allow-client-publish, \
-                     or connect with ?token=… matching --publish-token",
+                    json!({"event": "error", "topic": topic,
+                           "error": "publishing is not allowed: the server needs \
+                            --allow-client-publish, a connection with ?token=… matching \
+                            --publish-token, or a token whose topics.publish lists the topic"}),
                 );
             }
             if !valid_topic(topic) {

@@ -17,7 +17,7 @@ use crate::metrics::Stats;
 use crate::proto::Limits;
 use crate::pubsub::{HistoryConfig, Retention};
 use crate::runtime::mailbox::Mailbox;
-use crate::runtime::Core;
+use crate::runtime::{Core, Epoch};
 
 use super::routes::Routes;
 use super::{Config, Echo};
@@ -128,7 +128,10 @@ impl Loop {
             mailbox,
             Arc::new(OnceLock::new()),
             Arc::new(Stats::default()),
-            now,
+            Epoch {
+                at: now,
+                wall: std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            },
         );
         Loop {
             core,

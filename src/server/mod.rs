@@ -15,6 +15,7 @@ pub mod feedsim;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod jwt;
 pub mod page;
 mod routes;
 
@@ -43,17 +44,33 @@ pub use crate::runtime::tls::CertFiles;
 pub use crate::runtime::ws::{ConnId, Msg, SendStatus, Ws};
 pub use crate::runtime::{PublishError, Publisher};
 pub use feed::Feed;
+pub use jwt::{Identity, JwtConfig, JwtKeys, TokenError};
 
 /// An upgrade request as a [`Handler`] sees it: the validated request
 /// (its fields through `Deref`) and what the server knows of the connection.
 pub struct Request<'a> {
     upgrade: &'a UpgradeRequest,
     cx: &'a RequestCx<'a>,
+    identity: Option<&'a Identity>,
 }
 
 impl<'a> Request<'a> {
-    pub(crate) fn new(upgrade: &'a UpgradeRequest, cx: &'a RequestCx<'a>) -> Request<'a> {
-        Request { upgrade, cx }
+    pub(crate) fn new(
+        upgrade: &'a UpgradeRequest,
+        cx: &'a RequestCx<'a>,
+        identity: Option<&'a Identity>,
+    ) -> Request<'a> {
+        Request {
+            upgrade,
+            cx,
+            identity,
+        }
+    }
+
+    /// Who the request's token names and what it may see, when the server
+    /// verifies tokens ([`Config::jwt`]) and this one presented a valid one.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity
     }
 
     /// The connection that will open if the upgrade is accepted (the same
@@ -173,9 +190,21 @@ pub struct Config {
     /// Connections per process beyond which new ones get 503 (0: no limit
     /// but the descriptor limit).
     pub max_connections: usize,
-    /// Browser origins allowed to open WebSockets (`Origin` header; `*` for
-    /// any). `None`: every origin.
+    /// Browser origins allowed to open WebSockets, read event streams and
+    /// publish (`Origin` header; `*` for any). `None`: every origin.
     pub allowed_origins: Option<Vec<String>>,
+    /// A shared secret every route but `/healthz` requires (`?token=` on
+    /// the URL, or `Authorization: Bearer <token>`), with no limit on
+    /// topics; with [`Config::jwt`] too, either is accepted.
+    pub token: Option<String>,
+    /// Verify signed tokens (JWT) on every route but `/healthz`: their
+    /// claims name who the client is and the topics it may subscribe to and
+    /// publish on. Load the keys with [`JwtKeys::load`] and keep the `Arc`
+    /// to [`JwtKeys::reload`] them.
+    pub jwt: Option<Arc<JwtKeys>>,
+    /// A token `/metrics` requires, apart from the others (`None`: the
+    /// `token` or a valid JWT when either is set, else none).
+    pub metrics_token: Option<String>,
     /// Pin each worker to one CPU.
     pub pin_threads: bool,
     /// What to do with a subscriber whose unsent bytes pass `max_buffered`.
@@ -239,6 +268,9 @@ impl Default for Config {
             shutdown_grace: s.shutdown_grace,
             max_connections: s.max_connections,
             allowed_origins: None,
+            token: None,
+            jwt: None,
+            metrics_token: None,
             pin_threads: s.pin_threads,
             slow_consumer: s.slow_consumer,
             topic_policies: s.topic_policies,
@@ -329,6 +361,20 @@ impl Config {
         }
         if let Some(p) = self.feed_path.as_deref().filter(|p| !p.starts_with('/')) {
             return err("feed_path", format!("{p:?} must start with '/'"));
+        }
+        for (field, token) in [
+            ("token", &self.token),
+            ("publish_token", &self.publish_token),
+            ("metrics_token", &self.metrics_token),
+        ] {
+            if token.as_deref().is_some_and(|t| {
+                t.is_empty() || t.contains(|c: char| c.is_whitespace() || c.is_control())
+            }) {
+                return err(
+                    field,
+                    "empty or with spaces: it could not be sent as a bearer token".into(),
+                );
+            }
         }
         if self.tls.as_ref().is_some_and(|t| t.certs.is_empty()) {
             return err("tls", "at least one certificate and key".into());

@@ -12,7 +12,7 @@ use crate::pubsub::{valid_topic, Position};
 use crate::runtime::app::{App, RequestCx, Response, Route};
 use crate::runtime::ws::{AppTag, ConnId, Msg, Ws};
 
-use super::access::PublishRule;
+use super::access::{Access, Caller};
 use super::feed::Feed;
 use super::{page, Config, Handler, Request, Upgrade};
 
@@ -62,7 +62,7 @@ pub(crate) struct Routes<H> {
     cfg: Arc<Config>,
     handler: H,
     feed: Feed,
-    publish: PublishRule,
+    access: Access,
 }
 
 /// A whole answer, then close.
@@ -98,33 +98,27 @@ fn decode_path(s: &str) -> String {
 
 impl<H: Handler> Routes<H> {
     pub(crate) fn new(cfg: Arc<Config>, handler: H) -> Self {
-        let publish = PublishRule {
-            allow_all: cfg.allow_client_publish,
-            token: cfg.publish_token.clone(),
-        };
+        let access = Access::new(&cfg);
         Routes {
-            feed: Feed::new(publish.clone()),
-            publish,
+            feed: Feed::new(access.publish.clone()),
+            access,
             cfg,
             handler,
         }
     }
 
-    /// `--allowed-origins`: a browser's `Origin` must be listed (requests
-    /// without one, from non-browser clients, pass).
-    fn origin_refused(&self, req: &UpgradeRequest) -> Option<Upgrade> {
-        let allowed = self.cfg.allowed_origins.as_ref()?;
-        let origin = req.origin.as_deref()?;
-        if allowed
-            .iter()
-            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
-        {
-            return None;
+    /// The caller of a route that acts or streams: its `Origin` allowed,
+    /// its credential valid (see [`Access`]); else the refusal.
+    fn admit(
+        &self,
+        http: &HttpRequest,
+        origin: Option<&str>,
+        cx: &RequestCx<'_>,
+    ) -> Result<Caller, Response> {
+        if let Err(why) = self.access.origin(origin) {
+            return Err(Response::text(403, format!("{why}\n")));
         }
-        Some(Upgrade::Reject {
-            status: 403,
-            reason: format!("origin {origin} is not allowed"),
-        })
+        self.access.caller(http, cx.now)
     }
 
     fn upgrade(&mut self, http: HttpRequest, path: &str, cx: &RequestCx<'_>) -> Route {
@@ -133,21 +127,19 @@ impl<H: Handler> Routes<H> {
             Ok(req) => req,
             Err(e) => return Route::Respond(e.response()),
         };
-        let decision = if cx.draining {
-            Upgrade::Reject {
-                status: 503,
-                reason: "the server is shutting down".into(),
-            }
-        } else if let Some(refused) = self.origin_refused(&req) {
-            refused
-        } else {
-            // The handler admits every upgrade (auth, subprotocols), the
-            // feed app's included; the feed then takes it without one.
-            let r = Request::new(&req, cx);
-            match self.handler.on_upgrade(&r) {
-                Upgrade::Accept { .. } if feed => self.feed.on_upgrade(&r),
-                d => d,
-            }
+        if cx.draining {
+            return plain(503, b"the server is shutting down\n");
+        }
+        let caller = match self.admit(&req.http, req.origin.as_deref(), cx) {
+            Ok(c) => c,
+            Err(refused) => return Route::Respond(refused),
+        };
+        // The handler admits every upgrade (its own auth, subprotocols), the
+        // feed app's included; the feed then takes it without one.
+        let r = Request::new(&req, cx, caller.identity());
+        let decision = match self.handler.on_upgrade(&r) {
+            Upgrade::Accept { .. } if feed => self.feed.on_upgrade(&r),
+            d => d,
         };
         match decision {
             Upgrade::Reject { status, reason } => plain(status, format!("{reason}\n").as_bytes()),
@@ -159,14 +151,41 @@ impl<H: Handler> Routes<H> {
         }
     }
 
-    fn publish(&self, http: &HttpRequest, topic: String) -> Route {
-        const HINT: &str = "publishing is not allowed: start the server with \
-             --allow-client-publish, or send Authorization: Bearer <--publish-token>\n";
-        if !self.publish.allows(http) {
-            return plain(403, HINT.as_bytes());
-        }
+    /// `GET /sse/<topic>`: an event stream, for a caller entitled to the
+    /// topic.
+    fn events(&self, http: &HttpRequest, topic: String, cx: &RequestCx<'_>) -> Route {
+        let caller = match self.admit(http, http.header("origin"), cx) {
+            Ok(c) => c,
+            Err(refused) => return Route::Respond(refused),
+        };
         if !valid_topic(&topic) {
             return plain(400, BAD_TOPIC);
+        }
+        if !caller.may_subscribe(&topic) {
+            let why = format!(
+                "not entitled to topic {topic:?}: the token's topics.subscribe does not list it\n"
+            );
+            return plain(403, why.as_bytes());
+        }
+        match since(http) {
+            Ok(since) => Route::EventStream { topic, since },
+            Err(e) => plain(400, e.as_bytes()),
+        }
+    }
+
+    fn publish(&self, http: &HttpRequest, topic: String, cx: &RequestCx<'_>) -> Route {
+        const HINT: &str = "publishing is not allowed: start the server with \
+             --allow-client-publish, send Authorization: Bearer <--publish-token>, or a \
+             token whose topics.publish claim lists the topic\n";
+        let caller = match self.admit(http, http.header("origin"), cx) {
+            Ok(c) => c,
+            Err(refused) => return Route::Respond(refused),
+        };
+        if !valid_topic(&topic) {
+            return plain(400, BAD_TOPIC);
+        }
+        if !self.access.may_publish(http, &caller, &topic) {
+            return plain(403, HINT.as_bytes());
         }
         if http.header_values("transfer-encoding").next().is_some() {
             let msg = b"send the body with Content-Length (chunked bodies are not accepted)\n";
@@ -214,16 +233,18 @@ impl<H: Handler> App for Routes<H> {
             };
         };
         match target {
-            Target::Page => answer(200, "text/html; charset=utf-8", page::INDEX_HTML.as_bytes()),
-            Target::Metrics => answer(200, "text/plain; version=0.0.4", cx.metrics().as_bytes()),
             Target::Health if cx.draining => plain(503, b"draining\n"),
             Target::Health => plain(200, b"ok\n"),
-            Target::Events if !valid_topic(&arg) => plain(400, BAD_TOPIC),
-            Target::Events => match since(&http) {
-                Ok(since) => Route::EventStream { topic: arg, since },
-                Err(e) => plain(400, e.as_bytes()),
+            Target::Metrics => match self.access.metrics(&http, cx.now) {
+                Ok(()) => answer(200, "text/plain; version=0.0.4", cx.metrics().as_bytes()),
+                Err(r) => Route::Respond(r),
             },
-            Target::Publish => self.publish(&http, arg),
+            Target::Page => match self.admit(&http, http.header("origin"), cx) {
+                Ok(_) => answer(200, "text/html; charset=utf-8", page::INDEX_HTML.as_bytes()),
+                Err(refused) => Route::Respond(refused),
+            },
+            Target::Events => self.events(&http, arg, cx),
+            Target::Publish => self.publish(&http, arg, cx),
         }
     }
 

@@ -424,6 +424,13 @@ pub fn wait_metric(addr: SocketAddr, name: &str, ok: impl Fn(f64) -> bool) -> f6
 /// Run `tests/python/SCRIPT ARGS` with `env` set; it must exit 0 and print
 /// "N passed, 0 failed".
 pub fn run_python(script: &str, args: &[&str], env: &[(&str, &str)]) {
+    if let Err(e) = try_python(script, args, env) {
+        panic!("{e}");
+    }
+}
+
+/// [`run_python`], its failure returned (for [`eventually`]).
+pub fn try_python(script: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(python())
         .arg(&path)
@@ -433,8 +440,10 @@ pub fn run_python(script: &str, args: &[&str], env: &[(&str, &str)]) {
         .expect("run python");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains(" passed, 0 failed"), "{script}: {stdout}");
+    match out.status.success() && stdout.contains(" passed, 0 failed") {
+        true => Ok(()),
+        false => Err(format!("{script} failed:\n{stdout}\n{stderr}")),
+    }
 }
 
 /// Path of the Python interpreter of the venv that scripts/test.sh builds.

@@ -7,7 +7,7 @@ pub mod response;
 
 use std::fmt;
 
-pub use request::{HttpRequest, Parsed, RequestParser};
+pub use request::{same_secret, HttpRequest, Parsed, RequestParser};
 pub use response::{reason_phrase, Response, TEXT_PLAIN};
 
 /// Why a request head cannot be served, as the HTTP error that answers it:

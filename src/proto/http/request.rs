@@ -39,15 +39,31 @@ impl HttpRequest {
         })
     }
 
+    /// The token in `Authorization: Bearer <token>` (the scheme matched
+    /// without regard to case, RFC 9110 §11.1).
+    pub fn bearer(&self) -> Option<&str> {
+        let v = self.header("authorization")?;
+        let (scheme, token) = v.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// The tokens the request presents: its bearer token, then the query
+    /// parameter `token` (for browsers, which cannot set headers on a
+    /// WebSocket or an `EventSource`).
+    pub fn tokens(&self) -> impl Iterator<Item = String> + '_ {
+        self.bearer()
+            .map(str::to_string)
+            .into_iter()
+            .chain(self.query("token").filter(|t| !t.is_empty()))
+    }
+
     /// Whether the request carries `token`, as `Authorization: Bearer
-    /// <token>` or as the query parameter `token` (for browsers, which cannot
-    /// set headers on a WebSocket). Compared in constant time.
+    /// <token>` or as the query parameter `token`. Compared in constant time.
     pub fn presents_token(&self, token: &str) -> bool {
-        let bearer = self
-            .header("authorization")
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| same_secret(t.trim(), token));
-        bearer || self.query("token").is_some_and(|t| same_secret(&t, token))
+        self.tokens().any(|t| same_secret(&t, token))
     }
 
     /// Every value of header `name` (case-insensitive), in order.
@@ -235,7 +251,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(HttpRequest, usize)>, HttpError> {
 
 /// Equality whose time does not depend on where two equal-length secrets
 /// differ.
-fn same_secret(a: &str, b: &str) -> bool {
+pub fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 

@@ -19,7 +19,7 @@ use crate::proto::{CloseCode, MessageKind};
 use crate::pubsub::{Policy, Publication};
 
 use super::app::{App, RequestCx, Response, Route, Settings};
-use super::core::Core;
+use super::core::{Core, Epoch};
 use super::mailbox::{Control, Mailbox};
 use super::ws::{AppTag, ConnId, Msg, Ws};
 use super::Shared;
@@ -206,7 +206,10 @@ impl Harness {
             mailbox.clone(),
             Arc::new(OnceLock::new()),
             Arc::new(Stats::default()),
-            t0,
+            Epoch {
+                at: t0,
+                wall: std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            },
         );
         Harness {
             core,

@@ -1,0 +1,99 @@
+//! Identities on every route: tokens made by PyJWT (with keys made by
+//! Python's `cryptography`) against the server started with `--jwt-key`,
+//! on both backends: every key type, every way a token is bad, the claims
+//! limiting topics on WebSocket, SSE over HTTP/1.1 and HTTP/2 and
+//! `POST /publish`, a key rotated by SIGHUP; the shared and metrics tokens;
+//! and a second server refused an address the first listens on.
+
+mod server;
+use server::*;
+
+use std::path::PathBuf;
+
+/// A fresh folder of keys written by `jwt_clients.py keys`.
+fn keys(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringwave-jwt-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    run_python("jwt_clients.py", &["keys", dir.to_str().unwrap()], &[]);
+    dir
+}
+
+/// The server with every key of `dir`.
+fn server(backend: &str, dir: &std::path::Path, extra: &[&str]) -> TestServer {
+    let files = ["hs.key", "rsa.pem", "ec.pem", "ed.pem", "jwks.json"];
+    let paths: Vec<String> = files
+        .iter()
+        .map(|f| dir.join(f).to_str().unwrap().to_string())
+        .collect();
+    let mut args = vec!["--feed-sim", "off", "--max-handshake-bytes", "65536"];
+    for p in &paths {
+        args.extend(["--jwt-key", p.as_str()]);
+    }
+    args.extend(extra);
+    TestServer::start(backend, &args)
+}
+
+both_backends!(tokens_decide_who_sees_what_on_every_route, |backend| {
+    let dir = keys(&format!("routes-{backend}"));
+    let srv = server(backend, &dir, &[]);
+    let port = srv.addr.port().to_string();
+    run_python(
+        "jwt_clients.py",
+        &["check", "127.0.0.1", &port, dir.to_str().unwrap()],
+        &[],
+    );
+});
+
+both_backends!(sighup_rotates_the_keys, |backend| {
+    let dir = keys(&format!("rotate-{backend}"));
+    let srv = server(backend, &dir, &[]);
+    let port = srv.addr.port().to_string();
+    run_python("jwt_clients.py", &["rotate", dir.to_str().unwrap()], &[]);
+    srv.signal("HUP");
+    // The reload runs on the signal thread: bounded wait for its effect.
+    eventually(|| {
+        try_python(
+            "jwt_clients.py",
+            &["rotated", "127.0.0.1", &port, dir.to_str().unwrap()],
+            &[],
+        )
+    });
+});
+
+both_backends!(metrics_and_the_shared_token, |backend| {
+    let dir = keys(&format!("shared-{backend}"));
+    let srv = server(
+        backend,
+        &dir,
+        &["--token", "sh4red", "--metrics-token", "scr4pe"],
+    );
+    let get = |path: &str, auth: &str| {
+        http_request(
+            srv.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\n{auth}\r\n").as_bytes(),
+        )
+    };
+    assert_eq!(get("/metrics", "").0, 401);
+    assert_eq!(get("/metrics", "Authorization: Bearer sh4red\r\n").0, 401);
+    let (st, body) = get("/metrics", "Authorization: Bearer scr4pe\r\n");
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains("ringwave_connections_open"), "{body}");
+    // The shared token opens every other route, every topic included.
+    assert_eq!(get("/sse/anything?token=sh4red", "").0, 200);
+    assert_eq!(get("/", "Authorization: Bearer sh4red\r\n").0, 200);
+    assert_eq!(get("/sse/anything?token=wrong", "").0, 401);
+    assert_eq!(get("/healthz", "").0, 200);
+});
+
+#[test]
+fn a_second_server_on_the_same_address_refuses_to_start() {
+    let first = TestServer::start("poll", &["--feed-sim", "off"]);
+    let addr = first.addr.to_string();
+    let err = refused_start(&["--listen", &addr, "--feed-sim", "off"]);
+    assert!(
+        err.contains(&format!("cannot listen on {addr}")) && err.contains("already listening"),
+        "{err}"
+    );
+    // The first one still serves alone.
+    assert_eq!(http_get(first.addr, "/healthz").0, 200);
+}
