@@ -150,7 +150,7 @@ pub const TLS_FAILURES: [&str; 8] = [
 ];
 
 /// Close codes counted one by one; others go to `code="other"`.
-pub const CLOSE_CODES: [u16; 9] = [1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011];
+pub const CLOSE_CODES: [u16; 10] = [1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011, 4001];
 
 /// Reasons a request is refused: an HTTP status, or a timeout.
 pub const REJECT_REASONS: [&str; 12] = [

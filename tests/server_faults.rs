@@ -396,28 +396,36 @@ both_backends!(admission_limit_origins_and_token, |backend| {
     });
     still_served(&mut e, 1);
     drop((b, c, d, e));
-    let m = metrics_when_open(srv.addr);
+    // --token guards /metrics too.
+    let m = metrics_when_open(srv.addr, "");
+    assert!(m.is_err(), "/metrics without the token: {m:?}");
+    let m = metrics_when_open(srv.addr, "?token=s3cret").expect("/metrics");
     assert!(m >= 1.0, "refusals by reason are counted: {m}");
 });
 
-/// The 503 refusals counted in `/metrics` (scraped on a plain HTTP
-/// connection, which the limit also counts: retried until closed
-/// connections have made room).
-fn metrics_when_open(addr: SocketAddr) -> f64 {
-    eventually(|| {
+/// The 503 refusals counted in `/metrics?QUERY` (scraped on a plain HTTP
+/// connection, which the limit also counts: retried while it answers 503,
+/// until closed connections have made room), or the answer that was not
+/// 200.
+fn metrics_when_open(addr: SocketAddr, query: &str) -> Result<f64, String> {
+    let (head, mut c) = eventually(|| {
         let mut c = RawClient::tcp(addr);
-        c.send(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+        c.send(format!("GET /metrics{query} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
         let head = c.read_http_head();
-        if !head.starts_with("HTTP/1.1 200") {
-            return Err(format!("no /metrics: {head}"));
+        match head.starts_with("HTTP/1.1 503") {
+            true => Err(format!("no /metrics: {head}")),
+            false => Ok((head, c)),
         }
-        let body = String::from_utf8_lossy(&c.read_to_end()).into_owned();
-        Ok(body
-            .lines()
-            .filter(|l| l.starts_with("ringwave_rejects_total{reason=\"503\"}"))
-            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .sum())
-    })
+    });
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(head);
+    }
+    let body = String::from_utf8_lossy(&c.read_to_end()).into_owned();
+    Ok(body
+        .lines()
+        .filter(|l| l.starts_with("ringwave_rejects_total{reason=\"503\"}"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum())
 }
 
 both_backends!(sigterm_drains_5000_clients_with_1001, |backend| {

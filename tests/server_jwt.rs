@@ -97,3 +97,29 @@ fn a_second_server_on_the_same_address_refuses_to_start() {
     // The first one still serves alone.
     assert_eq!(http_get(first.addr, "/healthz").0, 200);
 }
+
+both_backends!(an_expired_token_ends_its_connection, |backend| {
+    let dir = keys(&format!("expiry-{backend}"));
+    let srv = server(backend, &dir, &["--metrics-token", "m3trics"]);
+    let port = srv.addr.port().to_string();
+    run_python(
+        "jwt_clients.py",
+        &["expiry", "127.0.0.1", &port, dir.to_str().unwrap()],
+        &[],
+    );
+    let (_, m) = http_request(
+        srv.addr,
+        b"GET /metrics HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer m3trics\r\n\r\n",
+    );
+    assert!(m.contains("ringwave_closes_total{code=\"4001\"} 1"), "{m}");
+});
+
+both_backends!(max_lifetime_closes_with_1001, |backend| {
+    let srv = TestServer::start(backend, &["--feed-sim", "off", "--max-lifetime", "2"]);
+    let port = srv.addr.port().to_string();
+    run_python(
+        "jwt_clients.py",
+        &["lifetime", "127.0.0.1", &port, "-"],
+        &[],
+    );
+});

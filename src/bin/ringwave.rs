@@ -188,6 +188,12 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     sse_lifetime: u64,
 
+    /// Close each WebSocket with 1001 (and end each event stream) after SECS,
+    /// less up to a tenth at random so clients do not all come back at once.
+    /// 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    max_lifetime: u64,
+
     /// Let every /feed client publish, and accept POST /publish/<topic>
     /// without a token.
     #[arg(long)]
@@ -359,6 +365,7 @@ fn config(cli: &Cli) -> Result<Config, String> {
         trust_proxy: cli.trust_proxy,
         http2: !cli.no_http2,
         sse_lifetime: (cli.sse_lifetime > 0).then(|| Duration::from_secs(cli.sse_lifetime)),
+        max_lifetime: (cli.max_lifetime > 0).then(|| Duration::from_secs(cli.max_lifetime)),
         history: {
             let mut h = HistoryConfig::default();
             for (topic, keep) in &cli.history {

@@ -92,6 +92,40 @@ impl RequestCx<'_> {
     }
 }
 
+/// The close code of a WebSocket whose token expired (in the range RFC
+/// 6455 §7.4.2 leaves to applications).
+pub const TOKEN_EXPIRED: CloseCode = CloseCode(4001);
+
+/// Why a connection's life ends at a set moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The token it was admitted with expired: a WebSocket is closed with
+    /// [`TOKEN_EXPIRED`].
+    TokenExpired,
+    /// It lived its lifetime (`--max-lifetime`): a WebSocket is closed with
+    /// 1001.
+    Lifetime,
+}
+
+impl EndReason {
+    /// The close code and reason a WebSocket gets.
+    pub fn close(self) -> (CloseCode, &'static str) {
+        match self {
+            EndReason::TokenExpired => (TOKEN_EXPIRED, "token expired"),
+            EndReason::Lifetime => (CloseCode::GOING_AWAY, "connection lifetime reached"),
+        }
+    }
+}
+
+/// The moment a WebSocket is closed or an event stream ends, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Until {
+    /// When (by the wall clock [`RequestCx::now`] reads).
+    pub at: SystemTime,
+    /// Why.
+    pub why: EndReason,
+}
+
 /// Which session serves a request.
 #[derive(Debug)]
 pub enum Route {
@@ -107,6 +141,8 @@ pub enum Route {
         protocol: Option<String>,
         /// Which handler serves the connection.
         tag: AppTag,
+        /// When it is closed, if ever.
+        until: Option<Until>,
     },
     /// Stream `topic` as Server-Sent Events.
     EventStream {
@@ -115,6 +151,8 @@ pub enum Route {
         /// Recover from this position (`Last-Event-ID`), on a topic with
         /// history.
         since: Option<Position>,
+        /// When the stream ends, if ever (besides `--sse-lifetime`).
+        until: Option<Until>,
     },
     /// Read a body of `len` bytes, publish it on `topic`, answer 202.
     Publish {

@@ -22,7 +22,7 @@ use crate::proto::http::HttpRequest;
 use crate::proto::{CloseCode, Conn, DeflateParams, Event, Role};
 use crate::pubsub::{Position, Publication, SubscribeOptions, Subscribed, Topics};
 
-use super::app::{App, RequestCx, Response, Route, Settings};
+use super::app::{App, RequestCx, Response, Route, Settings, Until};
 use super::connections::Connections;
 use super::delivery::{Delivery, Limits};
 use super::drain::Drain;
@@ -487,7 +487,7 @@ impl<A: App> Core<A> {
             Session::WebSocket(ws) => {
                 // Keep-alive: nothing is rescheduled per message; the
                 // timer entry compares with these when it comes due.
-                slot.deadline = now + self.ticks.ping;
+                slot.deadline = ws.cap(now + self.ticks.ping);
                 ws.heard(now);
                 self.frames(index, buf, reply);
             }
@@ -519,16 +519,26 @@ impl<A: App> Core<A> {
         let head_only = http.method == "HEAD";
         match self.app.route(http, &cx) {
             Route::Respond(r) => self.respond(index, r, head_only),
-            Route::Upgrade { req, protocol, tag } => {
+            Route::Upgrade {
+                req,
+                protocol,
+                tag,
+                until,
+            } => {
                 let deflate = req.negotiate_deflate(self.cfg.deflate.as_ref());
                 let mut conn = self.ws_conn(deflate);
                 let _ = conn.send_raw(&req.accept_response(protocol.as_deref(), deflate.as_ref()));
-                self.open(index, WebSocket::new(conn, tag, self.conns.now()));
+                let ws = WebSocket::new(conn, tag, self.conns.now());
+                self.open(index, self.lives_until(ws, until));
                 if !rest.is_empty() {
                     self.frames(index, rest, reply);
                 }
             }
-            Route::EventStream { topic, since } => self.begin_sse(index, &topic, since, head_only),
+            Route::EventStream {
+                topic,
+                since,
+                until,
+            } => self.begin_sse(index, &topic, since, until, head_only),
             Route::Publish {
                 topic,
                 key,
@@ -579,14 +589,21 @@ impl<A: App> Core<A> {
         self.respond(index, PostBody::published(), false);
     }
 
-    fn begin_sse(&mut self, index: u32, topic: &str, since: Option<Position>, head_only: bool) {
+    fn begin_sse(
+        &mut self,
+        index: u32,
+        topic: &str,
+        since: Option<Position>,
+        until: Option<Until>,
+        head_only: bool,
+    ) {
         if head_only {
             if let Some(slot) = self.conns.get_mut(index) {
                 slot.session = Session::Respond(Respond::new(sse::HEAD.to_vec()));
             }
             return self.conns.mark_dirty(index);
         }
-        if let Some((s, ends)) = self.subscribe_sse(index, topic, since) {
+        if let Some((s, ends)) = self.subscribe_sse(index, topic, since, until) {
             if let Some(slot) = self.conns.get_mut(index) {
                 slot.session = Session::Events(EventStream::new(&s, ends));
             }
@@ -596,23 +613,35 @@ impl<A: App> Core<A> {
 
     /// Subscribe an event stream's slot (from `since`, on a topic with
     /// history); its keep-alive deadline starts now. Also returns the tick
-    /// its lifetime ends at (0: never).
+    /// its life ends at (0: never): `--sse-lifetime` or `until`, the sooner.
     pub(super) fn subscribe_sse(
         &mut self,
         index: u32,
         topic: &str,
         since: Option<Position>,
+        until: Option<Until>,
     ) -> Option<(Subscribed, u64)> {
         let now = self.conns.now();
-        let slot = self.conns.get_mut(index)?;
-        let ends = match self.ticks.sse_lifetime {
-            0 => 0,
-            t => now + t,
+        let lifetime = match self.ticks.sse_lifetime {
+            0 => None,
+            t => Some(now + t),
         };
+        let ends = match (lifetime, until.map(|u| self.tick_at(u))) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(0),
+        };
+        let slot = self.conns.get_mut(index)?;
         slot.deadline = now + self.ticks.ping;
+        let reschedule = ends != 0 && ends < slot.deadline;
         if ends != 0 {
             slot.deadline = slot.deadline.min(ends);
         }
+        if reschedule {
+            // Its end may come before the wheel entry it has (the
+            // handshake's): one more entry, at the end.
+            self.conns.reschedule(index);
+        }
+        let slot = self.conns.get_mut(index)?;
         let opts = SubscribeOptions {
             since,
             ..SubscribeOptions::default()
@@ -640,8 +669,14 @@ impl<A: App> Core<A> {
         let Some(slot) = self.conns.get_mut(index) else {
             return;
         };
+        let keep_alive = now + self.ticks.ping;
+        slot.deadline = ws.cap(keep_alive);
         slot.session = Session::WebSocket(ws);
-        slot.deadline = now + self.ticks.ping;
+        if slot.deadline < keep_alive {
+            // Its end may come before the wheel entry it has (the
+            // handshake's): one more entry, at the end.
+            self.conns.reschedule(index);
+        }
         self.stats.handshakes_accepted.add(1);
         self.callback(index, |app, ws| app.on_open(ws));
         self.publish_pending();
@@ -799,6 +834,23 @@ impl<A: App> Core<A> {
         };
         self.delivery
             .deliver_batch(&mut self.conns, limits, &self.stats);
+    }
+
+    /// The tick by which `until` has come: its moment rounded up to a
+    /// whole tick, and one more (the current tick began up to a second
+    /// ago), so nothing ends before its moment.
+    pub(super) fn tick_at(&self, until: Until) -> u64 {
+        let left = until.at.duration_since(self.wall()).unwrap_or_default();
+        let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        self.conns.now() + secs + 1
+    }
+
+    /// A new WebSocket, closed at `until` if given.
+    pub(super) fn lives_until(&self, ws: WebSocket, until: Option<Until>) -> WebSocket {
+        match until {
+            Some(u) => ws.until(self.tick_at(u), u.why),
+            None => ws,
+        }
     }
 
     /// The wall clock at this turn's `now`.

@@ -221,7 +221,12 @@ impl<A: App> Core<A> {
                 self.stats.h2_stream("response");
                 self.respond_stream(s, r, head_only);
             }
-            Route::Upgrade { req, protocol, tag } if websocket => {
+            Route::Upgrade {
+                req,
+                protocol,
+                tag,
+                until,
+            } if websocket => {
                 self.stats.h2_stream("websocket");
                 let deflate = req.negotiate_deflate(self.cfg.deflate.as_ref());
                 let extensions = deflate.map(|d| d.header_value());
@@ -234,13 +239,18 @@ impl<A: App> Core<A> {
                 }
                 self.stream_headers(s, 200, &fields, false);
                 let conn = self.ws_conn(deflate);
-                self.open(s, WebSocket::new(conn, tag, now));
+                let ws = WebSocket::new(conn, tag, now);
+                self.open(s, self.lives_until(ws, until));
             }
             Route::Upgrade { .. } => self.bad_request(
                 s,
                 b"a WebSocket over HTTP/2 is an extended CONNECT (RFC 8441)\n",
             ),
-            Route::EventStream { topic, since } => {
+            Route::EventStream {
+                topic,
+                since,
+                until,
+            } => {
                 self.stats.h2_stream("events");
                 let fields: [(&str, &[u8]); 2] = [
                     ("content-type", b"text/event-stream"),
@@ -250,7 +260,7 @@ impl<A: App> Core<A> {
                 if head_only {
                     return self.conns.close(s);
                 }
-                if let Some((sub, ends)) = self.subscribe_sse(s, &topic, since) {
+                if let Some((sub, ends)) = self.subscribe_sse(s, &topic, since, until) {
                     if let Some(slot) = self.conns.get_mut(s) {
                         slot.session = Session::Events(EventStream::headless(&sub, ends));
                     }
@@ -346,7 +356,7 @@ impl<A: App> Core<A> {
                 (Ok(_), false) => {}
             },
             Session::WebSocket(ws) => {
-                slot.deadline = now + self.ticks.ping;
+                slot.deadline = ws.cap(now + self.ticks.ping);
                 ws.heard(now);
                 if !data.is_empty() {
                     self.frames(s, data, None);

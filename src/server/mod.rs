@@ -237,6 +237,10 @@ pub struct Config {
     /// spread over nodes that restarted or were added; with history on the
     /// topic the reconnect recovers from `Last-Event-ID`. `None`: never.
     pub sse_lifetime: Option<Duration>,
+    /// Close each WebSocket (1001) and end each event stream after this long,
+    /// less a random tenth at most, so clients come back spread over time
+    /// (and over nodes that restarted or were added). `None`: never.
+    pub max_lifetime: Option<Duration>,
 }
 
 /// A TLS listener: where, and the certificates it presents.
@@ -283,6 +287,7 @@ impl Default for Config {
             nats: None,
             history: HistoryConfig::default(),
             sse_lifetime: None,
+            max_lifetime: None,
         }
     }
 }

@@ -4,12 +4,16 @@
 //! streams and publishing, by [`ROUTES`].
 
 use std::sync::Arc;
+use std::time::SystemTime;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::proto::http::HttpRequest;
 use crate::proto::ws::handshake::UpgradeRequest;
 use crate::proto::CloseCode;
 use crate::pubsub::{valid_topic, Position};
-use crate::runtime::app::{App, RequestCx, Response, Route};
+use crate::runtime::app::{App, EndReason, RequestCx, Response, Route, Until};
 use crate::runtime::ws::{AppTag, ConnId, Msg, Ws};
 
 use super::access::{Access, Caller};
@@ -63,6 +67,8 @@ pub(crate) struct Routes<H> {
     handler: H,
     feed: Feed,
     access: Access,
+    /// The jitter of `max_lifetime`.
+    rng: StdRng,
 }
 
 /// A whole answer, then close.
@@ -104,7 +110,23 @@ impl<H: Handler> Routes<H> {
             access,
             cfg,
             handler,
+            rng: StdRng::from_os_rng(),
         }
+    }
+
+    /// When a connection of `caller` opened at `now` ends: its token's
+    /// expiry, or its lifetime (less up to a tenth, so connections opened
+    /// together do not all end together), the sooner.
+    fn until(&mut self, caller: &Caller, now: SystemTime) -> Option<Until> {
+        let token = caller.identity().map(|i| Until {
+            at: i.expires(),
+            why: EndReason::TokenExpired,
+        });
+        let life = self.cfg.max_lifetime.map(|d| Until {
+            at: now + d - d.mul_f64(self.rng.random::<f64>() * 0.1),
+            why: EndReason::Lifetime,
+        });
+        [token, life].into_iter().flatten().min_by_key(|u| u.at)
     }
 
     /// The caller of a route that acts or streams: its `Origin` allowed,
@@ -136,6 +158,7 @@ impl<H: Handler> Routes<H> {
         };
         // The handler admits every upgrade (its own auth, subprotocols), the
         // feed app's included; the feed then takes it without one.
+        let until = self.until(&caller, cx.now);
         let r = Request::new(&req, cx, caller.identity());
         let decision = match self.handler.on_upgrade(&r) {
             Upgrade::Accept { .. } if feed => self.feed.on_upgrade(&r),
@@ -146,6 +169,7 @@ impl<H: Handler> Routes<H> {
             Upgrade::Accept { protocol } => Route::Upgrade {
                 req,
                 protocol,
+                until,
                 tag: if feed { FEED } else { HANDLER },
             },
         }
@@ -153,7 +177,7 @@ impl<H: Handler> Routes<H> {
 
     /// `GET /sse/<topic>`: an event stream, for a caller entitled to the
     /// topic.
-    fn events(&self, http: &HttpRequest, topic: String, cx: &RequestCx<'_>) -> Route {
+    fn events(&mut self, http: &HttpRequest, topic: String, cx: &RequestCx<'_>) -> Route {
         let caller = match self.admit(http, http.header("origin"), cx) {
             Ok(c) => c,
             Err(refused) => return Route::Respond(refused),
@@ -168,7 +192,11 @@ impl<H: Handler> Routes<H> {
             return plain(403, why.as_bytes());
         }
         match since(http) {
-            Ok(since) => Route::EventStream { topic, since },
+            Ok(since) => Route::EventStream {
+                until: self.until(&caller, cx.now),
+                topic,
+                since,
+            },
             Err(e) => plain(400, e.as_bytes()),
         }
     }

@@ -13,6 +13,11 @@ reads a token here.
     jwt_clients.py rotated HOST PORT DIR     after SIGHUP: the old secret's
                                              tokens refused, the new one's
                                              accepted
+    jwt_clients.py expiry HOST PORT DIR      a WebSocket closed with 4001 and
+                                             an event stream ended once the
+                                             token expires, not before
+    jwt_clients.py lifetime HOST PORT DIR    (--max-lifetime 2) a WebSocket
+                                             closed with 1001, traffic or not
 
 Prints one line per case, then "N passed, N failed".
 """
@@ -276,6 +281,58 @@ if sys.argv[1] == "check":
         c.flush()
         c.pump_until(lambda: s in c.headers)
         assert c.headers[s][b":status"] == b"401", c.headers[s]
+
+elif sys.argv[1] == "expiry":
+
+    def closed_with(url, headers=None):
+        """Open a WebSocket and wait (bounded) for the server to close it:
+        its close code, reason and when."""
+        from websockets.exceptions import ConnectionClosed
+
+        with connect(url, additional_headers=headers or {}, open_timeout=10) as ws:
+            try:
+                ws.recv(timeout=30)
+                raise AssertionError("a message instead of a close")
+            except ConnectionClosed as e:
+                return e.rcvd.code, e.rcvd.reason, time.time()
+
+    @case
+    async def a_websocket_is_closed_with_4001_once_its_token_expires():
+        exp = int(time.time()) + 3
+        code, reason, at = closed_with(f"{WS}/echo", bearer(hs(claims(exp=exp - int(time.time())))))
+        assert (code, reason) == (4001, "token expired"), (code, reason)
+        assert at >= exp, f"closed {exp - at:.2f} s before the token expired"
+
+    @case
+    async def an_event_stream_ends_once_its_token_expires():
+        exp = int(time.time()) + 3
+        st, r, c = get("/sse/ticks", bearer(hs(claims(exp=exp - int(time.time())))))
+        assert st == 200, st
+        # To the end of the stream (a silence of 10 s fails: the socket's
+        # timeout).
+        r.read()
+        assert time.time() >= exp, "ended before the token expired"
+        c.close()
+
+elif sys.argv[1] == "lifetime":
+
+    @case
+    async def a_websocket_is_closed_with_1001_at_its_lifetime():
+        from websockets.exceptions import ConnectionClosed
+
+        start = time.time()
+        with connect(f"{WS}/echo", open_timeout=10) as ws:
+            try:
+                while True:
+                    ws.send("x")
+                    assert ws.recv(timeout=30) == "x"
+                    time.sleep(0.2)  # traffic while it lives: it must not extend it
+            except ConnectionClosed as e:
+                code, reason = e.rcvd.code, e.rcvd.reason
+        took = time.time() - start
+        assert (code, reason) == (1001, "connection lifetime reached"), (code, reason)
+        # --max-lifetime 2, less up to a tenth.
+        assert took >= 1.8, f"closed after {took:.2f} s"
 
 elif sys.argv[1] == "rotated":
 

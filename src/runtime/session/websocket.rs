@@ -4,6 +4,7 @@
 
 use crate::proto::{CloseCode, CloseState, Conn};
 
+use super::super::app::EndReason;
 use super::super::ws::AppTag;
 use super::Ticks;
 
@@ -21,6 +22,10 @@ pub(in crate::runtime) struct WebSocket {
     last_seen: u32,
     /// Pinged, with no traffic since.
     pinged: bool,
+    /// The tick its life ends at (a token's expiry, a lifetime), 0: never.
+    ends: u32,
+    /// Why it ends then.
+    end: EndReason,
 }
 
 /// What a WebSocket's deadline means when it comes.
@@ -41,6 +46,23 @@ impl WebSocket {
             close_reason: None,
             last_seen: now as u32,
             pinged: false,
+            ends: 0,
+            end: EndReason::Lifetime,
+        }
+    }
+
+    /// Close it at tick `ends` for `why`.
+    pub(in crate::runtime) fn until(mut self, ends: u64, why: EndReason) -> WebSocket {
+        self.ends = u32::try_from(ends).unwrap_or(u32::MAX);
+        self.end = why;
+        self
+    }
+
+    /// `deadline`, or the end of its life if that comes first.
+    pub(in crate::runtime) fn cap(&self, deadline: u64) -> u64 {
+        match self.ends {
+            0 => deadline,
+            e => deadline.min(e as u64),
         }
     }
 
@@ -58,6 +80,11 @@ impl WebSocket {
         if self.conn.close_state() != CloseState::Open {
             return Expiry::Close;
         }
+        if self.ends != 0 && now >= self.ends as u64 {
+            let (code, reason) = self.end.close();
+            self.close(code, reason);
+            return Expiry::Again(now + ticks.handshake);
+        }
         let close_at = self.last_seen as u64 + ticks.idle;
         if !self.pinged || now < close_at {
             let _ = self.conn.ping(b"ringwave");
@@ -65,7 +92,7 @@ impl WebSocket {
             // Silent for a ping interval: give back what its receive state
             // holds.
             self.conn.release_idle();
-            return Expiry::Again((now + ticks.ping).min(close_at).max(now + 1));
+            return Expiry::Again(self.cap((now + ticks.ping).min(close_at)).max(now + 1));
         }
         let _ = self.conn.close(CloseCode::GOING_AWAY, "idle timeout");
         self.close_code = CloseCode::GOING_AWAY;

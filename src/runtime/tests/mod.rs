@@ -18,7 +18,7 @@ use crate::proto::ws::handshake::UpgradeRequest;
 use crate::proto::{CloseCode, MessageKind};
 use crate::pubsub::{Policy, Publication};
 
-use super::app::{App, RequestCx, Response, Route, Settings};
+use super::app::{App, EndReason, RequestCx, Response, Route, Settings, Until};
 use super::core::{Core, Epoch};
 use super::mailbox::{Control, Mailbox};
 use super::ws::{AppTag, ConnId, Msg, Ws};
@@ -139,7 +139,7 @@ struct TestApp {
 }
 
 impl App for TestApp {
-    fn route(&mut self, http: HttpRequest, _cx: &RequestCx<'_>) -> Route {
+    fn route(&mut self, http: HttpRequest, cx: &RequestCx<'_>) -> Route {
         if http.method == "POST" {
             return Route::Publish {
                 topic: "t".into(),
@@ -151,11 +151,18 @@ impl App for TestApp {
         if !http.wants_websocket() {
             return Route::Respond(Response::text(404, "no\n"));
         }
+        // `/ends-in-3s`: its life ends 3 s after the request (a token's
+        // expiry).
+        let until = (http.path == "/ends-in-3s").then(|| Until {
+            at: cx.now + Duration::from_secs(3),
+            why: EndReason::TokenExpired,
+        });
         match UpgradeRequest::from_http(http) {
             Ok(req) => Route::Upgrade {
                 req,
                 protocol: None,
                 tag: AppTag(0),
+                until,
             },
             Err(e) => Route::Respond(e.response()),
         }
@@ -822,3 +829,4 @@ fn an_unsent_100_continue_goes_out_before_the_answer() {
 }
 
 mod h2;
+mod lifetime;
