@@ -4,7 +4,8 @@
 # `websockets` client and headless Chromium on both backends.
 #
 # Installs what the tests need when missing: a Python venv under .venv with
-# the packages in tests/python/requirements.txt (websockets, h2, wsproto),
+# the packages in tests/python/requirements.txt (websockets, h2, wsproto,
+# PyJWT and cryptography),
 # and Debian's chromium, curl, nghttp2-client and nats-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ step "test dependencies"
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import websockets, prometheus_client, h2, wsproto" 2>/dev/null; then
+if ! .venv/bin/python -c "import websockets, prometheus_client, h2, wsproto, jwt, cryptography" 2>/dev/null; then
     .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
 # Debian packages: chromium for the browser tests, curl and openssl for the

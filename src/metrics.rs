@@ -61,6 +61,9 @@ pub struct Stats {
     pub not_recovered: Counter,
     /// Subscribers closed with 1008 by the `close` policy.
     pub slow_closes: Counter,
+    /// Connections closed with 1008 for sending messages faster than
+    /// `max_message_rate`.
+    pub rate_closes: Counter,
     /// Publications skipped by the `drop` policy.
     pub slow_drops: Counter,
     /// Publications held back by the `conflate` policy.
@@ -261,7 +264,7 @@ pub fn render_history(entries: usize, keys: usize) -> String {
 pub fn render(workers: &[WorkerView<'_>]) -> String {
     let mut out = String::with_capacity(2048);
     let sum = |f: Field| workers.iter().map(|w| f(w.stats).get()).sum::<u64>();
-    let rows: [(&str, &str, &str, Field); 17] = [
+    let rows: [(&str, &str, &str, Field); 18] = [
         (
             "ringwave_connections_open",
             "gauge",
@@ -321,6 +324,12 @@ pub fn render(workers: &[WorkerView<'_>]) -> String {
             "counter",
             "Subscribers closed with 1008 by the close policy.",
             |s| &s.slow_closes,
+        ),
+        (
+            "ringwave_message_rate_closes_total",
+            "counter",
+            "Connections closed with 1008 for sending messages faster than --max-message-rate.",
+            |s| &s.rate_closes,
         ),
         (
             "ringwave_slow_consumer_drops_total",

@@ -194,6 +194,12 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     max_lifetime: u64,
 
+    /// Messages a WebSocket client may send per second, on average, with
+    /// bursts of as many; past it the connection is closed with 1008
+    /// (counted in ringwave_message_rate_closes_total). 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_message_rate: u32,
+
     /// Let every /feed client publish, and accept POST /publish/<topic>
     /// without a token.
     #[arg(long)]
@@ -341,6 +347,7 @@ fn config(cli: &Cli) -> Result<Config, String> {
         },
         deflate: cli.deflate.then(DeflateConfig::default),
         max_buffered: cli.max_buffered,
+        max_message_rate: cli.max_message_rate,
         handshake_timeout: Duration::from_secs(cli.handshake_timeout),
         ping_interval: Duration::from_secs(cli.ping_interval),
         idle_timeout: Duration::from_secs(cli.idle_timeout),

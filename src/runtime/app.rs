@@ -185,6 +185,9 @@ pub struct Settings {
     pub deflate: Option<DeflateConfig>,
     /// Unsent bytes per connection past which sends are refused.
     pub max_buffered: usize,
+    /// Messages a WebSocket may send per second, on average, with bursts of
+    /// as many (0: no limit); past it, closed with 1008.
+    pub max_message_rate: u32,
     /// Time to complete the opening handshake.
     pub handshake_timeout: Duration,
     /// A connection silent this long is pinged.
@@ -230,6 +233,7 @@ impl Default for Settings {
             limits: Limits::default(),
             deflate: None,
             max_buffered: 1 << 20,
+            max_message_rate: 0,
             handshake_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),

@@ -19,7 +19,7 @@ use crate::driver::{Completion, Driver, Reply, Token};
 use crate::metrics::Stats;
 use crate::proto::h2::PREFACE;
 use crate::proto::http::HttpRequest;
-use crate::proto::{CloseCode, Conn, DeflateParams, Event, Role};
+use crate::proto::{CloseCode, CloseState, Conn, DeflateParams, Event, Role};
 use crate::pubsub::{Position, Publication, SubscribeOptions, Subscribed, Topics};
 
 use super::app::{App, RequestCx, Response, Route, Settings, Until};
@@ -691,6 +691,7 @@ impl<A: App> Core<A> {
     /// out first that its own output does not hold: the rest of a partly
     /// written publication.
     pub(super) fn frames(&mut self, index: u32, buf: &mut [u8], reply: Option<&mut dyn Reply>) {
+        let (tick, rate) = (self.conns.now(), self.cfg.max_message_rate);
         let Some(slot) = self.conns.get_mut(index) else {
             return;
         };
@@ -728,6 +729,16 @@ impl<A: App> Core<A> {
                             continue;
                         }
                     };
+                    if !ws.allowance.take(tick, rate) {
+                        // Over the rate: the message is dropped, and the
+                        // connection closed (once: more may follow its close).
+                        if ws.conn.close_state() == CloseState::Open {
+                            tracing::debug!(worker = self.worker, index, "over the message rate");
+                            self.stats.rate_closes.add(1);
+                            ws.close(CloseCode::POLICY_VIOLATION, "message rate exceeded");
+                        }
+                        continue;
+                    }
                     let pubsub = self.delivery.pubsub(&mut slot.sub, self.now, &self.stats);
                     let replies = reply.is_some().then_some(&mut self.replies);
                     let mut handle = Ws::new(id, ws.tag, sender, max_buffered, pubsub, replies);

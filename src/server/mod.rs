@@ -174,6 +174,10 @@ pub struct Config {
     pub deflate: Option<DeflateConfig>,
     /// Unsent bytes per connection past which sends are refused.
     pub max_buffered: usize,
+    /// Messages a WebSocket client may send per second, on average, with
+    /// bursts of as many (0: no limit); past it the connection is closed
+    /// with 1008.
+    pub max_message_rate: u32,
     /// Time to complete the opening handshake.
     pub handshake_timeout: Duration,
     /// A connection silent this long is pinged (and again every interval).
@@ -265,6 +269,7 @@ impl Default for Config {
             limits: s.limits,
             deflate: s.deflate,
             max_buffered: s.max_buffered,
+            max_message_rate: s.max_message_rate,
             handshake_timeout: s.handshake_timeout,
             ping_interval: s.ping_interval,
             idle_timeout: s.idle_timeout,
@@ -416,6 +421,7 @@ impl Config {
             limits: self.limits,
             deflate: self.deflate.clone(),
             max_buffered: self.max_buffered,
+            max_message_rate: self.max_message_rate,
             handshake_timeout: self.handshake_timeout,
             ping_interval: self.ping_interval,
             idle_timeout: self.idle_timeout,

@@ -26,6 +26,39 @@ pub(in crate::runtime) struct WebSocket {
     ends: u32,
     /// Why it ends then.
     end: EndReason,
+    /// What it may still send (`max_message_rate`).
+    pub allowance: Allowance,
+}
+
+/// A token bucket of messages, refilled each tick.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::runtime) struct Allowance {
+    /// Messages it may still send.
+    left: u32,
+    /// The tick `left` was last topped up at.
+    at: u32,
+}
+
+impl Allowance {
+    /// Take one message at tick `now`: `rate` a second, at most `rate` at
+    /// once; false when it is spent. A `rate` of 0 is no limit.
+    pub(in crate::runtime) fn take(&mut self, now: u64, rate: u32) -> bool {
+        if rate == 0 {
+            return true;
+        }
+        let now = now as u32;
+        if now != self.at {
+            let ticks = now.wrapping_sub(self.at);
+            self.left = self.left.saturating_add(rate.saturating_mul(ticks));
+            self.at = now;
+        }
+        self.left = self.left.min(rate);
+        if self.left == 0 {
+            return false;
+        }
+        self.left -= 1;
+        true
+    }
 }
 
 /// What a WebSocket's deadline means when it comes.
@@ -48,6 +81,11 @@ impl WebSocket {
             pinged: false,
             ends: 0,
             end: EndReason::Lifetime,
+            // Full at the start: a burst of `rate` in the first tick.
+            allowance: Allowance {
+                left: u32::MAX,
+                at: now as u32,
+            },
         }
     }
 
@@ -111,5 +149,28 @@ impl WebSocket {
     pub(in crate::runtime) fn failed(&mut self, code: CloseCode, reason: &str) {
         self.close_code = code;
         self.close_reason = (!reason.is_empty()).then(|| Box::new(reason.to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Allowance;
+
+    #[test]
+    fn the_allowance_is_the_rate_a_tick_never_more_at_once() {
+        let mut a = Allowance {
+            left: u32::MAX,
+            at: 10,
+        };
+        let taken = |a: &mut Allowance, tick, n| (0..n).filter(|_| a.take(tick, 3)).count();
+        assert_eq!(taken(&mut a, 10, 5), 3, "a burst of the rate at the start");
+        assert_eq!(taken(&mut a, 10, 1), 0);
+        assert_eq!(taken(&mut a, 11, 5), 3, "the rate again the next tick");
+        assert_eq!(
+            taken(&mut a, 20, 10),
+            3,
+            "an idle spell saves no more than the rate"
+        );
+        assert!((0..100).all(|_| a.take(20, 0)), "0: no limit");
     }
 }
