@@ -123,3 +123,14 @@ both_backends!(max_lifetime_closes_with_1001, |backend| {
         &[],
     );
 });
+
+both_backends!(feed_tokens_in_band_first_refreshed_or_never, |backend| {
+    let dir = keys(&format!("inband-{backend}"));
+    let srv = server(backend, &dir, &["--handshake-timeout", "2"]);
+    let port = srv.addr.port().to_string();
+    run_python(
+        "jwt_clients.py",
+        &["inband", "127.0.0.1", &port, dir.to_str().unwrap()],
+        &[],
+    );
+});

@@ -92,38 +92,22 @@ impl RequestCx<'_> {
     }
 }
 
-/// The close code of a WebSocket whose token expired (in the range RFC
-/// 6455 §7.4.2 leaves to applications).
+/// The close code of a WebSocket whose token expired, or that sent none in
+/// time (in the range RFC 6455 §7.4.2 leaves to applications).
 pub const TOKEN_EXPIRED: CloseCode = CloseCode(4001);
 
-/// Why a connection's life ends at a set moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    /// The token it was admitted with expired: a WebSocket is closed with
-    /// [`TOKEN_EXPIRED`].
-    TokenExpired,
-    /// It lived its lifetime (`--max-lifetime`): a WebSocket is closed with
+/// The moments a WebSocket is closed or an event stream ends, by the wall
+/// clock [`RequestCx::now`] reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ends {
+    /// Its token expires (or, for a connection admitted without one, the
+    /// moment by which it must have sent one): a WebSocket is closed with
+    /// [`TOKEN_EXPIRED`]. A handler moves it with
+    /// [`Ws::set_token_expiry`](super::ws::Ws::set_token_expiry).
+    pub token: Option<SystemTime>,
+    /// Its lifetime is over (`--max-lifetime`): a WebSocket is closed with
     /// 1001.
-    Lifetime,
-}
-
-impl EndReason {
-    /// The close code and reason a WebSocket gets.
-    pub fn close(self) -> (CloseCode, &'static str) {
-        match self {
-            EndReason::TokenExpired => (TOKEN_EXPIRED, "token expired"),
-            EndReason::Lifetime => (CloseCode::GOING_AWAY, "connection lifetime reached"),
-        }
-    }
-}
-
-/// The moment a WebSocket is closed or an event stream ends, and why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Until {
-    /// When (by the wall clock [`RequestCx::now`] reads).
-    pub at: SystemTime,
-    /// Why.
-    pub why: EndReason,
+    pub lifetime: Option<SystemTime>,
 }
 
 /// Which session serves a request.
@@ -142,7 +126,7 @@ pub enum Route {
         /// Which handler serves the connection.
         tag: AppTag,
         /// When it is closed, if ever.
-        until: Option<Until>,
+        ends: Ends,
     },
     /// Stream `topic` as Server-Sent Events.
     EventStream {
@@ -152,7 +136,7 @@ pub enum Route {
         /// history.
         since: Option<Position>,
         /// When the stream ends, if ever (besides `--sse-lifetime`).
-        until: Option<Until>,
+        ends: Ends,
     },
     /// Read a body of `len` bytes, publish it on `topic`, answer 202.
     Publish {

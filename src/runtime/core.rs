@@ -22,7 +22,7 @@ use crate::proto::http::HttpRequest;
 use crate::proto::{CloseCode, CloseState, Conn, DeflateParams, Event, Role};
 use crate::pubsub::{Position, Publication, SubscribeOptions, Subscribed, Topics};
 
-use super::app::{App, RequestCx, Response, Route, Settings, Until};
+use super::app::{App, Ends, RequestCx, Response, Route, Settings};
 use super::connections::Connections;
 use super::delivery::{Delivery, Limits};
 use super::drain::Drain;
@@ -43,6 +43,15 @@ use super::Shared;
 pub(super) const TICK: Duration = Duration::from_secs(1);
 /// Ticks to wait for a peer's EOF after a half-close.
 const LINGER_TICKS: u64 = 2;
+
+/// The tick by which the wall clock reads `at`, at tick `now` and wall
+/// clock `wall`: the time left rounded up to whole ticks, and one more (the
+/// current tick began up to a second ago), so nothing ends before its
+/// moment.
+fn tick_at(now: u64, wall: SystemTime, at: SystemTime) -> u64 {
+    let left = at.duration_since(wall).unwrap_or_default();
+    now + left.as_secs() + u64::from(left.subsec_nanos() > 0) + 1
+}
 
 /// Whether the worker goes on after a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -523,22 +532,20 @@ impl<A: App> Core<A> {
                 req,
                 protocol,
                 tag,
-                until,
+                ends,
             } => {
                 let deflate = req.negotiate_deflate(self.cfg.deflate.as_ref());
                 let mut conn = self.ws_conn(deflate);
                 let _ = conn.send_raw(&req.accept_response(protocol.as_deref(), deflate.as_ref()));
                 let ws = WebSocket::new(conn, tag, self.conns.now());
-                self.open(index, self.lives_until(ws, until));
+                self.open(index, self.ending(ws, ends));
                 if !rest.is_empty() {
                     self.frames(index, rest, reply);
                 }
             }
-            Route::EventStream {
-                topic,
-                since,
-                until,
-            } => self.begin_sse(index, &topic, since, until, head_only),
+            Route::EventStream { topic, since, ends } => {
+                self.begin_sse(index, &topic, since, ends, head_only)
+            }
             Route::Publish {
                 topic,
                 key,
@@ -594,7 +601,7 @@ impl<A: App> Core<A> {
         index: u32,
         topic: &str,
         since: Option<Position>,
-        until: Option<Until>,
+        ends: Ends,
         head_only: bool,
     ) {
         if head_only {
@@ -603,7 +610,7 @@ impl<A: App> Core<A> {
             }
             return self.conns.mark_dirty(index);
         }
-        if let Some((s, ends)) = self.subscribe_sse(index, topic, since, until) {
+        if let Some((s, ends)) = self.subscribe_sse(index, topic, since, ends) {
             if let Some(slot) = self.conns.get_mut(index) {
                 slot.session = Session::Events(EventStream::new(&s, ends));
             }
@@ -613,23 +620,28 @@ impl<A: App> Core<A> {
 
     /// Subscribe an event stream's slot (from `since`, on a topic with
     /// history); its keep-alive deadline starts now. Also returns the tick
-    /// its life ends at (0: never): `--sse-lifetime` or `until`, the sooner.
+    /// its life ends at (0: never): `--sse-lifetime` or `ends`, the sooner.
     pub(super) fn subscribe_sse(
         &mut self,
         index: u32,
         topic: &str,
         since: Option<Position>,
-        until: Option<Until>,
+        ends: Ends,
     ) -> Option<(Subscribed, u64)> {
         let now = self.conns.now();
         let lifetime = match self.ticks.sse_lifetime {
             0 => None,
             t => Some(now + t),
         };
-        let ends = match (lifetime, until.map(|u| self.tick_at(u))) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(0),
-        };
+        let ends = [
+            lifetime,
+            ends.token.map(|t| self.tick_at(t)),
+            ends.lifetime.map(|t| self.tick_at(t)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(0);
         let slot = self.conns.get_mut(index)?;
         slot.deadline = now + self.ticks.ping;
         let reschedule = ends != 0 && ends < slot.deadline;
@@ -691,7 +703,8 @@ impl<A: App> Core<A> {
     /// out first that its own output does not hold: the rest of a partly
     /// written publication.
     pub(super) fn frames(&mut self, index: u32, buf: &mut [u8], reply: Option<&mut dyn Reply>) {
-        let (tick, rate) = (self.conns.now(), self.cfg.max_message_rate);
+        let (tick, rate, wall) = (self.conns.now(), self.cfg.max_message_rate, self.wall());
+        let mut moved = false;
         let Some(slot) = self.conns.get_mut(index) else {
             return;
         };
@@ -739,11 +752,17 @@ impl<A: App> Core<A> {
                         }
                         continue;
                     }
-                    let pubsub = self.delivery.pubsub(&mut slot.sub, self.now, &self.stats);
+                    let now = (self.now, wall);
+                    let pubsub = self.delivery.pubsub(&mut slot.sub, now, &self.stats);
                     let replies = reply.is_some().then_some(&mut self.replies);
                     let mut handle = Ws::new(id, ws.tag, sender, max_buffered, pubsub, replies);
                     self.stats.messages_in.add(1);
                     self.app.on_message(&mut handle, msg);
+                    if let Some(at) = self.delivery.take_token_expiry() {
+                        ws.set_token_end(at.map(|t| tick_at(tick, wall, t)));
+                        slot.deadline = ws.cap(slot.deadline.max(tick + self.ticks.ping));
+                        moved = true;
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(worker = self.worker, index, "closing: {e}");
@@ -756,6 +775,10 @@ impl<A: App> Core<A> {
         if let Some(reply) = reply {
             let n = self.replies.write(&mut ws.conn, buf, reply);
             self.stats.bytes_out.add(n as u64);
+        }
+        if moved {
+            // Its token now ends earlier than its wheel entry, perhaps.
+            self.conns.reschedule(index);
         }
         self.conns.mark_dirty(index);
         self.publish_pending();
@@ -773,6 +796,7 @@ impl<A: App> Core<A> {
     /// Call the app with a WebSocket's handle (outside the frame loop, which
     /// builds its own from each read).
     fn callback(&mut self, index: u32, f: impl FnOnce(&mut A, &mut Ws<'_>)) {
+        let (tick, wall) = (self.conns.now(), self.wall());
         let Some(slot) = self.conns.get_mut(index) else {
             return;
         };
@@ -781,17 +805,25 @@ impl<A: App> Core<A> {
             index,
             generation: slot.generation,
         };
-        if let Session::WebSocket(ws) = &mut slot.session {
-            let pubsub = self.delivery.pubsub(&mut slot.sub, self.now, &self.stats);
-            let mut handle = Ws::new(
-                id,
-                ws.tag,
-                ws.conn.sender(),
-                self.cfg.max_buffered,
-                pubsub,
-                None,
-            );
-            f(&mut self.app, &mut handle);
+        let Session::WebSocket(ws) = &mut slot.session else {
+            return;
+        };
+        let pubsub = self
+            .delivery
+            .pubsub(&mut slot.sub, (self.now, wall), &self.stats);
+        let mut handle = Ws::new(
+            id,
+            ws.tag,
+            ws.conn.sender(),
+            self.cfg.max_buffered,
+            pubsub,
+            None,
+        );
+        f(&mut self.app, &mut handle);
+        if let Some(at) = self.delivery.take_token_expiry() {
+            ws.set_token_end(at.map(|t| tick_at(tick, wall, t)));
+            slot.deadline = ws.cap(slot.deadline.max(tick + self.ticks.ping));
+            self.conns.reschedule(index);
         }
     }
 
@@ -847,21 +879,17 @@ impl<A: App> Core<A> {
             .deliver_batch(&mut self.conns, limits, &self.stats);
     }
 
-    /// The tick by which `until` has come: its moment rounded up to a
-    /// whole tick, and one more (the current tick began up to a second
-    /// ago), so nothing ends before its moment.
-    pub(super) fn tick_at(&self, until: Until) -> u64 {
-        let left = until.at.duration_since(self.wall()).unwrap_or_default();
-        let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-        self.conns.now() + secs + 1
+    /// The tick by which the wall clock reads `at` (see [`tick_at`]).
+    pub(super) fn tick_at(&self, at: SystemTime) -> u64 {
+        tick_at(self.conns.now(), self.wall(), at)
     }
 
-    /// A new WebSocket, closed at `until` if given.
-    pub(super) fn lives_until(&self, ws: WebSocket, until: Option<Until>) -> WebSocket {
-        match until {
-            Some(u) => ws.until(self.tick_at(u), u.why),
-            None => ws,
-        }
+    /// A new WebSocket, closed at `ends`.
+    pub(super) fn ending(&self, ws: WebSocket, ends: Ends) -> WebSocket {
+        ws.ending(
+            ends.token.map(|t| self.tick_at(t)),
+            ends.lifetime.map(|t| self.tick_at(t)),
+        )
     }
 
     /// The wall clock at this turn's `now`.

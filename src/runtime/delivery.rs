@@ -4,7 +4,7 @@
 //! policy for those over their limit.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::metrics::Stats;
 use crate::proto::CloseCode;
@@ -23,6 +23,8 @@ pub(super) struct Delivery {
     /// each subscriber's slot is visited once per run of publications on a
     /// topic, not once per publication.
     batch: Vec<Arc<Publication>>,
+    /// Where a handle leaves a new token expiry during a callback.
+    token_expiry: Option<Option<SystemTime>>,
 }
 
 /// The limits a run of deliveries applies.
@@ -40,6 +42,7 @@ impl Delivery {
             topics,
             publishes: Vec::new(),
             batch: Vec::new(),
+            token_expiry: None,
         }
     }
 
@@ -48,16 +51,23 @@ impl Delivery {
     pub(super) fn pubsub<'a>(
         &'a mut self,
         sub: &'a mut Option<Box<Subscriber>>,
-        now: Instant,
+        now: (Instant, SystemTime),
         stats: &'a Stats,
     ) -> PubSub<'a> {
         PubSub {
-            now,
+            now: now.0,
+            wall: now.1,
             sub,
             topics: &mut self.topics,
             publishes: &mut self.publishes,
             stats,
+            token_expiry: &mut self.token_expiry,
         }
+    }
+
+    /// The token expiry a handler set during the last callback, if any.
+    pub(super) fn take_token_expiry(&mut self) -> Option<Option<SystemTime>> {
+        self.token_expiry.take()
     }
 
     /// The publishes made during the last callback (empty if none); give

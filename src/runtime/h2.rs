@@ -225,7 +225,7 @@ impl<A: App> Core<A> {
                 req,
                 protocol,
                 tag,
-                until,
+                ends,
             } if websocket => {
                 self.stats.h2_stream("websocket");
                 let deflate = req.negotiate_deflate(self.cfg.deflate.as_ref());
@@ -240,17 +240,13 @@ impl<A: App> Core<A> {
                 self.stream_headers(s, 200, &fields, false);
                 let conn = self.ws_conn(deflate);
                 let ws = WebSocket::new(conn, tag, now);
-                self.open(s, self.lives_until(ws, until));
+                self.open(s, self.ending(ws, ends));
             }
             Route::Upgrade { .. } => self.bad_request(
                 s,
                 b"a WebSocket over HTTP/2 is an extended CONNECT (RFC 8441)\n",
             ),
-            Route::EventStream {
-                topic,
-                since,
-                until,
-            } => {
+            Route::EventStream { topic, since, ends } => {
                 self.stats.h2_stream("events");
                 let fields: [(&str, &[u8]); 2] = [
                     ("content-type", b"text/event-stream"),
@@ -260,7 +256,7 @@ impl<A: App> Core<A> {
                 if head_only {
                     return self.conns.close(s);
                 }
-                if let Some((sub, ends)) = self.subscribe_sse(s, &topic, since, until) {
+                if let Some((sub, ends)) = self.subscribe_sse(s, &topic, since, ends) {
                     if let Some(slot) = self.conns.get_mut(s) {
                         slot.session = Session::Events(EventStream::headless(&sub, ends));
                     }

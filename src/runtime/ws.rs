@@ -6,7 +6,7 @@
 //! `server` re-exports it as part of the public API.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::metrics::Stats;
 use crate::proto::{CloseCode, MessageKind, Sender};
@@ -84,6 +84,11 @@ pub(crate) struct PubSub<'a> {
     /// The worker's clock for this callback (the runtime reads no clock
     /// below the worker).
     pub now: Instant,
+    /// The wall clock at `now`.
+    pub wall: SystemTime,
+    /// A new moment for the connection's token to expire, set during the
+    /// callback ([`Ws::set_token_expiry`]); the loop applies it after.
+    pub token_expiry: &'a mut Option<Option<SystemTime>>,
 }
 
 /// A connection handle, valid during a callback.
@@ -120,6 +125,19 @@ impl<'a> Ws<'a> {
     /// This connection's id.
     pub fn id(&self) -> ConnId {
         self.id
+    }
+
+    /// The wall clock of this loop turn (what a token's expiry is compared
+    /// with; the worker reads the clock once a turn).
+    pub fn wall_clock(&self) -> SystemTime {
+        self.pubsub.wall
+    }
+
+    /// Close the connection with 4001 at `at` (`None`: never), as when the
+    /// token it was admitted with expires: for a token refreshed in band, or
+    /// one first sent in band.
+    pub fn set_token_expiry(&mut self, at: Option<SystemTime>) {
+        *self.pubsub.token_expiry = Some(at);
     }
 
     /// Which handler serves it (see [`AppTag`]).

@@ -45,18 +45,25 @@ pub(super) enum Caller {
     Anyone,
     /// A valid JWT's holder: its claims limit the topics.
     Holder(Identity),
+    /// A `/feed` client admitted without a token: it may only send one
+    /// (`{"op":"auth"}`), within the handshake timeout.
+    Pending,
 }
 
 impl Caller {
     pub(super) fn identity(&self) -> Option<&Identity> {
         match self {
-            Caller::Anyone => None,
+            Caller::Anyone | Caller::Pending => None,
             Caller::Holder(id) => Some(id),
         }
     }
 
     pub(super) fn may_subscribe(&self, topic: &str) -> bool {
-        self.identity().is_none_or(|i| i.may_subscribe(topic))
+        match self {
+            Caller::Anyone => true,
+            Caller::Holder(id) => id.may_subscribe(topic),
+            Caller::Pending => false,
+        }
     }
 }
 
@@ -118,6 +125,12 @@ impl Access {
         Err(unauthorized(refusal.as_deref().unwrap_or(
             "a token is required: send Authorization: Bearer <token>, or ?token=<token> on the URL",
         )))
+    }
+
+    /// Whether a `/feed` upgrade without any token may send one in band:
+    /// only where tokens are JWTs (a shared token is not sent twice).
+    pub(super) fn awaits_token(&self, http: &HttpRequest) -> bool {
+        self.jwt.is_some() && http.tokens().next().is_none()
     }
 
     /// `/metrics`: its own token when set, else as any guarded route.

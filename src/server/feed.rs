@@ -26,12 +26,13 @@
 //! envelope.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::access::PublishRule;
-use super::jwt::Identity;
+use super::jwt::{Identity, JwtKeys};
 use super::{
     ConnId, Handler, Msg, Position, Request, SendStatus, SubscribeOptions, Subscribed, Upgrade, Ws,
 };
@@ -49,20 +50,56 @@ pub struct Feed {
     publishers: HashSet<ConnId>,
     /// Open connections' token identities (with `--jwt-key`).
     holders: HashMap<ConnId, Identity>,
+    /// Open connections admitted without a token, which must send one.
+    pending: HashSet<ConnId>,
+    /// The keys in-band tokens are checked with (with `--jwt-key`).
+    keys: Option<Arc<JwtKeys>>,
 }
 
 impl Feed {
     /// A feed app that lets every client publish, or only those presenting
     /// `token` (`?token=` or `Authorization: Bearer`), or none.
     pub fn with_publishing(allow_all: bool, token: Option<String>) -> Feed {
-        Feed::new(PublishRule { allow_all, token })
+        Feed::new(PublishRule { allow_all, token }, None)
     }
 
-    pub(super) fn new(rule: PublishRule) -> Feed {
+    pub(super) fn new(rule: PublishRule, keys: Option<Arc<JwtKeys>>) -> Feed {
         Feed {
             rule,
             publishers: HashSet::new(),
             holders: HashMap::new(),
+            pending: HashSet::new(),
+            keys,
+        }
+    }
+
+    /// `{"op":"auth","token":"…"}`: a token sent in band, first or to
+    /// refresh the one the connection has. A valid one replaces its rights
+    /// and moves its end to the new expiry; a bad one changes nothing (a
+    /// connection still without one is closed at its deadline).
+    fn auth(&mut self, ws: &mut Ws<'_>, token: Option<&str>) {
+        let Some(keys) = &self.keys else {
+            return error(ws, "tokens are not used on this server");
+        };
+        let Some(token) = token else {
+            return error(ws, "missing \"token\"");
+        };
+        match keys.verify(token, ws.wall_clock()) {
+            Ok(id) => {
+                ws.set_token_expiry(Some(id.expires()));
+                let exp = id
+                    .expires()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let sub = id.subject().map(str::to_string);
+                self.pending.remove(&ws.id());
+                self.holders.insert(ws.id(), id);
+                reply(
+                    ws,
+                    json!({"event": "authenticated", "sub": sub, "exp": exp}),
+                );
+            }
+            Err(e) => error(ws, &format!("token refused: {e}")),
         }
     }
 }
@@ -75,20 +112,37 @@ impl Handler for Feed {
         if let Some(id) = req.identity() {
             self.holders.insert(req.id(), id.clone());
         }
+        if req.awaits_token() {
+            self.pending.insert(req.id());
+        }
         Upgrade::Accept { protocol: None }
     }
 
     fn on_message(&mut self, ws: &mut Ws<'_>, msg: Msg<'_>) {
+        let Msg::Text(text) = msg else {
+            return error(ws, "the feed protocol uses JSON text messages");
+        };
+        let req: FeedRequest = match serde_json::from_str(text) {
+            Ok(r) => r,
+            Err(e) => return error(ws, &format!("bad request: {e}")),
+        };
+        if req.op == "auth" {
+            return self.auth(ws, req.token.as_deref());
+        }
+        if self.pending.contains(&ws.id()) {
+            return error(ws, "send {\"op\":\"auth\",\"token\":\"…\"} first");
+        }
         let rights = Rights {
             publish_all: self.publishers.contains(&ws.id()),
             holder: self.holders.get(&ws.id()),
         };
-        handle(ws, msg, rights);
+        handle(ws, req, rights);
     }
 
     fn on_close(&mut self, id: ConnId, _code: CloseCode, _reason: &str) {
         self.publishers.remove(&id);
         self.holders.remove(&id);
+        self.pending.remove(&id);
     }
 }
 
@@ -103,6 +157,7 @@ struct FeedRequest {
     snapshot: bool,
     #[serde(default)]
     meta: bool,
+    token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -174,14 +229,7 @@ impl Rights<'_> {
 }
 
 /// Handle one message from a `/feed` client with `rights`.
-fn handle(ws: &mut Ws<'_>, msg: Msg<'_>, rights: Rights<'_>) {
-    let Msg::Text(text) = msg else {
-        return error(ws, "the feed protocol uses JSON text messages");
-    };
-    let req: FeedRequest = match serde_json::from_str(text) {
-        Ok(r) => r,
-        Err(e) => return error(ws, &format!("bad request: {e}")),
-    };
+fn handle(ws: &mut Ws<'_>, req: FeedRequest, rights: Rights<'_>) {
     let Some(topic) = req.topic.as_deref() else {
         return error(ws, "missing \"topic\"");
     };

@@ -51,26 +51,33 @@ pub use jwt::{Identity, JwtConfig, JwtKeys, TokenError};
 pub struct Request<'a> {
     upgrade: &'a UpgradeRequest,
     cx: &'a RequestCx<'a>,
-    identity: Option<&'a Identity>,
+    caller: &'a access::Caller,
 }
 
 impl<'a> Request<'a> {
-    pub(crate) fn new(
+    fn new(
         upgrade: &'a UpgradeRequest,
         cx: &'a RequestCx<'a>,
-        identity: Option<&'a Identity>,
+        caller: &'a access::Caller,
     ) -> Request<'a> {
         Request {
             upgrade,
             cx,
-            identity,
+            caller,
         }
     }
 
     /// Who the request's token names and what it may see, when the server
     /// verifies tokens ([`Config::jwt`]) and this one presented a valid one.
     pub fn identity(&self) -> Option<&Identity> {
-        self.identity
+        self.caller.identity()
+    }
+
+    /// Admitted to the feed without a token: it must send one
+    /// (`{"op":"auth","token":"…"}`) within the handshake timeout, and may
+    /// do nothing else before.
+    pub fn awaits_token(&self) -> bool {
+        matches!(self.caller, access::Caller::Pending)
     }
 
     /// The connection that will open if the upgrade is accepted (the same

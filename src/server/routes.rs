@@ -13,7 +13,7 @@ use crate::proto::http::HttpRequest;
 use crate::proto::ws::handshake::UpgradeRequest;
 use crate::proto::CloseCode;
 use crate::pubsub::{valid_topic, Position};
-use crate::runtime::app::{App, EndReason, RequestCx, Response, Route, Until};
+use crate::runtime::app::{App, Ends, RequestCx, Response, Route};
 use crate::runtime::ws::{AppTag, ConnId, Msg, Ws};
 
 use super::access::{Access, Caller};
@@ -106,7 +106,7 @@ impl<H: Handler> Routes<H> {
     pub(crate) fn new(cfg: Arc<Config>, handler: H) -> Self {
         let access = Access::new(&cfg);
         Routes {
-            feed: Feed::new(access.publish.clone()),
+            feed: Feed::new(access.publish.clone(), cfg.jwt.clone()),
             access,
             cfg,
             handler,
@@ -114,19 +114,22 @@ impl<H: Handler> Routes<H> {
         }
     }
 
-    /// When a connection of `caller` opened at `now` ends: its token's
-    /// expiry, or its lifetime (less up to a tenth, so connections opened
-    /// together do not all end together), the sooner.
-    fn until(&mut self, caller: &Caller, now: SystemTime) -> Option<Until> {
-        let token = caller.identity().map(|i| Until {
-            at: i.expires(),
-            why: EndReason::TokenExpired,
-        });
-        let life = self.cfg.max_lifetime.map(|d| Until {
-            at: now + d - d.mul_f64(self.rng.random::<f64>() * 0.1),
-            why: EndReason::Lifetime,
-        });
-        [token, life].into_iter().flatten().min_by_key(|u| u.at)
+    /// When a connection of `caller` opened at `now` ends: when its token
+    /// expires (for one still to send its token, at the handshake timeout),
+    /// and at the end of its lifetime (less up to a tenth, so connections
+    /// opened together do not all end together).
+    fn ends(&mut self, caller: &Caller, now: SystemTime) -> Ends {
+        Ends {
+            token: match caller {
+                Caller::Anyone => None,
+                Caller::Holder(id) => Some(id.expires()),
+                Caller::Pending => Some(now + self.cfg.handshake_timeout),
+            },
+            lifetime: self
+                .cfg
+                .max_lifetime
+                .map(|d| now + d - d.mul_f64(self.rng.random::<f64>() * 0.1)),
+        }
     }
 
     /// The caller of a route that acts or streams: its `Origin` allowed,
@@ -154,12 +157,14 @@ impl<H: Handler> Routes<H> {
         }
         let caller = match self.admit(&req.http, req.origin.as_deref(), cx) {
             Ok(c) => c,
+            // The feed's clients may send their token as a first message.
+            Err(_) if feed && self.access.awaits_token(&req.http) => Caller::Pending,
             Err(refused) => return Route::Respond(refused),
         };
         // The handler admits every upgrade (its own auth, subprotocols), the
         // feed app's included; the feed then takes it without one.
-        let until = self.until(&caller, cx.now);
-        let r = Request::new(&req, cx, caller.identity());
+        let ends = self.ends(&caller, cx.now);
+        let r = Request::new(&req, cx, &caller);
         let decision = match self.handler.on_upgrade(&r) {
             Upgrade::Accept { .. } if feed => self.feed.on_upgrade(&r),
             d => d,
@@ -169,7 +174,7 @@ impl<H: Handler> Routes<H> {
             Upgrade::Accept { protocol } => Route::Upgrade {
                 req,
                 protocol,
-                until,
+                ends,
                 tag: if feed { FEED } else { HANDLER },
             },
         }
@@ -193,7 +198,7 @@ impl<H: Handler> Routes<H> {
         }
         match since(http) {
             Ok(since) => Route::EventStream {
-                until: self.until(&caller, cx.now),
+                ends: self.ends(&caller, cx.now),
                 topic,
                 since,
             },

@@ -18,6 +18,9 @@ reads a token here.
                                              token expires, not before
     jwt_clients.py lifetime HOST PORT DIR    (--max-lifetime 2) a WebSocket
                                              closed with 1001, traffic or not
+    jwt_clients.py inband HOST PORT DIR      (--handshake-timeout 2) /feed
+                                             tokens sent as a first message,
+                                             refreshed, or never sent
 
 Prints one line per case, then "N passed, N failed".
 """
@@ -193,7 +196,7 @@ if sys.argv[1] == "check":
         st, body, r = get("/sse/ticks")
         assert st == 401, (st, body)
         assert r.getheader("www-authenticate") == "Bearer", r.getheaders()
-        st, _ = ws_status(f"{WS}/feed")
+        st, _ = ws_status(f"{WS}/echo")
         assert st == 401
         st, body, _ = get("/")
         assert st == 401, "the page"
@@ -300,7 +303,7 @@ elif sys.argv[1] == "expiry":
     async def a_websocket_is_closed_with_4001_once_its_token_expires():
         exp = int(time.time()) + 3
         code, reason, at = closed_with(f"{WS}/echo", bearer(hs(claims(exp=exp - int(time.time())))))
-        assert (code, reason) == (4001, "token expired"), (code, reason)
+        assert (code, reason) == (4001, "no valid token"), (code, reason)
         assert at >= exp, f"closed {exp - at:.2f} s before the token expired"
 
     @case
@@ -333,6 +336,56 @@ elif sys.argv[1] == "lifetime":
         assert (code, reason) == (1001, "connection lifetime reached"), (code, reason)
         # --max-lifetime 2, less up to a tenth.
         assert took >= 1.8, f"closed after {took:.2f} s"
+
+elif sys.argv[1] == "inband":
+    # The server runs with --handshake-timeout 2.
+    from websockets.exceptions import ConnectionClosed
+
+    def ask(ws, req):
+        ws.send(json.dumps(req))
+        return json.loads(ws.recv(timeout=10))
+
+    @case
+    async def a_feed_client_may_send_its_token_first_and_nothing_else():
+        st, _ = ws_status(f"{WS}/echo")
+        assert st == 401, "only the feed takes a token in band"
+        with connect(f"{WS}/feed", open_timeout=10) as ws:
+            r = ask(ws, {"op": "subscribe", "topic": "ticks"})
+            assert r["event"] == "error" and "auth" in r["error"], r
+            r = ask(ws, {"op": "auth", "token": hs(claims(exp=-60))})
+            assert r["event"] == "error" and "expired" in r["error"], r
+            r = ask(ws, {"op": "auth", "token": hs()})
+            assert r["event"] == "authenticated" and r["sub"] == "alice", r
+            assert ask(ws, {"op": "subscribe", "topic": "ticks"})["event"] == "subscribed"
+            r = ask(ws, {"op": "subscribe", "topic": "rates"})
+            assert r["event"] == "error" and r["topic"] == "rates", r
+
+    @case
+    async def a_feed_client_that_sends_no_token_is_closed_with_4001():
+        start = time.time()
+        with connect(f"{WS}/feed", open_timeout=10) as ws:
+            try:
+                ws.recv(timeout=20)
+                raise AssertionError("a message instead of a close")
+            except ConnectionClosed as e:
+                assert (e.rcvd.code, e.rcvd.reason) == (4001, "no valid token"), e.rcvd
+        assert time.time() - start >= 2, "closed before the handshake timeout"
+
+    @case
+    async def a_refreshed_token_keeps_the_connection_past_the_first_expiry():
+        first = int(time.time()) + 3
+        with connect(f"{WS}/feed", additional_headers=bearer(hs(claims(exp=first - int(time.time())))),
+                     open_timeout=10) as ws:
+            r = ask(ws, {"op": "auth", "token": hs(claims(exp=120))})
+            assert r["event"] == "authenticated", r
+            # Past the first token's expiry (and the 2 s the close may take):
+            # nothing comes, the connection is open.
+            try:
+                msg = ws.recv(timeout=first + 3 - time.time())
+                raise AssertionError(f"got {msg!r}")
+            except TimeoutError:
+                pass
+            assert ask(ws, {"op": "subscribe", "topic": "ticks"})["event"] == "subscribed"
 
 elif sys.argv[1] == "rotated":
 

@@ -4,7 +4,7 @@
 
 use crate::proto::{CloseCode, CloseState, Conn};
 
-use super::super::app::EndReason;
+use super::super::app::TOKEN_EXPIRED;
 use super::super::ws::AppTag;
 use super::Ticks;
 
@@ -22,10 +22,10 @@ pub(in crate::runtime) struct WebSocket {
     last_seen: u32,
     /// Pinged, with no traffic since.
     pinged: bool,
-    /// The tick its life ends at (a token's expiry, a lifetime), 0: never.
-    ends: u32,
-    /// Why it ends then.
-    end: EndReason,
+    /// The tick its token expires at (closed with 4001), 0: never.
+    token_ends: u32,
+    /// The tick its lifetime is over at (closed with 1001), 0: never.
+    life_ends: u32,
     /// What it may still send (`max_message_rate`).
     pub allowance: Allowance,
 }
@@ -79,8 +79,8 @@ impl WebSocket {
             close_reason: None,
             last_seen: now as u32,
             pinged: false,
-            ends: 0,
-            end: EndReason::Lifetime,
+            token_ends: 0,
+            life_ends: 0,
             // Full at the start: a burst of `rate` in the first tick.
             allowance: Allowance {
                 left: u32::MAX,
@@ -89,19 +89,25 @@ impl WebSocket {
         }
     }
 
-    /// Close it at tick `ends` for `why`.
-    pub(in crate::runtime) fn until(mut self, ends: u64, why: EndReason) -> WebSocket {
-        self.ends = u32::try_from(ends).unwrap_or(u32::MAX);
-        self.end = why;
+    /// Close it at these ticks: when its token expires, when its lifetime
+    /// is over (`None`: never).
+    pub(in crate::runtime) fn ending(mut self, token: Option<u64>, life: Option<u64>) -> WebSocket {
+        self.set_token_end(token);
+        self.life_ends = life.map_or(0, tick32);
         self
+    }
+
+    /// Move the tick its token expires at (a refreshed token).
+    pub(in crate::runtime) fn set_token_end(&mut self, token: Option<u64>) {
+        self.token_ends = token.map_or(0, tick32);
     }
 
     /// `deadline`, or the end of its life if that comes first.
     pub(in crate::runtime) fn cap(&self, deadline: u64) -> u64 {
-        match self.ends {
-            0 => deadline,
-            e => deadline.min(e as u64),
-        }
+        [self.token_ends, self.life_ends]
+            .into_iter()
+            .filter(|&e| e != 0)
+            .fold(deadline, |d, e| d.min(e as u64))
     }
 
     /// The peer sent something at tick `now`.
@@ -118,9 +124,12 @@ impl WebSocket {
         if self.conn.close_state() != CloseState::Open {
             return Expiry::Close;
         }
-        if self.ends != 0 && now >= self.ends as u64 {
-            let (code, reason) = self.end.close();
-            self.close(code, reason);
+        let due = |e: u32| e != 0 && now >= e as u64;
+        if due(self.token_ends) || due(self.life_ends) {
+            match due(self.token_ends) {
+                true => self.close(TOKEN_EXPIRED, "no valid token"),
+                false => self.close(CloseCode::GOING_AWAY, "connection lifetime reached"),
+            }
             return Expiry::Again(now + ticks.handshake);
         }
         let close_at = self.last_seen as u64 + ticks.idle;
@@ -150,6 +159,11 @@ impl WebSocket {
         self.close_code = code;
         self.close_reason = (!reason.is_empty()).then(|| Box::new(reason.to_owned()));
     }
+}
+
+/// A tick as a `u32` (a later one counts as the last).
+fn tick32(t: u64) -> u32 {
+    u32::try_from(t).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

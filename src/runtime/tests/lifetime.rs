@@ -37,7 +37,7 @@ fn a_websocket_is_closed_when_its_token_expires_and_not_before() {
     h.turn(5.0);
     let last = h.frames(0).pop().expect("a close frame");
     assert_eq!((last.0, close_code(&last.1)), (0x8, TOKEN_EXPIRED.0));
-    assert_eq!(&last.1[2..], b"token expired");
+    assert_eq!(&last.1[2..], b"no valid token");
     assert!(
         h.frames(1).is_empty(),
         "the other connection was told something"

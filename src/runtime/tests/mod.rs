@@ -18,7 +18,7 @@ use crate::proto::ws::handshake::UpgradeRequest;
 use crate::proto::{CloseCode, MessageKind};
 use crate::pubsub::{Policy, Publication};
 
-use super::app::{App, EndReason, RequestCx, Response, Route, Settings, Until};
+use super::app::{App, Ends, RequestCx, Response, Route, Settings};
 use super::core::{Core, Epoch};
 use super::mailbox::{Control, Mailbox};
 use super::ws::{AppTag, ConnId, Msg, Ws};
@@ -153,16 +153,16 @@ impl App for TestApp {
         }
         // `/ends-in-3s`: its life ends 3 s after the request (a token's
         // expiry).
-        let until = (http.path == "/ends-in-3s").then(|| Until {
-            at: cx.now + Duration::from_secs(3),
-            why: EndReason::TokenExpired,
-        });
+        let ends = Ends {
+            token: (http.path == "/ends-in-3s").then(|| cx.now + Duration::from_secs(3)),
+            lifetime: None,
+        };
         match UpgradeRequest::from_http(http) {
             Ok(req) => Route::Upgrade {
                 req,
                 protocol: None,
                 tag: AppTag(0),
-                until,
+                ends,
             },
             Err(e) => Route::Respond(e.response()),
         }
