@@ -101,3 +101,42 @@ fn the_cli_refuses_it_with_the_same_message() {
         "{err}"
     );
 }
+
+/// A library server: the built-in routes only when asked for.
+fn library_server(builtins: bool) -> ringwave::runtime::Running {
+    let b = Server::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .threads(1)
+        .config(Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            threads: 1,
+            pin_threads: false,
+            allow_client_publish: true,
+            ..Config::default()
+        });
+    let b = if builtins { b.builtins() } else { b };
+    b.serve(|| Nothing).expect("serve")
+}
+
+#[test]
+fn a_library_server_serves_no_builtin_route_unless_asked() {
+    let post = b"POST /publish/t HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx";
+    let plain = library_server(false);
+    let addr = plain.local_addr();
+    for path in ["/", "/sse/t", "/metrics"] {
+        assert_eq!(http_get(addr, path).0, 404, "{path}");
+    }
+    assert_eq!(http_request(addr, post).0, 404, "POST /publish");
+    let c = RawClient::upgrade(RawClient::tcp(addr), "/feed");
+    drop(c); // upgraded (101): the handler's WebSocket, on any path
+    assert_eq!(http_get(addr, "/healthz").0, 200);
+    // Both serve until the test process exits (no drain to wait for).
+    std::mem::forget(plain);
+    let all = library_server(true);
+    let addr = all.local_addr();
+    for path in ["/", "/metrics"] {
+        assert_eq!(http_get(addr, path).0, 200, "{path}");
+    }
+    assert_eq!(http_request(addr, post).0, 202, "POST /publish");
+    std::mem::forget(all);
+}

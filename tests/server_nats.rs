@@ -16,7 +16,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use ringwave::server::{Config, Echo, NatsConfig, Server};
+use ringwave::server::{BuiltinRoutes, Config, Echo, NatsConfig, Server};
 use server::nats::{free_port, Nats};
 use server::{
     eventually, frame, http_request, metrics, refused_start, wait_metric, RawClient, TestServer,
@@ -177,6 +177,8 @@ both_backends!(three_nodes_and_a_library_node_share_a_topic, |backend| {
             backend: backend.parse().unwrap(),
             pin_threads: false,
             allow_client_publish: true,
+            routes: BuiltinRoutes::ALL,
+            feed_path: Some("/feed".into()),
             nats: Some(NatsConfig {
                 urls: vec![nats.url()],
                 ..NatsConfig::default()

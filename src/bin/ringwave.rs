@@ -12,8 +12,8 @@ use ringwave::proto::{DeflateConfig, Limits};
 use ringwave::runtime::tls::Certificates;
 use ringwave::server::feedsim::{self, SimSpec};
 use ringwave::server::{
-    CertFiles, Config, Echo, HistoryConfig, JwtConfig, JwtKeys, NatsAuth, NatsConfig, Policy,
-    Retention, Server, TlsConfig,
+    BuiltinRoutes, CertFiles, Config, Echo, HistoryConfig, JwtConfig, JwtKeys, NatsAuth,
+    NatsConfig, Policy, Retention, Server, TlsConfig,
 };
 
 /// ringwave: a thread-per-core WebSocket server over io_uring.
@@ -367,6 +367,7 @@ fn config(cli: &Cli) -> Result<Config, String> {
             m
         },
         feed_path: Some("/feed".to_string()),
+        routes: BuiltinRoutes::ALL,
         allow_client_publish: cli.allow_client_publish,
         publish_token: cli.publish_token.clone(),
         trust_proxy: cli.trust_proxy,

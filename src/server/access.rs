@@ -19,6 +19,46 @@ use crate::proto::http::{same_secret, HttpRequest, Response};
 use super::jwt::{Identity, JwtKeys};
 use super::Config;
 
+/// Which built-in routes a server serves beside its handler's WebSockets
+/// and `/healthz`. A library server serves none of them unless asked
+/// ([`BuiltinRoutes::NONE`] is the default); the `ringwave` binary serves
+/// them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuiltinRoutes {
+    /// `GET /`: the demo page.
+    pub page: bool,
+    /// `GET /sse/<topic>`: any topic as Server-Sent Events.
+    pub events: bool,
+    /// `POST /publish/<topic>` (still only for clients allowed to publish).
+    pub publish: bool,
+    /// `GET /metrics`: the Prometheus text.
+    pub metrics: bool,
+}
+
+impl BuiltinRoutes {
+    /// None: the handler's WebSockets (and the feed, where
+    /// [`Config::feed_path`] puts it) and `/healthz` only.
+    pub const NONE: BuiltinRoutes = BuiltinRoutes {
+        page: false,
+        events: false,
+        publish: false,
+        metrics: false,
+    };
+    /// All of them, as the `ringwave` binary serves.
+    pub const ALL: BuiltinRoutes = BuiltinRoutes {
+        page: true,
+        events: true,
+        publish: true,
+        metrics: true,
+    };
+}
+
+impl Default for BuiltinRoutes {
+    fn default() -> Self {
+        BuiltinRoutes::NONE
+    }
+}
+
 /// Who may publish from outside (`POST /publish/<topic>`, the feed's
 /// `publish` op) without a JWT that lists the topic.
 #[derive(Debug, Clone)]

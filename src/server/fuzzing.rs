@@ -109,6 +109,8 @@ impl Loop {
             allow_client_publish: true,
             http2: true,
             threads: 1,
+            routes: super::BuiltinRoutes::ALL,
+            feed_path: Some("/feed".into()),
             history: HistoryConfig {
                 default: Some(Retention {
                     count: 8,

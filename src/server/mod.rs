@@ -43,6 +43,7 @@ pub use crate::pubsub::{
 pub use crate::runtime::tls::CertFiles;
 pub use crate::runtime::ws::{ConnId, Msg, SendStatus, Ws};
 pub use crate::runtime::{PublishError, Publisher};
+pub use access::BuiltinRoutes;
 pub use feed::Feed;
 pub use jwt::{Identity, JwtConfig, JwtKeys, TokenError};
 
@@ -222,8 +223,12 @@ pub struct Config {
     pub slow_consumer: Policy,
     /// Per-topic overrides of `slow_consumer`.
     pub topic_policies: HashMap<String, Policy>,
-    /// Where the built-in feed app is served (`None`: nowhere).
+    /// Where the built-in feed app is served (`None`, the default:
+    /// nowhere; the binary serves it on `/feed`).
     pub feed_path: Option<String>,
+    /// Which built-in routes are served: none by default, all in the
+    /// binary (see [`BuiltinRoutes`]).
+    pub routes: BuiltinRoutes,
     /// Let every `/feed` client and `POST /publish/<topic>` publish.
     pub allow_client_publish: bool,
     /// Let clients that present this token publish (`?token=` on the URL, or
@@ -266,7 +271,8 @@ pub struct TlsConfig {
 }
 
 impl Default for Config {
-    /// The loop's defaults ([`Settings::default`]) and the feed on `/feed`.
+    /// The loop's defaults ([`Settings::default`]); no built-in route and
+    /// no feed app: only the handler's WebSockets and `/healthz`.
     fn default() -> Self {
         let s = Settings::default();
         Config {
@@ -290,7 +296,8 @@ impl Default for Config {
             pin_threads: s.pin_threads,
             slow_consumer: s.slow_consumer,
             topic_policies: s.topic_policies,
-            feed_path: Some("/feed".to_string()),
+            feed_path: None,
+            routes: BuiltinRoutes::NONE,
             allow_client_publish: false,
             publish_token: None,
             trust_proxy: s.trust_proxy,
@@ -469,6 +476,15 @@ impl Server {
 }
 
 impl ServerBuilder {
+    /// Serve the built-in routes and the feed app on `/feed` as the
+    /// `ringwave` binary does (see [`BuiltinRoutes`]; each still behind
+    /// the configured tokens).
+    pub fn builtins(mut self) -> Self {
+        self.config.routes = BuiltinRoutes::ALL;
+        self.config.feed_path = Some("/feed".into());
+        self
+    }
+
     /// Replace the whole configuration.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;

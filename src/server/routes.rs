@@ -265,6 +265,17 @@ impl<H: Handler> App for Routes<H> {
                 plain(405, b"method not allowed\n")
             };
         };
+        let on = self.cfg.routes;
+        let served = match target {
+            Target::Health => true,
+            Target::Page => on.page,
+            Target::Metrics => on.metrics,
+            Target::Events => on.events,
+            Target::Publish => on.publish,
+        };
+        if !served {
+            return plain(404, b"not found\n");
+        }
         match target {
             Target::Health if cx.draining => plain(503, b"draining\n"),
             Target::Health => plain(200, b"ok\n"),
