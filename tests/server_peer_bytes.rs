@@ -191,3 +191,55 @@ both_backends!(
         assert!(answers < 100_000, "{answers} answers");
     }
 );
+
+both_backends!(
+    a_client_that_does_not_read_its_pongs_is_no_longer_read,
+    |backend| {
+        // With --max-buffered below the pong backlog, the pongs to a ping
+        // flood from a client that reads nothing pass the limit: the server
+        // stops reading it, and what the client sends stays in the kernel.
+        // (Before, the server read all 512 MiB.)
+        use std::io::{ErrorKind, Write};
+        const LIMIT: usize = 512 << 20;
+        let srv = TestServer::start(backend, &["--feed-sim", "off", "--max-buffered", "8192"]);
+        // A small receive buffer, set before connecting (no autotuning to
+        // 32 MiB): the server's socket fills after a few MiB of pongs, and
+        // its unsent pongs pass the limit.
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_recv_buffer_size(8192).unwrap();
+        sock.connect(&srv.addr.into()).unwrap();
+        let c = RawClient::upgrade(RawClient::from_stream(sock.into()), "/raw");
+        let before = metrics(srv.addr)["ringwave_bytes_in_total"];
+        let mut s = c.stream.try_clone().unwrap();
+        s.set_nonblocking(true).unwrap();
+        let burst: Vec<u8> = (0..1000).flat_map(|_| frame(0x89, &[7; 125])).collect();
+        let (mut sent, mut last, mut still) = (0, -1.0, 0);
+        let read = eventually(|| {
+            loop {
+                // Whole frames: a write the socket took in part goes on
+                // where it stopped.
+                match s.write(&burst[sent % burst.len()..]) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("write: {e}"),
+                }
+                assert!(sent < LIMIT, "the server read {sent} bytes of pings");
+            }
+            // (Each scrape's own request adds to the count.)
+            let now = metrics(srv.addr)["ringwave_bytes_in_total"] - before;
+            still = if now - last < 1024.0 { still + 1 } else { 0 };
+            last = now;
+            match still {
+                3.. => Ok(now),
+                _ => Err(format!("the server is still reading: {now} bytes")),
+            }
+        });
+        eprintln!("{backend}: read {read} of the {sent} bytes sent, then stopped");
+        // What the socket buffers took in pongs (about 4 MiB), times the
+        // pings read per pong written while the output was under the limit.
+        assert!(read < (LIMIT / 2) as f64, "read {read} bytes");
+        // Others are served meanwhile.
+        assert_eq!(http_get(srv.addr, "/healthz").0, 200);
+    }
+);

@@ -157,6 +157,13 @@ pub trait Driver {
     /// Close the connection. No completion for `token` follows.
     fn close(&mut self, token: Token);
 
+    /// Stop (`true`) or resume reading `token`. While stopped, what the peer
+    /// sends stays in the kernel (its TCP window closes), so a peer that
+    /// does not read the answers its requests ask for cannot make the server
+    /// hold more of them. A few bytes already on their way may still be
+    /// reported. Default: no effect.
+    fn pause_reading(&mut self, _token: Token, _paused: bool) {}
+
     /// Stop accepting new connections (shutdown); close the listener.
     fn stop_accepting(&mut self);
 

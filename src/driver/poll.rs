@@ -62,6 +62,9 @@ struct Socket {
     want_write: bool,
     /// The peer closed or the socket failed; reported once.
     dead: bool,
+    /// The runtime stopped reading it ([`Driver::pause_reading`]): an edge
+    /// only leaves `more_to_read` set, read once it resumes.
+    paused: bool,
 }
 
 /// One worker's mio driver.
@@ -112,6 +115,7 @@ impl PollDriver {
             hup: false,
             want_write: false,
             dead: false,
+            paused: false,
         });
         Ok(key)
     }
@@ -194,6 +198,10 @@ impl PollDriver {
                 return;
             };
             if sock.dead {
+                return;
+            }
+            if sock.paused {
+                sock.more_to_read = true;
                 return;
             }
             match sock.stream.read(&mut self.scratch) {
@@ -381,6 +389,17 @@ impl Driver for PollDriver {
         }
         self.ready = ready;
         Ok(())
+    }
+
+    fn pause_reading(&mut self, token: Token, paused: bool) {
+        let Some(sock) = self.sockets.get_mut(token.index()) else {
+            return;
+        };
+        sock.paused = paused;
+        if !paused && sock.more_to_read {
+            // No new edge may come for what arrived meanwhile.
+            self.backlog.push(token.index());
+        }
     }
 
     fn send(&mut self, token: Token, data: &[u8]) -> io::Result<usize> {

@@ -23,6 +23,7 @@ use crate::proto::{CloseCode, CloseState, Conn, DeflateParams, Event, Role};
 use crate::pubsub::{Position, Publication, SubscribeOptions, Subscribed, Topics};
 
 use super::app::{App, Ends, RequestCx, Response, Route, Settings};
+use super::clock::{tick_at, Epoch};
 use super::connections::Connections;
 use super::delivery::{Delivery, Limits};
 use super::drain::Drain;
@@ -44,15 +45,6 @@ pub(super) const TICK: Duration = Duration::from_secs(1);
 /// Ticks to wait for a peer's EOF after a half-close.
 const LINGER_TICKS: u64 = 2;
 
-/// The tick by which the wall clock reads `at`, at tick `now` and wall
-/// clock `wall`: the time left rounded up to whole ticks, and one more (the
-/// current tick began up to a second ago), so nothing ends before its
-/// moment.
-fn tick_at(now: u64, wall: SystemTime, at: SystemTime) -> u64 {
-    let left = at.duration_since(wall).unwrap_or_default();
-    now + left.as_secs() + u64::from(left.subsec_nanos() > 0) + 1
-}
-
 /// Whether the worker goes on after a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flow {
@@ -60,15 +52,6 @@ pub(crate) enum Flow {
     Run,
     /// Every connection is gone (or the grace ran out): exit.
     Exit,
-}
-
-/// Where a worker's clock starts: tick 0 of its timer wheel, and the wall
-/// clock at that moment (what a token's `exp` is compared with, as
-/// `wall + (now - at)`: no second clock is read).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Epoch {
-    pub at: Instant,
-    pub wall: SystemTime,
 }
 
 /// One worker's state other than the driver (so completions can be handled

@@ -317,9 +317,18 @@ impl<A: App> Core<A> {
         } else {
             slot.ending
         };
+        // Its own transport's reads stop while its unsent bytes are over the
+        // limit (an HTTP/2 connection has its own bound, and its streams no
+        // transport of their own).
+        let pausable = slot.link.is_none() && !matches!(slot.session, Session::H2(_));
         if failed || (finished && ending == Ending::Close) {
             self.conns.close(index);
         } else if finished {
+            if slot.over_limit && pausable {
+                // Its peer's EOF is what a lingering close waits for.
+                slot.over_limit = false;
+                driver.pause_reading(token, false);
+            }
             if slot.ending == Ending::Linger {
                 slot.ending = Ending::Lingering;
                 let at = self.conns.now() + self.ticks.linger;
@@ -327,9 +336,21 @@ impl<A: App> Core<A> {
                 driver.shutdown_write(token);
             }
         } else if pending > limit {
+            if !slot.over_limit && pausable {
+                tracing::debug!(
+                    worker = self.worker,
+                    index,
+                    pending,
+                    "over the limit: reads paused"
+                );
+                driver.pause_reading(token, true);
+            }
             slot.over_limit = true;
         } else if pending == 0 && slot.over_limit {
             slot.over_limit = false;
+            if pausable {
+                driver.pause_reading(token, false);
+            }
             self.drained(index);
         }
     }

@@ -14,6 +14,7 @@
 //! - [`uplink`]: what a bridge to other nodes (a broker) is handed.
 
 pub mod app;
+mod clock;
 mod connections;
 mod core;
 mod deadlines;
@@ -45,7 +46,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 /// The loop core, for the whole-loop fuzz target (`server::fuzzing`).
 #[cfg(fuzzing)]
-pub(crate) use self::core::{Core, Epoch};
+pub(crate) use self::clock::Epoch;
+#[cfg(fuzzing)]
+pub(crate) use self::core::Core;
 use crate::driver::{self, affinity, Chosen};
 use crate::metrics::Stats;
 use app::{App, Settings};

@@ -8,7 +8,8 @@ use crate::driver::Driver;
 use crate::metrics::Stats;
 
 use super::app::{App, Settings};
-use super::core::{Core, Epoch, Flow};
+use super::clock::Epoch;
+use super::core::{Core, Flow};
 use super::mailbox::Mailbox;
 use super::Shared;
 

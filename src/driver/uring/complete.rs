@@ -141,6 +141,9 @@ impl UringDriver {
         }
         let token = Token(ud.index);
         let live = slot.live();
+        // A paused connection's recv is not armed again (see
+        // `pause_reading`); its end is where the cancel leaves it.
+        let rearm = live && !slot.paused;
         if res > 0 {
             let mut kept = false;
             if let Some(bid) = cqueue::buffer_select(flags).filter(|_| live) {
@@ -165,19 +168,26 @@ impl UringDriver {
             if !kept {
                 self.return_buffer(flags);
             }
-            if !more && live {
+            if !more && rearm {
                 let _ = self.arm_recv(ud.index);
             }
         } else if res == -libc::ENOBUFS && live {
             // The ring ran dry; buffers come back (and more go in) at the
             // end of this batch. Re-arm then.
             self.recv.ran_dry();
-            if !more {
+            if !more && rearm {
+                let _ = self.arm_recv(ud.index);
+            }
+        } else if res == -libc::ECANCELED {
+            // Cancelled by a pause (or a close): armed again if it resumed
+            // meanwhile.
+            self.return_buffer(flags);
+            if !more && rearm {
                 let _ = self.arm_recv(ud.index);
             }
         } else {
             self.return_buffer(flags);
-            if live && res != -libc::ECANCELED {
+            if live {
                 if let Some(s) = self.slots.get_mut(ud.index as usize) {
                     s.fail();
                 }

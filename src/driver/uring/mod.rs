@@ -248,6 +248,29 @@ impl UringDriver {
         self.push(sqe)
     }
 
+    /// Cancel slot `index`'s multishot recv: it ends with `ECANCELED` (and
+    /// without `IORING_CQE_F_MORE`), which clears `recv_armed`.
+    fn cancel_recv(&mut self, index: u32) {
+        let Some(slot) = self.slots.get(index as usize) else {
+            return;
+        };
+        let target = UserData {
+            kind: OpKind::Recv,
+            generation: slot.generation,
+            index,
+        }
+        .encode();
+        let sqe = opcode::AsyncCancel::new(target).build().user_data(
+            UserData {
+                kind: OpKind::Cancel,
+                generation: 0,
+                index,
+            }
+            .encode(),
+        );
+        let _ = self.push(sqe);
+    }
+
     fn arm_recv(&mut self, index: u32) -> io::Result<()> {
         let Some(slot) = self.slots.get_mut(index as usize) else {
             return Ok(());
@@ -542,6 +565,22 @@ impl Driver for UringDriver {
         }
     }
 
+    fn pause_reading(&mut self, token: Token, paused: bool) {
+        let index = token.0;
+        let Some(slot) = self.slots.get_mut(index as usize) else {
+            return;
+        };
+        if !slot.live() || slot.paused == paused {
+            return;
+        }
+        slot.paused = paused;
+        if paused && slot.recv_armed {
+            self.cancel_recv(index);
+        } else if !paused && !slot.recv_armed {
+            let _ = self.arm_recv(index);
+        }
+    }
+
     fn close(&mut self, token: Token) {
         let index = token.0;
         let Some(slot) = self.slots.get_mut(index as usize) else {
@@ -555,21 +594,7 @@ impl Driver for UringDriver {
         }
         let busy = slot.send_in_flight() || slot.shutting;
         if slot.recv_armed {
-            let target = UserData {
-                kind: OpKind::Recv,
-                generation: slot.generation,
-                index,
-            }
-            .encode();
-            let sqe = opcode::AsyncCancel::new(target).build().user_data(
-                UserData {
-                    kind: OpKind::Cancel,
-                    generation: 0,
-                    index,
-                }
-                .encode(),
-            );
-            let _ = self.push(sqe);
+            self.cancel_recv(index);
         }
         // A send still in flight finishes first (the close frame must reach
         // the peer), and a half-close too; the socket is closed when they

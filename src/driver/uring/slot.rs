@@ -53,6 +53,9 @@ pub(super) struct Slot {
     pub life: Life,
     /// The multishot recv has not sent its last completion.
     pub recv_armed: bool,
+    /// The runtime stopped reading it: its recv is cancelled and not armed
+    /// again until it resumes.
+    pub paused: bool,
     pub sending: Sending,
     /// A `SHUTDOWN` SQE on the fixed slot has not completed. The kernel
     /// always runs it on an io-wq worker, which looks the slot up only then:
@@ -68,6 +71,7 @@ impl Slot {
             generation,
             life: Life::Open,
             recv_armed: false,
+            paused: false,
             sending: Sending::Idle,
             shutting: false,
         }

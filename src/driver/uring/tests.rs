@@ -236,3 +236,36 @@ fn a_stale_completion_touches_nothing() {
     let slot = &d.slots[new.index()];
     assert!(slot.live() && slot.recv_armed && slot.send_in_flight());
 }
+
+#[test]
+fn a_paused_connection_cancels_its_recv_and_arms_it_again_when_resumed() {
+    let (mut d, token, _peer) = connected();
+    let recv = op(&d, OpKind::Recv, token);
+    let queued = |d: &mut UringDriver| d.ring.submission().len();
+    let before = queued(&mut d);
+    d.pause_reading(token, true);
+    assert_eq!(queued(&mut d), before + 1, "a cancel of the recv");
+    // Bytes already on their way are still reported.
+    d.recv.data(0, 2).copy_from_slice(b"hi");
+    assert_eq!(
+        cqe(&mut d, recv, 2, F_BUFFER | F_MORE),
+        [Seen::Data(token.0, b"hi".to_vec())]
+    );
+    // The recv ends cancelled: not armed again while paused.
+    assert_eq!(cqe(&mut d, recv, -libc::ECANCELED, 0), []);
+    let slot = &d.slots[token.index()];
+    assert!(slot.live() && !slot.recv_armed && slot.inflight() == 0);
+    d.pause_reading(token, false);
+    assert!(d.slots[token.index()].recv_armed, "resumed: armed again");
+    // Paused and resumed before the cancel completes: armed again when the
+    // cancelled recv ends.
+    d.pause_reading(token, true);
+    d.pause_reading(token, false);
+    assert_eq!(cqe(&mut d, recv, -libc::ECANCELED, 0), []);
+    assert!(d.slots[token.index()].recv_armed, "armed after the cancel");
+    // A close of a paused connection waits for nothing more.
+    d.pause_reading(token, true);
+    assert_eq!(cqe(&mut d, recv, -libc::ECANCELED, 0), []);
+    d.close(token);
+    assert!(!d.slots.contains(token.index()), "freed: nothing in flight");
+}

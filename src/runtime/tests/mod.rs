@@ -19,7 +19,8 @@ use crate::proto::{CloseCode, MessageKind};
 use crate::pubsub::{Policy, Publication};
 
 use super::app::{App, Ends, RequestCx, Response, Route, Settings};
-use super::core::{Core, Epoch};
+use super::clock::Epoch;
+use super::core::Core;
 use super::mailbox::{Control, Mailbox};
 use super::ws::{AppTag, ConnId, Msg, Ws};
 use super::Shared;
@@ -33,6 +34,8 @@ struct FakeDriver {
     shut: Vec<u32>,
     closed: Vec<u32>,
     stopped_accepting: bool,
+    /// Each `pause_reading` call: (token, paused).
+    paused: Vec<(u32, bool)>,
 }
 
 struct NoWake;
@@ -82,6 +85,10 @@ impl Driver for FakeDriver {
 
     fn stop_accepting(&mut self) {
         self.stopped_accepting = true;
+    }
+
+    fn pause_reading(&mut self, token: Token, paused: bool) {
+        self.paused.push((token.0, paused));
     }
 
     fn waker(&self) -> Waker {
@@ -830,3 +837,4 @@ fn an_unsent_100_continue_goes_out_before_the_answer() {
 
 mod h2;
 mod lifetime;
+mod pause;
