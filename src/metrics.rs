@@ -156,8 +156,8 @@ pub const TLS_FAILURES: [&str; 8] = [
 pub const CLOSE_CODES: [u16; 10] = [1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011, 4001];
 
 /// Reasons a request is refused: an HTTP status, or a timeout.
-pub const REJECT_REASONS: [&str; 12] = [
-    "400", "401", "403", "404", "405", "411", "413", "426", "431", "503", "other", "timeout",
+pub const REJECT_REASONS: [&str; 13] = [
+    "400", "401", "403", "404", "405", "411", "413", "426", "429", "431", "503", "other", "timeout",
 ];
 
 impl Stats {

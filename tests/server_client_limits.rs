@@ -48,3 +48,69 @@ both_backends!(
         assert_eq!(metrics(srv.addr)["ringwave_message_rate_closes_total"], 1.0);
     }
 );
+
+/// A raw connection from `source` (a loopback address) and its upgrade's
+/// status line.
+fn upgrade_from(addr: std::net::SocketAddr, source: [u8; 4]) -> (String, RawClient) {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&std::net::SocketAddr::from((source, 0)).into())
+        .unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut c = RawClient::from_stream(sock.into());
+    c.send(REQUEST.as_bytes());
+    (c.read_http_head(), c)
+}
+
+both_backends!(connections_per_client_address_are_limited, |backend| {
+    let srv = TestServer::start(
+        backend,
+        &["--feed-sim", "off", "--max-connections-per-ip", "2"],
+    );
+    let (a, ca) = upgrade_from(srv.addr, [127, 0, 0, 1]);
+    let (b, cb) = upgrade_from(srv.addr, [127, 0, 0, 1]);
+    assert!(a.starts_with("HTTP/1.1 101") && b.starts_with("HTTP/1.1 101"));
+    let (c, _) = upgrade_from(srv.addr, [127, 0, 0, 1]);
+    assert!(c.starts_with("HTTP/1.1 429"), "{c}");
+    assert!(c.contains("Retry-After: 1"), "{c}");
+    // Another address is not counted with it.
+    let (d, cd) = upgrade_from(srv.addr, [127, 0, 0, 2]);
+    assert!(d.starts_with("HTTP/1.1 101"), "{d}");
+    // One of the two goes: room again, once the server has seen it close.
+    drop(cb);
+    let e = eventually(|| match upgrade_from(srv.addr, [127, 0, 0, 1]) {
+        (h, c) if h.starts_with("HTTP/1.1 101") => Ok(c),
+        (h, _) => Err(h),
+    });
+    // Counted; read once 127.0.0.1 has room for the scrape.
+    drop((ca, cd, e));
+    let body = eventually(|| match http_get(srv.addr, "/metrics") {
+        (200, body) => Ok(body),
+        (st, body) => Err(format!("{st} {body}")),
+    });
+    assert!(
+        body.contains("ringwave_rejects_total{reason=\"429\"} 1\n"),
+        "{body}"
+    );
+});
+
+both_backends!(new_connections_per_client_address_are_limited, |backend| {
+    let srv = TestServer::start(
+        backend,
+        &["--feed-sim", "off", "--new-connections-per-ip", "1"],
+    );
+    // Twenty at once, one a second allowed: unless the twenty took twenty
+    // seconds, some are refused; each refusal says when to come back.
+    let heads: Vec<String> = (0..20)
+        .map(|_| upgrade_from(srv.addr, [127, 0, 0, 3]).0)
+        .collect();
+    let refused: Vec<&String> = heads
+        .iter()
+        .filter(|h| h.starts_with("HTTP/1.1 429"))
+        .collect();
+    assert!(!refused.is_empty(), "{heads:?}");
+    assert!(refused.iter().all(|h| h.contains("Retry-After: 1")));
+    // Another address is not counted with it.
+    assert!(upgrade_from(srv.addr, [127, 0, 0, 4])
+        .0
+        .starts_with("HTTP/1.1 101"));
+});

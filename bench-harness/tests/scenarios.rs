@@ -145,6 +145,8 @@ fn stream_fanouts_deliver_everything_over_both_protocols() {
             },
             ..Config::default()
         })
+        // The feed, SSE and POST /publish, as the binary serves them.
+        .builtins()
         .serve(|| Echo)
         .expect("server");
     let addr = server.local_addr().to_string();
@@ -203,6 +205,8 @@ fn a_reconnect_storm_recovers_every_subscriber() {
             history,
             ..Config::default()
         })
+        // The feed, SSE and POST /publish, as the binary serves them.
+        .builtins()
         .serve(|| Echo)
         .expect("server");
     let addr = server.local_addr().to_string();

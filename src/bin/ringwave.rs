@@ -200,6 +200,18 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 0)]
     max_message_rate: u32,
 
+    /// Connections one client address may hold open at once; past it, 429
+    /// with Retry-After. The address is the TCP peer's, or with
+    /// --trust-proxy the one a PROXY v2 header names (X-Forwarded-For is not
+    /// used for this). 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_connections_per_ip: u32,
+
+    /// New connections one client address may open per second; past it,
+    /// 429 with Retry-After. 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    new_connections_per_ip: u32,
+
     /// Let every /feed client publish, and accept POST /publish/<topic>
     /// without a token.
     #[arg(long)]
@@ -348,6 +360,8 @@ fn config(cli: &Cli) -> Result<Config, String> {
         deflate: cli.deflate.then(DeflateConfig::default),
         max_buffered: cli.max_buffered,
         max_message_rate: cli.max_message_rate,
+        max_connections_per_ip: cli.max_connections_per_ip,
+        new_connections_per_ip: cli.new_connections_per_ip,
         handshake_timeout: Duration::from_secs(cli.handshake_timeout),
         ping_interval: Duration::from_secs(cli.ping_interval),
         idle_timeout: Duration::from_secs(cli.idle_timeout),

@@ -172,6 +172,12 @@ pub struct Settings {
     /// Messages a WebSocket may send per second, on average, with bursts of
     /// as many (0: no limit); past it, closed with 1008.
     pub max_message_rate: u32,
+    /// Connections open at once per client address (0: no limit); past it,
+    /// 429.
+    pub max_connections_per_ip: u32,
+    /// New connections per second per client address (0: no limit); past
+    /// it, 429.
+    pub new_connections_per_ip: u32,
     /// Time to complete the opening handshake.
     pub handshake_timeout: Duration,
     /// A connection silent this long is pinged.
@@ -218,6 +224,8 @@ impl Default for Settings {
             deflate: None,
             max_buffered: 1 << 20,
             max_message_rate: 0,
+            max_connections_per_ip: 0,
+            new_connections_per_ip: 0,
             handshake_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),

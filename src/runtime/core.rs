@@ -10,12 +10,12 @@
 //! queued output (one send each: corking), close the finished ones, then
 //! advance the timer wheel and do the same for what the timers did.
 
-use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::driver::{Completion, Driver, Reply, Token};
+use crate::driver::{Completion, Driver, Reply};
 use crate::metrics::Stats;
 use crate::proto::h2::PREFACE;
 use crate::proto::http::HttpRequest;
@@ -31,12 +31,11 @@ use super::mailbox::{Control, Mailbox};
 use super::peers::Peers;
 use super::reply::Replies;
 use super::session::body::PostBody;
-use super::session::head::{HeadStep, ProxyHead, ProxyStep, RequestHead};
+use super::session::head::{HeadStep, ProxyStep};
 use super::session::http::Respond;
 use super::session::sse::{self, EventStream};
 use super::session::websocket::WebSocket;
-use super::session::{Ending, Session, Slot, Ticks};
-use super::tls::TlsLayer;
+use super::session::{Ending, Session, Ticks};
 use super::ws::{ConnId, Msg, Ws};
 use super::Shared;
 
@@ -88,6 +87,9 @@ pub(crate) struct Core<A: App> {
     /// Messages sent from the read buffer during a read (one read at a
     /// time).
     replies: Replies,
+    /// The client address each connection counts against, with limits per
+    /// address (`Shared::clients`); empty without them.
+    pub(super) counted: HashMap<u32, IpAddr>,
 }
 
 impl<A: App> Core<A> {
@@ -136,6 +138,7 @@ impl<A: App> Core<A> {
             shutdown_at: None,
             plain: Vec::new(),
             replies: Replies::default(),
+            counted: HashMap::new(),
         }
     }
 
@@ -346,46 +349,10 @@ impl<A: App> Core<A> {
         }
     }
 
-    /// A connection from listener `listener` (see [`super::TLS_LISTENER`]).
-    fn accept(&mut self, t: Token, peer: Option<SocketAddr>, listener: usize) {
-        let generation = self.conns.new_generation();
-        // The current tick began up to a second ago: one more tick, so the
-        // handshake gets at least the whole timeout (a 1 s timeout could
-        // otherwise fire a moment after the accept).
-        let deadline = self.conns.now() + self.ticks.handshake + 1;
-        let tls = match &self.cfg.tls {
-            Some(tls) if listener == super::TLS_LISTENER => {
-                TlsLayer::new(&tls.config).map(Box::new)
-            }
-            _ => None,
-        };
-        // PROXY headers are read on the plaintext listener only.
-        let session = if self.cfg.trust_proxy && tls.is_none() {
-            Session::Proxy(ProxyHead::new(peer))
-        } else {
-            Session::Head(Box::new(RequestHead::new(&self.cfg.limits, peer)))
-        };
-        let mut slot = Slot::new(generation, session, deadline);
-        slot.tls = tls;
-        self.conns.insert_conn(t.0, slot);
-        self.stats.connections_open.add(1);
-        self.stats.connections_total.add(1);
-        if let Some(shared) = self.peers.shared() {
-            let open = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
-            if self.cfg.max_connections > 0 && open > self.cfg.max_connections {
-                let msg = format!(
-                    "the server is at its connection limit ({}); try again later\n",
-                    self.cfg.max_connections
-                );
-                self.respond(t.0, Response::text(503, msg), false);
-            }
-        }
-    }
-
     /// Answer with a whole response (without its body when `head_only`),
     /// then close (lingering); a status from 400 on is counted as a
     /// refusal. On an HTTP/2 stream: answer the stream.
-    fn respond(&mut self, index: u32, r: Response, head_only: bool) {
+    pub(super) fn respond(&mut self, index: u32, r: Response, head_only: bool) {
         if index & super::session::STREAM != 0 {
             return self.respond_stream(index, r, head_only);
         }
@@ -459,7 +426,11 @@ impl<A: App> Core<A> {
                 ProxyStep::Incomplete => {}
                 ProxyStep::Invalid(r) => self.respond(index, r, false),
                 ProxyStep::Done(head, mut rest) => {
+                    let client = head.peer().map(|p| p.ip());
                     slot.session = Session::Head(Box::new(head));
+                    if let Some(ip) = client {
+                        self.count_client(index, ip);
+                    }
                     if !rest.is_empty() {
                         self.plain_data(index, &mut rest, reply);
                     }

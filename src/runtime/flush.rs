@@ -395,6 +395,7 @@ impl<A: App> Core<A> {
     /// Close a connection's socket and count it gone.
     fn close_socket(&mut self, driver: &mut dyn Driver, index: u32) {
         driver.close(Token(index));
+        self.uncount_client(index);
         self.stats.connections_open.sub(1);
         if let Some(shared) = self.shared() {
             // Saturating: a connection accepted before `shared` was set was

@@ -13,7 +13,9 @@
 //!   mailboxes;
 //! - [`uplink`]: what a bridge to other nodes (a broker) is handed.
 
+mod admission;
 pub mod app;
+mod clients;
 mod clock;
 mod connections;
 mod core;
@@ -76,6 +78,8 @@ pub(crate) struct Shared {
     pub uplink: Option<Arc<dyn uplink::Uplink>>,
     /// The topics' history (for its sizes in /metrics).
     pub history: Option<Arc<crate::pubsub::history::History>>,
+    /// What each client address holds, for the limits per address.
+    pub clients: clients::Clients,
 }
 
 /// A running server.
@@ -304,6 +308,7 @@ where
         listeners.push(mine);
     }
     let tls_certs = cfg.tls.as_ref().map(|t| t.certs.clone());
+    let per_ip = (cfg.max_connections_per_ip, cfg.new_connections_per_ip);
     let uplink = cfg.uplink.clone();
     let history = cfg.history.clone();
     // Worker i runs on the i-th CPU this process may use, so `taskset` decides
@@ -374,6 +379,7 @@ where
         tls: tls_certs.clone(),
         uplink: uplink.clone(),
         history: history.clone(),
+        clients: clients::Clients::new(per_ip.0, per_ip.1),
     });
     Ok(Running {
         workers,

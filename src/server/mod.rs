@@ -186,6 +186,13 @@ pub struct Config {
     /// bursts of as many (0: no limit); past it the connection is closed
     /// with 1008.
     pub max_message_rate: u32,
+    /// Connections a client address may hold open at once (0: no limit);
+    /// past it, 429 with `Retry-After`. The address is the TCP peer's, or
+    /// behind a trusted proxy the PROXY v2 header's.
+    pub max_connections_per_ip: u32,
+    /// New connections a client address may open per second (0: no limit);
+    /// past it, 429 with `Retry-After`.
+    pub new_connections_per_ip: u32,
     /// Time to complete the opening handshake.
     pub handshake_timeout: Duration,
     /// A connection silent this long is pinged (and again every interval).
@@ -283,6 +290,8 @@ impl Default for Config {
             deflate: s.deflate,
             max_buffered: s.max_buffered,
             max_message_rate: s.max_message_rate,
+            max_connections_per_ip: s.max_connections_per_ip,
+            new_connections_per_ip: s.new_connections_per_ip,
             handshake_timeout: s.handshake_timeout,
             ping_interval: s.ping_interval,
             idle_timeout: s.idle_timeout,
@@ -436,6 +445,8 @@ impl Config {
             deflate: self.deflate.clone(),
             max_buffered: self.max_buffered,
             max_message_rate: self.max_message_rate,
+            max_connections_per_ip: self.max_connections_per_ip,
+            new_connections_per_ip: self.new_connections_per_ip,
             handshake_timeout: self.handshake_timeout,
             ping_interval: self.ping_interval,
             idle_timeout: self.idle_timeout,
