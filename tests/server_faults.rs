@@ -488,3 +488,42 @@ both_backends!(sigterm_drains_5000_clients_with_1001, |backend| {
     let status = waiter.join().unwrap();
     assert!(status.success(), "exit status {status}");
 });
+
+both_backends!(origins_guard_event_streams_and_publishing, |backend| {
+    // A cross-site form posts text/plain without a preflight: with
+    // --allowed-origins, publishing from another page is refused, as is
+    // reading an event stream (it used to answer 202 and 200).
+    let srv = TestServer::start(
+        backend,
+        &[
+            "--feed-sim",
+            "off",
+            "--allow-client-publish",
+            "--allowed-origins",
+            "https://good.example",
+        ],
+    );
+    let post = |origin: &str| {
+        http_request(
+            srv.addr,
+            format!(
+                "POST /publish/t HTTP/1.1\r\nHost: t\r\n{origin}Content-Type: text/plain\r\n\
+                 Content-Length: 1\r\n\r\nx"
+            )
+            .as_bytes(),
+        )
+        .0
+    };
+    assert_eq!(post("Origin: https://evil.example\r\n"), 403);
+    assert_eq!(post("Origin: https://good.example\r\n"), 202);
+    assert_eq!(post(""), 202, "no Origin: not a browser");
+    let sse = |origin: &str| {
+        let mut c = RawClient::tcp(srv.addr);
+        c.send(format!("GET /sse/t HTTP/1.1\r\nHost: t\r\n{origin}\r\n").as_bytes());
+        c.read_http_head()
+    };
+    let h = sse("Origin: https://evil.example\r\n");
+    assert!(h.starts_with("HTTP/1.1 403"), "{h}");
+    let h = sse("Origin: https://good.example\r\n");
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+});
