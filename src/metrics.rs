@@ -64,6 +64,9 @@ pub struct Stats {
     /// Connections closed with 1008 for sending messages faster than
     /// `max_message_rate`.
     pub rate_closes: Counter,
+    /// WebSockets closed with 1001 at the end of their lifetime
+    /// (`max_lifetime`).
+    pub lifetime_closes: Counter,
     /// Publications skipped by the `drop` policy.
     pub slow_drops: Counter,
     /// Publications held back by the `conflate` policy.
@@ -264,7 +267,7 @@ pub fn render_history(entries: usize, keys: usize) -> String {
 pub fn render(workers: &[WorkerView<'_>]) -> String {
     let mut out = String::with_capacity(2048);
     let sum = |f: Field| workers.iter().map(|w| f(w.stats).get()).sum::<u64>();
-    let rows: [(&str, &str, &str, Field); 18] = [
+    let rows: [(&str, &str, &str, Field); 19] = [
         (
             "ringwave_connections_open",
             "gauge",
@@ -330,6 +333,12 @@ pub fn render(workers: &[WorkerView<'_>]) -> String {
             "counter",
             "Connections closed with 1008 for sending messages faster than --max-message-rate.",
             |s| &s.rate_closes,
+        ),
+        (
+            "ringwave_lifetime_closes_total",
+            "counter",
+            "WebSockets closed with 1001 at the end of --max-lifetime.",
+            |s| &s.lifetime_closes,
         ),
         (
             "ringwave_slow_consumer_drops_total",

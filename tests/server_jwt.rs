@@ -122,6 +122,7 @@ both_backends!(max_lifetime_closes_with_1001, |backend| {
         &["lifetime", "127.0.0.1", &port, "-"],
         &[],
     );
+    assert_eq!(metrics(srv.addr)["ringwave_lifetime_closes_total"], 1.0);
 });
 
 both_backends!(feed_tokens_in_band_first_refreshed_or_never, |backend| {

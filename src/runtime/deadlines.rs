@@ -72,14 +72,24 @@ impl<A: App> Core<A> {
                     slot.deadline = now + self.ticks.idle;
                     self.conns.reschedule(e.index);
                 }
-                Session::WebSocket(ws) => match ws.expire(now, &self.ticks) {
-                    Expiry::Close => self.conns.close(e.index),
-                    Expiry::Again(at) => {
-                        slot.deadline = at;
-                        self.conns.reschedule(e.index);
-                        self.conns.mark_dirty(e.index);
+                Session::WebSocket(ws) => {
+                    let again = match ws.expire(now, &self.ticks) {
+                        Expiry::Close => None,
+                        Expiry::Again(at) => Some(at),
+                        Expiry::LifeOver(at) => {
+                            self.stats.lifetime_closes.add(1);
+                            Some(at)
+                        }
+                    };
+                    match again {
+                        None => self.conns.close(e.index),
+                        Some(at) => {
+                            slot.deadline = at;
+                            self.conns.reschedule(e.index);
+                            self.conns.mark_dirty(e.index);
+                        }
                     }
-                },
+                }
             }
         }
         self.conns.fired_done(fired);

@@ -66,6 +66,9 @@ impl Allowance {
 pub(in crate::runtime) enum Expiry {
     /// Come back at this tick.
     Again(u64),
+    /// Its lifetime (`--max-lifetime`) is over: closing with 1001; come
+    /// back at this tick.
+    LifeOver(u64),
     /// Close the transport now (the close handshake itself timed out).
     Close,
 }
@@ -125,12 +128,13 @@ impl WebSocket {
             return Expiry::Close;
         }
         let due = |e: u32| e != 0 && now >= e as u64;
-        if due(self.token_ends) || due(self.life_ends) {
-            match due(self.token_ends) {
-                true => self.close(TOKEN_EXPIRED, "no valid token"),
-                false => self.close(CloseCode::GOING_AWAY, "connection lifetime reached"),
-            }
+        if due(self.token_ends) {
+            self.close(TOKEN_EXPIRED, "no valid token");
             return Expiry::Again(now + ticks.handshake);
+        }
+        if due(self.life_ends) {
+            self.close(CloseCode::GOING_AWAY, "connection lifetime reached");
+            return Expiry::LifeOver(now + ticks.handshake);
         }
         let close_at = self.last_seen as u64 + ticks.idle;
         if !self.pinged || now < close_at {
