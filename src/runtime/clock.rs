@@ -13,6 +13,13 @@ pub(crate) struct Epoch {
     pub wall: SystemTime,
 }
 
+impl Epoch {
+    /// The wall clock at `now` (computed, not read).
+    pub(crate) fn wall_at(&self, now: Instant) -> SystemTime {
+        self.wall + now.saturating_duration_since(self.at)
+    }
+}
+
 /// The tick by which the wall clock reads `at`, at tick `now` and wall
 /// clock `wall`: the time left rounded up to whole ticks, and one more (the
 /// current tick began up to a second ago), so nothing ends before its

@@ -657,8 +657,7 @@ impl<A: App> Core<A> {
     /// out first that its own output does not hold: the rest of a partly
     /// written publication.
     pub(super) fn frames(&mut self, index: u32, buf: &mut [u8], reply: Option<&mut dyn Reply>) {
-        let (tick, rate, wall) = (self.conns.now(), self.cfg.max_message_rate, self.wall());
-        let mut moved = false;
+        let (tick, rate) = (self.conns.now(), self.cfg.max_message_rate);
         let Some(slot) = self.conns.get_mut(index) else {
             return;
         };
@@ -706,17 +705,12 @@ impl<A: App> Core<A> {
                         }
                         continue;
                     }
-                    let now = (self.now, wall);
+                    let now = (self.now, &self.epoch);
                     let pubsub = self.delivery.pubsub(&mut slot.sub, now, &self.stats);
                     let replies = reply.is_some().then_some(&mut self.replies);
                     let mut handle = Ws::new(id, ws.tag, sender, max_buffered, pubsub, replies);
                     self.stats.messages_in.add(1);
                     self.app.on_message(&mut handle, msg);
-                    if let Some(at) = self.delivery.take_token_expiry() {
-                        ws.set_token_end(at.map(|t| tick_at(tick, wall, t)));
-                        slot.deadline = ws.cap(slot.deadline.max(tick + self.ticks.ping));
-                        moved = true;
-                    }
                 }
                 Err(e) => {
                     tracing::debug!(worker = self.worker, index, "closing: {e}");
@@ -730,6 +724,16 @@ impl<A: App> Core<A> {
             let n = self.replies.write(&mut ws.conn, buf, reply);
             self.stats.bytes_out.add(n as u64);
         }
+        // A token expiry a handler set during this read (the last one set).
+        let moved = match self.delivery.take_token_expiry() {
+            Some(at) => {
+                let wall = self.epoch.wall_at(self.now);
+                ws.set_token_end(at.map(|t| tick_at(tick, wall, t)));
+                slot.deadline = ws.cap(slot.deadline.max(tick + self.ticks.ping));
+                true
+            }
+            None => false,
+        };
         if moved {
             // Its token now ends earlier than its wheel entry, perhaps.
             self.conns.reschedule(index);
@@ -751,6 +755,7 @@ impl<A: App> Core<A> {
     /// builds its own from each read).
     fn callback(&mut self, index: u32, f: impl FnOnce(&mut A, &mut Ws<'_>)) {
         let (tick, wall) = (self.conns.now(), self.wall());
+        let epoch = self.epoch;
         let Some(slot) = self.conns.get_mut(index) else {
             return;
         };
@@ -764,7 +769,7 @@ impl<A: App> Core<A> {
         };
         let pubsub = self
             .delivery
-            .pubsub(&mut slot.sub, (self.now, wall), &self.stats);
+            .pubsub(&mut slot.sub, (self.now, &epoch), &self.stats);
         let mut handle = Ws::new(
             id,
             ws.tag,
@@ -848,7 +853,7 @@ impl<A: App> Core<A> {
 
     /// The wall clock at this turn's `now`.
     pub(super) fn wall(&self) -> SystemTime {
-        self.epoch.wall + self.now.saturating_duration_since(self.epoch.at)
+        self.epoch.wall_at(self.now)
     }
 
     /// The process-wide connection count, when the workers share one.

@@ -10,6 +10,7 @@ use crate::metrics::Stats;
 use crate::proto::CloseCode;
 use crate::pubsub::{Policy, Publication, Subscriber, Topics};
 
+use super::clock::Epoch;
 use super::connections::Connections;
 use super::session::Session;
 use super::ws::PubSub;
@@ -51,12 +52,12 @@ impl Delivery {
     pub(super) fn pubsub<'a>(
         &'a mut self,
         sub: &'a mut Option<Box<Subscriber>>,
-        now: (Instant, SystemTime),
+        now: (Instant, &'a Epoch),
         stats: &'a Stats,
     ) -> PubSub<'a> {
         PubSub {
             now: now.0,
-            wall: now.1,
+            epoch: now.1,
             sub,
             topics: &mut self.topics,
             publishes: &mut self.publishes,

@@ -14,6 +14,7 @@ use crate::pubsub::{
     Publication, SubscribeError, SubscribeOptions, Subscribed, Subscriber, Topics,
 };
 
+use super::clock::Epoch;
 use super::reply::Replies;
 
 /// A connection's identity: worker, slot index and generation.
@@ -84,8 +85,9 @@ pub(crate) struct PubSub<'a> {
     /// The worker's clock for this callback (the runtime reads no clock
     /// below the worker).
     pub now: Instant,
-    /// The wall clock at `now`.
-    pub wall: SystemTime,
+    /// The worker's epoch, for the wall clock at `now` (computed only when
+    /// asked for).
+    pub epoch: &'a Epoch,
     /// A new moment for the connection's token to expire, set during the
     /// callback ([`Ws::set_token_expiry`]); the loop applies it after.
     pub token_expiry: &'a mut Option<Option<SystemTime>>,
@@ -130,7 +132,7 @@ impl<'a> Ws<'a> {
     /// The wall clock of this loop turn (what a token's expiry is compared
     /// with; the worker reads the clock once a turn).
     pub fn wall_clock(&self) -> SystemTime {
-        self.pubsub.wall
+        self.pubsub.epoch.wall_at(self.pubsub.now)
     }
 
     /// Close the connection with 4001 at `at` (`None`: never), as when the

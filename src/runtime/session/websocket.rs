@@ -42,6 +42,7 @@ pub(in crate::runtime) struct Allowance {
 impl Allowance {
     /// Take one message at tick `now`: `rate` a second, at most `rate` at
     /// once; false when it is spent. A `rate` of 0 is no limit.
+    #[inline]
     pub(in crate::runtime) fn take(&mut self, now: u64, rate: u32) -> bool {
         if rate == 0 {
             return true;
@@ -106,7 +107,11 @@ impl WebSocket {
     }
 
     /// `deadline`, or the end of its life if that comes first.
+    #[inline]
     pub(in crate::runtime) fn cap(&self, deadline: u64) -> u64 {
+        if self.token_ends | self.life_ends == 0 {
+            return deadline;
+        }
         [self.token_ends, self.life_ends]
             .into_iter()
             .filter(|&e| e != 0)
