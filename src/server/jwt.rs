@@ -155,11 +155,61 @@ struct Topics {
     publish: Vec<String>,
 }
 
-/// One trusted key and the algorithms it verifies.
+/// One trusted key, and what `jsonwebtoken` checks with it: the algorithms
+/// it verifies and, once the configuration is applied ([`require`]), the
+/// audience and issuer. Built when the keys are read, not per token.
 struct Key {
     kid: Option<String>,
     key: DecodingKey,
-    algorithms: Vec<Algorithm>,
+    validation: Validation,
+}
+
+impl Key {
+    fn new(kid: Option<String>, key: DecodingKey, algorithms: &[Algorithm]) -> Key {
+        let mut v = Validation::new(algorithms[0]);
+        v.algorithms = algorithms.to_vec();
+        // Time is checked on the worker's clock (`JwtKeys::valid_at`).
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.leeway = 0;
+        v.required_spec_claims.clear();
+        v.validate_aud = false;
+        Key {
+            kid,
+            key,
+            validation: v,
+        }
+    }
+
+    /// The token's claims if this key signed it and its audience and issuer
+    /// are the required ones (time is checked by the caller, on its clock).
+    fn check(&self, token: &str) -> Result<Claims, TokenError> {
+        use jsonwebtoken::errors::ErrorKind as E;
+        match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
+            Ok(data) => Ok(data.claims),
+            Err(e) => Err(match e.kind() {
+                E::InvalidSignature => TokenError::BadSignature,
+                E::InvalidAudience => TokenError::WrongAudience,
+                E::MissingRequiredClaim(c) if c == "aud" => TokenError::WrongAudience,
+                E::InvalidIssuer => TokenError::WrongIssuer,
+                E::MissingRequiredClaim(c) if c == "iss" => TokenError::WrongIssuer,
+                E::InvalidAlgorithm => TokenError::UnknownKey,
+                _ => TokenError::Malformed,
+            }),
+        }
+    }
+}
+
+/// Require the configured audience and issuer of every token `v` checks.
+fn require(v: &mut Validation, config: &JwtConfig) {
+    if let Some(aud) = &config.audience {
+        v.set_audience(&[aud]);
+        v.required_spec_claims.insert("aud".into());
+    }
+    if let Some(iss) = &config.issuer {
+        v.set_issuer(&[iss]);
+        v.required_spec_claims.insert("iss".into());
+    }
 }
 
 const HMAC: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
@@ -179,11 +229,7 @@ fn load_file(path: &Path) -> Result<Vec<Key>, String> {
     let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
     let text = text.strip_suffix(b"\r").unwrap_or(text);
     if text.starts_with(b"-----BEGIN") {
-        let key = |key, algorithms: &[Algorithm]| Key {
-            kid: None,
-            key,
-            algorithms: algorithms.to_vec(),
-        };
+        let key = |key, algorithms: &[Algorithm]| Key::new(None, key, algorithms);
         if let Ok(k) = DecodingKey::from_rsa_pem(text) {
             return Ok(vec![key(k, &RSA)]);
         }
@@ -213,11 +259,7 @@ fn load_file(path: &Path) -> Result<Vec<Key>, String> {
                     DecodingKey::from_jwk(jwk).map_err(|e| at(&format!("key {name}: {e}")))?;
                 let algorithms = jwk_algorithms(jwk.common.key_algorithm, &jwk.algorithm)
                     .ok_or_else(|| at(&format!("key {name}: not a signature key")))?;
-                Ok(Key {
-                    kid,
-                    key,
-                    algorithms,
-                })
+                Ok(Key::new(kid, key, &algorithms))
             })
             .collect();
     }
@@ -227,11 +269,7 @@ fn load_file(path: &Path) -> Result<Vec<Key>, String> {
             text.len()
         )));
     }
-    Ok(vec![Key {
-        kid: None,
-        key: DecodingKey::from_secret(text),
-        algorithms: HMAC.to_vec(),
-    }])
+    Ok(vec![Key::new(None, DecodingKey::from_secret(text), &HMAC)])
 }
 
 /// A JWK's algorithms: the one its `alg` names, else those of its type.
@@ -303,6 +341,9 @@ impl JwtKeys {
         for path in &config.keys {
             keys.extend(load_file(path)?);
         }
+        for k in &mut keys {
+            require(&mut k.validation, config);
+        }
         Ok(keys)
     }
 
@@ -341,48 +382,15 @@ impl JwtKeys {
         let candidates = keys
             .iter()
             .filter(|k| !named || by_kid(k))
-            .filter(|k| k.algorithms.contains(&header.alg));
+            .filter(|k| k.validation.algorithms.contains(&header.alg));
         let mut refusal = TokenError::UnknownKey;
         for key in candidates {
-            match self.check(token, key) {
+            match key.check(token) {
                 Ok(claims) => return self.valid_at(claims, now),
                 Err(e) => refusal = e,
             }
         }
         Err(refusal)
-    }
-
-    /// The token's claims if `key` signed it and its audience and issuer
-    /// are the required ones (time is checked by the caller, on its clock).
-    fn check(&self, token: &str, key: &Key) -> Result<Claims, TokenError> {
-        use jsonwebtoken::errors::ErrorKind as E;
-        let mut v = Validation::new(key.algorithms[0]);
-        v.algorithms = key.algorithms.clone();
-        v.validate_exp = false;
-        v.validate_nbf = false;
-        v.leeway = 0;
-        v.required_spec_claims.clear();
-        v.validate_aud = false;
-        if let Some(aud) = &self.config.audience {
-            v.set_audience(&[aud]);
-            v.required_spec_claims.insert("aud".into());
-        }
-        if let Some(iss) = &self.config.issuer {
-            v.set_issuer(&[iss]);
-            v.required_spec_claims.insert("iss".into());
-        }
-        match jsonwebtoken::decode::<Claims>(token, &key.key, &v) {
-            Ok(data) => Ok(data.claims),
-            Err(e) => Err(match e.kind() {
-                E::InvalidSignature => TokenError::BadSignature,
-                E::InvalidAudience => TokenError::WrongAudience,
-                E::MissingRequiredClaim(c) if c == "aud" => TokenError::WrongAudience,
-                E::InvalidIssuer => TokenError::WrongIssuer,
-                E::MissingRequiredClaim(c) if c == "iss" => TokenError::WrongIssuer,
-                E::InvalidAlgorithm => TokenError::UnknownKey,
-                _ => TokenError::Malformed,
-            }),
-        }
     }
 
     fn valid_at(&self, claims: Claims, now: SystemTime) -> Result<Identity, TokenError> {
