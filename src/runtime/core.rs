@@ -724,20 +724,7 @@ impl<A: App> Core<A> {
             let n = self.replies.write(&mut ws.conn, buf, reply);
             self.stats.bytes_out.add(n as u64);
         }
-        // A token expiry a handler set during this read (the last one set).
-        let moved = match self.delivery.take_token_expiry() {
-            Some(at) => {
-                let wall = self.epoch.wall_at(self.now);
-                ws.set_token_end(at.map(|t| tick_at(tick, wall, t)));
-                slot.deadline = ws.cap(slot.deadline.max(tick + self.ticks.ping));
-                true
-            }
-            None => false,
-        };
-        if moved {
-            // Its token now ends earlier than its wheel entry, perhaps.
-            self.conns.reschedule(index);
-        }
+        self.apply_token_expiry(index);
         self.conns.mark_dirty(index);
         self.publish_pending();
     }
@@ -754,8 +741,6 @@ impl<A: App> Core<A> {
     /// Call the app with a WebSocket's handle (outside the frame loop, which
     /// builds its own from each read).
     fn callback(&mut self, index: u32, f: impl FnOnce(&mut A, &mut Ws<'_>)) {
-        let (tick, wall) = (self.conns.now(), self.wall());
-        let epoch = self.epoch;
         let Some(slot) = self.conns.get_mut(index) else {
             return;
         };
@@ -769,7 +754,7 @@ impl<A: App> Core<A> {
         };
         let pubsub = self
             .delivery
-            .pubsub(&mut slot.sub, (self.now, &epoch), &self.stats);
+            .pubsub(&mut slot.sub, (self.now, &self.epoch), &self.stats);
         let mut handle = Ws::new(
             id,
             ws.tag,
@@ -779,11 +764,28 @@ impl<A: App> Core<A> {
             None,
         );
         f(&mut self.app, &mut handle);
-        if let Some(at) = self.delivery.take_token_expiry() {
-            ws.set_token_end(at.map(|t| tick_at(tick, wall, t)));
-            slot.deadline = ws.cap(slot.deadline.max(tick + self.ticks.ping));
-            self.conns.reschedule(index);
-        }
+        self.apply_token_expiry(index);
+    }
+
+    /// Move the end of a WebSocket's token where its handler set it during
+    /// the callback just made (`Ws::set_token_expiry`; the last one set):
+    /// its keep-alive deadline is capped by the new end, and the wheel looks
+    /// at it again by then.
+    fn apply_token_expiry(&mut self, index: u32) {
+        let Some(at) = self.delivery.take_token_expiry() else {
+            return;
+        };
+        let end = at.map(|t| self.tick_at(t));
+        let keep_alive = self.conns.now() + self.ticks.ping;
+        let Some(slot) = self.conns.get_mut(index) else {
+            return;
+        };
+        let Session::WebSocket(ws) = &mut slot.session else {
+            return;
+        };
+        ws.set_token_end(end);
+        slot.deadline = ws.cap(slot.deadline.max(keep_alive));
+        self.conns.reschedule(index);
     }
 
     pub(super) fn publish_pending(&mut self) {
