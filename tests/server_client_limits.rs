@@ -88,11 +88,7 @@ both_backends!(connections_per_client_address_are_limited, |backend| {
         (st, body) => Err(format!("{st} {body}")),
     });
     // The third, and any retry of the fifth before the close was seen.
-    let refused: f64 = body
-        .lines()
-        .find_map(|l| l.strip_prefix("ringwave_rejects_total{reason=\"429\"} "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let refused = parse_metrics(&body)[r#"ringwave_rejects_total{reason="429"}"#];
     assert!(refused >= 1.0, "{body}");
 });
 

@@ -421,11 +421,7 @@ fn metrics_when_open(addr: SocketAddr, query: &str) -> Result<f64, String> {
         return Err(head);
     }
     let body = String::from_utf8_lossy(&c.read_to_end()).into_owned();
-    Ok(body
-        .lines()
-        .filter(|l| l.starts_with("ringwave_rejects_total{reason=\"503\"}"))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum())
+    Ok(parse_metrics(&body)[r#"ringwave_rejects_total{reason="503"}"#])
 }
 
 both_backends!(sigterm_drains_5000_clients_with_1001, |backend| {

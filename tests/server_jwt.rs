@@ -8,7 +8,7 @@
 mod server;
 use server::*;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A fresh folder of keys written by `jwt_clients.py keys`.
 fn keys(name: &str) -> PathBuf {
@@ -18,8 +18,22 @@ fn keys(name: &str) -> PathBuf {
     dir
 }
 
+/// `jwt_clients.py MODE 127.0.0.1 PORT DIR` against `srv`.
+fn jwt_clients(mode: &str, srv: &TestServer, dir: &Path) -> Result<(), String> {
+    let port = srv.addr.port().to_string();
+    let args = [mode, "127.0.0.1", &port, dir.to_str().unwrap()];
+    try_python("jwt_clients.py", &args, &[])
+}
+
+/// [`jwt_clients`], which must pass.
+fn run_jwt_clients(mode: &str, srv: &TestServer, dir: &Path) {
+    if let Err(e) = jwt_clients(mode, srv, dir) {
+        panic!("{e}");
+    }
+}
+
 /// The server with every key of `dir`.
-fn server(backend: &str, dir: &std::path::Path, extra: &[&str]) -> TestServer {
+fn server(backend: &str, dir: &Path, extra: &[&str]) -> TestServer {
     let files = ["hs.key", "rsa.pem", "ec.pem", "ed.pem", "jwks.json"];
     let paths: Vec<String> = files
         .iter()
@@ -36,28 +50,16 @@ fn server(backend: &str, dir: &std::path::Path, extra: &[&str]) -> TestServer {
 both_backends!(tokens_decide_who_sees_what_on_every_route, |backend| {
     let dir = keys(&format!("routes-{backend}"));
     let srv = server(backend, &dir, &[]);
-    let port = srv.addr.port().to_string();
-    run_python(
-        "jwt_clients.py",
-        &["check", "127.0.0.1", &port, dir.to_str().unwrap()],
-        &[],
-    );
+    run_jwt_clients("check", &srv, &dir);
 });
 
 both_backends!(sighup_rotates_the_keys, |backend| {
     let dir = keys(&format!("rotate-{backend}"));
     let srv = server(backend, &dir, &[]);
-    let port = srv.addr.port().to_string();
     run_python("jwt_clients.py", &["rotate", dir.to_str().unwrap()], &[]);
     srv.signal("HUP");
     // The reload runs on the signal thread: bounded wait for its effect.
-    eventually(|| {
-        try_python(
-            "jwt_clients.py",
-            &["rotated", "127.0.0.1", &port, dir.to_str().unwrap()],
-            &[],
-        )
-    });
+    eventually(|| jwt_clients("rotated", &srv, &dir));
 });
 
 both_backends!(metrics_and_the_shared_token, |backend| {
@@ -101,12 +103,7 @@ fn a_second_server_on_the_same_address_refuses_to_start() {
 both_backends!(an_expired_token_ends_its_connection, |backend| {
     let dir = keys(&format!("expiry-{backend}"));
     let srv = server(backend, &dir, &["--metrics-token", "m3trics"]);
-    let port = srv.addr.port().to_string();
-    run_python(
-        "jwt_clients.py",
-        &["expiry", "127.0.0.1", &port, dir.to_str().unwrap()],
-        &[],
-    );
+    run_jwt_clients("expiry", &srv, &dir);
     let (_, m) = http_request(
         srv.addr,
         b"GET /metrics HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer m3trics\r\n\r\n",
@@ -116,22 +113,12 @@ both_backends!(an_expired_token_ends_its_connection, |backend| {
 
 both_backends!(max_lifetime_closes_with_1001, |backend| {
     let srv = TestServer::start(backend, &["--feed-sim", "off", "--max-lifetime", "2"]);
-    let port = srv.addr.port().to_string();
-    run_python(
-        "jwt_clients.py",
-        &["lifetime", "127.0.0.1", &port, "-"],
-        &[],
-    );
+    run_jwt_clients("lifetime", &srv, Path::new("-"));
     assert_eq!(metrics(srv.addr)["ringwave_lifetime_closes_total"], 1.0);
 });
 
 both_backends!(feed_tokens_in_band_first_refreshed_or_never, |backend| {
     let dir = keys(&format!("inband-{backend}"));
     let srv = server(backend, &dir, &["--handshake-timeout", "2"]);
-    let port = srv.addr.port().to_string();
-    run_python(
-        "jwt_clients.py",
-        &["inband", "127.0.0.1", &port, dir.to_str().unwrap()],
-        &[],
-    );
+    run_jwt_clients("inband", &srv, &dir);
 });

@@ -335,6 +335,11 @@ pub fn http_request(addr: SocketAddr, req: &[u8]) -> (u16, String) {
 pub fn metrics(addr: SocketAddr) -> std::collections::HashMap<String, f64> {
     let (status, body) = http_get(addr, "/metrics");
     assert_eq!(status, 200, "{body}");
+    parse_metrics(&body)
+}
+
+/// The Prometheus text `body` as (name with labels) -> value.
+pub fn parse_metrics(body: &str) -> std::collections::HashMap<String, f64> {
     body.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| {
