@@ -5,7 +5,7 @@ mod server;
 use server::*;
 use std::time::Duration;
 
-use ringwave::server::{Config, Handler, Msg, Server, Ws};
+use ringwave::server::{Config, EngineConfig, Handler, Msg, Server, Ws};
 
 struct Nothing;
 
@@ -74,8 +74,11 @@ fn each_rule_names_its_field() {
 #[test]
 fn serve_refuses_an_invalid_config() {
     let c = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        idle_timeout: Duration::from_secs(10),
+        engine: EngineConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            idle_timeout: Duration::from_secs(10),
+            ..EngineConfig::default()
+        },
         ..Config::default()
     };
     let e = match Server::builder().config(c).serve(|| Nothing) {
@@ -108,9 +111,12 @@ fn library_server(builtins: bool) -> ringwave::runtime::Running {
         .listen("127.0.0.1:0".parse().unwrap())
         .threads(1)
         .config(Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            threads: 1,
-            pin_threads: false,
+            engine: EngineConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                threads: 1,
+                pin_threads: false,
+                ..EngineConfig::default()
+            },
             allow_client_publish: true,
             ..Config::default()
         });

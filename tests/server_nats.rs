@@ -16,7 +16,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use ringwave::server::{BuiltinRoutes, Config, Echo, NatsConfig, Server};
+use ringwave::server::{BuiltinRoutes, Config, Echo, EngineConfig, NatsConfig, Server};
 use server::nats::{free_port, Nats};
 use server::{
     eventually, frame, http_request, metrics, refused_start, wait_metric, RawClient, TestServer,
@@ -172,10 +172,13 @@ both_backends!(three_nodes_and_a_library_node_share_a_topic, |backend| {
     // feed app and POST /publish like the binary.
     let b = Server::builder()
         .config(Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            threads: 2,
-            backend: backend.parse().unwrap(),
-            pin_threads: false,
+            engine: EngineConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                threads: 2,
+                backend: backend.parse().unwrap(),
+                pin_threads: false,
+                ..EngineConfig::default()
+            },
             allow_client_publish: true,
             routes: BuiltinRoutes::ALL,
             feed_path: Some("/feed".into()),

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use bench_harness::stats::RunResult;
 use ringwave::driver::Backend;
-use ringwave::server::{Config, Echo, HistoryConfig, Retention, Server};
+use ringwave::server::{Config, Echo, EngineConfig, HistoryConfig, Retention, Server};
 
 fn bench(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ringwave-bench"))
@@ -133,8 +133,11 @@ fn every_scenario_reports_and_the_report_renders() {
 fn stream_fanouts_deliver_everything_over_both_protocols() {
     let server = Server::builder()
         .config(Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            threads: 1,
+            engine: EngineConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                threads: 1,
+                ..EngineConfig::default()
+            },
             allow_client_publish: true,
             history: HistoryConfig {
                 default: Some(Retention {
@@ -199,8 +202,11 @@ fn a_reconnect_storm_recovers_every_subscriber() {
     );
     let server = Server::builder()
         .config(Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            threads: 2,
+            engine: EngineConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                threads: 2,
+                ..EngineConfig::default()
+            },
             allow_client_publish: true,
             history,
             ..Config::default()

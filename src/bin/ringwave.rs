@@ -12,8 +12,8 @@ use ringwave::proto::{DeflateConfig, Limits};
 use ringwave::runtime::tls::Certificates;
 use ringwave::server::feedsim::{self, SimSpec};
 use ringwave::server::{
-    BuiltinRoutes, CertFiles, Config, Echo, HistoryConfig, JwtConfig, JwtKeys, NatsAuth,
-    NatsConfig, Policy, Retention, Server, TlsConfig,
+    BuiltinRoutes, CertFiles, Config, Echo, EngineConfig, HistoryConfig, JwtConfig, JwtKeys,
+    NatsAuth, NatsConfig, Policy, Retention, Server, TlsConfig,
 };
 
 /// ringwave: a thread-per-core WebSocket server over io_uring.
@@ -346,46 +346,48 @@ fn config(cli: &Cli) -> Result<Config, String> {
     });
     let max_message = cli.max_message as usize;
     Ok(Config {
-        listen: cli.listen,
-        threads: cli
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .max(1),
-        backend: cli.backend,
-        limits: Limits {
-            max_handshake_bytes: cli.max_handshake_bytes as usize,
-            max_frame_payload: cli.max_frame.map_or(max_message, |f| f as usize),
-            max_message_size: max_message,
+        engine: EngineConfig {
+            listen: cli.listen,
+            threads: cli
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .max(1),
+            backend: cli.backend,
+            limits: Limits {
+                max_handshake_bytes: cli.max_handshake_bytes as usize,
+                max_frame_payload: cli.max_frame.map_or(max_message, |f| f as usize),
+                max_message_size: max_message,
+            },
+            deflate: cli.deflate.then(DeflateConfig::default),
+            max_buffered: cli.max_buffered,
+            max_message_rate: cli.max_message_rate,
+            max_connections_per_ip: cli.max_connections_per_ip,
+            new_connections_per_ip: cli.new_connections_per_ip,
+            handshake_timeout: Duration::from_secs(cli.handshake_timeout),
+            ping_interval: Duration::from_secs(cli.ping_interval),
+            idle_timeout: Duration::from_secs(cli.idle_timeout),
+            drain: Duration::from_secs(cli.drain_seconds),
+            shutdown_grace: Duration::from_secs(cli.shutdown_grace),
+            max_connections: cli.max_connections,
+            pin_threads: true,
+            slow_consumer: cli.slow_consumer,
+            trust_proxy: cli.trust_proxy,
+            http2: !cli.no_http2,
+            topic_policies: {
+                let mut m = std::collections::HashMap::new();
+                m.insert(feedsim::TOPIC.to_string(), Policy::Conflate);
+                m.extend(cli.topic_policies.iter().cloned());
+                m
+            },
         },
-        deflate: cli.deflate.then(DeflateConfig::default),
-        max_buffered: cli.max_buffered,
-        max_message_rate: cli.max_message_rate,
-        max_connections_per_ip: cli.max_connections_per_ip,
-        new_connections_per_ip: cli.new_connections_per_ip,
-        handshake_timeout: Duration::from_secs(cli.handshake_timeout),
-        ping_interval: Duration::from_secs(cli.ping_interval),
-        idle_timeout: Duration::from_secs(cli.idle_timeout),
-        drain: Duration::from_secs(cli.drain_seconds),
-        shutdown_grace: Duration::from_secs(cli.shutdown_grace),
-        max_connections: cli.max_connections,
         allowed_origins: cli.allowed_origins.clone(),
         token: cli.token.clone(),
         jwt,
         metrics_token: cli.metrics_token.clone(),
-        pin_threads: true,
-        slow_consumer: cli.slow_consumer,
-        topic_policies: {
-            let mut m = std::collections::HashMap::new();
-            m.insert(feedsim::TOPIC.to_string(), Policy::Conflate);
-            m.extend(cli.topic_policies.iter().cloned());
-            m
-        },
         feed_path: Some("/feed".to_string()),
         routes: BuiltinRoutes::ALL,
         allow_client_publish: cli.allow_client_publish,
         publish_token: cli.publish_token.clone(),
-        trust_proxy: cli.trust_proxy,
-        http2: !cli.no_http2,
         sse_lifetime: (cli.sse_lifetime > 0).then(|| Duration::from_secs(cli.sse_lifetime)),
         max_lifetime: (cli.max_lifetime > 0).then(|| Duration::from_secs(cli.max_lifetime)),
         history: {

@@ -152,12 +152,15 @@ pub enum Route {
     },
 }
 
-/// The loop's settings (the server's `Config` less what only routes use).
+/// The settings of the connection engine: where it listens, its threads,
+/// the limits and timeouts every connection meets, the slow-consumer
+/// policies. Written once, here: the server's `Config` holds it (and reads
+/// through to its fields), and so do the loop's [`Settings`].
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct EngineConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Worker threads.
+    /// Worker threads (one per core by default).
     pub threads: usize,
     /// I/O backend.
     pub backend: Backend,
@@ -165,57 +168,56 @@ pub struct Settings {
     pub pin_threads: bool,
     /// Protocol limits.
     pub limits: Limits,
-    /// permessage-deflate, if enabled.
+    /// permessage-deflate, if offered by clients and enabled here.
     pub deflate: Option<DeflateConfig>,
-    /// Unsent bytes per connection past which sends are refused.
+    /// Unsent bytes per connection past which sends are refused (and the
+    /// connection is no longer read until they drain).
     pub max_buffered: usize,
-    /// Messages a WebSocket may send per second, on average, with bursts of
-    /// as many (0: no limit); past it, closed with 1008.
+    /// Messages a WebSocket client may send per second, on average, with
+    /// bursts of as many (0: no limit); past it the connection is closed
+    /// with 1008.
     pub max_message_rate: u32,
-    /// Connections open at once per client address (0: no limit); past it,
-    /// 429.
+    /// Connections a client address may hold open at once (0: no limit);
+    /// past it, 429 with `Retry-After`. The address is the TCP peer's, or
+    /// behind a trusted proxy the PROXY v2 header's.
     pub max_connections_per_ip: u32,
-    /// New connections per second per client address (0: no limit); past
-    /// it, 429.
+    /// New connections a client address may open per second (0: no limit);
+    /// past it, 429 with `Retry-After`.
     pub new_connections_per_ip: u32,
     /// Time to complete the opening handshake.
     pub handshake_timeout: Duration,
-    /// A connection silent this long is pinged.
+    /// A connection silent this long is pinged (and again every interval).
     pub ping_interval: Duration,
-    /// A pinged connection silent this long is closed with 1001.
+    /// A connection that sends nothing (not even a pong) this long, after an
+    /// unanswered ping, is closed with 1001.
     pub idle_timeout: Duration,
-    /// The period over which a shutdown spreads its 1001 closes.
+    /// On shutdown, the period over which connections are told to go (close
+    /// 1001 at a random moment each), so clients do not reconnect in a storm.
+    /// New upgrades get 503 and `/healthz` answers 503 meanwhile.
     pub drain: Duration,
     /// After the drain, how long to wait for close handshakes.
     pub shutdown_grace: Duration,
-    /// Connections per process beyond which new ones get 503 (0: none).
+    /// Connections per process beyond which new ones get 503 (0: no limit
+    /// but the descriptor limit).
     pub max_connections: usize,
-    /// Read PROXY v2 headers and `X-Forwarded-For`.
+    /// Take the client's address from a PROXY protocol v2 header or
+    /// `X-Forwarded-For` (only behind a proxy that sets them: clients could
+    /// send either themselves).
     pub trust_proxy: bool,
-    /// Slow-consumer policy for topics without an override.
+    /// What to do with a subscriber whose unsent bytes pass `max_buffered`.
     pub slow_consumer: Policy,
-    /// Per-topic overrides.
+    /// Per-topic overrides of `slow_consumer`.
     pub topic_policies: HashMap<String, Policy>,
-    /// A TLS listener beside the plaintext one, if any.
-    pub tls: Option<super::tls::TlsSettings>,
-    /// A bridge to other nodes' pub/sub (a broker), if any.
-    pub uplink: Option<Arc<dyn Uplink>>,
-    /// Serve HTTP/2: by prior knowledge on the plaintext listener, by ALPN
-    /// `h2` on the TLS one.
+    /// Serve HTTP/2 beside HTTP/1.1: by prior knowledge on the plaintext
+    /// listener, by ALPN `h2` on the TLS one (default on).
     pub http2: bool,
-    /// Offsets and history for the topics that keep it, shared by every
-    /// worker and publisher.
-    pub history: Option<Arc<History>>,
-    /// End each event stream after this long (clients reconnect, from
-    /// their `Last-Event-ID`).
-    pub sse_lifetime: Option<Duration>,
 }
 
-impl Default for Settings {
+impl Default for EngineConfig {
     /// 127.0.0.1:9001, a worker per CPU, each pinned; the limits and
-    /// timeouts the README gives.
+    /// timeouts docs/options.md gives.
     fn default() -> Self {
-        Settings {
+        EngineConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9001)),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             backend: Backend::Auto,
@@ -235,11 +237,44 @@ impl Default for Settings {
             trust_proxy: false,
             slow_consumer: Policy::Close,
             topic_policies: HashMap::new(),
-            tls: None,
-            uplink: None,
             http2: true,
-            history: None,
-            sse_lifetime: None,
         }
+    }
+}
+
+/// The loop's settings: the engine's, and what the server made of the
+/// rest of its `Config` (the TLS listener with its certificates loaded,
+/// the uplink, the shared history). Reads through to the engine's fields.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// The engine's settings.
+    pub engine: EngineConfig,
+    /// A TLS listener beside the plaintext one, if any.
+    pub tls: Option<super::tls::TlsSettings>,
+    /// A bridge to other nodes' pub/sub (a broker), if any.
+    pub uplink: Option<Arc<dyn Uplink>>,
+    /// Offsets and history for the topics that keep it, shared by every
+    /// worker and publisher.
+    pub history: Option<Arc<History>>,
+    /// End each event stream after this long (clients reconnect, from
+    /// their `Last-Event-ID`).
+    pub sse_lifetime: Option<Duration>,
+}
+
+impl Settings {
+    /// The engine's settings with nothing else.
+    pub fn new(engine: EngineConfig) -> Settings {
+        Settings {
+            engine,
+            ..Settings::default()
+        }
+    }
+}
+
+impl std::ops::Deref for Settings {
+    type Target = EngineConfig;
+
+    fn deref(&self) -> &EngineConfig {
+        &self.engine
     }
 }

@@ -20,7 +20,7 @@ use crate::runtime::mailbox::Mailbox;
 use crate::runtime::{Core, Epoch};
 
 use super::routes::Routes;
-use super::{Config, Echo};
+use super::{Config, Echo, EngineConfig};
 
 /// Takes every byte sent to a connection with room, none to one without
 /// (a peer that does not read).
@@ -104,11 +104,14 @@ impl Loop {
             max_message_size: 8192,
         };
         let config = Config {
-            limits,
-            max_buffered: 16 * 1024,
+            engine: EngineConfig {
+                max_buffered: 16 * 1024,
+                http2: true,
+                threads: 1,
+                limits,
+                ..EngineConfig::default()
+            },
             allow_client_publish: true,
-            http2: true,
-            threads: 1,
             routes: super::BuiltinRoutes::ALL,
             feed_path: Some("/feed".into()),
             history: HistoryConfig {

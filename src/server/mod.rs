@@ -19,7 +19,6 @@ pub mod jwt;
 pub mod page;
 mod routes;
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -28,7 +27,8 @@ use std::time::Duration;
 use crate::bridge::NatsBridge;
 use crate::driver::Backend;
 use crate::proto::ws::handshake::UpgradeRequest;
-use crate::proto::{CloseCode, DeflateConfig, Limits};
+use crate::proto::{CloseCode, Limits};
+pub use crate::runtime::app::EngineConfig;
 use crate::runtime::app::{RequestCx, Settings};
 use crate::runtime::tls::{Certificates, TlsSettings};
 use crate::runtime::uplink::Uplink;
@@ -93,7 +93,7 @@ impl<'a> Request<'a> {
     }
 
     /// The client's address: the TCP peer's, or, behind a trusted proxy
-    /// ([`Config::trust_proxy`]), the one its PROXY v2 header or the last
+    /// ([`EngineConfig::trust_proxy`]), the one its PROXY v2 header or the last
     /// `X-Forwarded-For` entry names.
     pub fn client_ip(&self) -> Option<IpAddr> {
         self.cx.client_ip
@@ -167,48 +167,14 @@ impl Handler for Echo {
     }
 }
 
-/// Server settings.
+/// Server settings: the engine's ([`EngineConfig`], whose fields read
+/// through: `config.max_buffered`) and what the routes and the built-in
+/// apps use.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Address to listen on.
-    pub listen: SocketAddr,
-    /// Worker threads (one per core by default).
-    pub threads: usize,
-    /// I/O backend.
-    pub backend: Backend,
-    /// Protocol limits.
-    pub limits: Limits,
-    /// permessage-deflate, if offered by clients and enabled here.
-    pub deflate: Option<DeflateConfig>,
-    /// Unsent bytes per connection past which sends are refused.
-    pub max_buffered: usize,
-    /// Messages a WebSocket client may send per second, on average, with
-    /// bursts of as many (0: no limit); past it the connection is closed
-    /// with 1008.
-    pub max_message_rate: u32,
-    /// Connections a client address may hold open at once (0: no limit);
-    /// past it, 429 with `Retry-After`. The address is the TCP peer's, or
-    /// behind a trusted proxy the PROXY v2 header's.
-    pub max_connections_per_ip: u32,
-    /// New connections a client address may open per second (0: no limit);
-    /// past it, 429 with `Retry-After`.
-    pub new_connections_per_ip: u32,
-    /// Time to complete the opening handshake.
-    pub handshake_timeout: Duration,
-    /// A connection silent this long is pinged (and again every interval).
-    pub ping_interval: Duration,
-    /// A connection that sends nothing (not even a pong) this long, after an
-    /// unanswered ping, is closed with 1001.
-    pub idle_timeout: Duration,
-    /// On shutdown, the period over which connections are told to go (close
-    /// 1001 at a random moment each), so clients do not reconnect in a storm.
-    /// New upgrades get 503 and `/healthz` answers 503 meanwhile.
-    pub drain: Duration,
-    /// After the drain, how long to wait for close handshakes.
-    pub shutdown_grace: Duration,
-    /// Connections per process beyond which new ones get 503 (0: no limit
-    /// but the descriptor limit).
-    pub max_connections: usize,
+    /// Listening, threads, the limits and timeouts every connection meets,
+    /// the slow-consumer policies.
+    pub engine: EngineConfig,
     /// Browser origins allowed to open WebSockets, read event streams and
     /// publish (`Origin` header; `*` for any). `None`: every origin.
     pub allowed_origins: Option<Vec<String>>,
@@ -224,12 +190,6 @@ pub struct Config {
     /// A token `/metrics` requires, apart from the others (`None`: the
     /// `token` or a valid JWT when either is set, else none).
     pub metrics_token: Option<String>,
-    /// Pin each worker to one CPU.
-    pub pin_threads: bool,
-    /// What to do with a subscriber whose unsent bytes pass `max_buffered`.
-    pub slow_consumer: Policy,
-    /// Per-topic overrides of `slow_consumer`.
-    pub topic_policies: HashMap<String, Policy>,
     /// Where the built-in feed app is served (`None`, the default:
     /// nowhere; the binary serves it on `/feed`).
     pub feed_path: Option<String>,
@@ -241,13 +201,6 @@ pub struct Config {
     /// Let clients that present this token publish (`?token=` on the URL, or
     /// `Authorization: Bearer <token>`).
     pub publish_token: Option<String>,
-    /// Take the client's address from a PROXY protocol v2 header or
-    /// `X-Forwarded-For` (only behind a proxy that sets them: clients could
-    /// send either themselves).
-    pub trust_proxy: bool,
-    /// Serve HTTP/2 beside HTTP/1.1: by prior knowledge on the plaintext
-    /// listener, by ALPN `h2` on the TLS one (default on).
-    pub http2: bool,
     /// A TLS listener beside the plaintext one (`None`: plaintext only).
     pub tls: Option<TlsConfig>,
     /// Share pub/sub with other nodes through NATS (`None`: this node only).
@@ -278,45 +231,39 @@ pub struct TlsConfig {
 }
 
 impl Default for Config {
-    /// The loop's defaults ([`Settings::default`]); no built-in route and
-    /// no feed app: only the handler's WebSockets and `/healthz`.
+    /// The engine's defaults ([`EngineConfig::default`]); no built-in
+    /// route and no feed app: only the handler's WebSockets and `/healthz`.
     fn default() -> Self {
-        let s = Settings::default();
         Config {
-            listen: s.listen,
-            threads: s.threads,
-            backend: s.backend,
-            limits: s.limits,
-            deflate: s.deflate,
-            max_buffered: s.max_buffered,
-            max_message_rate: s.max_message_rate,
-            max_connections_per_ip: s.max_connections_per_ip,
-            new_connections_per_ip: s.new_connections_per_ip,
-            handshake_timeout: s.handshake_timeout,
-            ping_interval: s.ping_interval,
-            idle_timeout: s.idle_timeout,
-            drain: s.drain,
-            shutdown_grace: s.shutdown_grace,
-            max_connections: s.max_connections,
+            engine: EngineConfig::default(),
             allowed_origins: None,
             token: None,
             jwt: None,
             metrics_token: None,
-            pin_threads: s.pin_threads,
-            slow_consumer: s.slow_consumer,
-            topic_policies: s.topic_policies,
             feed_path: None,
             routes: BuiltinRoutes::NONE,
             allow_client_publish: false,
             publish_token: None,
-            trust_proxy: s.trust_proxy,
-            http2: s.http2,
             tls: None,
             nats: None,
             history: HistoryConfig::default(),
             sse_lifetime: None,
             max_lifetime: None,
         }
+    }
+}
+
+impl std::ops::Deref for Config {
+    type Target = EngineConfig;
+
+    fn deref(&self) -> &EngineConfig {
+        &self.engine
+    }
+}
+
+impl std::ops::DerefMut for Config {
+    fn deref_mut(&mut self) -> &mut EngineConfig {
+        &mut self.engine
     }
 }
 
@@ -437,28 +384,9 @@ impl Config {
             None => None,
         };
         Ok(Settings {
-            listen: self.listen,
-            threads: self.threads,
-            backend: self.backend,
-            pin_threads: self.pin_threads,
-            limits: self.limits,
-            deflate: self.deflate.clone(),
-            max_buffered: self.max_buffered,
-            max_message_rate: self.max_message_rate,
-            max_connections_per_ip: self.max_connections_per_ip,
-            new_connections_per_ip: self.new_connections_per_ip,
-            handshake_timeout: self.handshake_timeout,
-            ping_interval: self.ping_interval,
-            idle_timeout: self.idle_timeout,
-            drain: self.drain,
-            shutdown_grace: self.shutdown_grace,
-            max_connections: self.max_connections,
-            trust_proxy: self.trust_proxy,
-            slow_consumer: self.slow_consumer,
-            topic_policies: self.topic_policies.clone(),
+            engine: self.engine.clone(),
             tls,
             uplink: None,
-            http2: self.http2,
             history: self.history.is_enabled().then(|| {
                 // With JetStream the broker numbers the topics with history.
                 let relayed = self.nats.as_ref().is_some_and(|n| n.jetstream);
@@ -521,7 +449,7 @@ impl ServerBuilder {
     }
 
     /// Take client addresses from PROXY v2 headers or `X-Forwarded-For`
-    /// (see [`Config::trust_proxy`]).
+    /// (see [`EngineConfig::trust_proxy`]).
     pub fn trust_proxy(mut self, on: bool) -> Self {
         self.config.trust_proxy = on;
         self

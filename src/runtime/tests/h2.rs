@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::Harness;
-use crate::runtime::app::Settings;
+use crate::runtime::app::{EngineConfig, Settings};
 
 /// The HTTP/2 frames in `b`: (type, payload), after the server's preface
 /// (its SETTINGS is the first frame).
@@ -25,12 +25,12 @@ const H2_GOAWAY: u8 = 7;
 const H2_PING: &[u8] = &[0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
 
 fn h2_settings() -> Settings {
-    Settings {
+    Settings::new(EngineConfig {
         handshake_timeout: Duration::from_secs(2),
         ping_interval: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(20),
-        ..Settings::default()
-    }
+        ..EngineConfig::default()
+    })
 }
 
 /// A harness with connection 0 accepted at 0.1 s and `first` read from it.
@@ -102,10 +102,8 @@ fn an_http2_peer_that_does_not_read_its_acks_is_closed() {
     // 1,000 PINGs a second (the control-frame limit) whose acks are never
     // read: the output would grow 17 bytes a PING for as long as it lasts.
     let run = |reads: bool| {
-        let cfg = Settings {
-            max_buffered: 10_000,
-            ..h2_settings()
-        };
+        let mut cfg = h2_settings();
+        cfg.engine.max_buffered = 10_000;
         let mut h = h2_connection(cfg, &[H2_PREFACE, H2_SETTINGS]);
         h.turn(0.2);
         if !reads {

@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use super::{client_frame, close_code, Harness, UPGRADE};
 use crate::proto::CloseCode;
-use crate::runtime::app::{Settings, TOKEN_EXPIRED};
+use crate::runtime::app::{EngineConfig, Settings, TOKEN_EXPIRED};
 
 #[test]
 fn a_websocket_is_closed_when_its_token_expires_and_not_before() {
-    let mut h = Harness::new(Settings {
+    let mut h = Harness::new(Settings::new(EngineConfig {
         ping_interval: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(120),
-        ..Settings::default()
-    });
+        ..EngineConfig::default()
+    }));
     // Connection 0's token expires 3 s after its upgrade at 0.5 s; 1 lives on.
     h.accept(0);
     let expiring = String::from_utf8_lossy(UPGRADE).replace("GET /x ", "GET /ends-in-3s ");

@@ -18,7 +18,7 @@ use crate::proto::ws::handshake::UpgradeRequest;
 use crate::proto::{CloseCode, MessageKind};
 use crate::pubsub::{Policy, Publication};
 
-use super::app::{App, Ends, RequestCx, Response, Route, Settings};
+use super::app::{App, Ends, EngineConfig, RequestCx, Response, Route, Settings};
 use super::clock::Epoch;
 use super::core::Core;
 use super::mailbox::{Control, Mailbox};
@@ -332,10 +332,10 @@ fn close_code(payload: &[u8]) -> u16 {
 
 #[test]
 fn a_handshake_not_done_within_the_timeout_is_closed_and_counted() {
-    let mut h = Harness::new(Settings {
+    let mut h = Harness::new(Settings::new(EngineConfig {
         handshake_timeout: Duration::from_secs(2),
-        ..Settings::default()
-    });
+        ..EngineConfig::default()
+    }));
     h.accept(0);
     h.data(0, b"GET /x HTTP/1.1\r\nHost: t\r\n");
     // A complete handshake in time stays open.
@@ -363,12 +363,12 @@ fn a_handshake_not_done_within_the_timeout_is_closed_and_counted() {
 
 #[test]
 fn a_silent_websocket_is_pinged_every_interval_then_closed_with_1001() {
-    let mut h = Harness::new(Settings {
+    let mut h = Harness::new(Settings::new(EngineConfig {
         handshake_timeout: Duration::from_secs(3),
         ping_interval: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(5),
-        ..Settings::default()
-    });
+        ..EngineConfig::default()
+    }));
     h.open(0, 0.0);
     h.open(1, 0.0);
     h.turn(1.9);
@@ -407,10 +407,10 @@ fn a_silent_websocket_is_pinged_every_interval_then_closed_with_1001() {
 
 #[test]
 fn a_drain_spreads_its_1001_closes_over_the_drain_period() {
-    let mut h = Harness::new(Settings {
+    let mut h = Harness::new(Settings::new(EngineConfig {
         drain: Duration::from_secs(4),
-        ..Settings::default()
-    });
+        ..EngineConfig::default()
+    }));
     for t in 0..10 {
         h.open(t, 0.0);
     }
@@ -499,11 +499,11 @@ fn a_publication_from_another_worker_goes_before_a_later_local_one() {
 /// A subscriber whose socket takes nothing, with `max_buffered` 1,000 and
 /// 20 publications of 100 bytes; then the socket opens up.
 fn slow_subscriber(policy: Policy, keyed: bool) -> Harness {
-    let mut h = Harness::new(Settings {
+    let mut h = Harness::new(Settings::new(EngineConfig {
         max_buffered: 1000,
         slow_consumer: policy,
-        ..Settings::default()
-    });
+        ..EngineConfig::default()
+    }));
     h.open(0, 0.0);
     h.driver.room.insert(0, 0);
     for i in 0..20u8 {

@@ -4,14 +4,14 @@
 
 use super::{client_frame, Harness};
 use crate::driver::{Completion, Token};
-use crate::runtime::app::Settings;
+use crate::runtime::app::{EngineConfig, Settings};
 
 #[test]
 fn reads_stop_while_the_output_is_over_the_limit_and_resume_once_it_drains() {
-    let mut h = Harness::new(Settings {
+    let mut h = Harness::new(Settings::new(EngineConfig {
         max_buffered: 1000,
-        ..Settings::default()
-    });
+        ..EngineConfig::default()
+    }));
     h.open(0, 0.0);
     h.open(1, 0.0);
     // Connection 0's peer reads nothing and sends 20 pings of 100 bytes:
