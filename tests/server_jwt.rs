@@ -34,6 +34,16 @@ fn run_jwt_clients(mode: &str, srv: &TestServer, dir: &Path) {
 
 /// The server with every key of `dir`.
 fn server(backend: &str, dir: &Path, extra: &[&str]) -> TestServer {
+    server_logged(backend, dir, extra, None)
+}
+
+/// [`server`], with its log at `level` written to a file.
+fn server_logged(
+    backend: &str,
+    dir: &Path,
+    extra: &[&str],
+    log: Option<(&str, &Path)>,
+) -> TestServer {
     let files = ["hs.key", "rsa.pem", "ec.pem", "ed.pem", "jwks.json"];
     let paths: Vec<String> = files
         .iter()
@@ -44,7 +54,10 @@ fn server(backend: &str, dir: &Path, extra: &[&str]) -> TestServer {
         args.extend(["--jwt-key", p.as_str()]);
     }
     args.extend(extra);
-    TestServer::start(backend, &args)
+    match log {
+        Some((level, path)) => TestServer::start_logged(backend, level, path, &args),
+        None => TestServer::start(backend, &args),
+    }
 }
 
 both_backends!(tokens_decide_who_sees_what_on_every_route, |backend| {
@@ -121,4 +134,38 @@ both_backends!(feed_tokens_in_band_first_refreshed_or_never, |backend| {
     let dir = keys(&format!("inband-{backend}"));
     let srv = server(backend, &dir, &["--handshake-timeout", "2"]);
     run_jwt_clients("inband", &srv, &dir);
+});
+
+// No secret reaches the log, at the most verbose level: the JWTs of every
+// route's checks (good, bad, in band) and the metrics token. A JWT's first
+// part always starts `eyJ` (`{"` in base64url).
+both_backends!(no_secret_is_logged_even_at_trace_level, |backend| {
+    let dir = keys(&format!("log-{backend}"));
+    let log = dir.join("server.log");
+    let args = ["--handshake-timeout", "2", "--metrics-token", "scr4pe-me"];
+    let mut srv = server_logged(backend, &dir, &args, Some(("trace", &log)));
+    run_jwt_clients("check", &srv, &dir);
+    run_jwt_clients("inband", &srv, &dir);
+    let get = |path: &str, auth: &str| {
+        http_request(
+            srv.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\n{auth}\r\n").as_bytes(),
+        )
+        .0
+    };
+    assert_eq!(get("/metrics?token=scr4pe-me", ""), 200);
+    assert_eq!(get("/metrics", "Authorization: Bearer wr0ng-one\r\n"), 401);
+    assert_eq!(get("/sse/t?token=eyJub3QiOiJ2YWxpZCJ9.x.y", ""), 401);
+    srv.terminate();
+    let text = std::fs::read_to_string(&log).expect("log");
+    // The log is there, and verbose: requests and closes were logged.
+    let debug = text
+        .lines()
+        .filter(|l| l.contains("DEBUG") || l.contains("TRACE"))
+        .count();
+    assert!(debug >= 10, "only {debug} debug lines:\n{text}");
+    for secret in ["eyJ", "scr4pe-me", "wr0ng-one"] {
+        let leaks: Vec<&str> = text.lines().filter(|l| l.contains(secret)).collect();
+        assert!(leaks.is_empty(), "{secret} logged: {leaks:#?}");
+    }
 });

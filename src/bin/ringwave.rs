@@ -386,6 +386,7 @@ fn config(cli: &Cli) -> Result<Config, String> {
         metrics_token: cli.metrics_token.clone(),
         feed_path: Some("/feed".to_string()),
         routes: BuiltinRoutes::ALL,
+        subscribe_guard: None,
         allow_client_publish: cli.allow_client_publish,
         publish_token: cli.publish_token.clone(),
         sse_lifetime: (cli.sse_lifetime > 0).then(|| Duration::from_secs(cli.sse_lifetime)),

@@ -20,6 +20,7 @@ use crate::proto::{CloseCode, DeflateConfig, Limits};
 use crate::pubsub::history::History;
 use crate::pubsub::{Policy, Position};
 
+use super::identity::Identity;
 use super::uplink::Uplink;
 use super::ws::{AppTag, ConnId, Msg, Ws};
 use super::Shared;
@@ -127,6 +128,8 @@ pub enum Route {
         tag: AppTag,
         /// When it is closed, if ever.
         ends: Ends,
+        /// Who its token names, for the handler ([`Ws::identity`]).
+        identity: Option<Box<Identity>>,
     },
     /// Stream `topic` as Server-Sent Events.
     EventStream {

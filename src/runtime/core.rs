@@ -27,6 +27,7 @@ use super::clock::{tick_at, Epoch};
 use super::connections::Connections;
 use super::delivery::{Delivery, Limits};
 use super::drain::Drain;
+use super::identity::Identity;
 use super::mailbox::{Control, Mailbox};
 use super::peers::Peers;
 use super::reply::Replies;
@@ -34,7 +35,7 @@ use super::session::body::PostBody;
 use super::session::head::{HeadStep, ProxyStep};
 use super::session::http::Respond;
 use super::session::sse::{self, EventStream};
-use super::session::websocket::WebSocket;
+use super::session::websocket::{Rare, WebSocket};
 use super::session::{Ending, Session, Ticks};
 use super::ws::{ConnId, Msg, Ws};
 use super::Shared;
@@ -487,12 +488,13 @@ impl<A: App> Core<A> {
                 protocol,
                 tag,
                 ends,
+                identity,
             } => {
                 let deflate = req.negotiate_deflate(self.cfg.deflate.as_ref());
                 let mut conn = self.ws_conn(deflate);
                 let _ = conn.send_raw(&req.accept_response(protocol.as_deref(), deflate.as_ref()));
                 let ws = WebSocket::new(conn, tag, self.conns.now());
-                self.open(index, self.ending(ws, ends));
+                self.open(index, self.ending(ws, ends, identity));
                 if !rest.is_empty() {
                     self.frames(index, rest, reply);
                 }
@@ -690,8 +692,7 @@ impl<A: App> Core<A> {
                         Some(Event::Ping(_)) | Some(Event::Pong(_)) => continue,
                         Some(Event::Close { code, reason }) => {
                             ws.close_code = code.unwrap_or(CloseCode::NO_STATUS);
-                            ws.close_reason =
-                                (!reason.is_empty()).then(|| Box::new(reason.to_owned()));
+                            Rare::set_close_reason(&mut ws.rare, reason);
                             continue;
                         }
                     };
@@ -708,7 +709,9 @@ impl<A: App> Core<A> {
                     let now = (self.now, &self.epoch);
                     let pubsub = self.delivery.pubsub(&mut slot.sub, now, &self.stats);
                     let replies = reply.is_some().then_some(&mut self.replies);
-                    let mut handle = Ws::new(id, ws.tag, sender, max_buffered, pubsub, replies);
+                    let identity = Rare::identity(&ws.rare);
+                    let mut handle =
+                        Ws::new(id, ws.tag, sender, max_buffered, pubsub, identity, replies);
                     self.stats.messages_in.add(1);
                     self.app.on_message(&mut handle, msg);
                 }
@@ -724,7 +727,7 @@ impl<A: App> Core<A> {
             let n = self.replies.write(&mut ws.conn, buf, reply);
             self.stats.bytes_out.add(n as u64);
         }
-        self.apply_token_expiry(index);
+        self.apply_token(index);
         self.conns.mark_dirty(index);
         self.publish_pending();
     }
@@ -761,21 +764,23 @@ impl<A: App> Core<A> {
             ws.conn.sender(),
             self.cfg.max_buffered,
             pubsub,
+            Rare::identity(&ws.rare),
             None,
         );
         f(&mut self.app, &mut handle);
-        self.apply_token_expiry(index);
+        self.apply_token(index);
     }
 
-    /// Move the end of a WebSocket's token where its handler set it during
-    /// the callback just made (`Ws::set_token_expiry`; the last one set):
-    /// its keep-alive deadline is capped by the new end, and the wheel looks
-    /// at it again by then.
-    fn apply_token_expiry(&mut self, index: u32) {
-        let Some(at) = self.delivery.take_token_expiry() else {
+    /// Apply what a handler did to its WebSocket's token during the
+    /// callback just made: a new identity (`Ws::set_identity`), and a new
+    /// end (`Ws::set_token_expiry`; the last one set), which caps its
+    /// keep-alive deadline and has the wheel look at it again by then.
+    fn apply_token(&mut self, index: u32) {
+        let (expiry, identity) = self.delivery.take_token();
+        if expiry.is_none() && identity.is_none() {
             return;
-        };
-        let end = at.map(|t| self.tick_at(t));
+        }
+        let end = expiry.map(|at| at.map(|t| self.tick_at(t)));
         let keep_alive = self.conns.now() + self.ticks.ping;
         let Some(slot) = self.conns.get_mut(index) else {
             return;
@@ -783,9 +788,14 @@ impl<A: App> Core<A> {
         let Session::WebSocket(ws) = &mut slot.session else {
             return;
         };
-        ws.set_token_end(end);
-        slot.deadline = ws.cap(slot.deadline.max(keep_alive));
-        self.conns.reschedule(index);
+        if identity.is_some() {
+            Rare::set_identity(&mut ws.rare, identity);
+        }
+        if let Some(end) = end {
+            ws.set_token_end(end);
+            slot.deadline = ws.cap(slot.deadline.max(keep_alive));
+            self.conns.reschedule(index);
+        }
     }
 
     pub(super) fn publish_pending(&mut self) {
@@ -845,8 +855,14 @@ impl<A: App> Core<A> {
         tick_at(self.conns.now(), self.wall(), at)
     }
 
-    /// A new WebSocket, closed at `ends`.
-    pub(super) fn ending(&self, ws: WebSocket, ends: Ends) -> WebSocket {
+    /// A new WebSocket, closed at `ends`, for `identity`.
+    pub(super) fn ending(
+        &self,
+        mut ws: WebSocket,
+        ends: Ends,
+        identity: Option<Box<Identity>>,
+    ) -> WebSocket {
+        Rare::set_identity(&mut ws.rare, identity.map(|i| *i));
         ws.ending(
             ends.token.map(|t| self.tick_at(t)),
             ends.lifetime.map(|t| self.tick_at(t)),

@@ -12,6 +12,7 @@ use crate::pubsub::{Policy, Publication, Subscriber, Topics};
 
 use super::clock::Epoch;
 use super::connections::Connections;
+use super::identity::Identity;
 use super::session::Session;
 use super::ws::PubSub;
 
@@ -26,6 +27,8 @@ pub(super) struct Delivery {
     batch: Vec<Arc<Publication>>,
     /// Where a handle leaves a new token expiry during a callback.
     token_expiry: Option<Option<SystemTime>>,
+    /// Where a handle leaves a new identity during a callback.
+    identity: Option<Identity>,
 }
 
 /// The limits a run of deliveries applies.
@@ -44,6 +47,7 @@ impl Delivery {
             publishes: Vec::new(),
             batch: Vec::new(),
             token_expiry: None,
+            identity: None,
         }
     }
 
@@ -63,12 +67,14 @@ impl Delivery {
             publishes: &mut self.publishes,
             stats,
             token_expiry: &mut self.token_expiry,
+            identity: &mut self.identity,
         }
     }
 
-    /// The token expiry a handler set during the last callback, if any.
-    pub(super) fn take_token_expiry(&mut self) -> Option<Option<SystemTime>> {
-        self.token_expiry.take()
+    /// The token expiry and the identity a handler set during the last
+    /// callback, if any.
+    pub(super) fn take_token(&mut self) -> (Option<Option<SystemTime>>, Option<Identity>) {
+        (self.token_expiry.take(), self.identity.take())
     }
 
     /// The publishes made during the last callback (empty if none); give

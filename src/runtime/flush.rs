@@ -383,12 +383,8 @@ impl<A: App> Core<A> {
         if let Session::WebSocket(ws) = &slot.session {
             self.stats.close(ws.close_code.0);
             let id = self.conn_id(index, slot.generation);
-            self.app.on_close(
-                id,
-                ws.tag,
-                ws.close_code,
-                ws.close_reason.as_deref().map_or("", |r| r.as_str()),
-            );
+            self.app
+                .on_close(id, ws.tag, ws.close_code, ws.close_reason());
         }
     }
 

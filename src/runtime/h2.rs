@@ -226,6 +226,7 @@ impl<A: App> Core<A> {
                 protocol,
                 tag,
                 ends,
+                identity,
             } if websocket => {
                 self.stats.h2_stream("websocket");
                 let deflate = req.negotiate_deflate(self.cfg.deflate.as_ref());
@@ -240,7 +241,7 @@ impl<A: App> Core<A> {
                 self.stream_headers(s, 200, &fields, false);
                 let conn = self.ws_conn(deflate);
                 let ws = WebSocket::new(conn, tag, now);
-                self.open(s, self.ending(ws, ends));
+                self.open(s, self.ending(ws, ends, identity));
             }
             Route::Upgrade { .. } => self.bad_request(
                 s,

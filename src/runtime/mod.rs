@@ -24,6 +24,7 @@ mod delivery;
 mod drain;
 mod flush;
 mod h2;
+pub mod identity;
 pub mod mailbox;
 mod peers;
 mod publisher;

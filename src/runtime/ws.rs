@@ -15,6 +15,7 @@ use crate::pubsub::{
 };
 
 use super::clock::Epoch;
+use super::identity::Identity;
 use super::reply::Replies;
 
 /// A connection's identity: worker, slot index and generation.
@@ -91,6 +92,9 @@ pub(crate) struct PubSub<'a> {
     /// A new moment for the connection's token to expire, set during the
     /// callback ([`Ws::set_token_expiry`]); the loop applies it after.
     pub token_expiry: &'a mut Option<Option<SystemTime>>,
+    /// A new identity for the connection, set during the callback
+    /// ([`Ws::set_identity`]); the loop applies it after.
+    pub identity: &'a mut Option<Identity>,
 }
 
 /// A connection handle, valid during a callback.
@@ -100,6 +104,8 @@ pub struct Ws<'a> {
     sender: Sender<'a>,
     max_buffered: usize,
     pubsub: PubSub<'a>,
+    /// Who its token names.
+    identity: Option<&'a Identity>,
     /// During a read whose socket the driver lent: messages sent from the
     /// read buffer go out from there.
     replies: Option<&'a mut Replies>,
@@ -112,6 +118,7 @@ impl<'a> Ws<'a> {
         sender: Sender<'a>,
         max_buffered: usize,
         pubsub: PubSub<'a>,
+        identity: Option<&'a Identity>,
         replies: Option<&'a mut Replies>,
     ) -> Ws<'a> {
         Ws {
@@ -120,6 +127,7 @@ impl<'a> Ws<'a> {
             sender,
             max_buffered,
             pubsub,
+            identity,
             replies,
         }
     }
@@ -140,6 +148,22 @@ impl<'a> Ws<'a> {
     /// one first sent in band.
     pub fn set_token_expiry(&mut self, at: Option<SystemTime>) {
         *self.pubsub.token_expiry = Some(at);
+    }
+
+    /// Who the connection's token names and the topics it may see: the
+    /// token its upgrade presented, or the last one set with
+    /// [`Ws::set_identity`] (the feed's in-band `auth`). `None` without a
+    /// token (no `Config::jwt`, the shared token, or none sent yet).
+    pub fn identity(&self) -> Option<&Identity> {
+        self.pubsub.identity.as_ref().or(self.identity)
+    }
+
+    /// Make `identity` the connection's (a token sent in band, or
+    /// refreshed): [`Ws::identity`] returns it from now on, and the
+    /// connection is closed with 4001 at its expiry unless another comes.
+    pub fn set_identity(&mut self, identity: Identity) {
+        self.set_token_expiry(Some(identity.expires()));
+        *self.pubsub.identity = Some(identity);
     }
 
     /// Which handler serves it (see [`AppTag`]).

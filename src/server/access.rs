@@ -97,13 +97,31 @@ impl Caller {
             Caller::Holder(id) => Some(id),
         }
     }
+}
 
-    pub(super) fn may_subscribe(&self, topic: &str) -> bool {
-        match self {
-            Caller::Anyone => true,
-            Caller::Holder(id) => id.may_subscribe(topic),
-            Caller::Pending => false,
-        }
+/// The application's own say on subscriptions made through the built-in
+/// routes (the feed's `subscribe`, `GET /sse/<topic>`), asked once a
+/// token's claims allow the topic: given who the token names (`None`
+/// without one) and the topic, `Err(reason)` refuses. The feed answers the
+/// refusal as an error event naming the topic, an event stream as a 403
+/// with the reason.
+#[derive(Clone)]
+pub struct SubscribeGuard(Arc<GuardFn>);
+
+type GuardFn = dyn Fn(Option<&Identity>, &str) -> Result<(), String> + Send + Sync;
+
+impl SubscribeGuard {
+    /// A guard that asks `f`.
+    pub fn new(
+        f: impl Fn(Option<&Identity>, &str) -> Result<(), String> + Send + Sync + 'static,
+    ) -> SubscribeGuard {
+        SubscribeGuard(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for SubscribeGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubscribeGuard(..)")
     }
 }
 
@@ -115,6 +133,7 @@ pub(super) struct Access {
     metrics_token: Option<String>,
     origins: Option<Vec<String>>,
     pub(super) publish: PublishRule,
+    guard: Option<SubscribeGuard>,
 }
 
 /// A 401 that says which scheme to use (RFC 6750 §3).
@@ -133,7 +152,25 @@ impl Access {
                 allow_all: cfg.allow_client_publish,
                 token: cfg.publish_token.clone(),
             },
+            guard: cfg.subscribe_guard.clone(),
         }
+    }
+
+    /// No credential, origin or guard: only who may publish.
+    pub(super) fn publishing(publish: PublishRule) -> Access {
+        Access {
+            token: None,
+            jwt: None,
+            metrics_token: None,
+            origins: None,
+            publish,
+            guard: None,
+        }
+    }
+
+    /// The keys tokens are verified with, if any.
+    pub(super) fn keys(&self) -> Option<&JwtKeys> {
+        self.jwt.as_deref()
     }
 
     /// Whether any route needs a credential.
@@ -197,8 +234,29 @@ impl Access {
         Err(format!("origin {origin} is not allowed"))
     }
 
-    /// Whether `caller` may publish on `topic` with this request.
-    pub(super) fn may_publish(&self, http: &HttpRequest, caller: &Caller, topic: &str) -> bool {
-        self.publish.allows(http) || caller.identity().is_some_and(|i| i.may_publish(topic))
+    /// Whether who `identity` names (`None`: no token, or the shared one)
+    /// may subscribe to `topic`: the token's claims, then the
+    /// application's [`SubscribeGuard`]; the refusal says why.
+    pub(super) fn may_subscribe(
+        &self,
+        identity: Option<&Identity>,
+        topic: &str,
+    ) -> Result<(), String> {
+        if identity.is_some_and(|i| !i.may_subscribe(topic)) {
+            return Err(format!(
+                "not entitled to topic {topic:?}: the token's topics.subscribe does not list it"
+            ));
+        }
+        match &self.guard {
+            Some(SubscribeGuard(f)) => f(identity, topic),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a client may publish on `topic`: by the publish rule
+    /// (`by_rule`, as [`PublishRule::allows`] found it for its request), or
+    /// by its token's claims.
+    pub(super) fn may_publish(by_rule: bool, identity: Option<&Identity>, topic: &str) -> bool {
+        by_rule || identity.is_some_and(|i| i.may_publish(topic))
     }
 }

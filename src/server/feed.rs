@@ -25,14 +25,12 @@
 //! open. Subscribers receive each publication as it was published, with no
 //! envelope.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashSet;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::access::PublishRule;
-use super::jwt::{Identity, JwtKeys};
+use super::access::{Access, PublishRule};
 use super::{
     ConnId, Handler, Msg, Position, Request, SendStatus, SubscribeOptions, Subscribed, Upgrade, Ws,
 };
@@ -42,43 +40,39 @@ use crate::pubsub::valid_topic;
 
 /// The feed app. Connections whose upgrade presented the publish token (or
 /// all, with `allow_client_publish`) may publish on every topic; those that
-/// presented a JWT subscribe and publish as its claims say.
+/// presented a JWT subscribe and publish as its claims say (and as the
+/// server's [`SubscribeGuard`](super::SubscribeGuard) allows).
 #[derive(Debug)]
 pub struct Feed {
-    rule: PublishRule,
-    /// Open connections allowed to publish.
+    access: Access,
+    /// Open connections allowed to publish by the publish rule.
     publishers: HashSet<ConnId>,
-    /// Open connections' token identities (with `--jwt-key`).
-    holders: HashMap<ConnId, Identity>,
     /// Open connections admitted without a token, which must send one.
     pending: HashSet<ConnId>,
-    /// The keys in-band tokens are checked with (with `--jwt-key`).
-    keys: Option<Arc<JwtKeys>>,
 }
 
 impl Feed {
     /// A feed app that lets every client publish, or only those presenting
     /// `token` (`?token=` or `Authorization: Bearer`), or none.
     pub fn with_publishing(allow_all: bool, token: Option<String>) -> Feed {
-        Feed::new(PublishRule { allow_all, token }, None)
+        Feed::new(Access::publishing(PublishRule { allow_all, token }))
     }
 
-    pub(super) fn new(rule: PublishRule, keys: Option<Arc<JwtKeys>>) -> Feed {
+    pub(super) fn new(access: Access) -> Feed {
         Feed {
-            rule,
+            access,
             publishers: HashSet::new(),
-            holders: HashMap::new(),
             pending: HashSet::new(),
-            keys,
         }
     }
 
     /// `{"op":"auth","token":"…"}`: a token sent in band, first or to
-    /// refresh the one the connection has. A valid one replaces its rights
-    /// and moves its end to the new expiry; a bad one changes nothing (a
-    /// connection still without one is closed at its deadline).
+    /// refresh the one the connection has. A valid one becomes the
+    /// connection's identity (its rights, and its end at the new expiry); a
+    /// bad one changes nothing (a connection still without one is closed at
+    /// its deadline).
     fn auth(&mut self, ws: &mut Ws<'_>, token: Option<&str>) {
-        let Some(keys) = &self.keys else {
+        let Some(keys) = self.access.keys() else {
             return error(ws, "tokens are not used on this server");
         };
         let Some(token) = token else {
@@ -86,14 +80,13 @@ impl Feed {
         };
         match keys.verify(token, ws.wall_clock()) {
             Ok(id) => {
-                ws.set_token_expiry(Some(id.expires()));
                 let exp = id
                     .expires()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
                 let sub = id.subject().map(str::to_string);
                 self.pending.remove(&ws.id());
-                self.holders.insert(ws.id(), id);
+                ws.set_identity(id);
                 reply(
                     ws,
                     json!({"event": "authenticated", "sub": sub, "exp": exp}),
@@ -106,11 +99,8 @@ impl Feed {
 
 impl Handler for Feed {
     fn on_upgrade(&mut self, req: &Request<'_>) -> Upgrade {
-        if self.rule.allows(&req.http) {
+        if self.access.publish.allows(&req.http) {
             self.publishers.insert(req.id());
-        }
-        if let Some(id) = req.identity() {
-            self.holders.insert(req.id(), id.clone());
         }
         if req.awaits_token() {
             self.pending.insert(req.id());
@@ -132,16 +122,11 @@ impl Handler for Feed {
         if self.pending.contains(&ws.id()) {
             return error(ws, "send {\"op\":\"auth\",\"token\":\"…\"} first");
         }
-        let rights = Rights {
-            publish_all: self.publishers.contains(&ws.id()),
-            holder: self.holders.get(&ws.id()),
-        };
-        handle(ws, req, rights);
+        self.handle(ws, req);
     }
 
     fn on_close(&mut self, id: ConnId, _code: CloseCode, _reason: &str) {
         self.publishers.remove(&id);
-        self.holders.remove(&id);
         self.pending.remove(&id);
     }
 }
@@ -210,68 +195,52 @@ fn error(ws: &mut Ws<'_>, msg: &str) {
     reply(ws, json!({"event": "error", "error": msg}));
 }
 
-/// What one connection may do.
-struct Rights<'a> {
-    /// Publish on every topic (the publish token, `allow_client_publish`).
-    publish_all: bool,
-    /// The identity of the token it presented, whose claims list topics.
-    holder: Option<&'a Identity>,
-}
-
-impl Rights<'_> {
-    fn may_subscribe(&self, topic: &str) -> bool {
-        self.holder.is_none_or(|h| h.may_subscribe(topic))
-    }
-
-    fn may_publish(&self, topic: &str) -> bool {
-        self.publish_all || self.holder.is_some_and(|h| h.may_publish(topic))
-    }
-}
-
-/// Handle one message from a `/feed` client with `rights`.
-fn handle(ws: &mut Ws<'_>, req: FeedRequest, rights: Rights<'_>) {
-    let Some(topic) = req.topic.as_deref() else {
-        return error(ws, "missing \"topic\"");
-    };
-    match req.op.as_str() {
-        "subscribe" if !rights.may_subscribe(topic) => reply(
-            ws,
-            json!({"event": "error", "topic": topic,
-                   "error": format!("not entitled to topic {topic:?}")}),
-        ),
-        "subscribe" => subscribe(ws, topic, &req),
-        "unsubscribe" => {
-            ws.unsubscribe(topic);
-            reply(ws, json!({"event": "unsubscribed", "topic": topic}));
-        }
-        "publish" => {
-            if !rights.may_publish(topic) {
-                return reply(
-                    ws,
-                    json!({"event": "error", "topic": topic,
+impl Feed {
+    /// Handle one message from a `/feed` client, with the rights its token
+    /// (its identity) and the publish rule give it.
+    fn handle(&self, ws: &mut Ws<'_>, req: FeedRequest) {
+        let Some(topic) = req.topic.as_deref() else {
+            return error(ws, "missing \"topic\"");
+        };
+        match req.op.as_str() {
+            "subscribe" => match self.access.may_subscribe(ws.identity(), topic) {
+                Ok(()) => subscribe(ws, topic, &req),
+                Err(why) => reply(ws, json!({"event": "error", "topic": topic, "error": why})),
+            },
+            "unsubscribe" => {
+                ws.unsubscribe(topic);
+                reply(ws, json!({"event": "unsubscribed", "topic": topic}));
+            }
+            "publish" => {
+                let by_rule = self.publishers.contains(&ws.id());
+                if !Access::may_publish(by_rule, ws.identity(), topic) {
+                    return reply(
+                        ws,
+                        json!({"event": "error", "topic": topic,
                            "error": "publishing is not allowed: the server needs \
                             --allow-client-publish, a connection with ?token=… matching \
                             --publish-token, or a token whose topics.publish lists the topic"}),
+                    );
+                }
+                if !valid_topic(topic) {
+                    return error(ws, &format!("bad topic {topic:?}"));
+                }
+                let data = match req.data {
+                    Some(Value::String(s)) => s,
+                    Some(v) => v.to_string(),
+                    None => return error(ws, "missing \"data\""),
+                };
+                ws.publish_keyed(
+                    topic,
+                    req.key.as_deref(),
+                    MessageKind::Text,
+                    data.as_bytes(),
                 );
             }
-            if !valid_topic(topic) {
-                return error(ws, &format!("bad topic {topic:?}"));
-            }
-            let data = match req.data {
-                Some(Value::String(s)) => s,
-                Some(v) => v.to_string(),
-                None => return error(ws, "missing \"data\""),
-            };
-            ws.publish_keyed(
-                topic,
-                req.key.as_deref(),
-                MessageKind::Text,
-                data.as_bytes(),
-            );
+            other => error(
+                ws,
+                &format!("unknown op {other:?}: expected subscribe, unsubscribe or publish"),
+            ),
         }
-        other => error(
-            ws,
-            &format!("unknown op {other:?}: expected subscribe, unsubscribe or publish"),
-        ),
     }
 }

@@ -18,6 +18,8 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
+pub use crate::runtime::identity::Identity;
+
 /// Tokens longer than this are refused without being decoded.
 pub const MAX_TOKEN: usize = 8 * 1024;
 
@@ -96,46 +98,6 @@ impl std::fmt::Display for TokenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.reason())
     }
-}
-
-/// Who a valid token names and what it entitles them to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    subject: Option<String>,
-    expires: u64,
-    subscribe: Vec<String>,
-    publish: Vec<String>,
-}
-
-impl Identity {
-    /// The `sub` claim.
-    pub fn subject(&self) -> Option<&str> {
-        self.subject.as_deref()
-    }
-
-    /// When the token expires (its `exp`).
-    pub fn expires(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.expires)
-    }
-
-    /// Whether `topics.subscribe` lists `topic` or a prefix of it ending in
-    /// `*`.
-    pub fn may_subscribe(&self, topic: &str) -> bool {
-        matches(&self.subscribe, topic)
-    }
-
-    /// Whether `topics.publish` lists `topic` or a prefix of it ending in
-    /// `*`.
-    pub fn may_publish(&self, topic: &str) -> bool {
-        matches(&self.publish, topic)
-    }
-}
-
-fn matches(patterns: &[String], topic: &str) -> bool {
-    patterns.iter().any(|p| match p.strip_suffix('*') {
-        Some(prefix) => topic.starts_with(prefix),
-        None => p == topic,
-    })
 }
 
 #[derive(Deserialize)]
@@ -406,37 +368,11 @@ impl JwtKeys {
         {
             return Err(TokenError::NotYetValid);
         }
-        Ok(Identity {
-            subject: claims.sub,
-            expires: exp,
-            subscribe: claims.topics.subscribe,
-            publish: claims.topics.publish,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn identity(subscribe: &[&str]) -> Identity {
-        Identity {
-            subject: None,
-            expires: 0,
-            subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
-            publish: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn topics_match_by_name_or_by_prefix_ending_in_a_star() {
-        let id = identity(&["ticks", "fx.*"]);
-        assert!(id.may_subscribe("ticks"));
-        assert!(!id.may_subscribe("ticks2"));
-        assert!(id.may_subscribe("fx.EURUSD"));
-        assert!(id.may_subscribe("fx."));
-        assert!(!id.may_subscribe("fx"));
-        assert!(!id.may_publish("ticks"));
-        assert!(identity(&["*"]).may_subscribe("anything"));
+        Ok(Identity::new(
+            claims.sub,
+            exp,
+            claims.topics.subscribe,
+            claims.topics.publish,
+        ))
     }
 }

@@ -43,7 +43,7 @@ pub use crate::pubsub::{
 pub use crate::runtime::tls::CertFiles;
 pub use crate::runtime::ws::{ConnId, Msg, SendStatus, Ws};
 pub use crate::runtime::{PublishError, Publisher};
-pub use access::BuiltinRoutes;
+pub use access::{BuiltinRoutes, SubscribeGuard};
 pub use feed::Feed;
 pub use jwt::{Identity, JwtConfig, JwtKeys, TokenError};
 
@@ -196,6 +196,10 @@ pub struct Config {
     /// Which built-in routes are served: none by default, all in the
     /// binary (see [`BuiltinRoutes`]).
     pub routes: BuiltinRoutes,
+    /// The application's own say on subscriptions through the built-in
+    /// routes (the feed, event streams), asked after a token's claims
+    /// (`None`: the claims alone decide).
+    pub subscribe_guard: Option<SubscribeGuard>,
     /// Let every `/feed` client and `POST /publish/<topic>` publish.
     pub allow_client_publish: bool,
     /// Let clients that present this token publish (`?token=` on the URL, or
@@ -242,6 +246,7 @@ impl Default for Config {
             metrics_token: None,
             feed_path: None,
             routes: BuiltinRoutes::NONE,
+            subscribe_guard: None,
             allow_client_publish: false,
             publish_token: None,
             tls: None,
@@ -477,6 +482,17 @@ impl ServerBuilder {
     /// Slow-consumer policy for one topic.
     pub fn topic_policy(mut self, topic: &str, p: Policy) -> Self {
         self.config.topic_policies.insert(topic.to_string(), p);
+        self
+    }
+
+    /// The application's own say on subscriptions through the built-in
+    /// routes (see [`SubscribeGuard`]): `f(identity, topic)` returns
+    /// `Err(reason)` to refuse.
+    pub fn subscribe_guard(
+        mut self,
+        f: impl Fn(Option<&Identity>, &str) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.config.subscribe_guard = Some(SubscribeGuard::new(f));
         self
     }
 

@@ -106,7 +106,7 @@ impl<H: Handler> Routes<H> {
     pub(crate) fn new(cfg: Arc<Config>, handler: H) -> Self {
         let access = Access::new(&cfg);
         Routes {
-            feed: Feed::new(access.publish.clone(), cfg.jwt.clone()),
+            feed: Feed::new(access.clone()),
             access,
             cfg,
             handler,
@@ -175,6 +175,7 @@ impl<H: Handler> Routes<H> {
                 req,
                 protocol,
                 ends,
+                identity: caller.identity().cloned().map(Box::new),
                 tag: if feed { FEED } else { HANDLER },
             },
         }
@@ -190,11 +191,8 @@ impl<H: Handler> Routes<H> {
         if !valid_topic(&topic) {
             return plain(400, BAD_TOPIC);
         }
-        if !caller.may_subscribe(&topic) {
-            let why = format!(
-                "not entitled to topic {topic:?}: the token's topics.subscribe does not list it\n"
-            );
-            return plain(403, why.as_bytes());
+        if let Err(why) = self.access.may_subscribe(caller.identity(), &topic) {
+            return plain(403, format!("{why}\n").as_bytes());
         }
         match since(http) {
             Ok(since) => Route::EventStream {
@@ -217,7 +215,8 @@ impl<H: Handler> Routes<H> {
         if !valid_topic(&topic) {
             return plain(400, BAD_TOPIC);
         }
-        if !self.access.may_publish(http, &caller, &topic) {
+        let by_rule = self.access.publish.allows(http);
+        if !Access::may_publish(by_rule, caller.identity(), &topic) {
             return plain(403, HINT.as_bytes());
         }
         if http.header_values("transfer-encoding").next().is_some() {

@@ -58,6 +58,20 @@ impl TestServer {
         nofile: Option<(u32, u32)>,
         args: &[&str],
     ) -> TestServer {
+        TestServer::spawn(backend, nofile, None, args)
+    }
+
+    /// Start with `--log-level level`, its log (stderr) written to `log`.
+    pub fn start_logged(backend: &str, level: &str, log: &Path, args: &[&str]) -> TestServer {
+        TestServer::spawn(backend, None, Some((level, log)), args)
+    }
+
+    fn spawn(
+        backend: &str,
+        nofile: Option<(u32, u32)>,
+        log: Option<(&str, &Path)>,
+        args: &[&str],
+    ) -> TestServer {
         let bin = env!("CARGO_BIN_EXE_ringwave");
         let mut cmd = match nofile {
             None => Command::new(bin),
@@ -73,7 +87,7 @@ impl TestServer {
             "--backend",
             backend,
             "--log-level",
-            "warn",
+            log.map_or("warn", |l| l.0),
         ]);
         if !args.contains(&"--threads") {
             cmd.args(["--threads", "2"]);
@@ -82,7 +96,10 @@ impl TestServer {
         let mut child = KillOnDrop(
             cmd.args(args)
                 .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
+                .stderr(match log {
+                    Some((_, path)) => Stdio::from(std::fs::File::create(path).expect("log file")),
+                    None => Stdio::inherit(),
+                })
                 .spawn()
                 .expect("spawn ringwave"),
         );

@@ -4,6 +4,8 @@
 
 use crate::proto::{CloseCode, CloseState, Conn};
 
+use super::super::identity::Identity;
+
 use super::super::app::TOKEN_EXPIRED;
 use super::super::ws::AppTag;
 use super::Ticks;
@@ -14,10 +16,8 @@ pub(in crate::runtime) struct WebSocket {
     pub tag: AppTag,
     /// How it closed, for `on_close` and the close-code counters.
     pub close_code: CloseCode,
-    /// Boxed twice over: a `String` behind one pointer (8 bytes, not a
-    /// `Box<str>`'s 16), since only a failed connection has one.
-    #[allow(clippy::box_collection)]
-    pub close_reason: Option<Box<String>>,
+    /// Its close reason and its identity, which few connections have.
+    pub rare: Option<Box<Rare>>,
     /// Tick of the peer's last traffic.
     last_seen: u32,
     /// Pinged, with no traffic since.
@@ -28,6 +28,49 @@ pub(in crate::runtime) struct WebSocket {
     life_ends: u32,
     /// What it may still send (`max_message_rate`).
     pub allowance: Allowance,
+}
+
+/// What few WebSockets have, behind one pointer: 8 bytes in every slot
+/// rather than the 24 or more of each field.
+#[derive(Debug, Default)]
+pub(in crate::runtime) struct Rare {
+    /// The reason its close carried (the peer's, or the protocol error's).
+    pub close_reason: String,
+    /// Who its token names, for the handler (`Ws::identity`).
+    pub identity: Option<Identity>,
+}
+
+impl Rare {
+    /// The identity in `rare`, if any (a function of the field, so that
+    /// it borrows only the field).
+    pub(in crate::runtime) fn identity(rare: &Option<Box<Rare>>) -> Option<&Identity> {
+        rare.as_deref().and_then(|r| r.identity.as_ref())
+    }
+
+    /// Keep in `rare` the reason a close carried (nothing, for an empty
+    /// one).
+    pub(in crate::runtime) fn set_close_reason(rare: &mut Option<Box<Rare>>, reason: &str) {
+        if reason.is_empty() {
+            return;
+        }
+        let rare = rare.get_or_insert_with(Box::default);
+        rare.close_reason.clear();
+        rare.close_reason.push_str(reason);
+    }
+
+    /// Give `rare` an identity (`None` takes it away).
+    pub(in crate::runtime) fn set_identity(rare: &mut Option<Box<Rare>>, id: Option<Identity>) {
+        match (rare.as_deref_mut(), id) {
+            (Some(r), id) => r.identity = id,
+            (None, None) => {}
+            (None, Some(id)) => {
+                *rare = Some(Box::new(Rare {
+                    identity: Some(id),
+                    ..Rare::default()
+                }))
+            }
+        }
+    }
 }
 
 /// A token bucket of messages, refilled each tick.
@@ -80,7 +123,7 @@ impl WebSocket {
             conn,
             tag,
             close_code: CloseCode::ABNORMAL,
-            close_reason: None,
+            rare: None,
             last_seen: now as u32,
             pinged: false,
             token_ends: 0,
@@ -166,7 +209,12 @@ impl WebSocket {
     /// The protocol failed: close with the error's code.
     pub(in crate::runtime) fn failed(&mut self, code: CloseCode, reason: &str) {
         self.close_code = code;
-        self.close_reason = (!reason.is_empty()).then(|| Box::new(reason.to_owned()));
+        Rare::set_close_reason(&mut self.rare, reason);
+    }
+
+    /// The reason its close carried ("" when none did).
+    pub(in crate::runtime) fn close_reason(&self) -> &str {
+        self.rare.as_deref().map_or("", |r| &r.close_reason)
     }
 }
 

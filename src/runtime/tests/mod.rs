@@ -170,6 +170,7 @@ impl App for TestApp {
                 protocol: None,
                 tag: AppTag(0),
                 ends,
+                identity: None,
             },
             Err(e) => Route::Respond(e.response()),
         }
@@ -843,3 +844,11 @@ fn an_unsent_100_continue_goes_out_before_the_answer() {
 mod h2;
 mod lifetime;
 mod pause;
+/// A WebSocket's slot stays as small as it was (a million of them are
+/// held): what few connections have (a close reason, an identity) lives
+/// behind one pointer.
+#[test]
+fn a_slot_stays_within_160_bytes() {
+    let slot = std::mem::size_of::<crate::runtime::session::Slot>();
+    assert!(slot <= 160, "a slot is {slot} bytes");
+}
