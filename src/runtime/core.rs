@@ -772,15 +772,22 @@ impl<A: App> Core<A> {
     }
 
     /// Apply what a handler did to its WebSocket's token during the
-    /// callback just made: a new identity (`Ws::set_identity`), and a new
-    /// end (`Ws::set_token_expiry`; the last one set), which caps its
-    /// keep-alive deadline and has the wheel look at it again by then.
+    /// callback just made (checked after every read: nothing, as a rule).
+    #[inline]
     fn apply_token(&mut self, index: u32) {
-        let (expiry, identity) = self.delivery.take_token();
-        if expiry.is_none() && identity.is_none() {
-            return;
+        if self.delivery.token_changed() {
+            self.apply_token_change(index);
         }
-        let end = expiry.map(|at| at.map(|t| self.tick_at(t)));
+    }
+
+    /// A new identity (`Ws::set_identity`), and a new end
+    /// (`Ws::set_token_expiry`; the last one set), which caps the
+    /// WebSocket's keep-alive deadline and has the wheel look at it again
+    /// by then.
+    #[cold]
+    fn apply_token_change(&mut self, index: u32) {
+        let change = self.delivery.take_token();
+        let end = change.expiry.map(|at| at.map(|t| self.tick_at(t)));
         let keep_alive = self.conns.now() + self.ticks.ping;
         let Some(slot) = self.conns.get_mut(index) else {
             return;
@@ -788,8 +795,8 @@ impl<A: App> Core<A> {
         let Session::WebSocket(ws) = &mut slot.session else {
             return;
         };
-        if identity.is_some() {
-            Rare::set_identity(&mut ws.rare, identity);
+        if let Some(identity) = change.identity {
+            Rare::set_identity(&mut ws.rare, Some(identity));
         }
         if let Some(end) = end {
             ws.set_token_end(end);
@@ -862,7 +869,7 @@ impl<A: App> Core<A> {
         ends: Ends,
         identity: Option<Box<Identity>>,
     ) -> WebSocket {
-        Rare::set_identity(&mut ws.rare, identity.map(|i| *i));
+        Rare::set_identity(&mut ws.rare, identity);
         ws.ending(
             ends.token.map(|t| self.tick_at(t)),
             ends.lifetime.map(|t| self.tick_at(t)),

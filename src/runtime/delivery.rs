@@ -4,7 +4,7 @@
 //! policy for those over their limit.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use crate::metrics::Stats;
 use crate::proto::CloseCode;
@@ -12,9 +12,8 @@ use crate::pubsub::{Policy, Publication, Subscriber, Topics};
 
 use super::clock::Epoch;
 use super::connections::Connections;
-use super::identity::Identity;
 use super::session::Session;
-use super::ws::PubSub;
+use super::ws::{PubSub, TokenChange};
 
 /// What the worker delivers, and to whom.
 pub(super) struct Delivery {
@@ -25,10 +24,8 @@ pub(super) struct Delivery {
     /// each subscriber's slot is visited once per run of publications on a
     /// topic, not once per publication.
     batch: Vec<Arc<Publication>>,
-    /// Where a handle leaves a new token expiry during a callback.
-    token_expiry: Option<Option<SystemTime>>,
-    /// Where a handle leaves a new identity during a callback.
-    identity: Option<Identity>,
+    /// Where a handle leaves a change to its token during a callback.
+    token: TokenChange,
 }
 
 /// The limits a run of deliveries applies.
@@ -46,8 +43,7 @@ impl Delivery {
             topics,
             publishes: Vec::new(),
             batch: Vec::new(),
-            token_expiry: None,
-            identity: None,
+            token: TokenChange::default(),
         }
     }
 
@@ -66,15 +62,19 @@ impl Delivery {
             topics: &mut self.topics,
             publishes: &mut self.publishes,
             stats,
-            token_expiry: &mut self.token_expiry,
-            identity: &mut self.identity,
+            token: &mut self.token,
         }
     }
 
-    /// The token expiry and the identity a handler set during the last
-    /// callback, if any.
-    pub(super) fn take_token(&mut self) -> (Option<Option<SystemTime>>, Option<Identity>) {
-        (self.token_expiry.take(), self.identity.take())
+    /// Whether a handler changed its token during the last callback.
+    #[inline]
+    pub(super) fn token_changed(&self) -> bool {
+        !self.token.is_empty()
+    }
+
+    /// What a handler changed of its token during the last callback.
+    pub(super) fn take_token(&mut self) -> TokenChange {
+        std::mem::take(&mut self.token)
     }
 
     /// The publishes made during the last callback (empty if none); give

@@ -89,12 +89,29 @@ pub(crate) struct PubSub<'a> {
     /// The worker's epoch, for the wall clock at `now` (computed only when
     /// asked for).
     pub epoch: &'a Epoch,
-    /// A new moment for the connection's token to expire, set during the
-    /// callback ([`Ws::set_token_expiry`]); the loop applies it after.
-    pub token_expiry: &'a mut Option<Option<SystemTime>>,
-    /// A new identity for the connection, set during the callback
-    /// ([`Ws::set_identity`]); the loop applies it after.
-    pub identity: &'a mut Option<Identity>,
+    /// What the callback does to the connection's token; the loop applies
+    /// it after.
+    pub token: &'a mut TokenChange,
+}
+
+/// A change a handler makes to its connection's token during a callback
+/// ([`Ws::set_token_expiry`], [`Ws::set_identity`]), which the loop applies
+/// once the callback returns (the handle borrows the connection's output,
+/// not its session).
+#[derive(Debug, Default)]
+pub(crate) struct TokenChange {
+    /// A new moment for the token to expire (`Some(None)`: never).
+    pub expiry: Option<Option<SystemTime>>,
+    /// A new identity.
+    pub identity: Option<Box<Identity>>,
+}
+
+impl TokenChange {
+    /// Nothing was changed (the common case, checked once per read).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.expiry.is_none() && self.identity.is_none()
+    }
 }
 
 /// A connection handle, valid during a callback.
@@ -147,7 +164,7 @@ impl<'a> Ws<'a> {
     /// token it was admitted with expires: for a token refreshed in band, or
     /// one first sent in band.
     pub fn set_token_expiry(&mut self, at: Option<SystemTime>) {
-        *self.pubsub.token_expiry = Some(at);
+        self.pubsub.token.expiry = Some(at);
     }
 
     /// Who the connection's token names and the topics it may see: the
@@ -155,7 +172,7 @@ impl<'a> Ws<'a> {
     /// [`Ws::set_identity`] (the feed's in-band `auth`). `None` without a
     /// token (no `Config::jwt`, the shared token, or none sent yet).
     pub fn identity(&self) -> Option<&Identity> {
-        self.pubsub.identity.as_ref().or(self.identity)
+        self.pubsub.token.identity.as_deref().or(self.identity)
     }
 
     /// Make `identity` the connection's (a token sent in band, or
@@ -163,7 +180,7 @@ impl<'a> Ws<'a> {
     /// connection is closed with 4001 at its expiry unless another comes.
     pub fn set_identity(&mut self, identity: Identity) {
         self.set_token_expiry(Some(identity.expires()));
-        *self.pubsub.identity = Some(identity);
+        self.pubsub.token.identity = Some(Box::new(identity));
     }
 
     /// Which handler serves it (see [`AppTag`]).

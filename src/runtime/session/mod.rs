@@ -46,7 +46,12 @@ pub(super) struct Ticks {
     pub sse_lifetime: u64,
 }
 
-/// A connection's protocol phase.
+/// A connection's protocol phase. A plain tag byte (`repr(u8)`) rather than
+/// one the compiler would hide in a niche of the largest variant: the loop
+/// matches on the session a dozen times per message, and a niche costs a
+/// few instructions each time (see `websocket::Rare`, which keeps the
+/// largest variant small enough for the tag to cost no space).
+#[repr(u8)]
 pub(super) enum Session {
     Proxy(ProxyHead),
     /// Boxed: read during the handshake only, and the largest state; an

@@ -22,29 +22,33 @@ pub(in crate::runtime) struct WebSocket {
     last_seen: u32,
     /// Pinged, with no traffic since.
     pinged: bool,
-    /// The tick its token expires at (closed with 4001), 0: never.
-    token_ends: u32,
-    /// The tick its lifetime is over at (closed with 1001), 0: never.
-    life_ends: u32,
     /// What it may still send (`max_message_rate`).
     pub allowance: Allowance,
 }
 
 /// What few WebSockets have, behind one pointer: 8 bytes in every slot
-/// rather than the 24 or more of each field.
+/// rather than the 32 or more of these fields. Keeping the `WebSocket`
+/// small leaves room in a 112-byte `Session` for a plain tag (`repr(u8)`):
+/// a tag stored in a niche of the largest variant instead costs a few
+/// instructions at every `match` on the session, about 60 per echoed
+/// message in all (callgrind, `scripts/callgrind-echo.sh`).
 #[derive(Debug, Default)]
 pub(in crate::runtime) struct Rare {
     /// The reason its close carried (the peer's, or the protocol error's).
     pub close_reason: String,
     /// Who its token names, for the handler (`Ws::identity`).
-    pub identity: Option<Identity>,
+    pub identity: Option<Box<Identity>>,
+    /// The tick its token expires at (closed with 4001), 0: never.
+    token_ends: u32,
+    /// The tick its lifetime is over at (closed with 1001), 0: never.
+    life_ends: u32,
 }
 
 impl Rare {
     /// The identity in `rare`, if any (a function of the field, so that
     /// it borrows only the field).
     pub(in crate::runtime) fn identity(rare: &Option<Box<Rare>>) -> Option<&Identity> {
-        rare.as_deref().and_then(|r| r.identity.as_ref())
+        rare.as_deref().and_then(|r| r.identity.as_deref())
     }
 
     /// Keep in `rare` the reason a close carried (nothing, for an empty
@@ -59,16 +63,14 @@ impl Rare {
     }
 
     /// Give `rare` an identity (`None` takes it away).
-    pub(in crate::runtime) fn set_identity(rare: &mut Option<Box<Rare>>, id: Option<Identity>) {
+    pub(in crate::runtime) fn set_identity(
+        rare: &mut Option<Box<Rare>>,
+        id: Option<Box<Identity>>,
+    ) {
         match (rare.as_deref_mut(), id) {
             (Some(r), id) => r.identity = id,
             (None, None) => {}
-            (None, Some(id)) => {
-                *rare = Some(Box::new(Rare {
-                    identity: Some(id),
-                    ..Rare::default()
-                }))
-            }
+            (None, Some(id)) => rare.get_or_insert_with(Box::default).identity = Some(id),
         }
     }
 }
@@ -126,8 +128,6 @@ impl WebSocket {
             rare: None,
             last_seen: now as u32,
             pinged: false,
-            token_ends: 0,
-            life_ends: 0,
             // Full at the start: a burst of `rate` in the first tick.
             allowance: Allowance {
                 left: u32::MAX,
@@ -140,22 +140,36 @@ impl WebSocket {
     /// is over (`None`: never).
     pub(in crate::runtime) fn ending(mut self, token: Option<u64>, life: Option<u64>) -> WebSocket {
         self.set_token_end(token);
-        self.life_ends = life.map_or(0, tick32);
+        if let Some(life) = life {
+            self.rare.get_or_insert_with(Box::default).life_ends = tick32(life);
+        }
         self
     }
 
     /// Move the tick its token expires at (a refreshed token).
     pub(in crate::runtime) fn set_token_end(&mut self, token: Option<u64>) {
-        self.token_ends = token.map_or(0, tick32);
+        match (token, self.rare.as_deref_mut()) {
+            (None, None) => {}
+            (None, Some(r)) => r.token_ends = 0,
+            (Some(t), _) => self.rare.get_or_insert_with(Box::default).token_ends = tick32(t),
+        }
+    }
+
+    /// The ticks its token and its life end at (0: never).
+    fn ends(&self) -> (u32, u32) {
+        self.rare
+            .as_deref()
+            .map_or((0, 0), |r| (r.token_ends, r.life_ends))
     }
 
     /// `deadline`, or the end of its life if that comes first.
     #[inline]
     pub(in crate::runtime) fn cap(&self, deadline: u64) -> u64 {
-        if self.token_ends | self.life_ends == 0 {
+        let (token, life) = self.ends();
+        if token | life == 0 {
             return deadline;
         }
-        [self.token_ends, self.life_ends]
+        [token, life]
             .into_iter()
             .filter(|&e| e != 0)
             .fold(deadline, |d, e| d.min(e as u64))
@@ -176,11 +190,12 @@ impl WebSocket {
             return Expiry::Close;
         }
         let due = |e: u32| e != 0 && now >= e as u64;
-        if due(self.token_ends) {
+        let (token, life) = self.ends();
+        if due(token) {
             self.close(TOKEN_EXPIRED, "no valid token");
             return Expiry::Again(now + ticks.handshake);
         }
-        if due(self.life_ends) {
+        if due(life) {
             self.close(CloseCode::GOING_AWAY, "connection lifetime reached");
             return Expiry::LifeOver(now + ticks.handshake);
         }
