@@ -69,6 +69,9 @@ pub struct Stats {
     pub lifetime_closes: Counter,
     /// Publications skipped by the `drop` policy.
     pub slow_drops: Counter,
+    /// Notices of skipped publications sent to subscribers that asked for
+    /// them.
+    pub gap_notices: Counter,
     /// Publications held back by the `conflate` policy.
     pub slow_conflated: Counter,
     /// Held-back publications replaced by a newer one before being sent.
@@ -267,7 +270,7 @@ pub fn render_history(entries: usize, keys: usize) -> String {
 pub fn render(workers: &[WorkerView<'_>]) -> String {
     let mut out = String::with_capacity(2048);
     let sum = |f: Field| workers.iter().map(|w| f(w.stats).get()).sum::<u64>();
-    let rows: [(&str, &str, &str, Field); 19] = [
+    let rows: [(&str, &str, &str, Field); 20] = [
         (
             "ringwave_connections_open",
             "gauge",
@@ -345,6 +348,12 @@ pub fn render(workers: &[WorkerView<'_>]) -> String {
             "counter",
             "Publications skipped by the drop policy.",
             |s| &s.slow_drops,
+        ),
+        (
+            "ringwave_slow_consumer_gap_notices_total",
+            "counter",
+            "Notices of publications the drop policy skipped, sent to the subscribers they were skipped for.",
+            |s| &s.gap_notices,
         ),
         (
             "ringwave_slow_consumer_conflated_total",

@@ -234,6 +234,31 @@ impl Publication {
         &self.topic
     }
 
+    /// The topic, shared.
+    pub(crate) fn topic_name(&self) -> &Arc<str> {
+        &self.topic
+    }
+
+    /// The notice of `gap` a subscriber gets ahead of its next publication
+    /// on the topic: `{"event":"gap","topic":…,"dropped":N,"from":F,"to":T}`
+    /// (`from`, `to`: the first and last offsets skipped, on a topic with
+    /// history) as a text message, or as an event stream's
+    /// `event: gap` with that data.
+    pub(crate) fn gap(gap: &queue::Gap) -> Arc<Publication> {
+        let mut v = serde_json::json!({"event": "gap", "topic": &*gap.topic,
+                                        "dropped": gap.dropped});
+        if let (Some(from), Some(to)) = (gap.from, gap.to) {
+            v["from"] = from.into();
+            v["to"] = to.into();
+        }
+        let text = v.to_string();
+        let p = Publication::new(&gap.topic, None, MessageKind::Text, text.as_bytes());
+        let _ = p
+            .sse
+            .set(format!("event: gap\ndata: {text}\n\n").into_bytes().into());
+        p
+    }
+
     /// The conflation key, if any.
     pub fn key(&self) -> Option<&str> {
         self.key.as_deref()
@@ -353,6 +378,30 @@ mod tests {
         let big = Publication::new("t", None, MessageKind::Binary, &[7u8; 300]);
         assert_eq!(&big.frame()[..4], &[0x82, 126, 1, 44]);
         assert_eq!(big.payload().len(), 300);
+    }
+
+    #[test]
+    fn a_gap_notice_is_json_on_websocket_and_a_gap_event_on_sse() {
+        let gap = queue::Gap {
+            topic: Arc::from("ticks"),
+            dropped: 3,
+            from: Some(7),
+            to: Some(9),
+        };
+        let p = Publication::gap(&gap);
+        let json = r#"{"dropped":3,"event":"gap","from":7,"to":9,"topic":"ticks"}"#;
+        assert_eq!(p.payload(), json.as_bytes());
+        assert_eq!(p.sse(), format!("event: gap\ndata: {json}\n\n").as_bytes());
+        let no_history = queue::Gap {
+            from: None,
+            to: None,
+            ..gap
+        };
+        let p = Publication::gap(&no_history);
+        assert_eq!(
+            p.payload(),
+            br#"{"dropped":3,"event":"gap","topic":"ticks"}"#
+        );
     }
 
     #[test]

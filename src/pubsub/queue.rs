@@ -20,6 +20,19 @@ pub(crate) struct Subscriber {
     pub queued_bytes: usize,
     /// Newest publication per topic (and key) held back while over the limit.
     pub conflated: Vec<Arc<Publication>>,
+    /// Publications the `drop` policy skipped, per topic, not yet announced.
+    pub gaps: Vec<Gap>,
+}
+
+/// Publications of one topic skipped for a subscriber that was behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Gap {
+    pub topic: Arc<str>,
+    /// How many.
+    pub dropped: u64,
+    /// The first and last skipped offsets, on a topic with history.
+    pub from: Option<u64>,
+    pub to: Option<u64>,
 }
 
 impl Subscriber {
@@ -27,6 +40,32 @@ impl Subscriber {
     pub fn push(&mut self, p: Arc<Publication>, len: usize) {
         self.queued_bytes += len;
         self.queue.push_back(p);
+    }
+
+    /// `skipped` (a run of one topic, in order) were dropped for it.
+    pub fn note_gap(&mut self, skipped: &[Arc<Publication>]) {
+        let (Some(first), Some(last)) = (skipped.first(), skipped.last()) else {
+            return;
+        };
+        let offset = |p: &Publication| p.position().map(|q| q.offset);
+        match self.gaps.iter_mut().find(|g| *g.topic == *first.topic()) {
+            Some(g) => {
+                g.dropped += skipped.len() as u64;
+                g.to = offset(last);
+            }
+            None => self.gaps.push(Gap {
+                topic: first.topic_name().clone(),
+                dropped: skipped.len() as u64,
+                from: offset(first),
+                to: offset(last),
+            }),
+        }
+    }
+
+    /// The gap on `topic` not yet announced, if any (forgotten here).
+    pub fn take_gap(&mut self, topic: &str) -> Option<Gap> {
+        let i = self.gaps.iter().position(|g| &*g.topic == topic)?;
+        Some(self.gaps.swap_remove(i))
     }
 
     /// Hold `p` back; returns whether it replaced an older one.

@@ -18,6 +18,9 @@ pub(crate) struct Sub {
     pub generation: u32,
     /// Publications go in their meta form ([`Publication::meta`]).
     pub meta: bool,
+    /// Publications the `drop` policy skips for it are announced
+    /// ([`Publication::gap`]) ahead of the next one it gets.
+    pub gaps: bool,
     /// Live publications up to this offset were the subscriber's already
     /// (replayed, in a snapshot, or covered by the position it was told).
     pub floor: u64,
@@ -48,6 +51,11 @@ pub struct SubscribeOptions {
     pub snapshot: bool,
     /// Send publications in their meta form, with their offsets.
     pub meta: bool,
+    /// When the topic's `drop` policy skips publications for this
+    /// subscriber (it was behind), say so ahead of the next one it gets:
+    /// a notice `{"event":"gap","topic","dropped","from"?,"to"?}` (an
+    /// event stream's `event: gap`). Event streams always get them.
+    pub gaps: bool,
 }
 
 /// How a subscription started.
@@ -117,6 +125,11 @@ impl Topics {
         stats: &Stats,
     ) -> Result<Subscribed, SubscribeError> {
         let new = self.subscribe(index, generation, sub, topic, stats)?;
+        if new && (opts.gaps || sse) {
+            if let Some(s) = self.entry_mut(topic, index, generation) {
+                s.gaps = true;
+            }
+        }
         let history = self.history.clone();
         let start = history.as_ref().and_then(|h| h.start(topic));
         // Delivered here so far: below this offset (of the log's epoch).
@@ -171,15 +184,9 @@ impl Topics {
                 .map(|p| p.meta(true))
                 .collect();
         }
-        if let Some(entry) = self.map.get_mut(topic) {
-            if let Some(s) = entry
-                .subs
-                .iter_mut()
-                .find(|s| (s.index, s.generation) == (index, generation))
-            {
-                s.meta = opts.meta && !sse;
-                s.floor = floor;
-            }
+        if let Some(s) = self.entry_mut(topic, index, generation) {
+            s.meta = opts.meta && !sse;
+            s.floor = floor;
         }
         stats.deliveries.add(queue.len() as u64);
         if let Some(sub) = sub.as_deref_mut() {
@@ -205,6 +212,15 @@ impl Topics {
                 f(&topic, subscribed);
             }
         }
+    }
+
+    /// Slot (`index`, `generation`)'s entry among `topic`'s subscribers.
+    fn entry_mut(&mut self, topic: &str, index: u32, generation: u32) -> Option<&mut Sub> {
+        self.map
+            .get_mut(topic)?
+            .subs
+            .iter_mut()
+            .find(|s| (s.index, s.generation) == (index, generation))
     }
 
     pub fn get(&self, topic: &str) -> Option<&Topic> {
@@ -255,6 +271,7 @@ impl Topics {
                 index,
                 generation,
                 meta: false,
+                gaps: false,
                 floor: 0,
             });
         }

@@ -156,7 +156,9 @@ impl Delivery {
                 let pending = slot.pending();
                 // (Held-back conflated publications would go first and count
                 // against the limit: those subscribers go one by one.)
-                if let Some(sub) = slot.sub.as_deref_mut().filter(|s| s.conflated.is_empty()) {
+                // (So would a gap's notice.)
+                let alone = |s: &&mut Subscriber| s.conflated.is_empty() && s.gaps.is_empty();
+                if let Some(sub) = slot.sub.as_deref_mut().filter(alone) {
                     if pending + *len <= limit {
                         sub.push(whole.clone(), *len);
                         stats.deliveries.add(run.len() as u64);
@@ -186,6 +188,14 @@ impl Delivery {
                 };
                 if !over {
                     sub.release_conflated(sse);
+                    if !sub.gaps.is_empty() {
+                        if let Some(gap) = sub.take_gap(run[0].topic()) {
+                            let notice = Publication::gap(&gap);
+                            let n = notice.bytes(sse).len();
+                            sub.push(notice, n);
+                            stats.gap_notices.add(1);
+                        }
+                    }
                     sub.push(p.clone(), len);
                     stats.deliveries.add(1);
                     continue;
@@ -194,6 +204,9 @@ impl Delivery {
                     Policy::Drop => {
                         // Over the limit: the rest of the run is skipped too.
                         stats.slow_drops.add((rest.len() - i) as u64);
+                        if s.gaps {
+                            sub.note_gap(&rest[i..]);
+                        }
                         break;
                     }
                     Policy::Conflate => {

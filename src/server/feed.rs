@@ -1,29 +1,14 @@
 //! The built-in feed app on `/feed`: a small JSON text protocol over
-//! WebSocket for subscribing to topics (and publishing, when allowed). An
-//! ordinary [`Handler`], built only on the public API.
+//! WebSocket for subscribing to topics (and publishing, when allowed),
+//! version 1.0, specified in `docs/feed-protocol.md`. An ordinary
+//! [`Handler`], built only on the public API.
 //!
-//! Client to server, one JSON object per text message:
-//!
-//! - `{"op":"subscribe","topic":"ticks"}` → `{"event":"subscribed","topic":"ticks"}`;
-//!   on a topic with history the answer adds `"epoch"`, `"offset"` (where
-//!   the subscriber now stands) and `"recovered"`. Options:
-//!   `"since":{"epoch":E,"offset":N}` replays N+1… before live publications
-//!   (`recovered: false` when they are no longer kept or E is another
-//!   epoch); `"snapshot":true` sends the newest publication of every key
-//!   first, as meta envelopes with `"snapshot":true`, unless `since`
-//!   recovered; `"meta":true` sends every publication as an envelope
-//!   `{"topic","epoch","offset","key"?,"data"}` (binary: 8-byte offset, a
-//!   flags byte, the payload).
-//! - `{"op":"unsubscribe","topic":"ticks"}` → `{"event":"unsubscribed","topic":"ticks"}`
-//! - `{"op":"publish","topic":"ticks","data":…,"key":"AAPL"}` → no reply on
-//!   success. `data` is sent to subscribers as a text message: a JSON string
-//!   as its contents, anything else as its JSON text. `key` (optional) is the
-//!   conflation key.
-//!
-//! Errors (bad JSON, unknown op, bad topic, publishing not allowed) are
-//! answered with `{"event":"error","error":"…"}` and the connection stays
-//! open. Subscribers receive each publication as it was published, with no
-//! envelope.
+//! Client to server: `subscribe` (`topic`, `since`, `snapshot`, `meta`),
+//! `unsubscribe`, `publish` (`topic`, `data`, `key`) and `auth` (`token`).
+//! Server to client: `subscribed` (with `epoch`, `offset`, `recovered` on a
+//! topic with history, and `was_recovering`), `unsubscribed`,
+//! `authenticated`, `error` (with a `code`, the connection stays open), and
+//! the publications, as published or as envelopes with their position.
 
 use std::collections::HashSet;
 
@@ -32,11 +17,16 @@ use serde_json::{json, Value};
 
 use super::access::{Access, PublishRule};
 use super::{
-    ConnId, Handler, Msg, Position, Request, SendStatus, SubscribeOptions, Subscribed, Upgrade, Ws,
+    ConnId, Handler, Msg, Position, Request, SendStatus, SubscribeError, SubscribeOptions,
+    Subscribed, Upgrade, Ws,
 };
 use crate::proto::{CloseCode, MessageKind};
 use crate::pubsub::history::parse_epoch;
 use crate::pubsub::valid_topic;
+
+/// The WebSocket subprotocol that names this protocol's version
+/// (docs/feed-protocol.md): confirmed when a client offers it.
+pub const PROTOCOL: &str = "ringwave.feed.v1";
 
 /// The feed app. Connections whose upgrade presented the publish token (or
 /// all, with `allow_client_publish`) may publish on every topic; those that
@@ -49,6 +39,9 @@ pub struct Feed {
     publishers: HashSet<ConnId>,
     /// Open connections admitted without a token, which must send one.
     pending: HashSet<ConnId>,
+    /// Open connections that named the protocol's version
+    /// ([`PROTOCOL`]): they get gap notices unless they say otherwise.
+    versioned: HashSet<ConnId>,
 }
 
 impl Feed {
@@ -63,6 +56,7 @@ impl Feed {
             access,
             publishers: HashSet::new(),
             pending: HashSet::new(),
+            versioned: HashSet::new(),
         }
     }
 
@@ -73,10 +67,15 @@ impl Feed {
     /// its deadline).
     fn auth(&mut self, ws: &mut Ws<'_>, token: Option<&str>) {
         let Some(keys) = self.access.keys() else {
-            return error(ws, "tokens are not used on this server");
+            return error(
+                ws,
+                Code::AuthUnavailable,
+                None,
+                "tokens are not used on this server",
+            );
         };
         let Some(token) = token else {
-            return error(ws, "missing \"token\"");
+            return error(ws, Code::BadRequest, None, "missing \"token\"");
         };
         match keys.verify(token, ws.wall_clock()) {
             Ok(id) => {
@@ -92,7 +91,7 @@ impl Feed {
                     json!({"event": "authenticated", "sub": sub, "exp": exp}),
                 );
             }
-            Err(e) => error(ws, &format!("token refused: {e}")),
+            Err(e) => error(ws, Code::TokenRefused, None, &format!("token refused: {e}")),
         }
     }
 }
@@ -105,22 +104,41 @@ impl Handler for Feed {
         if req.awaits_token() {
             self.pending.insert(req.id());
         }
-        Upgrade::Accept { protocol: None }
+        // A client that names the protocol's version gets it confirmed;
+        // one that offers none speaks the same protocol (1.0 only adds).
+        let protocol = req.protocols.iter().find(|p| *p == PROTOCOL).cloned();
+        if protocol.is_some() {
+            self.versioned.insert(req.id());
+        }
+        Upgrade::Accept { protocol }
     }
 
     fn on_message(&mut self, ws: &mut Ws<'_>, msg: Msg<'_>) {
         let Msg::Text(text) = msg else {
-            return error(ws, "the feed protocol uses JSON text messages");
+            return error(
+                ws,
+                Code::BadRequest,
+                None,
+                "the feed protocol uses JSON text messages",
+            );
         };
         let req: FeedRequest = match serde_json::from_str(text) {
             Ok(r) => r,
-            Err(e) => return error(ws, &format!("bad request: {e}")),
+            Err(e) => {
+                let why = format!("bad request: not a JSON object with a string \"op\" ({e})");
+                return error(ws, Code::BadRequest, None, &why);
+            }
         };
         if req.op == "auth" {
             return self.auth(ws, req.token.as_deref());
         }
         if self.pending.contains(&ws.id()) {
-            return error(ws, "send {\"op\":\"auth\",\"token\":\"…\"} first");
+            return error(
+                ws,
+                Code::AuthRequired,
+                None,
+                "send {\"op\":\"auth\",\"token\":\"…\"} first",
+            );
         }
         self.handle(ws, req);
     }
@@ -128,6 +146,7 @@ impl Handler for Feed {
     fn on_close(&mut self, id: ConnId, _code: CloseCode, _reason: &str) {
         self.publishers.remove(&id);
         self.pending.remove(&id);
+        self.versioned.remove(&id);
     }
 }
 
@@ -142,6 +161,7 @@ struct FeedRequest {
     snapshot: bool,
     #[serde(default)]
     meta: bool,
+    gaps: Option<bool>,
     token: Option<String>,
 }
 
@@ -151,8 +171,9 @@ struct Since {
     offset: u64,
 }
 
-/// Subscribe with the request's options and answer `subscribed`.
-fn subscribe(ws: &mut Ws<'_>, topic: &str, req: &FeedRequest) {
+/// Subscribe with the request's options (gap notices by default for a
+/// client that named the version) and answer `subscribed`.
+fn subscribe(ws: &mut Ws<'_>, topic: &str, req: &FeedRequest, versioned: bool) {
     let opts = SubscribeOptions {
         // An epoch that is not one of ours cannot be recovered: live only.
         since: req.since.as_ref().and_then(|s| {
@@ -163,19 +184,77 @@ fn subscribe(ws: &mut Ws<'_>, topic: &str, req: &FeedRequest) {
         }),
         snapshot: req.snapshot,
         meta: req.meta,
+        gaps: req.gaps.unwrap_or(versioned),
     };
+    // Whether it tried to recover: `recovered: false` then means the
+    // position was lost (take a snapshot), not a fresh subscription. A
+    // repeated subscribe changes nothing and recovers nothing.
+    let asked = req.since.is_some();
     match ws.subscribe_with(topic, &opts) {
         Ok(Subscribed {
             position: Some(p),
             recovered,
+            new,
             ..
         }) => reply(
             ws,
             json!({"event": "subscribed", "topic": topic, "epoch": p.epoch_str(),
-                   "offset": p.offset, "recovered": recovered}),
+                   "offset": p.offset, "recovered": recovered,
+                   "was_recovering": asked && new}),
         ),
-        Ok(_) => reply(ws, json!({"event": "subscribed", "topic": topic})),
-        Err(e) => error(ws, &format!("cannot subscribe to {topic:?}: {e}")),
+        Ok(s) => reply(
+            ws,
+            json!({"event": "subscribed", "topic": topic, "was_recovering": asked && s.new}),
+        ),
+        Err(e) => {
+            let code = match e {
+                SubscribeError::BadTopic => Code::BadTopic,
+                SubscribeError::TooMany => Code::TooManySubscriptions,
+                SubscribeError::Closing => Code::Closing,
+            };
+            let why = format!("cannot subscribe to {topic:?}: {e}");
+            error(ws, code, Some(topic), &why)
+        }
+    }
+}
+
+/// What went wrong, as a client acts on it (the `code` of an error
+/// event; docs/feed-protocol.md lists them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Code {
+    /// Not JSON, not an object, or a field missing or of the wrong type.
+    BadRequest,
+    /// An `op` this server does not know.
+    UnknownOp,
+    /// A topic name that is not valid.
+    BadTopic,
+    /// The token's claims (or the application) do not allow this topic.
+    NotEntitled,
+    /// The connection already holds as many subscriptions as it may.
+    TooManySubscriptions,
+    /// The connection is closing.
+    Closing,
+    /// The connection opened without a token and must send one first.
+    AuthRequired,
+    /// The token sent in band was refused.
+    TokenRefused,
+    /// An in-band token on a server that does not verify tokens.
+    AuthUnavailable,
+}
+
+impl Code {
+    fn as_str(self) -> &'static str {
+        match self {
+            Code::BadRequest => "bad_request",
+            Code::UnknownOp => "unknown_op",
+            Code::BadTopic => "bad_topic",
+            Code::NotEntitled => "not_entitled",
+            Code::TooManySubscriptions => "too_many_subscriptions",
+            Code::Closing => "closing",
+            Code::AuthRequired => "auth_required",
+            Code::TokenRefused => "token_refused",
+            Code::AuthUnavailable => "auth_unavailable",
+        }
     }
 }
 
@@ -191,8 +270,14 @@ fn reply(ws: &mut Ws<'_>, v: Value) {
     }
 }
 
-fn error(ws: &mut Ws<'_>, msg: &str) {
-    reply(ws, json!({"event": "error", "error": msg}));
+/// An error event: its `code` (what a client acts on), the topic it
+/// concerns if any, and a message for people.
+fn error(ws: &mut Ws<'_>, code: Code, topic: Option<&str>, msg: &str) {
+    let mut v = json!({"event": "error", "code": code.as_str(), "error": msg});
+    if let Some(t) = topic {
+        v["topic"] = t.into();
+    }
+    reply(ws, v);
 }
 
 impl Feed {
@@ -200,12 +285,12 @@ impl Feed {
     /// (its identity) and the publish rule give it.
     fn handle(&self, ws: &mut Ws<'_>, req: FeedRequest) {
         let Some(topic) = req.topic.as_deref() else {
-            return error(ws, "missing \"topic\"");
+            return error(ws, Code::BadRequest, None, "missing \"topic\"");
         };
         match req.op.as_str() {
             "subscribe" => match self.access.may_subscribe(ws.identity(), topic) {
-                Ok(()) => subscribe(ws, topic, &req),
-                Err(why) => reply(ws, json!({"event": "error", "topic": topic, "error": why})),
+                Ok(()) => subscribe(ws, topic, &req, self.versioned.contains(&ws.id())),
+                Err(why) => error(ws, Code::NotEntitled, Some(topic), &why),
             },
             "unsubscribe" => {
                 ws.unsubscribe(topic);
@@ -214,21 +299,27 @@ impl Feed {
             "publish" => {
                 let by_rule = self.publishers.contains(&ws.id());
                 if !Access::may_publish(by_rule, ws.identity(), topic) {
-                    return reply(
+                    return error(
                         ws,
-                        json!({"event": "error", "topic": topic,
-                           "error": "publishing is not allowed: the server needs \
-                            --allow-client-publish, a connection with ?token=… matching \
-                            --publish-token, or a token whose topics.publish lists the topic"}),
+                        Code::NotEntitled,
+                        Some(topic),
+                        "publishing is not allowed: the server needs \
+                         --allow-client-publish, a connection with ?token=… matching \
+                         --publish-token, or a token whose topics.publish lists the topic",
                     );
                 }
                 if !valid_topic(topic) {
-                    return error(ws, &format!("bad topic {topic:?}"));
+                    return error(
+                        ws,
+                        Code::BadTopic,
+                        Some(topic),
+                        &format!("bad topic {topic:?}"),
+                    );
                 }
                 let data = match req.data {
                     Some(Value::String(s)) => s,
                     Some(v) => v.to_string(),
-                    None => return error(ws, "missing \"data\""),
+                    None => return error(ws, Code::BadRequest, Some(topic), "missing \"data\""),
                 };
                 ws.publish_keyed(
                     topic,
@@ -239,7 +330,9 @@ impl Feed {
             }
             other => error(
                 ws,
-                &format!("unknown op {other:?}: expected subscribe, unsubscribe or publish"),
+                Code::UnknownOp,
+                None,
+                &format!("unknown op {other:?}: expected subscribe, unsubscribe, publish or auth"),
             ),
         }
     }

@@ -16,7 +16,7 @@ use crate::metrics::Stats;
 use crate::proto::http::HttpRequest;
 use crate::proto::ws::handshake::UpgradeRequest;
 use crate::proto::{CloseCode, MessageKind};
-use crate::pubsub::{Policy, Publication};
+use crate::pubsub::{Publication, SubscribeOptions};
 
 use super::app::{App, Ends, EngineConfig, RequestCx, Response, Route, Settings};
 use super::clock::Epoch;
@@ -164,11 +164,13 @@ impl App for TestApp {
             token: (http.path == "/ends-in-3s").then(|| cx.now + Duration::from_secs(3)),
             lifetime: None,
         };
+        // `/gaps`: subscribed with gap notices (tag 1).
+        let tag = AppTag(u8::from(http.path == "/gaps"));
         match UpgradeRequest::from_http(http) {
             Ok(req) => Route::Upgrade {
                 req,
                 protocol: None,
-                tag: AppTag(0),
+                tag,
                 ends,
                 identity: None,
             },
@@ -177,7 +179,11 @@ impl App for TestApp {
     }
 
     fn on_open(&mut self, ws: &mut Ws<'_>) {
-        ws.subscribe("t").expect("subscribe");
+        let opts = SubscribeOptions {
+            gaps: ws.tag() == AppTag(1),
+            ..SubscribeOptions::default()
+        };
+        ws.subscribe_with("t", &opts).expect("subscribe");
     }
 
     fn on_message(&mut self, ws: &mut Ws<'_>, msg: Msg<'_>) {
@@ -269,8 +275,14 @@ impl Harness {
 
     /// Accept `t` and upgrade it at `secs`.
     fn open(&mut self, t: u32, secs: f64) {
+        self.open_path(t, secs, "/x");
+    }
+
+    /// Open a WebSocket on `path` (see [`TestApp::route`]).
+    fn open_path(&mut self, t: u32, secs: f64, path: &str) {
         self.accept(t);
-        self.data(t, UPGRADE);
+        let upgrade = String::from_utf8_lossy(UPGRADE).replacen("/x", path, 1);
+        self.data(t, upgrade.as_bytes());
         self.turn(secs);
         assert!(
             self.sent(t).starts_with(b"HTTP/1.1 101"),
@@ -495,90 +507,6 @@ fn a_publication_from_another_worker_goes_before_a_later_local_one() {
     let mut out = Vec::new();
     other.drain(&mut out);
     assert!(matches!(&out[..], [Control::Publish(p)] if p.payload() == b"later"));
-}
-
-/// A subscriber whose socket takes nothing, with `max_buffered` 1,000 and
-/// 20 publications of 100 bytes; then the socket opens up.
-fn slow_subscriber(policy: Policy, keyed: bool) -> Harness {
-    let mut h = Harness::new(Settings::new(EngineConfig {
-        max_buffered: 1000,
-        slow_consumer: policy,
-        ..EngineConfig::default()
-    }));
-    h.open(0, 0.0);
-    h.driver.room.insert(0, 0);
-    for i in 0..20u8 {
-        let mut payload = vec![b'a' + i; 100];
-        payload[0] = b'0' + i % 10;
-        h.publish(0.5, keyed.then_some("k"), &payload);
-        h.turn(0.5);
-    }
-    h
-}
-
-/// Let the slow subscriber's socket take everything again.
-fn unstall(h: &mut Harness, secs: f64) {
-    h.driver.room.insert(0, usize::MAX);
-    h.core
-        .on_completion(Completion::Writable(Token(0)), h.clock);
-    h.turn(secs);
-}
-
-#[test]
-fn the_close_policy_closes_a_slow_subscriber_with_1008() {
-    let mut h = slow_subscriber(Policy::Close, false);
-    assert_eq!(h.core.stats.slow_closes.get(), 1);
-    unstall(&mut h, 0.6);
-    let frames = h.frames(0);
-    let (op, payload) = frames.last().unwrap();
-    assert_eq!((*op, close_code(payload)), (0x8, 1008));
-    // What was queued and not started was discarded with the close.
-    assert!(frames.len() <= 11, "{} frames", frames.len());
-    h.data(0, &client_frame(0x8, &1008u16.to_be_bytes()));
-    h.turn(0.7);
-    assert!(h.closed(0));
-}
-
-#[test]
-fn the_drop_policy_skips_publications_while_over_and_keeps_the_connection() {
-    let mut h = slow_subscriber(Policy::Drop, false);
-    let dropped = h.core.stats.slow_drops.get();
-    assert!(dropped > 0, "nothing dropped");
-    unstall(&mut h, 0.6);
-    let got = h.frames(0);
-    assert_eq!(
-        got.len() as u64 + dropped,
-        20,
-        "each is delivered or dropped"
-    );
-    assert!(got.iter().all(|f| f.0 == 0x1), "no close: {got:?}");
-    // Delivered in order, and the first ones (queued while under the limit).
-    for (i, f) in got.iter().enumerate() {
-        assert_eq!(f.1[1], b'a' + i as u8);
-    }
-    // Once drained, publications flow again.
-    h.publish(0.7, None, b"after");
-    h.turn(0.7);
-    assert_eq!(h.frames(0).last().unwrap().1, b"after");
-    assert!(!h.closed(0));
-}
-
-#[test]
-fn the_conflate_policy_keeps_the_newest_per_key_and_sends_it_on_drain() {
-    let mut h = slow_subscriber(Policy::Conflate, true);
-    let held = h.core.stats.slow_conflated.get();
-    assert!(held > 1, "nothing held back");
-    assert_eq!(
-        h.core.stats.slow_superseded.get(),
-        held - 1,
-        "one slot: key k"
-    );
-    unstall(&mut h, 0.6);
-    let got = h.frames(0);
-    // The queued ones, then only the newest of those held back.
-    assert_eq!(got.len() as u64, 20 - held + 1);
-    assert_eq!(got.last().unwrap().1[1], b'a' + 19, "the newest arrives");
-    assert!(!h.closed(0));
 }
 
 /// One read with two messages the app echoes, a ping between them and a
@@ -844,6 +772,8 @@ fn an_unsent_100_continue_goes_out_before_the_answer() {
 mod h2;
 mod lifetime;
 mod pause;
+mod slow;
+
 /// A WebSocket's slot stays as small as it was (a million of them are
 /// held): what few connections have (a close reason, an identity) lives
 /// behind one pointer.
