@@ -61,13 +61,25 @@ both_backends!(the_version_is_a_subprotocol, |backend| {
         Some("ringwave.feed.v1"),
         "picked from a list"
     );
-    // A client that names no version is served the same protocol.
+    // A client that names no version gets the answers of before 1.0, byte
+    // for byte; one that names it gets the fields 1.0 adds.
     let (mut old, chosen) = connect(srv.addr, None);
     assert_eq!(chosen, None);
-    for ws in [&mut v1, &mut old] {
-        let a = ask(ws, json!({"op": "subscribe", "topic": "t"}));
-        assert_eq!(a["event"], "subscribed", "{a}");
-    }
+    let subscribe = json!({"op": "subscribe", "topic": "t"}).to_string();
+    old.send(Message::text(subscribe.clone())).unwrap();
+    assert_eq!(
+        old.read().unwrap().into_text().unwrap().as_str(),
+        r#"{"event":"subscribed","topic":"t"}"#
+    );
+    let a = send_text(&mut v1, &subscribe);
+    assert_eq!(
+        a,
+        json!({"event": "subscribed", "topic": "t", "was_recovering": false})
+    );
+    let e = send_text(&mut old, "not json");
+    assert_eq!(e.get("code"), None, "{e}");
+    let e = send_text(&mut v1, "not json");
+    assert_eq!(e["code"], "bad_request", "{e}");
 });
 
 both_backends!(
@@ -104,7 +116,7 @@ both_backends!(
         }
         // A second connection: from offset 3 (4 and 5 are kept), and from
         // offset 1 (2 is gone: three are kept), and from another epoch.
-        let (mut again, _) = connect(srv.addr, None);
+        let (mut again, _) = connect(srv.addr, Some("ringwave.feed.v1"));
         let cases = [
             (json!({"epoch": &epoch, "offset": 3}), true),
             (json!({"epoch": &epoch, "offset": 1}), false),

@@ -67,7 +67,7 @@ impl Feed {
     /// its deadline).
     fn auth(&mut self, ws: &mut Ws<'_>, token: Option<&str>) {
         let Some(keys) = self.access.keys() else {
-            return error(
+            return self.error(
                 ws,
                 Code::AuthUnavailable,
                 None,
@@ -75,7 +75,7 @@ impl Feed {
             );
         };
         let Some(token) = token else {
-            return error(ws, Code::BadRequest, None, "missing \"token\"");
+            return self.error(ws, Code::BadRequest, None, "missing \"token\"");
         };
         match keys.verify(token, ws.wall_clock()) {
             Ok(id) => {
@@ -91,7 +91,7 @@ impl Feed {
                     json!({"event": "authenticated", "sub": sub, "exp": exp}),
                 );
             }
-            Err(e) => error(ws, Code::TokenRefused, None, &format!("token refused: {e}")),
+            Err(e) => self.error(ws, Code::TokenRefused, None, &format!("token refused: {e}")),
         }
     }
 }
@@ -115,7 +115,7 @@ impl Handler for Feed {
 
     fn on_message(&mut self, ws: &mut Ws<'_>, msg: Msg<'_>) {
         let Msg::Text(text) = msg else {
-            return error(
+            return self.error(
                 ws,
                 Code::BadRequest,
                 None,
@@ -126,14 +126,14 @@ impl Handler for Feed {
             Ok(r) => r,
             Err(e) => {
                 let why = format!("bad request: not a JSON object with a string \"op\" ({e})");
-                return error(ws, Code::BadRequest, None, &why);
+                return self.error(ws, Code::BadRequest, None, &why);
             }
         };
         if req.op == "auth" {
             return self.auth(ws, req.token.as_deref());
         }
         if self.pending.contains(&ws.id()) {
-            return error(
+            return self.error(
                 ws,
                 Code::AuthRequired,
                 None,
@@ -196,16 +196,21 @@ fn subscribe(ws: &mut Ws<'_>, topic: &str, req: &FeedRequest, versioned: bool) {
             recovered,
             new,
             ..
-        }) => reply(
-            ws,
-            json!({"event": "subscribed", "topic": topic, "epoch": p.epoch_str(),
-                   "offset": p.offset, "recovered": recovered,
-                   "was_recovering": asked && new}),
-        ),
-        Ok(s) => reply(
-            ws,
-            json!({"event": "subscribed", "topic": topic, "was_recovering": asked && s.new}),
-        ),
+        }) => {
+            let mut v = json!({"event": "subscribed", "topic": topic, "epoch": p.epoch_str(),
+                               "offset": p.offset, "recovered": recovered});
+            if versioned {
+                v["was_recovering"] = (asked && new).into();
+            }
+            reply(ws, v)
+        }
+        Ok(s) => {
+            let mut v = json!({"event": "subscribed", "topic": topic});
+            if versioned {
+                v["was_recovering"] = (asked && s.new).into();
+            }
+            reply(ws, v)
+        }
         Err(e) => {
             let code = match e {
                 SubscribeError::BadTopic => Code::BadTopic,
@@ -213,7 +218,7 @@ fn subscribe(ws: &mut Ws<'_>, topic: &str, req: &FeedRequest, versioned: bool) {
                 SubscribeError::Closing => Code::Closing,
             };
             let why = format!("cannot subscribe to {topic:?}: {e}");
-            error(ws, code, Some(topic), &why)
+            error_to(ws, versioned, code, Some(topic), &why)
         }
     }
 }
@@ -272,8 +277,13 @@ fn reply(ws: &mut Ws<'_>, v: Value) {
 
 /// An error event: its `code` (what a client acts on), the topic it
 /// concerns if any, and a message for people.
-fn error(ws: &mut Ws<'_>, code: Code, topic: Option<&str>, msg: &str) {
-    let mut v = json!({"event": "error", "code": code.as_str(), "error": msg});
+/// (`code` only for a client that named the version: one written before
+/// 1.0 gets the answers it was written against.)
+fn error_to(ws: &mut Ws<'_>, v1: bool, code: Code, topic: Option<&str>, msg: &str) {
+    let mut v = json!({"event": "error", "error": msg});
+    if v1 {
+        v["code"] = code.as_str().into();
+    }
     if let Some(t) = topic {
         v["topic"] = t.into();
     }
@@ -281,16 +291,22 @@ fn error(ws: &mut Ws<'_>, code: Code, topic: Option<&str>, msg: &str) {
 }
 
 impl Feed {
+    /// Answer an error (see [`error_to`]).
+    fn error(&self, ws: &mut Ws<'_>, code: Code, topic: Option<&str>, msg: &str) {
+        let v1 = self.versioned.contains(&ws.id());
+        error_to(ws, v1, code, topic, msg);
+    }
+
     /// Handle one message from a `/feed` client, with the rights its token
     /// (its identity) and the publish rule give it.
     fn handle(&self, ws: &mut Ws<'_>, req: FeedRequest) {
         let Some(topic) = req.topic.as_deref() else {
-            return error(ws, Code::BadRequest, None, "missing \"topic\"");
+            return self.error(ws, Code::BadRequest, None, "missing \"topic\"");
         };
         match req.op.as_str() {
             "subscribe" => match self.access.may_subscribe(ws.identity(), topic) {
                 Ok(()) => subscribe(ws, topic, &req, self.versioned.contains(&ws.id())),
-                Err(why) => error(ws, Code::NotEntitled, Some(topic), &why),
+                Err(why) => self.error(ws, Code::NotEntitled, Some(topic), &why),
             },
             "unsubscribe" => {
                 ws.unsubscribe(topic);
@@ -299,7 +315,7 @@ impl Feed {
             "publish" => {
                 let by_rule = self.publishers.contains(&ws.id());
                 if !Access::may_publish(by_rule, ws.identity(), topic) {
-                    return error(
+                    return self.error(
                         ws,
                         Code::NotEntitled,
                         Some(topic),
@@ -309,7 +325,7 @@ impl Feed {
                     );
                 }
                 if !valid_topic(topic) {
-                    return error(
+                    return self.error(
                         ws,
                         Code::BadTopic,
                         Some(topic),
@@ -319,7 +335,9 @@ impl Feed {
                 let data = match req.data {
                     Some(Value::String(s)) => s,
                     Some(v) => v.to_string(),
-                    None => return error(ws, Code::BadRequest, Some(topic), "missing \"data\""),
+                    None => {
+                        return self.error(ws, Code::BadRequest, Some(topic), "missing \"data\"")
+                    }
                 };
                 ws.publish_keyed(
                     topic,
@@ -328,7 +346,7 @@ impl Feed {
                     data.as_bytes(),
                 );
             }
-            other => error(
+            other => self.error(
                 ws,
                 Code::UnknownOp,
                 None,
