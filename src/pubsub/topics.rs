@@ -125,9 +125,12 @@ impl Topics {
         stats: &Stats,
     ) -> Result<Subscribed, SubscribeError> {
         let new = self.subscribe(index, generation, sub, topic, stats)?;
-        if new && (opts.gaps || sse) {
+        if new {
             if let Some(s) = self.entry_mut(topic, index, generation) {
-                s.gaps = true;
+                // (Set again below, with the floor, on a topic with history:
+                // without one, envelopes say epoch 0, offset 0.)
+                s.meta = opts.meta && !sse;
+                s.gaps = opts.gaps || sse;
             }
         }
         let history = self.history.clone();
