@@ -211,7 +211,26 @@ const DEFER_ACCEPT_SECS: u32 = 5;
 /// socket without SO_REUSEPORT binds only where nothing listens; it is
 /// closed at once and the workers' listeners bind to the address it got (a
 /// port 0 is chosen here).
+///
+/// A restart may find the address still held for a moment by the server
+/// it replaces: an io_uring ring, and the listener it holds, is torn down
+/// after its process has exited, once its pending operations are
+/// cancelled. So an address in use is tried again every 50 ms for up to
+/// 2 s before it is refused.
 fn claim(addr: SocketAddr) -> io::Result<SocketAddr> {
+    const TRIES: u32 = 40;
+    for _ in 1..TRIES {
+        match claim_once(addr) {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            done => return done,
+        }
+    }
+    claim_once(addr)
+}
+
+fn claim_once(addr: SocketAddr) -> io::Result<SocketAddr> {
     let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // Connections of a previous run in TIME_WAIT do not stand in the way.
     probe.set_reuse_address(true)?;
