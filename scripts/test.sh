@@ -5,7 +5,7 @@
 #
 # Installs what the tests need when missing: a Python venv under .venv with
 # the packages in tests/python/requirements.txt (websockets, h2, wsproto,
-# PyJWT and cryptography),
+# PyJWT, cryptography and pytest),
 # and Debian's chromium, curl, nghttp2-client and nats-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ step "test dependencies"
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import websockets, prometheus_client, h2, wsproto, jwt, cryptography" 2>/dev/null; then
+if ! .venv/bin/python -c "import websockets, prometheus_client, h2, wsproto, jwt, cryptography, pytest" 2>/dev/null; then
     .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
 # Debian packages: chromium for the browser tests, curl and openssl for the
@@ -57,6 +57,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace
+
+# The Python client (clients/python), installed as a user would, against
+# the server cargo test built: pytest starts its own servers and a proxy
+# that cuts their connections.
+step "Python client: pip install ./clients/python, pytest"
+.venv/bin/pip install --quiet --disable-pip-version-check ./clients/python
+RINGWAVE_BIN=target/debug/ringwave .venv/bin/python -m pytest -q -p no:cacheprovider clients/python/tests
 
 # The io_uring backend accepts into direct descriptors (the ring's fixed file
 # table) when the kernel has them; its tests run again on regular
