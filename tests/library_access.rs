@@ -57,7 +57,11 @@ fn token(sub: &str, subscribe: &[&str]) -> String {
 fn library_server(backend: &str) -> ringwave::runtime::Running {
     let dir = std::env::temp_dir().join(format!("ringwave-library-access-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join(format!("{backend}.secret"));
+    // One file per server: the tests run in parallel, and a file rewritten
+    // while another server reads it would read empty.
+    static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let key = dir.join(format!("{backend}-{n}.secret"));
     std::fs::write(&key, SECRET).unwrap();
     let keys = JwtKeys::load(JwtConfig::new(vec![key])).expect("keys");
     Server::builder()
