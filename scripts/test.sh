@@ -65,6 +65,13 @@ step "Python client: pip install ./clients/python, pytest"
 .venv/bin/pip install --quiet --disable-pip-version-check ./clients/python
 RINGWAVE_BIN=target/debug/ringwave .venv/bin/python -m pytest -q -p no:cacheprovider clients/python/tests
 
+# The JavaScript client (clients/js): its packages (the TypeScript compiler)
+# into its git-ignored node_modules, built, and Node's test runner against
+# the same server.
+step "JavaScript client: npm ci, npm run build, npm test"
+(cd clients/js && npm ci --no-audit --no-fund --silent && npm run --silent build &&
+    RINGWAVE_BIN="$PWD/../../target/debug/ringwave" npm test --silent)
+
 # The io_uring backend accepts into direct descriptors (the ring's fixed file
 # table) when the kernel has them; its tests run again on regular
 # descriptors, forced by the variable the server reads.

@@ -1,0 +1,229 @@
+// The client against a real ringwave (RINGWAVE_BIN, or the debug build):
+// every publication once and in order while a proxy cuts every connection
+// each second, over WebSocket and over the SSE fallback; a restarted server
+// (lost position, snapshot, new epoch); the keyed state; the tail command.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import net from "node:net";
+import path from "node:path";
+import readline from "node:readline";
+import { fileURLToPath } from "node:url";
+
+import { Client, KeyedState } from "../dist/index.js";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const BIN = process.env.RINGWAVE_BIN ?? path.join(here, "../../../target/debug/ringwave");
+const servers = [];
+after(() => servers.forEach((s) => s.kill("SIGKILL")));
+
+/** ringwave on 127.0.0.1:port (0: any) with args; resolves to its port. */
+function server(args, port = 0) {
+  const p = spawn(BIN, ["--listen", `127.0.0.1:${port}`, "--threads", "1", "--feed-sim", "off", "--log-level", "warn", ...args], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  servers.push(p);
+  return new Promise((resolve, reject) => {
+    const rl = readline.createInterface({ input: p.stdout });
+    rl.once("line", (line) => {
+      // Nothing more is read from it: let it not hold the test's process.
+      rl.close();
+      p.stdout.destroy();
+      p.unref();
+      const m = /ws:\/\/127\.0\.0\.1:(\d+)/.exec(line);
+      m ? resolve({ port: Number(m[1]), proc: p }) : reject(new Error(`ringwave did not start: ${line}`));
+    });
+    p.once("exit", (code) => reject(new Error(`ringwave exited: ${code}`)));
+  });
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A TCP proxy to `target`; cut() ends every connection it carries, and
+ * while `refuse` is set new ones are closed at once. */
+async function proxy(target) {
+  const sockets = new Set();
+  const p = { refuse: false, cuts: 0 };
+  const srv = net.createServer((down) => {
+    if (p.refuse) return down.destroy();
+    const up = net.connect(target, "127.0.0.1");
+    for (const s of [down, up]) {
+      sockets.add(s);
+      s.on("error", () => {});
+      s.on("close", () => sockets.delete(s));
+    }
+    down.pipe(up);
+    up.pipe(down);
+    up.on("close", () => down.destroy());
+    down.on("close", () => up.destroy());
+  });
+  await new Promise((r) => srv.listen(0, "127.0.0.1", r));
+  p.port = srv.address().port;
+  p.cut = () => {
+    p.cuts += 1;
+    for (const s of sockets) s.destroy();
+  };
+  p.close = () => {
+    p.cut();
+    srv.close();
+  };
+  return p;
+}
+
+/** A plain WebSocket that publishes. */
+async function publisher(port) {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/feed`);
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  return {
+    publish: (topic, data, key) => ws.send(JSON.stringify(key ? { op: "publish", topic, data, key } : { op: "publish", topic, data })),
+    close: () => ws.close(),
+  };
+}
+
+/** The next event, within `ms`. */
+async function next(sub, ms = 10_000) {
+  let timer;
+  const r = await Promise.race([
+    sub.next(),
+    new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("no event in time")), ms))),
+  ]);
+  clearTimeout(timer);
+  assert.equal(r.done, false);
+  return r.value;
+}
+
+async function until(pred, ms = 10_000) {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function untilAsync(pred, ms = 10_000) {
+  const end = Date.now() + ms;
+  while (!(await pred())) {
+    if (Date.now() > end) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function onceAndInOrder(transport) {
+  const n = 3000;
+  const { port } = await server(["--history", "t=100000", "--allow-client-publish"]);
+  const px = await proxy(port);
+  const client = new Client(`ws://127.0.0.1:${px.port}/feed`, { transport, backoffBase: 50, backoffCap: 500 });
+  const sub = client.subscribe("t");
+  if (transport === "websocket") await until(() => sub.subscribedOnce);
+  else await until(() => sub.epoch !== undefined);
+  const pub = await publisher(port);
+  const cutter = setInterval(() => px.cut(), 1000);
+  const publishing = (async () => {
+    for (let i = 1; i <= n; i++) {
+      pub.publish("t", `p${i}`);
+      if (i % 100 === 0) await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  const got = [];
+  while (got.length < n) {
+    const ev = await next(sub, 20_000);
+    if (ev.type === "resubscribed") {
+      assert.ok(ev.recovered, JSON.stringify(ev));
+      continue;
+    }
+    assert.equal(ev.type, "publication", JSON.stringify(ev));
+    assert.equal(ev.data, `p${ev.offset}`);
+    got.push(ev.offset);
+  }
+  clearInterval(cutter);
+  await publishing;
+  assert.deepEqual(got, Array.from({ length: n }, (_, i) => i + 1), "missing or repeated offsets");
+  assert.ok(px.cuts >= 2 && client.connects >= 3, `cuts ${px.cuts}, connects ${client.connects}`);
+  console.log(`${transport}: ${n} publications once and in order over ${client.connects} connections`);
+  client.close();
+  pub.close();
+  px.close();
+}
+
+test("every publication once and in order while the WebSocket is cut every second", () => onceAndInOrder("websocket"));
+
+test("the same over the SSE fallback", () => onceAndInOrder("sse"));
+
+test("a restarted server is a lost position, then a snapshot and the new epoch", async () => {
+  const args = ["--history", "t=1000", "--allow-client-publish"];
+  const port = await freePort();
+  const first = await server(args, port);
+  const px = await proxy(port);
+  const client = new Client(`ws://127.0.0.1:${px.port}/feed`, { backoffBase: 50, backoffCap: 200 });
+  const sub = client.subscribe("t", { snapshot: true });
+  await until(() => sub.subscribedOnce);
+  let pub = await publisher(port);
+  pub.publish("t", "old", "k");
+  const old = await next(sub);
+  assert.deepEqual([old.data, old.offset], ["old", 1]);
+  pub.close();
+  px.refuse = true;
+  first.proc.kill("SIGKILL");
+  await new Promise((r) => first.proc.once("exit", r));
+  px.cut();
+  await server(args, port);
+  pub = await publisher(port);
+  for (const [key, value] of [["k", "new-k"], ["j", "new-j"], ["k", "newer-k"]]) pub.publish("t", value, key);
+  // The three are kept before the client is back.
+  await untilAsync(async () => /ringwave_history_entries 3\b/.test(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()));
+  px.refuse = false;
+  const resub = await next(sub);
+  assert.equal(resub.type, "resubscribed");
+  assert.ok(resub.lost, JSON.stringify(resub));
+  assert.notEqual(resub.epoch, old.epoch);
+  const state = new KeyedState();
+  const snap = [await next(sub), await next(sub)];
+  for (const p of snap) {
+    assert.ok(p.snapshot, JSON.stringify(p));
+    state.apply(p);
+  }
+  assert.equal(state.get("k"), "newer-k");
+  assert.equal(state.get("j"), "new-j");
+  pub.publish("t", "live", "j");
+  const live = await next(sub);
+  assert.deepEqual([live.data, live.epoch, live.snapshot], ["live", resub.epoch, false]);
+  assert.ok(state.apply(live));
+  assert.equal(state.get("j"), "live");
+  client.close();
+  pub.close();
+  px.close();
+});
+
+test("ringwave-tail prints EPOCH:OFFSET<TAB>DATA", async () => {
+  const { port } = await server(["--history", "t=100", "--allow-client-publish"]);
+  const tail = spawn(process.execPath, [path.join(here, "../bin/ringwave-tail.mjs"), `ws://127.0.0.1:${port}/feed`, "t"], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  servers.push(tail);
+  const lines = [];
+  const rl = readline.createInterface({ input: tail.stdout });
+  rl.on("line", (l) => lines.push(l));
+  const pub = await publisher(port);
+  // A live feed: one publication every 50 ms (at most 200) until the tail
+  // printed three lines.
+  for (let i = 1; i <= 200 && lines.length < 3; i++) {
+    pub.publish("t", `m${i}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  tail.kill();
+  pub.close();
+  assert.ok(lines.length >= 3, `printed ${lines.length} lines`);
+  for (const l of lines) assert.match(l, /^[0-9a-f]{8}:\d+\tm\d+$/);
+  const offsets = lines.map((l) => Number(l.split("\t")[0].split(":")[1]));
+  assert.deepEqual(offsets, [...offsets].sort((a, b) => a - b));
+});
