@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from .client import Client, Gap, Publication, Resubscribed
@@ -44,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(tail(args.url, args.topic, args.token))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
