@@ -1,10 +1,14 @@
 // The client against a real ringwave (RINGWAVE_BIN, or the debug build):
 // every publication once and in order while a proxy cuts every connection
 // each second, over WebSocket and over the SSE fallback; a restarted server
-// (lost position, snapshot, new epoch); the keyed state; the tail command.
+// (lost position, snapshot, new epoch); the keyed state; a token refreshed
+// in band; the tail command.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import net from "node:net";
 import path from "node:path";
 import readline from "node:readline";
@@ -202,6 +206,42 @@ test("a restarted server is a lost position, then a snapshot and the new epoch",
   client.close();
   pub.close();
   px.close();
+});
+
+/** An HS256 JWT (node:crypto's HMAC; the server verifies it with
+ * jsonwebtoken). */
+function jwt(secret, claims) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}`;
+  return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
+}
+
+test("a token refreshed in band keeps the connection past its first expiry", async () => {
+  const secret = "a secret for the js client test, 32 bytes or more";
+  const dir = mkdtempSync(path.join(tmpdir(), "ringwave-js-"));
+  writeFileSync(path.join(dir, "hs.key"), secret);
+  const { port } = await server(["--jwt-key", path.join(dir, "hs.key"), "--allow-client-publish"]);
+  let issued = 0;
+  const getToken = () => {
+    issued += 1;
+    const exp = Math.floor(Date.now() / 1000) + 3;
+    return jwt(secret, { sub: "js", exp, topics: { subscribe: ["t"], publish: ["t"] } });
+  };
+  const client = new Client(`ws://127.0.0.1:${port}/feed`, { getToken, refreshAt: 0.5 });
+  const sub = client.subscribe("t");
+  await until(() => sub.subscribedOnce);
+  // Past two lifetimes of the first token (3 s, and the server's 2 s of
+  // leeway), publications still arrive on one connection.
+  const end = Date.now() + 7000;
+  for (let i = 1; Date.now() < end; i++) {
+    client.publish("t", `m${i}`);
+    const ev = await next(sub, 5000);
+    assert.equal(ev.data, `m${i}`, JSON.stringify(ev));
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(client.connects, 1, `reconnected: ${client.connects}`);
+  assert.ok(issued >= 4, `tokens issued: ${issued}`);
+  client.close();
 });
 
 test("ringwave-tail prints EPOCH:OFFSET<TAB>DATA", async () => {
