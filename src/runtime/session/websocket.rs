@@ -51,15 +51,24 @@ impl Rare {
         rare.as_deref().and_then(|r| r.identity.as_deref())
     }
 
+    /// The box to write to: the one `rare` holds, or a new one when the
+    /// value to write is not the empty default (`needed`); `None` when
+    /// there is none and none is needed (nothing to write).
+    fn edit(rare: &mut Option<Box<Rare>>, needed: bool) -> Option<&mut Rare> {
+        if needed {
+            Some(rare.get_or_insert_with(Box::default))
+        } else {
+            rare.as_deref_mut()
+        }
+    }
+
     /// Keep in `rare` the reason a close carried (nothing, for an empty
     /// one).
     pub(in crate::runtime) fn set_close_reason(rare: &mut Option<Box<Rare>>, reason: &str) {
-        if reason.is_empty() {
-            return;
+        if let Some(r) = Rare::edit(rare, !reason.is_empty()) {
+            r.close_reason.clear();
+            r.close_reason.push_str(reason);
         }
-        let rare = rare.get_or_insert_with(Box::default);
-        rare.close_reason.clear();
-        rare.close_reason.push_str(reason);
     }
 
     /// Give `rare` an identity (`None` takes it away).
@@ -67,10 +76,8 @@ impl Rare {
         rare: &mut Option<Box<Rare>>,
         id: Option<Box<Identity>>,
     ) {
-        match (rare.as_deref_mut(), id) {
-            (Some(r), id) => r.identity = id,
-            (None, None) => {}
-            (None, Some(id)) => rare.get_or_insert_with(Box::default).identity = Some(id),
+        if let Some(r) = Rare::edit(rare, id.is_some()) {
+            r.identity = id;
         }
     }
 }
@@ -140,18 +147,16 @@ impl WebSocket {
     /// is over (`None`: never).
     pub(in crate::runtime) fn ending(mut self, token: Option<u64>, life: Option<u64>) -> WebSocket {
         self.set_token_end(token);
-        if let Some(life) = life {
-            self.rare.get_or_insert_with(Box::default).life_ends = tick32(life);
+        if let Some(r) = Rare::edit(&mut self.rare, life.is_some()) {
+            r.life_ends = life.map_or(0, tick32);
         }
         self
     }
 
     /// Move the tick its token expires at (a refreshed token).
     pub(in crate::runtime) fn set_token_end(&mut self, token: Option<u64>) {
-        match (token, self.rare.as_deref_mut()) {
-            (None, None) => {}
-            (None, Some(r)) => r.token_ends = 0,
-            (Some(t), _) => self.rare.get_or_insert_with(Box::default).token_ends = tick32(t),
+        if let Some(r) = Rare::edit(&mut self.rare, token.is_some()) {
+            r.token_ends = token.map_or(0, tick32);
         }
     }
 
