@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 
 use super::access::{Access, PublishRule};
 use super::{
-    ConnId, Handler, Msg, Position, Request, SendStatus, SubscribeError, SubscribeOptions,
-    Subscribed, Upgrade, Ws,
+    ConnId, Handler, Msg, Position, Request, SendStatus, SubscribeError, SubscribeOptions, Upgrade,
+    Ws,
 };
 use crate::proto::{CloseCode, MessageKind};
 use crate::pubsub::history::parse_epoch;
@@ -104,8 +104,9 @@ impl Handler for Feed {
         if req.awaits_token() {
             self.pending.insert(req.id());
         }
-        // A client that names the protocol's version gets it confirmed;
-        // one that offers none speaks the same protocol (1.0 only adds).
+        // A client that names the protocol's version gets it confirmed, and
+        // the fields 1.0 added; one that offers none gets the answers of
+        // before 1.0, byte for byte.
         let protocol = req.protocols.iter().find(|p| *p == PROTOCOL).cloned();
         if protocol.is_some() {
             self.versioned.insert(req.id());
@@ -191,21 +192,13 @@ fn subscribe(ws: &mut Ws<'_>, topic: &str, req: &FeedRequest, versioned: bool) {
     // repeated subscribe changes nothing and recovers nothing.
     let asked = req.since.is_some();
     match ws.subscribe_with(topic, &opts) {
-        Ok(Subscribed {
-            position: Some(p),
-            recovered,
-            new,
-            ..
-        }) => {
-            let mut v = json!({"event": "subscribed", "topic": topic, "epoch": p.epoch_str(),
-                               "offset": p.offset, "recovered": recovered});
-            if versioned {
-                v["was_recovering"] = (asked && new).into();
-            }
-            reply(ws, v)
-        }
         Ok(s) => {
             let mut v = json!({"event": "subscribed", "topic": topic});
+            if let Some(p) = s.position {
+                v["epoch"] = p.epoch_str().into();
+                v["offset"] = p.offset.into();
+                v["recovered"] = s.recovered.into();
+            }
             if versioned {
                 v["was_recovering"] = (asked && s.new).into();
             }
