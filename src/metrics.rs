@@ -5,8 +5,10 @@
 //! relaxed load and store (plain moves on x86), not a locked read-modify-write
 //! shared between cores. A scrape reads every worker's counters.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// A counter or gauge written by one thread and read by any.
 #[derive(Debug, Default)]
@@ -40,6 +42,9 @@ impl Counter {
 /// One worker's counters.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Subscribers of each topic on this worker (for the server API's
+    /// position of a topic), changed on subscribe and unsubscribe.
+    pub topic_subscribers: Mutex<HashMap<Box<str>, u32>>,
     /// Connections open now (any state).
     pub connections_open: Counter,
     /// Connections accepted.
@@ -159,7 +164,9 @@ pub const TLS_FAILURES: [&str; 8] = [
 ];
 
 /// Close codes counted one by one; others go to `code="other"`.
-pub const CLOSE_CODES: [u16; 10] = [1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011, 4001];
+pub const CLOSE_CODES: [u16; 11] = [
+    1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011, 4001, 4003,
+];
 
 /// Reasons a request is refused: an HTTP status, or a timeout.
 pub const REJECT_REASONS: [&str; 13] = [
@@ -167,6 +174,31 @@ pub const REJECT_REASONS: [&str; 13] = [
 ];
 
 impl Stats {
+    /// A subscriber of `topic` came (`true`) or went.
+    pub fn topic_subscriber(&self, topic: &str, came: bool) {
+        let mut map = self
+            .topic_subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if came {
+            *map.entry(topic.into()).or_default() += 1;
+        } else if let Some(n) = map.get_mut(topic) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(topic);
+            }
+        }
+    }
+
+    /// Subscribers of `topic` on this worker.
+    pub fn subscribers_of(&self, topic: &str) -> u32 {
+        let map = self
+            .topic_subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.get(topic).copied().unwrap_or(0)
+    }
+
     /// Count a WebSocket close with `code`.
     pub fn close(&self, code: u16) {
         let i = CLOSE_CODES

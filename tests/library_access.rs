@@ -130,7 +130,7 @@ fn head(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let body = if status == 200 {
         String::new()
     } else {
-        String::from_utf8_lossy(&c.read_to_end()).into_owned()
+        String::from_utf8_lossy(&c.read_body(&head)).into_owned()
     };
     (status, format!("{head}{body}"))
 }

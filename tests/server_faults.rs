@@ -420,7 +420,7 @@ fn metrics_when_open(addr: SocketAddr, query: &str) -> Result<f64, String> {
     if !head.starts_with("HTTP/1.1 200") {
         return Err(head);
     }
-    let body = String::from_utf8_lossy(&c.read_to_end()).into_owned();
+    let body = String::from_utf8_lossy(&c.read_body(&head)).into_owned();
     Ok(parse_metrics(&body)[r#"ringwave_rejects_total{reason="503"}"#])
 }
 

@@ -222,6 +222,13 @@ struct Cli {
     #[arg(long, value_name = "TOKEN")]
     publish_token: Option<String>,
 
+    /// Serve the server API under /api/ (a topic's position and history,
+    /// batch publishing, disconnecting a token's subject) to clients that
+    /// send `Authorization: Bearer TOKEN`. Off without it. See
+    /// docs/feed-protocol.md.
+    #[arg(long, value_name = "TOKEN")]
+    api_token: Option<String>,
+
     /// Built-in market-data simulator on topic "ticks": SYMBOLS:RATE (ticks
     /// per second in total), or "off".
     #[arg(long, default_value = "20:50", value_name = "SYMBOLS:RATE|off")]
@@ -389,6 +396,7 @@ fn config(cli: &Cli) -> Result<Config, String> {
         subscribe_guard: None,
         allow_client_publish: cli.allow_client_publish,
         publish_token: cli.publish_token.clone(),
+        api_token: cli.api_token.clone(),
         sse_lifetime: (cli.sse_lifetime > 0).then(|| Duration::from_secs(cli.sse_lifetime)),
         max_lifetime: (cli.max_lifetime > 0).then(|| Duration::from_secs(cli.max_lifetime)),
         history: {

@@ -209,6 +209,20 @@ pub struct Recovery {
     pub floor: u64,
 }
 
+/// A read of a topic's log ([`History::read`]).
+#[derive(Debug)]
+pub struct Read {
+    /// The topic's position: its epoch and the offset of its newest
+    /// publication (0: none yet).
+    pub position: Position,
+    /// Whether the read started right after `since`: `false` when `since`
+    /// is of another epoch or older than what the log keeps (the read then
+    /// starts at the oldest kept).
+    pub recovered: bool,
+    /// The publications, in offset order.
+    pub publications: Vec<Arc<Publication>>,
+}
+
 /// One node's topic logs.
 pub struct History {
     config: HistoryConfig,
@@ -436,6 +450,41 @@ impl History {
             recovered: false,
             replay: Vec::new(),
             floor: 0,
+        })
+    }
+
+    /// Up to `limit` of the publications `topic` keeps after `since` (from
+    /// the oldest kept without it, or when `since` is no longer covered),
+    /// and the topic's position; `None` on a topic without history.
+    pub fn read(
+        &self,
+        topic: &str,
+        since: Option<Position>,
+        limit: usize,
+        now: Instant,
+    ) -> Option<Read> {
+        self.with_log(topic, |log| {
+            log.trim(now);
+            let covered = since.filter(|s| {
+                s.epoch == log.epoch && s.offset < log.next && s.offset + 1 >= log.oldest()
+            });
+            let after = covered.map_or(0, |s| s.offset);
+            let publications = log
+                .entries
+                .iter()
+                .map(|(_, p)| p)
+                .filter(|p| p.position().is_some_and(|q| q.offset > after))
+                .take(limit)
+                .cloned()
+                .collect();
+            Read {
+                position: Position {
+                    epoch: log.epoch,
+                    offset: log.next.saturating_sub(1),
+                },
+                recovered: since.is_none() || covered.is_some(),
+                publications,
+            }
         })
     }
 

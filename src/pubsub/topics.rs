@@ -280,6 +280,7 @@ impl Topics {
         }
         sub.topics.push(name);
         stats.subscriptions.add(1);
+        stats.topic_subscriber(topic, true);
         Ok(true)
     }
 
@@ -301,6 +302,7 @@ impl Topics {
         sub.topics.swap_remove(pos);
         self.remove_one(index, generation, topic);
         stats.subscriptions.sub(1);
+        stats.topic_subscriber(topic, false);
         true
     }
 
@@ -308,6 +310,7 @@ impl Topics {
     pub fn remove_all(&mut self, index: u32, generation: u32, sub: &Subscriber, stats: &Stats) {
         for t in &sub.topics {
             self.remove_one(index, generation, t);
+            stats.topic_subscriber(t, false);
         }
         stats.subscriptions.sub(sub.topics.len() as u64);
     }

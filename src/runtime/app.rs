@@ -21,6 +21,7 @@ use crate::pubsub::history::History;
 use crate::pubsub::{Policy, Position};
 
 use super::identity::Identity;
+use super::mailbox::Control;
 use super::uplink::Uplink;
 use super::ws::{AppTag, ConnId, Msg, Ws};
 use super::Shared;
@@ -63,6 +64,36 @@ pub struct RequestCx<'a> {
 }
 
 impl RequestCx<'_> {
+    /// Close every WebSocket whose token names `sub`, on every worker (each
+    /// at its next turn), with [`DISCONNECTED`]; returns how many workers
+    /// were told (a worker whose mailbox is full is not).
+    pub fn disconnect(&self, sub: &str) -> usize {
+        let Some(shared) = self.shared else {
+            return 0;
+        };
+        let sub: Arc<str> = Arc::from(sub);
+        shared
+            .mailboxes
+            .iter()
+            .filter(|m| m.send(Control::Disconnect(sub.clone())).is_ok())
+            .count()
+    }
+
+    /// Subscribers of `topic` in this process, every worker's.
+    pub fn subscribers(&self, topic: &str) -> u64 {
+        self.shared.map_or(0, |s| {
+            s.stats
+                .iter()
+                .map(|w| u64::from(w.subscribers_of(topic)))
+                .sum()
+        })
+    }
+
+    /// The topics' history, when the server keeps any.
+    pub fn history(&self) -> Option<&History> {
+        self.shared.and_then(|s| s.history.as_deref())
+    }
+
     /// Every worker's counters in the Prometheus text format.
     pub fn metrics(&self) -> String {
         let Some(shared) = self.shared else {
@@ -96,6 +127,10 @@ impl RequestCx<'_> {
 /// The close code of a WebSocket whose token expired, or that sent none in
 /// time (in the range RFC 6455 §7.4.2 leaves to applications).
 pub const TOKEN_EXPIRED: CloseCode = CloseCode(4001);
+
+/// The close code of a WebSocket the server API disconnected
+/// ([`RequestCx::disconnect`]).
+pub const DISCONNECTED: CloseCode = CloseCode(4003);
 
 /// The moments a WebSocket is closed or an event stream ends, by the wall
 /// clock [`RequestCx::now`] reads.
@@ -141,7 +176,8 @@ pub enum Route {
         /// When the stream ends, if ever (besides `--sse-lifetime`).
         ends: Ends,
     },
-    /// Read a body of `len` bytes, publish it on `topic`, answer 202.
+    /// Read a body of `len` bytes, publish it on `topic` (or the
+    /// publications it holds, for a [`Batch`]), answer.
     Publish {
         /// The topic (valid).
         topic: String,
@@ -152,7 +188,27 @@ pub enum Route {
         /// The client sent `Expect: 100-continue` (HTTP/1.1) and waits for
         /// `100 Continue` before the body (RFC 9110 §10.1.1).
         continue_first: bool,
+        /// The body holds several publications (`None`: it is one).
+        batch: Option<Batch>,
     },
+}
+
+/// A batch's publications (each one's bytes), or the answer to a body that
+/// is not a batch.
+pub type BatchParts = Result<Vec<Vec<u8>>, Response>;
+
+/// A publish request whose body holds several publications: how to split
+/// it and what to answer. The loop publishes the parts in order, each as
+/// text when it is UTF-8.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch {
+    /// The body's publications, or the answer to a body that is not a
+    /// batch (nothing is published).
+    pub split: fn(&[u8]) -> BatchParts,
+    /// The answer, given the topic, how many were published, and on a
+    /// topic whose offsets this node gives, the first and the last
+    /// position.
+    pub answer: fn(&str, usize, Option<(Position, Position)>) -> Response,
 }
 
 /// The settings of the connection engine: where it listens, its threads,

@@ -103,6 +103,11 @@ impl Connections {
 
     /// Flush this slot at the end of the turn.
     #[inline]
+    /// Some slot waits to be flushed.
+    pub(super) fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
     pub(super) fn mark_dirty(&mut self, index: u32) {
         if let Some(s) = self.get_mut(index) {
             if !s.dirty {

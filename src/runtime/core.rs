@@ -18,11 +18,10 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::driver::{Completion, Driver, Reply};
 use crate::metrics::Stats;
 use crate::proto::h2::PREFACE;
-use crate::proto::http::HttpRequest;
 use crate::proto::{CloseCode, CloseState, Conn, DeflateParams, Event, Role};
 use crate::pubsub::{Position, Publication, SubscribeOptions, Subscribed, Topics};
 
-use super::app::{App, Ends, RequestCx, Response, Route, Settings};
+use super::app::{App, Ends, Response, Settings, DISCONNECTED};
 use super::clock::{tick_at, Epoch};
 use super::connections::Connections;
 use super::delivery::{Delivery, Limits};
@@ -31,10 +30,8 @@ use super::identity::Identity;
 use super::mailbox::{Control, Mailbox};
 use super::peers::Peers;
 use super::reply::Replies;
-use super::session::body::PostBody;
 use super::session::head::{HeadStep, ProxyStep};
 use super::session::http::Respond;
-use super::session::sse::{self, EventStream};
 use super::session::websocket::{Rare, WebSocket};
 use super::session::{Ending, Session, Ticks};
 use super::ws::{ConnId, Msg, Ws};
@@ -158,6 +155,11 @@ impl<A: App> Core<A> {
         if self.peers.holding() {
             timeout = timeout.min(Duration::from_millis(1));
         }
+        if self.conns.has_dirty() {
+            // Output queued after the turn's last flush (a persistent
+            // connection's next answer): the next turn comes at once.
+            timeout = Duration::ZERO;
+        }
         timeout
     }
 
@@ -184,9 +186,11 @@ impl<A: App> Core<A> {
             Control::Publish(p) => self.deliver(&p),
             Control::Shutdown if !self.draining => {
                 self.draining = true;
+                self.close_idle();
                 self.drain = Some(self.begin_drain(now));
             }
             Control::Shutdown => {}
+            Control::Disconnect(sub) => self.disconnect(&sub),
         }
     }
 
@@ -295,6 +299,36 @@ impl<A: App> Core<A> {
         let at = self.conns.now() + ticks;
         self.conns.set_deadline(index, at);
         self.conns.mark_dirty(index);
+    }
+
+    /// Close every WebSocket whose token names `sub`, as the server API
+    /// asked (an event stream carries no identity to match).
+    fn disconnect(&mut self, sub: &str) {
+        let theirs: Vec<(u32, u32)> = self
+            .conns
+            .iter()
+            .filter(|(_, s)| match &s.session {
+                Session::WebSocket(ws) => {
+                    Rare::identity(&ws.rare).and_then(|id| id.subject()) == Some(sub)
+                }
+                _ => false,
+            })
+            .map(|(i, s)| (i, s.generation))
+            .collect();
+        for (index, generation) in theirs {
+            if let Some(slot) = self.conns.live_mut(index, generation) {
+                if let Session::WebSocket(ws) = &mut slot.session {
+                    ws.close(DISCONNECTED, "disconnected by the server");
+                }
+                if let Some(s) = slot.sub.as_deref_mut() {
+                    s.discard_unstarted(false);
+                }
+                // The close handshake gets the handshake timeout.
+                let at = self.conns.now() + self.ticks.handshake;
+                self.conns.set_deadline(index, at);
+                self.conns.mark_dirty(index);
+            }
+        }
     }
 
     pub(crate) fn open_count(&self) -> usize {
@@ -408,7 +442,7 @@ impl<A: App> Core<A> {
 
     /// Plaintext bytes for the connection's session; `reply` writes to its
     /// socket (see [`Core::frames`]).
-    fn plain_data(&mut self, index: u32, buf: &mut [u8], reply: Option<&mut dyn Reply>) {
+    pub(super) fn plain_data(&mut self, index: u32, buf: &mut [u8], reply: Option<&mut dyn Reply>) {
         let now = self.conns.now();
         let Some(slot) = self.conns.get_mut(index) else {
             return;
@@ -416,11 +450,10 @@ impl<A: App> Core<A> {
         match &mut slot.session {
             Session::Respond(_) | Session::Events(_) => {}
             Session::Body(post) => {
-                // Bytes past the body would be another request: this
-                // connection ends with the answer (`Connection: close`).
-                let body = &buf[..buf.len().min(post.room())];
+                // Bytes past the body are the next request's.
+                let (body, rest) = buf.split_at(buf.len().min(post.room()));
                 if post.take(body) == Ok(true) {
-                    self.finish_post(index);
+                    self.finish_post(index, rest.to_vec());
                 }
             }
             Session::Proxy(pre) => match pre.read(buf, &self.cfg.limits) {
@@ -437,8 +470,20 @@ impl<A: App> Core<A> {
                     }
                 }
             },
+            Session::Head(head) if head.must_hold() => {
+                // A pipelined request, read once the answer before it is
+                // out (`http1`); reads pause meanwhile, so this is a read's
+                // worth at most.
+                let cap = self
+                    .cfg
+                    .max_buffered
+                    .max(self.cfg.limits.max_handshake_bytes);
+                if head.hold(buf) > cap {
+                    self.conns.close(index);
+                }
+            }
             Session::Head(head)
-                if self.cfg.http2 && head.is_empty() && buf.starts_with(&PREFACE[..4]) =>
+                if self.cfg.http2 && head.fresh() && buf.starts_with(&PREFACE[..4]) =>
             {
                 self.begin_h2(index, buf)
             }
@@ -458,72 +503,6 @@ impl<A: App> Core<A> {
         }
     }
 
-    /// A whole request head arrived; `rest` holds the bytes after it.
-    fn request(
-        &mut self,
-        index: u32,
-        http: HttpRequest,
-        rest: &mut [u8],
-        reply: Option<&mut dyn Reply>,
-    ) {
-        let Some(slot) = self.conns.get(index) else {
-            return;
-        };
-        let Session::Head(head) = &slot.session else {
-            return;
-        };
-        let cx = RequestCx {
-            id: self.conn_id(index, slot.generation),
-            peer_addr: head.peer(),
-            client_ip: head.client_ip(&http, self.cfg.trust_proxy),
-            draining: self.draining,
-            now: self.wall(),
-            shared: self.peers.shared(),
-        };
-        let head_only = http.method == "HEAD";
-        match self.app.route(http, &cx) {
-            Route::Respond(r) => self.respond(index, r, head_only),
-            Route::Upgrade {
-                req,
-                protocol,
-                tag,
-                ends,
-                identity,
-            } => {
-                let deflate = req.negotiate_deflate(self.cfg.deflate.as_ref());
-                let mut conn = self.ws_conn(deflate);
-                let _ = conn.send_raw(&req.accept_response(protocol.as_deref(), deflate.as_ref()));
-                let ws = WebSocket::new(conn, tag, self.conns.now());
-                self.open(index, self.ending(ws, ends, identity));
-                if !rest.is_empty() {
-                    self.frames(index, rest, reply);
-                }
-            }
-            Route::EventStream { topic, since, ends } => {
-                self.begin_sse(index, &topic, since, ends, head_only)
-            }
-            Route::Publish {
-                topic,
-                key,
-                len,
-                continue_first,
-            } => {
-                let mut post = PostBody::new(topic, key, len);
-                let whole = post.take(&rest[..rest.len().min(len)]) == Ok(true);
-                if continue_first && rest.is_empty() && len > 0 {
-                    post.continue_first();
-                    self.conns.mark_dirty(index);
-                }
-                if let Some(slot) = self.conns.get_mut(index) {
-                    slot.session = Session::Body(Box::new(post));
-                }
-                if whole {
-                    self.finish_post(index);
-                }
-            }
-        }
-    }
-
     /// A WebSocket's protocol state, with permessage-deflate as negotiated.
     pub(super) fn ws_conn(&self, deflate: Option<DeflateParams>) -> Conn {
         let d = self.cfg.deflate.as_ref();
@@ -538,40 +517,6 @@ impl<A: App> Core<A> {
                 )
             }),
         )
-    }
-
-    pub(super) fn finish_post(&mut self, index: u32) {
-        let Some(slot) = self.conns.get_mut(index) else {
-            return;
-        };
-        let Session::Body(post) = &slot.session else {
-            return;
-        };
-        let p = post.publication();
-        self.publish(p);
-        self.respond(index, PostBody::published(), false);
-    }
-
-    fn begin_sse(
-        &mut self,
-        index: u32,
-        topic: &str,
-        since: Option<Position>,
-        ends: Ends,
-        head_only: bool,
-    ) {
-        if head_only {
-            if let Some(slot) = self.conns.get_mut(index) {
-                slot.session = Session::Respond(Respond::new(sse::HEAD.to_vec()));
-            }
-            return self.conns.mark_dirty(index);
-        }
-        if let Some((s, ends)) = self.subscribe_sse(index, topic, since, ends) {
-            if let Some(slot) = self.conns.get_mut(index) {
-                slot.session = Session::Events(EventStream::new(&s, ends));
-            }
-        }
-        self.conns.mark_dirty(index);
     }
 
     /// Subscribe an event stream's slot (from `since`, on a topic with
@@ -734,6 +679,7 @@ impl<A: App> Core<A> {
 
     /// Fire `on_drain` for a WebSocket whose unsent bytes cleared.
     pub(super) fn drained(&mut self, index: u32) {
+        self.resume_held(index);
         self.callback(index, |app, ws| app.on_drain(ws));
         if self.conns.get(index).is_some_and(|s| s.plain_pending() > 0) {
             self.conns.mark_dirty(index);
@@ -818,12 +764,13 @@ impl<A: App> Core<A> {
 
     /// Give it its offset (a topic with history), deliver here, forward to
     /// every other worker and hand to the uplink.
-    fn publish(&mut self, p: Arc<Publication>) {
+    /// Returns its position, on a topic with history this node numbers.
+    pub(super) fn publish(&mut self, p: Arc<Publication>) -> Option<Position> {
         let p = match (&self.cfg.history, &self.cfg.uplink) {
             (Some(h), Some(u)) if h.relays(p.topic()) => {
                 // The broker numbers it; it comes back through the uplink.
                 u.publish(&p);
-                return;
+                return None;
             }
             (Some(h), _) => h.record(p, self.now),
             (None, _) => p,
@@ -839,6 +786,7 @@ impl<A: App> Core<A> {
             u.publish(&p);
         }
         self.peers.forward(&p);
+        p.position()
     }
 
     /// Take a publication for this worker's subscribers (see

@@ -24,6 +24,10 @@ impl<A: App> Core<A> {
                 continue;
             }
             match &mut slot.session {
+                Session::Head(h) if h.idle() => {
+                    // A persistent connection's wait for its next request.
+                    self.conns.close(e.index);
+                }
                 Session::Proxy(_) | Session::Head(_) | Session::Respond(_) | Session::Body(_) => {
                     tracing::debug!(worker = self.worker, index = e.index, "handshake timeout");
                     if slot.tls.as_ref().is_some_and(|t| t.handshaking()) {

@@ -321,6 +321,7 @@ impl<A: App> Core<A> {
         // limit (an HTTP/2 connection has its own bound, and its streams no
         // transport of their own).
         let pausable = slot.link.is_none() && !matches!(slot.session, Session::H2(_));
+        let holding = matches!(&slot.session, Session::Head(h) if h.holding());
         if failed || (finished && ending == Ending::Close) {
             self.conns.close(index);
         } else if finished {
@@ -346,12 +347,19 @@ impl<A: App> Core<A> {
                 driver.pause_reading(token, true);
             }
             slot.over_limit = true;
-        } else if pending == 0 && slot.over_limit {
-            slot.over_limit = false;
-            if pausable {
-                driver.pause_reading(token, false);
+        } else if pending == 0 && (slot.over_limit || holding) {
+            if slot.over_limit {
+                slot.over_limit = false;
+                if pausable {
+                    driver.pause_reading(token, false);
+                }
             }
             self.drained(index);
+        } else if holding && !slot.over_limit && pausable {
+            // A pipelined request waits for the answer before it: so do the
+            // connection's reads (`http1`).
+            driver.pause_reading(token, true);
+            slot.over_limit = true;
         }
     }
 

@@ -265,17 +265,21 @@ impl<A: App> Core<A> {
                 self.conns.mark_dirty(s);
             }
             Route::Publish {
-                topic, key, len, ..
+                topic,
+                key,
+                len,
+                batch,
+                ..
             } => {
                 // `Expect: 100-continue` is HTTP/1.1's: an HTTP/2 client
                 // sends the body without waiting.
                 self.stats.h2_stream("publish");
-                let post = PostBody::new(topic, key, len);
+                let post = PostBody::new(topic, key, len).batched(batch);
                 if let Some(slot) = self.conns.get_mut(s) {
                     slot.session = Session::Body(Box::new(post));
                 }
                 match (end_stream, len) {
-                    (true, 0) => self.finish_post(s),
+                    (true, 0) => self.finish_post(s, Vec::new()),
                     (true, _) => self.bad_request(s, SHORT_BODY),
                     (false, _) => {}
                 }
@@ -348,7 +352,7 @@ impl<A: App> Core<A> {
             // `content-length` bytes.
             Session::Body(post) => match (post.take(data), end_stream) {
                 (Err(TooLong), _) => self.bad_request(s, LONG_BODY),
-                (Ok(true), true) => self.finish_post(s),
+                (Ok(true), true) => self.finish_post(s, Vec::new()),
                 (Ok(false), true) => self.bad_request(s, SHORT_BODY),
                 (Ok(_), false) => {}
             },

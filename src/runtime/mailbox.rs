@@ -20,6 +20,9 @@ pub enum Control {
     Shutdown,
     /// Deliver a publication to this worker's subscribers of its topic.
     Publish(Arc<Publication>),
+    /// Close every WebSocket whose token names this subject (`sub`) with
+    /// [`DISCONNECTED`](super::app::DISCONNECTED).
+    Disconnect(Arc<str>),
 }
 
 /// Why a message was not queued; the message is handed back.

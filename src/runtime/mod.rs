@@ -4,8 +4,8 @@
 //!
 //! - `worker`: the thread, the only part that reads the clock;
 //! - `core`: the connection table and what completions do to it, with time
-//!   passed in; `delivery`, `flush`, `deadlines` and `drain` are its other
-//!   parts, one concern each;
+//!   passed in; `http1` (requests, keep-alive), `delivery`, `flush`,
+//!   `deadlines` and `drain` are its other parts, one concern each;
 //! - `session`: the sessions a connection goes through;
 //! - [`app`]: what the loop asks of the application above it;
 //! - [`ws`]: the connection handle applications get;
@@ -24,6 +24,7 @@ mod delivery;
 mod drain;
 mod flush;
 mod h2;
+mod http1;
 pub mod identity;
 pub mod mailbox;
 mod peers;

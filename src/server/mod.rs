@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod api;
 pub mod feed;
 pub mod feedsim;
 #[cfg(fuzzing)]
@@ -205,6 +206,11 @@ pub struct Config {
     /// Let clients that present this token publish (`?token=` on the URL, or
     /// `Authorization: Bearer <token>`).
     pub publish_token: Option<String>,
+    /// The server API under `/api/` (a topic's position and history, batch
+    /// publishing, disconnecting a token's subject; docs/feed-protocol.md)
+    /// for clients that send `Authorization: Bearer <api_token>`; off
+    /// (404) without one.
+    pub api_token: Option<String>,
     /// A TLS listener beside the plaintext one (`None`: plaintext only).
     pub tls: Option<TlsConfig>,
     /// Share pub/sub with other nodes through NATS (`None`: this node only).
@@ -249,6 +255,7 @@ impl Default for Config {
             subscribe_guard: None,
             allow_client_publish: false,
             publish_token: None,
+            api_token: None,
             tls: None,
             nats: None,
             history: HistoryConfig::default(),
@@ -351,6 +358,7 @@ impl Config {
             ("token", &self.token),
             ("publish_token", &self.publish_token),
             ("metrics_token", &self.metrics_token),
+            ("api_token", &self.api_token),
         ] {
             if token.as_deref().is_some_and(|t| {
                 t.is_empty() || t.contains(|c: char| c.is_whitespace() || c.is_control())

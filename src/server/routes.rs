@@ -1,7 +1,8 @@
 //! The route table: which session serves a request, in one place outside
 //! the loop. Upgrades go to the feed app on its path and to the [`Handler`]
 //! everywhere else; plain requests to the page, metrics, health, event
-//! streams and publishing, by [`ROUTES`].
+//! streams and publishing, by [`ROUTES`], and under `/api/` to the server
+//! API ([`api`]).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -17,6 +18,7 @@ use crate::runtime::app::{App, Ends, RequestCx, Response, Route};
 use crate::runtime::ws::{AppTag, ConnId, Msg, Ws};
 
 use super::access::{Access, Caller};
+use super::api;
 use super::feed::Feed;
 use super::{page, Config, Handler, Request, Upgrade};
 
@@ -37,6 +39,8 @@ enum Path {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     Page,
+    /// The JavaScript client the page uses (public: no secret in it).
+    Client,
     Metrics,
     Health,
     /// Server-Sent Events of the topic in the path.
@@ -48,8 +52,9 @@ enum Target {
 /// Plain HTTP routes: path, whether it takes `POST` (else `GET` and `HEAD`),
 /// target. A path that matches with another method falls through to 404
 /// (`GET`, `HEAD`) or 405.
-const ROUTES: [(Path, bool, Target); 5] = [
+const ROUTES: [(Path, bool, Target); 6] = [
     (Path::Exact("/"), false, Target::Page),
+    (Path::Exact("/client.js"), false, Target::Client),
     (Path::Exact("/metrics"), false, Target::Metrics),
     (Path::Exact("/healthz"), false, Target::Health),
     (Path::Prefix("/sse/"), false, Target::Events),
@@ -238,6 +243,7 @@ impl<H: Handler> Routes<H> {
             key: http.query("key"),
             len,
             continue_first: http.minor_version == 1 && http.has_token("expect", "100-continue"),
+            batch: None,
         }
     }
 }
@@ -247,6 +253,9 @@ impl<H: Handler> App for Routes<H> {
         let path = http.path.split('?').next().unwrap_or("").to_string();
         if http.wants_websocket() {
             return self.upgrade(http, &path, cx);
+        }
+        if let Some(call) = path.strip_prefix("/api/") {
+            return api::route(&self.cfg, &http, call, cx);
         }
         let post = http.method == "POST";
         let get = matches!(http.method.as_str(), "GET" | "HEAD");
@@ -267,7 +276,7 @@ impl<H: Handler> App for Routes<H> {
         let on = self.cfg.routes;
         let served = match target {
             Target::Health => true,
-            Target::Page => on.page,
+            Target::Page | Target::Client => on.page,
             Target::Metrics => on.metrics,
             Target::Events => on.events,
             Target::Publish => on.publish,
@@ -282,6 +291,11 @@ impl<H: Handler> App for Routes<H> {
                 Ok(()) => answer(200, "text/plain; version=0.0.4", cx.metrics().as_bytes()),
                 Err(r) => Route::Respond(r),
             },
+            Target::Client => answer(
+                200,
+                "text/javascript; charset=utf-8",
+                page::CLIENT_JS.as_bytes(),
+            ),
             Target::Page => match self.admit(&http, http.header("origin"), cx) {
                 Ok(_) => answer(200, "text/html; charset=utf-8", page::INDEX_HTML.as_bytes()),
                 Err(refused) => Route::Respond(refused),

@@ -251,6 +251,21 @@ impl RawClient {
         }
     }
 
+    /// The body of a response whose head is `head`: `Content-Length`
+    /// bytes (the connection may stay open), else everything to EOF.
+    pub fn read_body(&mut self, head: &str) -> Vec<u8> {
+        let len = head.lines().find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        });
+        let Some(len) = len else {
+            return self.read_to_end();
+        };
+        while self.buf.len() < len && self.fill() {}
+        self.buf.drain(..len.min(self.buf.len())).collect()
+    }
+
     /// Read to EOF (or timeout) and return everything after the head.
     pub fn read_to_end(&mut self) -> Vec<u8> {
         while self.fill() {}
@@ -344,8 +359,10 @@ pub fn http_request(addr: SocketAddr, req: &[u8]) -> (u16, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {head:?}"));
-    let body = c.read_to_end();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    (
+        status,
+        String::from_utf8_lossy(&c.read_body(&head)).into_owned(),
+    )
 }
 
 /// The server's `/metrics`, as (name with labels) -> value.

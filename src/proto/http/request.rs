@@ -94,6 +94,24 @@ impl HttpRequest {
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     }
 
+    /// Whether the client keeps the connection for another request after
+    /// this one's answer: an HTTP/1.1 request without `Connection: close`
+    /// and without a body the answer could leave unread (RFC 9112 §9.3;
+    /// HTTP/1.0 clients, which must ask for it, get a close). A request
+    /// whose body is read to its end (a publish) persists by
+    /// [`HttpRequest::persists_after_body`].
+    pub fn persists(&self) -> bool {
+        self.persists_after_body()
+            && self.header_values("transfer-encoding").next().is_none()
+            && matches!(self.content_length(), Ok(None | Some(0)))
+    }
+
+    /// Whether the client keeps the connection once the whole request,
+    /// body included, is read: HTTP/1.1 without `Connection: close`.
+    pub fn persists_after_body(&self) -> bool {
+        self.minor_version == 1 && !self.has_token("connection", "close")
+    }
+
     /// The body's length from `Content-Length` (RFC 9112 §6.2): `None`
     /// without one; an error (400) unless it is sent once, as 1*DIGIT
     /// without a sign, padding or leading zeros and within `usize`. A

@@ -74,6 +74,18 @@ impl Response {
     /// line, the header fields, `Content-Length`, `Connection: close`, a
     /// blank line, then the body unless `head_only` (the answer to `HEAD`).
     pub fn to_http1(&self, head_only: bool) -> Vec<u8> {
+        self.http1(head_only, "Connection: close\r\n")
+    }
+
+    /// The response as HTTP/1.1 bytes on a connection that stays open for
+    /// the next request: as [`Response::to_http1`] without `Connection:
+    /// close` (HTTP/1.1 connections persist unless one side says so, RFC
+    /// 9112 §9.3).
+    pub fn to_http1_persistent(&self, head_only: bool) -> Vec<u8> {
+        self.http1(head_only, "")
+    }
+
+    fn http1(&self, head_only: bool, connection: &str) -> Vec<u8> {
         let mut head = String::with_capacity(128);
         let _ = write!(head, "HTTP/1.1 {} {}\r\n", self.status, self.reason());
         for (n, v) in self.fields() {
@@ -81,7 +93,7 @@ impl Response {
         }
         let _ = write!(
             head,
-            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            "Content-Length: {}\r\n{connection}\r\n",
             self.body.len()
         );
         let mut out = head.into_bytes();

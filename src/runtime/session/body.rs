@@ -10,7 +10,8 @@ use std::sync::Arc;
 use crate::proto::MessageKind;
 use crate::pubsub::Publication;
 
-use super::super::app::Response;
+use super::super::app::{Batch, Response};
+use super::head::RequestHead;
 
 /// Reading the body of a publish request.
 pub(in crate::runtime) struct PostBody {
@@ -22,6 +23,12 @@ pub(in crate::runtime) struct PostBody {
     /// much of it went out.
     interim: &'static [u8],
     sent: usize,
+    /// The request's head, to go back to for the connection's next request
+    /// once this one is answered (HTTP/1.1 keep-alive); `None`: the answer
+    /// closes.
+    then: Option<Box<RequestHead>>,
+    /// The body holds several publications.
+    batch: Option<Batch>,
 }
 
 /// More body bytes than `Content-Length` declared.
@@ -41,7 +48,49 @@ impl PostBody {
             body: Vec::new(),
             interim: &[],
             sent: 0,
+            then: None,
+            batch: None,
         }
+    }
+
+    /// The body holds several publications, split by `batch`.
+    pub(in crate::runtime) fn batched(mut self, batch: Option<Batch>) -> PostBody {
+        self.batch = batch;
+        self
+    }
+
+    /// The publications of a batch, or why the body is not one; `None`
+    /// for a body that is one publication.
+    pub(in crate::runtime) fn parts(&self) -> Option<(Batch, Parts)> {
+        let batch = self.batch?;
+        let parts = (batch.split)(&self.body).map(|parts| {
+            parts
+                .iter()
+                .map(|part| Publication::new(&self.topic, None, kind_of(part), part))
+                .collect()
+        });
+        Some((batch, parts))
+    }
+
+    /// The topic.
+    pub(in crate::runtime) fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Keep the connection after the answer: its next request is read
+    /// after `head`'s.
+    pub(in crate::runtime) fn then(&mut self, head: Box<RequestHead>) {
+        self.then = Some(head);
+    }
+
+    /// Whether the connection persists after the answer.
+    pub(in crate::runtime) fn persists(&self) -> bool {
+        self.then.is_some()
+    }
+
+    /// The head to go back to, once.
+    pub(in crate::runtime) fn take_then(&mut self) -> Option<Box<RequestHead>> {
+        self.then.take()
     }
 
     /// Ask for the body with `100 Continue` first.
@@ -76,17 +125,29 @@ impl PostBody {
 
     /// The publication: text if the body is UTF-8, binary otherwise.
     pub(in crate::runtime) fn publication(&self) -> Arc<Publication> {
-        let kind = if std::str::from_utf8(&self.body).is_ok() {
-            MessageKind::Text
-        } else {
-            MessageKind::Binary
-        };
-        Publication::new(&self.topic, self.key.as_deref(), kind, &self.body)
+        Publication::new(
+            &self.topic,
+            self.key.as_deref(),
+            kind_of(&self.body),
+            &self.body,
+        )
     }
 
     /// The answer once published.
     pub(in crate::runtime) fn published() -> Response {
         Response::text(202, "published\n")
+    }
+}
+
+/// A batch's publications, or the answer to a body that is not one.
+type Parts = Result<Vec<Arc<Publication>>, Response>;
+
+/// Text when UTF-8, binary otherwise.
+fn kind_of(bytes: &[u8]) -> MessageKind {
+    if std::str::from_utf8(bytes).is_ok() {
+        MessageKind::Text
+    } else {
+        MessageKind::Binary
     }
 }
 

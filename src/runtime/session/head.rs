@@ -52,12 +52,23 @@ impl ProxyHead {
     }
 }
 
-/// Reading the HTTP request head.
+/// Reading the HTTP request head. On a persistent connection (HTTP/1.1
+/// keep-alive) it is also where the answer to the request before goes out:
+/// what arrives meanwhile (a pipelined request) is held, and read once the
+/// answer is written, so answers leave in the order of their requests and
+/// a client that does not read them cannot make us hold more than one.
 pub(in crate::runtime) struct RequestHead {
     parser: RequestParser,
     peer: Option<SocketAddr>,
     /// The client a PROXY v2 header named.
     proxied: Option<SocketAddr>,
+    /// Requests answered on this connection before this one.
+    served: u32,
+    /// The previous request's answer, and how much of it was written.
+    answer: Vec<u8>,
+    sent: usize,
+    /// Bytes that came while the answer was unsent.
+    held: Vec<u8>,
 }
 
 /// What the head reader made of the bytes so far.
@@ -76,6 +87,30 @@ impl RequestHead {
             parser: RequestParser::new(limits),
             peer,
             proxied: None,
+            served: 0,
+            answer: Vec::new(),
+            sent: 0,
+            held: Vec::new(),
+        }
+    }
+
+    /// The head of the connection's next request, after this one's
+    /// `answer`; `rest`, what came after this request, is held until the
+    /// answer is out.
+    pub(in crate::runtime) fn next(
+        &self,
+        limits: &Limits,
+        answer: Vec<u8>,
+        rest: Vec<u8>,
+    ) -> RequestHead {
+        RequestHead {
+            parser: RequestParser::new(limits),
+            peer: self.peer,
+            proxied: self.proxied,
+            served: self.served + 1,
+            answer,
+            sent: 0,
+            held: rest,
         }
     }
 
@@ -85,6 +120,58 @@ impl RequestHead {
             Ok(Some(parsed)) => HeadStep::Request(parsed.request, parsed.rest),
             Err(e) => HeadStep::Invalid(e.response()),
         }
+    }
+
+    /// Requests answered on this connection before this one.
+    pub(in crate::runtime) fn served(&self) -> u32 {
+        self.served
+    }
+
+    /// The previous answer's unsent bytes.
+    pub(in crate::runtime) fn output(&self) -> &[u8] {
+        &self.answer[self.sent..]
+    }
+
+    pub(in crate::runtime) fn advance(&mut self, n: usize) {
+        self.sent = (self.sent + n).min(self.answer.len());
+        if self.sent == self.answer.len() {
+            self.answer = Vec::new();
+            self.sent = 0;
+        }
+    }
+
+    /// Bytes are held: the previous answer is still going out, or it is out
+    /// and they wait to be read ([`RequestHead::take_held`]).
+    pub(in crate::runtime) fn holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Whether bytes that arrive now must wait (the previous answer is
+    /// unsent, or bytes before them wait).
+    pub(in crate::runtime) fn must_hold(&self) -> bool {
+        self.sent < self.answer.len() || self.holding()
+    }
+
+    /// Hold bytes that came while the answer was unsent; the count held.
+    pub(in crate::runtime) fn hold(&mut self, data: &[u8]) -> usize {
+        self.held.extend_from_slice(data);
+        self.held.len()
+    }
+
+    /// The held bytes, to be read now that the answer is out.
+    pub(in crate::runtime) fn take_held(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.held)
+    }
+
+    /// A persistent connection waiting for its next request, with nothing
+    /// of it read.
+    pub(in crate::runtime) fn idle(&self) -> bool {
+        self.served > 0 && self.is_empty() && !self.must_hold()
+    }
+
+    /// The connection's first bytes: nothing read and nothing answered.
+    pub(in crate::runtime) fn fresh(&self) -> bool {
+        self.served == 0 && self.is_empty()
     }
 
     /// Nothing read yet.

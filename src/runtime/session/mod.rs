@@ -1,7 +1,8 @@
 //! A connection's slot in the worker's table and the sessions it goes
 //! through, one file each with its state and transitions:
 //!
-//! - [`head`]: an optional PROXY v2 header, then the HTTP request head;
+//! - [`head`]: an optional PROXY v2 header, then the HTTP request head
+//!   (on a persistent connection, with the previous request's answer);
 //! - [`http`]: a plain response, then close;
 //! - [`body`]: the body of a publish request;
 //! - [`sse`]: a Server-Sent Events stream;
@@ -71,7 +72,8 @@ impl Session {
     #[inline]
     pub(super) fn own_output(&self) -> &[u8] {
         match self {
-            Session::Proxy(_) | Session::Head(_) => &[],
+            Session::Proxy(_) => &[],
+            Session::Head(head) => head.output(),
             Session::Body(post) => post.output(),
             Session::Respond(r) => r.output(),
             Session::Events(s) => s.output(),
@@ -83,7 +85,8 @@ impl Session {
     #[inline]
     fn advance_own(&mut self, n: usize) {
         match self {
-            Session::Proxy(_) | Session::Head(_) => {}
+            Session::Proxy(_) => {}
+            Session::Head(head) => head.advance(n),
             Session::Body(post) => post.advance(n),
             Session::Respond(r) => r.advance(n),
             Session::Events(s) => s.advance(n),

@@ -153,6 +153,7 @@ impl App for TestApp {
                 key: None,
                 len: http.content_length().ok().flatten().unwrap_or(0),
                 continue_first: http.has_token("expect", "100-continue"),
+                batch: None,
             };
         }
         if !http.wants_websocket() {
