@@ -71,6 +71,12 @@ RINGWAVE_BIN=target/debug/ringwave .venv/bin/python -m pytest -q -p no:cacheprov
 step "JavaScript client: npm ci, npm run build, npm test"
 (cd clients/js && npm ci --no-audit --no-fund --silent && npm run --silent build &&
     RINGWAVE_BIN="$PWD/../../target/debug/ringwave" npm test --silent)
+# The demo page's copy of the client (served on /client.js, built into the
+# binary) is this build's.
+if ! cmp -s clients/js/dist/index.js src/server/client.js; then
+    echo "src/server/client.js is not the build of clients/js/src: run (cd clients/js && npm run page)" >&2
+    exit 1
+fi
 
 # The io_uring backend accepts into direct descriptors (the ring's fixed file
 # table) when the kernel has them; its tests run again on regular

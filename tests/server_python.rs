@@ -1,7 +1,8 @@
 //! The real server, on both backends, against clients nobody here wrote:
 //! Python's `websockets` (with permessage-deflate, fragmentation, ping, close
 //! codes, 1009 and 5,000 concurrent connections), headless Chromium
-//! loading the `GET /` page, and `prometheus_client` parsing `/metrics`.
+//! loading the `GET /` page (and its JavaScript client, through a proxy
+//! that cuts its connections), and `prometheus_client` parsing `/metrics`.
 //! The Python side lives in tests/python/.
 
 mod server;
@@ -21,6 +22,17 @@ both_backends!(
     |backend| {
         let srv = TestServer::start(backend, &[]);
         run_script("browser.py", &[&format!("http://{}/", srv.addr)]);
+    }
+);
+
+both_backends!(
+    chromium_runs_the_js_client_through_cut_connections,
+    |backend| {
+        let srv = TestServer::start(
+            backend,
+            &["--history", "ticks=100000", "--feed-sim", "10:200"],
+        );
+        run_script("browser_client.py", &[&srv.addr.port().to_string()]);
     }
 );
 

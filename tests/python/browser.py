@@ -64,7 +64,7 @@ async def main():
                           ".map(r => parseFloat(r.cells[1].textContent))")
         assert all(p > 0 for p in prices), prices
         feed = await js("document.getElementById('feed-status').textContent")
-        assert feed == "open", feed
+        assert feed == "connected", feed
         deadline = time.time() + 10
         later = first
         while time.time() < deadline and later <= first:

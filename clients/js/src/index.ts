@@ -198,7 +198,12 @@ export class KeyedState {
   }
 }
 
-const FATAL: Record<number, string> = { 1002: "protocol error", 1007: "invalid payload", 1009: "message too big" };
+const FATAL: Record<number, string> = {
+  1002: "protocol error",
+  1007: "invalid payload",
+  1009: "message too big",
+  4003: "disconnected by the server",
+};
 const TOKEN_EXPIRED = 4001;
 
 /** A connection to a ringwave feed that stays up. */

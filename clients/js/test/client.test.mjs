@@ -2,7 +2,7 @@
 // every publication once and in order while a proxy cuts every connection
 // each second, over WebSocket and over the SSE fallback; a restarted server
 // (lost position, snapshot, new epoch); the keyed state; a token refreshed
-// in band; the tail command.
+// in band; gap events for what the server skipped; the tail command.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -50,14 +50,18 @@ function freePort() {
   });
 }
 
-/** A TCP proxy to `target`; cut() ends every connection it carries, and
- * while `refuse` is set new ones are closed at once. */
+/** A TCP proxy to `target`; cut() ends every connection it carries, while
+ * `refuse` is set new ones are closed at once, and pause() stops reading
+ * what the server sends (until resume()). */
 async function proxy(target) {
   const sockets = new Set();
+  const ups = new Map();
   const p = { refuse: false, cuts: 0 };
   const srv = net.createServer((down) => {
     if (p.refuse) return down.destroy();
     const up = net.connect(target, "127.0.0.1");
+    ups.set(up, down);
+    up.on("close", () => ups.delete(up));
     for (const s of [down, up]) {
       sockets.add(s);
       s.on("error", () => {});
@@ -77,6 +81,15 @@ async function proxy(target) {
   p.close = () => {
     p.cut();
     srv.close();
+  };
+  p.pause = () => {
+    for (const [up, down] of ups) {
+      up.unpipe(down);
+      up.pause();
+    }
+  };
+  p.resume = () => {
+    for (const [up, down] of ups) up.pipe(down);
   };
   return p;
 }
@@ -242,6 +255,52 @@ test("a token refreshed in band keeps the connection past its first expiry", asy
   assert.equal(client.connects, 1, `reconnected: ${client.connects}`);
   assert.ok(issued >= 4, `tokens issued: ${issued}`);
   client.close();
+});
+
+test("publications the server skipped (drop policy) come as gap events", async () => {
+  const n = 4000;
+  const { port } = await server([
+    "--history", "g=100000", "--topic-policy", "g=drop", "--max-buffered", "65536", "--allow-client-publish",
+  ]);
+  const px = await proxy(port);
+  const client = new Client(`ws://127.0.0.1:${px.port}/feed`);
+  const sub = client.subscribe("g");
+  await until(() => sub.subscribedOnce);
+  // The subscriber's connection stops being read: its unsent bytes pass
+  // --max-buffered once the socket buffers are full (16 MB published).
+  px.pause();
+  const pub = await publisher(port);
+  const body = "x".repeat(4000);
+  for (let i = 1; i <= n; i++) pub.publish("g", `${i} ${body}`);
+  pub.publish("g", "end");
+  const drops = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    return Number(/^ringwave_slow_consumer_drops_total (\d+)/m.exec(text)[1]);
+  };
+  await untilAsync(async () => (await drops()) > 0, 20_000);
+  px.resume();
+  const seen = new Map();
+  let gaps = 0;
+  for (;;) {
+    const ev = await next(sub, 20_000);
+    if (ev.type === "gap") {
+      gaps += 1;
+      assert.equal(ev.dropped, ev.to - ev.from + 1, JSON.stringify(ev));
+      for (let o = ev.from; o <= ev.to; o++) seen.set(o, (seen.get(o) ?? 0) + 1);
+      continue;
+    }
+    assert.equal(ev.type, "publication", JSON.stringify(ev));
+    seen.set(ev.offset, (seen.get(ev.offset) ?? 0) + 1);
+    if (ev.data === "end") break;
+  }
+  // Every offset either arrived or was in a gap, once.
+  assert.ok(gaps >= 1, "no gap event");
+  assert.equal(seen.size, n + 1);
+  assert.ok([...seen].every(([o, c]) => c === 1 && o >= 1 && o <= n + 1), "an offset twice or out of range");
+  console.log(`drop: ${gaps} gap events; ${seen.size} offsets each received or in a gap once; ${await drops()} dropped`);
+  client.close();
+  pub.close();
+  px.close();
 });
 
 test("ringwave-tail prints EPOCH:OFFSET<TAB>DATA", async () => {

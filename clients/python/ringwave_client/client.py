@@ -27,7 +27,12 @@ log = logging.getLogger("ringwave_client")
 
 # Closes that a new connection would only repeat (docs/feed-protocol.md,
 # "Close codes"): the client stops and says why.
-_FATAL = {1002: "protocol error", 1007: "invalid payload", 1009: "message too big"}
+_FATAL = {
+    1002: "protocol error",
+    1007: "invalid payload",
+    1009: "message too big",
+    4003: "disconnected by the server",
+}
 _TOKEN_EXPIRED = 4001
 
 

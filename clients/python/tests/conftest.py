@@ -73,12 +73,15 @@ def server_factory():
 
 class Proxy:
     """Forwards 127.0.0.1:port to the server's port; ``cut()`` closes every
-    connection it carries, ``refuse`` closes new ones at once."""
+    connection it carries, ``refuse`` closes new ones at once, ``pause()``
+    stops reading what the server sends (until ``resume()``)."""
 
     def __init__(self, target_port: int):
         self.target_port = target_port
         self.refuse = False
         self.cuts = 0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.base_events.Server | None = None
         self.port = 0
@@ -103,9 +106,14 @@ class Proxy:
             return
         self._writers.update((writer, up_w))
 
-        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter, gated: bool) -> None:
             try:
-                while data := await r.read(65536):
+                while True:
+                    if gated:
+                        await self._flowing.wait()
+                    data = await r.read(65536)
+                    if not data:
+                        break
                     w.write(data)
                     await w.drain()
             except (OSError, asyncio.CancelledError):
@@ -113,9 +121,20 @@ class Proxy:
             finally:
                 w.close()
 
-        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        try:
+            await asyncio.gather(pipe(reader, up_w, False), pipe(up_r, writer, True))
+        except asyncio.CancelledError:
+            # The loop is ending with the connection still open: nothing to
+            # report (asyncio would log a cancelled connection handler).
+            pass
         self._writers.discard(writer)
         self._writers.discard(up_w)
+
+    def pause(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def cut(self) -> None:
         self.cuts += 1

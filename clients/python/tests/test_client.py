@@ -1,7 +1,8 @@
 """The client against a real ringwave: every publication once and in order
 while a proxy cuts the connection every second; a server restarted (a new
 epoch: the client says the position was lost and takes a snapshot); a
-token refreshed in band; the tail command."""
+token refreshed in band; gap events for what the server skipped; the tail
+command."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 
 import jwt
 from websockets.asyncio.client import connect
 
 from conftest import Proxy, free_port
 
-from ringwave_client import Client, Publication, Resubscribed
+from ringwave_client import Client, Gap, Publication, Resubscribed
 
 
 async def publish(ws, topic: str, data: str, key: str | None = None) -> None:
@@ -80,6 +82,64 @@ def test_every_publication_once_and_in_order_while_the_connection_is_cut(server_
             assert got == list(range(1, n + 1)), "missing or repeated offsets"
             assert proxy.cuts >= 2 and client.connects >= 3, (proxy.cuts, client.connects)
             print(f"{n} publications once and in order over {client.connects} connections")
+        await pub.close()
+        await proxy.close()
+
+    asyncio.run(run())
+
+
+def test_publications_the_server_skipped_come_as_gap_events(server_factory):
+    n = 4000
+    srv = server_factory(
+        ["--history", "g=100000", "--topic-policy", "g=drop", "--max-buffered", "65536",
+         "--allow-client-publish"]
+    )
+
+    def drops() -> int:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/metrics", timeout=10).read()
+        return int(re.search(rb"^ringwave_slow_consumer_drops_total (\d+)", text, re.M).group(1))
+
+    async def run() -> None:
+        proxy = await Proxy(srv.port).start()
+        pub = await connect(srv.feed)
+        async with Client(proxy.feed) as client:
+            sub = client.subscribe("g")
+            await subscribed(client, "g")
+            # The subscriber's connection stops being read: its unsent bytes
+            # pass --max-buffered once the socket buffers are full (16 MB).
+            proxy.pause()
+            body = "x" * 4000
+            for i in range(1, n + 1):
+                await publish(pub, "g", f"{i} {body}")
+            await publish(pub, "g", "end")
+            deadline = time.time() + 20
+            while drops() == 0:
+                assert time.time() < deadline, "nothing dropped"
+                await asyncio.sleep(0.05)
+            proxy.resume()
+            seen: dict[int, int] = {}
+            gaps = 0
+
+            async def collect() -> None:
+                nonlocal gaps
+                async for ev in sub:
+                    if isinstance(ev, Gap):
+                        gaps += 1
+                        assert ev.dropped == ev.to_offset - ev.from_offset + 1, ev
+                        for o in range(ev.from_offset, ev.to_offset + 1):
+                            seen[o] = seen.get(o, 0) + 1
+                        continue
+                    assert isinstance(ev, Publication), ev
+                    seen[ev.offset] = seen.get(ev.offset, 0) + 1
+                    if ev.data == "end":
+                        return
+
+            await asyncio.wait_for(collect(), 30)
+            # Every offset either arrived or was in a gap, once.
+            assert gaps >= 1, "no gap event"
+            assert sorted(seen) == list(range(1, n + 2)), "an offset missing or out of range"
+            assert set(seen.values()) == {1}, "an offset twice"
+            print(f"{gaps} gap events; {len(seen)} offsets each received or in a gap once; {drops()} dropped")
         await pub.close()
         await proxy.close()
 
