@@ -3,9 +3,9 @@
 # nghttp2-client): the page (GET /, about 5 KB) and /healthz, over
 #   h2      cleartext HTTP/2 by prior knowledge, 10 connections x 10 streams
 #   h2-tls  HTTP/2 over TLS (ALPN h2), 10 connections x 10 streams
-#   h1      HTTP/1.1, 10 connections at a time; ringwave answers a plain
-#           HTTP request and closes, so every request is a new connection
-#           (what a client without HTTP/2 pays)
+#   h1      HTTP/1.1, 10 connections kept alive (before 496946c ringwave
+#           answered a plain HTTP request and closed, so runs of earlier
+#           commits opened a connection per request)
 # on both backends, one worker pinned to CPU 0, h2load on CPU 1. Runs are
 # interleaved (every case once, then again) and the report gives medians
 # with the min-max range of requests/s and of server CPU per request (the
