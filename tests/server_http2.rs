@@ -15,6 +15,19 @@ use std::time::Duration;
 
 use ringwave::proto::h2::{self, flag, kind, setting, ErrorCode, Frame};
 
+both_backends!(rfc_9113_stream_states_cleartext_and_tls, |backend| {
+    // Raw frames (tests/python/h2_conformance.py): an invalid preface,
+    // DATA on closed and half-closed streams, streams depending on
+    // themselves, bodies that do not add up to their content-length.
+    let pki = TestPki::new(&format!("h2rfc-{backend}"));
+    let leaf = pki.leaf("server", &["localhost", "127.0.0.1"], 1);
+    let srv = TestServer::start_tls(backend, &leaf.cert, &leaf.key, &[]);
+    let (host, port) = ("127.0.0.1", srv.addr.port().to_string());
+    let tls_port = srv.tls().port().to_string();
+    run_python("h2_conformance.py", &[host, &port], &[]);
+    run_python("h2_conformance.py", &[host, &tls_port, "--tls"], &[]);
+});
+
 both_backends!(python_h2_websocket_streams_cleartext_and_tls, |backend| {
     let pki = TestPki::new(&format!("h2py-{backend}"));
     let leaf = pki.leaf("server", &["localhost", "127.0.0.1"], 1);

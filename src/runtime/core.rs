@@ -483,7 +483,10 @@ impl<A: App> Core<A> {
                 }
             }
             Session::Head(head)
-                if self.cfg.http2 && head.fresh() && buf.starts_with(&PREFACE[..4]) =>
+                if self.cfg.http2
+                    && head.fresh()
+                    && (buf.starts_with(&PREFACE[..4])
+                        || slot.tls.as_ref().is_some_and(|t| t.alpn_h2())) =>
             {
                 self.begin_h2(index, buf)
             }

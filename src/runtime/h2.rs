@@ -23,9 +23,11 @@ use super::session::{Ending, Link, Session, Slot};
 const NO_KEY: &[u8] = b"AAAAAAAAAAAAAAAAAAAAAA==";
 
 /// The answer to a publish body that ended before its `Content-Length`.
+/// (The session resets a body that does not add up to its
+/// `content-length` with PROTOCOL_ERROR first, RFC 9113 §8.1.1: this and
+/// [`LONG_BODY`] stand behind it, should the route's length ever differ.)
 const SHORT_BODY: &[u8] = b"the body ended before its Content-Length\n";
-/// The answer to a publish body longer than its `content-length` (RFC 9113
-/// §8.1.1: malformed; answered, then the stream ends).
+/// The answer to a publish body longer than its `content-length`.
 const LONG_BODY: &[u8] = b"the body is longer than its content-length\n";
 
 /// An HTTP/2 request as the HTTP/1.1 head the route table reads: `Host`

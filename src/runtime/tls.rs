@@ -435,6 +435,12 @@ impl TlsLayer {
         self.handshaken && !self.failed && !self.notified
     }
 
+    /// The client chose HTTP/2 by ALPN: its first bytes must be the
+    /// HTTP/2 preface (RFC 9113 §3.3), whatever they are.
+    pub fn alpn_h2(&self) -> bool {
+        self.conn.alpn_protocol() == Some(b"h2")
+    }
+
     /// Still in the handshake (and not failed).
     pub fn handshaking(&self) -> bool {
         !self.handshaken && !self.failed

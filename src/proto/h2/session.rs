@@ -17,7 +17,7 @@ use super::{
     flag, kind, setting, settings, ErrorCode, Frame, FrameError, Head, DEFAULT_MAX_FRAME_SIZE,
     HEAD_LEN, MAX_WINDOW, PREFACE,
 };
-use crate::proto::hpack::{Block, Decoder};
+use crate::proto::hpack::Decoder;
 
 /// What this side announces and enforces.
 #[derive(Debug, Clone, Copy)]
@@ -121,12 +121,19 @@ struct Stream {
     send_window: i64,
     /// What the peer may still send.
     recv_window: i64,
+    /// The request's `content-length`, which its DATA must add up to
+    /// (RFC 9113 §8.1.1).
+    expected: Option<u64>,
+    /// Body bytes received.
+    received: u64,
 }
 
 /// Header block being read: HEADERS seen, CONTINUATION expected.
 struct PendingBlock {
     stream: u32,
     end_stream: bool,
+    /// Its HEADERS made the stream depend on itself (RFC 9113 §5.3.1).
+    self_dependent: bool,
     block: Vec<u8>,
     frames: u32,
 }
@@ -154,6 +161,8 @@ pub struct Session {
     /// Connection-level bytes received and not yet given back.
     conn_unacked: u32,
     streams: BTreeMap<u32, Stream>,
+    /// Streams that closed lately, and how.
+    closed: Closed,
     /// The highest stream the peer opened.
     last_stream: u32,
     pending: Option<PendingBlock>,
@@ -213,6 +222,7 @@ impl Session {
             conn_send: 65_535,
             conn_unacked: 0,
             streams: BTreeMap::new(),
+            closed: Closed::default(),
             last_stream: 0,
             pending: None,
             no_new_streams: false,
@@ -391,6 +401,7 @@ impl Session {
     /// End `stream` with RST_STREAM `code` (this side gives up on it).
     pub fn reset(&mut self, stream: u32, code: ErrorCode) {
         if self.streams.remove(&stream).is_some() {
+            self.closed.remember(stream, How::Reset);
             encode_frame(
                 &mut self.out,
                 kind::RST_STREAM,
@@ -405,7 +416,7 @@ impl Session {
     fn end_local(&mut self, stream: u32) {
         match self.streams.get(&stream).map(|s| s.state) {
             Some(State::Open) => self.set_state(stream, State::HalfClosedLocal),
-            Some(_) => drop(self.streams.remove(&stream)),
+            Some(_) => self.close(stream),
             None => {}
         }
     }
@@ -414,9 +425,15 @@ impl Session {
     fn end_remote(&mut self, stream: u32) {
         match self.streams.get(&stream).map(|s| s.state) {
             Some(State::Open) => self.set_state(stream, State::HalfClosedRemote),
-            Some(_) => drop(self.streams.remove(&stream)),
+            Some(_) => self.close(stream),
             None => {}
         }
+    }
+
+    /// Both sides ended `stream`.
+    fn close(&mut self, stream: u32) {
+        self.streams.remove(&stream);
+        self.closed.remember(stream, How::Ended);
     }
 
     fn set_state(&mut self, stream: u32, state: State) {
@@ -585,14 +602,17 @@ impl Session {
                 self.no_new_streams = true;
                 Ok(())
             }
-            Frame::Priority { .. } | Frame::Unknown { .. } => self.control_frame(),
+            Frame::Priority { stream, priority } => self.priority_frame(stream, priority, events),
+            Frame::Unknown { .. } => self.control_frame(),
             Frame::WindowUpdate { stream, increment } => {
                 self.control_frame()?;
-                self.window_update(stream, increment)
+                self.window_update(stream, increment, events)
             }
             Frame::RstStream { stream, .. } => {
                 self.idle_check(stream)?;
+                // A late one is ignored: never a reset for a reset.
                 if self.streams.remove(&stream).is_some() {
+                    self.closed.remember(stream, How::PeerReset);
                     self.reset_counted()?;
                     events.push(Event::Reset { stream });
                 }
@@ -603,6 +623,7 @@ impl Session {
                 end_stream,
                 end_headers,
                 block,
+                priority,
                 ..
             } => {
                 if block.is_empty() && !end_headers {
@@ -611,6 +632,7 @@ impl Session {
                 let p = PendingBlock {
                     stream,
                     end_stream,
+                    self_dependent: priority.is_some_and(|p| p.depends_on == stream),
                     block: block.to_vec(),
                     frames: 1,
                 };
@@ -711,7 +733,12 @@ impl Session {
         Ok(())
     }
 
-    fn window_update(&mut self, stream: u32, increment: u32) -> Result<(), ConnError> {
+    fn window_update(
+        &mut self,
+        stream: u32,
+        increment: u32,
+        events: &mut Vec<Event>,
+    ) -> Result<(), ConnError> {
         // Increments are never 0 (the codec refuses those).
         self.windows_opened = true;
         if stream == 0 {
@@ -725,144 +752,14 @@ impl Session {
             return Ok(());
         }
         self.idle_check(stream)?;
-        if let Some(s) = self.streams.get_mut(&stream) {
-            s.send_window += increment as i64;
-            if s.send_window > MAX_WINDOW as i64 {
-                self.reset(stream, ErrorCode::FLOW_CONTROL_ERROR);
-            }
-        }
-        Ok(())
-    }
-
-    fn data_frame(
-        &mut self,
-        stream: u32,
-        end_stream: bool,
-        data: &[u8],
-        flow_len: u32,
-        events: &mut Vec<Event>,
-    ) -> Result<(), ConnError> {
-        if flow_len == 0 && !end_stream {
-            self.control_frame()?;
-        }
-        self.idle_check(stream)?;
-        // The connection window counts every DATA frame, whatever its
-        // stream's state.
-        self.conn_unacked += flow_len;
-        if self.conn_unacked > self.cfg.initial_window {
-            return Err(conn(
-                ErrorCode::FLOW_CONTROL_ERROR,
-                "DATA past the connection window",
-            ));
-        }
-        let half = self.cfg.initial_window as i64 / 2;
         let Some(s) = self.streams.get_mut(&stream) else {
-            // Closed here (reset, or ended): it may have been in flight.
-            return Ok(());
+            return self.late_frame(stream, Kind::WindowUpdate, events);
         };
-        if !s.state.remote_open() {
-            self.reset(stream, ErrorCode::STREAM_CLOSED);
-            return Ok(());
-        }
-        s.recv_window -= flow_len as i64;
-        if s.recv_window < 0 {
+        s.send_window += increment as i64;
+        if s.send_window > MAX_WINDOW as i64 {
             self.reset(stream, ErrorCode::FLOW_CONTROL_ERROR);
-            return Ok(());
         }
-        if end_stream {
-            self.end_remote(stream);
-        } else if s.recv_window <= half {
-            let inc = self.cfg.initial_window as i64 - s.recv_window;
-            s.recv_window += inc;
-            encode_window_update(&mut self.out, stream, inc as u32);
-        }
-        let start = self.data.len();
-        self.data.extend_from_slice(data);
-        events.push(Event::Data {
-            stream,
-            range: start..self.data.len(),
-            end_stream,
-        });
         Ok(())
-    }
-
-    /// A whole header block on `p.stream`.
-    fn header_block(&mut self, p: PendingBlock, events: &mut Vec<Event>) -> Result<(), ConnError> {
-        let decoded = self.decoder.decode(&p.block).map_err(|_| {
-            conn(
-                ErrorCode::COMPRESSION_ERROR,
-                "HPACK block cannot be decoded",
-            )
-        })?;
-        let stream = p.stream;
-        if let Some(s) = self.streams.get_mut(&stream) {
-            // Trailers: the end of the request body, their fields unused.
-            if !p.end_stream || !s.state.remote_open() {
-                return Err(conn(
-                    ErrorCode::PROTOCOL_ERROR,
-                    "second HEADERS without END_STREAM",
-                ));
-            }
-            self.end_remote(stream);
-            events.push(Event::Data {
-                stream,
-                range: self.data.len()..self.data.len(),
-                end_stream: true,
-            });
-            return Ok(());
-        }
-        if stream <= self.last_stream {
-            return Err(conn(ErrorCode::STREAM_CLOSED, "HEADERS on a closed stream"));
-        }
-        if stream.is_multiple_of(2) {
-            return Err(conn(
-                ErrorCode::PROTOCOL_ERROR,
-                "a client stream with an even number",
-            ));
-        }
-        self.last_stream = stream;
-        if self.no_new_streams {
-            return Ok(());
-        }
-        self.streams.insert(
-            stream,
-            Stream {
-                state: if p.end_stream {
-                    State::HalfClosedRemote
-                } else {
-                    State::Open
-                },
-                answered: false,
-                send_window: self.peer_initial_window,
-                recv_window: self.cfg.initial_window as i64,
-            },
-        );
-        if self.streams.len() > self.cfg.max_concurrent_streams as usize {
-            self.reset(stream, ErrorCode::REFUSED_STREAM);
-            return self.refused(
-                Violation::StreamLimit,
-                "too many concurrent streams",
-                events,
-            );
-        }
-        let fields = match decoded {
-            Block::Fields(f) => f,
-            Block::TooLarge { .. } => {
-                self.send_headers(stream, 431, &[], true);
-                self.streams.remove(&stream);
-                return self.refused(Violation::HeaderList, "header list too large", events);
-            }
-        };
-        match request::parse(stream, fields, p.end_stream) {
-            Ok(req) => {
-                events.push(Event::Request(req));
-                Ok(())
-            }
-            Err(reason) => {
-                self.reset(stream, ErrorCode::PROTOCOL_ERROR);
-                self.refused(Violation::Malformed, reason, events)
-            }
-        }
     }
 
     /// A stream refused (its answer queued): counted against the resets,
@@ -879,10 +776,13 @@ impl Session {
     }
 }
 
+mod closed;
 mod request;
 mod state;
+mod streams;
 mod violation;
 
+use closed::{Closed, How, Kind};
 use state::State;
 use violation::{conn, flood};
 pub use violation::{ConnError, Violation};

@@ -88,3 +88,25 @@ pub(super) fn parse(
     }
     Ok(req)
 }
+
+/// The request's `content-length`: `None` without one; an error (malformed)
+/// unless every value is plain digits within `u64` and all are the same
+/// (RFC 9110 §8.6; RFC 9113 §8.1.1 then checks the body against it).
+pub(super) fn content_length(req: &Request) -> Result<Option<u64>, &'static str> {
+    let mut found = None;
+    for (_, v) in req.headers.iter().filter(|(n, _)| n == "content-length") {
+        for part in v.split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            let n = std::str::from_utf8(part)
+                .ok()
+                .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or("a content-length that is not a number")?;
+            if found.is_some_and(|f| f != n) {
+                return Err("content-length values that differ");
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
+}

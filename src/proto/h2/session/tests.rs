@@ -461,8 +461,17 @@ fn malformed_requests_are_reset_not_the_connection() {
             }]
         );
     }
-    // A stream number going backwards is a connection error.
+    // HEADERS on a stream this side reset is ignored (trailers may have
+    // been in flight, RFC 9113 §5.1 "closed")...
     let get = c.get(1, "/");
+    c.send(&get).unwrap();
+    assert!(c.take().is_empty());
+    // ...but on a stream both sides ended it is a connection error.
+    let n = c.s.last_stream + 2;
+    let get = c.get(n, "/");
+    c.send(&get).unwrap();
+    c.s.send_headers(n, 204, &[], true);
+    c.take();
     assert_eq!(c.send(&get).unwrap_err().code, ErrorCode::STREAM_CLOSED);
 }
 
@@ -493,4 +502,217 @@ fn a_wrong_preface_and_a_smaller_peer_table() {
         d.decode(block).unwrap()[1],
         (b"x-a".to_vec(), b"1".to_vec())
     );
+}
+
+/// A stream's state, as the table below sets it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    Idle,
+    Open,
+    HalfClosedRemote,
+    HalfClosedLocal,
+    /// Both sides sent END_STREAM.
+    ClosedEnded,
+    /// The peer sent RST_STREAM.
+    ClosedByPeer,
+    /// This side sent RST_STREAM.
+    ClosedByUs,
+}
+
+/// A frame the peer sends on the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum In {
+    Data,
+    DataEnd,
+    Trailers,
+    Priority,
+    PrioritySelf,
+    Rst,
+    Window,
+    Continuation,
+}
+
+impl Client {
+    /// Stream 1 in `state` (a server never reserves one: push is off).
+    fn in_state(state: St) -> Client {
+        let mut c = Client::new(Config::default());
+        let post = |c: &mut Client, end: bool| {
+            let block = c.block(&[
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":path", "/p"),
+                (":authority", "x"),
+            ]);
+            let mut b = Vec::new();
+            let f = flag::END_HEADERS | if end { flag::END_STREAM } else { 0 };
+            encode_frame(&mut b, kind::HEADERS, f, 1, &block);
+            c.send(&b).unwrap();
+        };
+        match state {
+            St::Idle => {}
+            St::Open | St::ClosedByPeer | St::ClosedByUs => post(&mut c, false),
+            St::HalfClosedRemote | St::ClosedEnded => post(&mut c, true),
+            St::HalfClosedLocal => post(&mut c, false),
+        }
+        match state {
+            St::HalfClosedLocal | St::ClosedEnded => c.s.send_headers(1, 204, &[], true),
+            St::ClosedByPeer => {
+                let mut b = Vec::new();
+                encode_frame(
+                    &mut b,
+                    kind::RST_STREAM,
+                    0,
+                    1,
+                    &ErrorCode::CANCEL.0.to_be_bytes(),
+                );
+                c.send(&b).unwrap();
+            }
+            St::ClosedByUs => c.s.reset(1, ErrorCode::CANCEL),
+            _ => {}
+        }
+        c.take();
+        c.events.clear();
+        c
+    }
+
+    /// Send `frame` on stream 1: the frames the server sent back, or the
+    /// connection error's code.
+    fn frame_on_1(&mut self, frame: In) -> Answer {
+        let mut b = Vec::new();
+        match frame {
+            In::Data => encode_frame(&mut b, kind::DATA, 0, 1, b"abc"),
+            In::DataEnd => encode_frame(&mut b, kind::DATA, flag::END_STREAM, 1, b"abc"),
+            In::Trailers => {
+                let block = self.block(&[("x-trailer", "1")]);
+                encode_frame(
+                    &mut b,
+                    kind::HEADERS,
+                    flag::END_HEADERS | flag::END_STREAM,
+                    1,
+                    &block,
+                );
+            }
+            In::Priority => encode_frame(&mut b, kind::PRIORITY, 0, 1, &[0, 0, 0, 3, 15]),
+            In::PrioritySelf => encode_frame(&mut b, kind::PRIORITY, 0, 1, &[0, 0, 0, 1, 15]),
+            In::Rst => encode_frame(
+                &mut b,
+                kind::RST_STREAM,
+                0,
+                1,
+                &ErrorCode::CANCEL.0.to_be_bytes(),
+            ),
+            In::Window => encode_frame(&mut b, kind::WINDOW_UPDATE, 0, 1, &100u32.to_be_bytes()),
+            In::Continuation => encode_frame(&mut b, kind::CONTINUATION, flag::END_HEADERS, 1, &[]),
+        }
+        match self.send(&b) {
+            Ok(()) => Ok(self.take()),
+            Err(e) => Err(e.code),
+        }
+    }
+}
+
+/// The frames the server sent back, or its connection error's code.
+type Answer = Result<Vec<Out>, ErrorCode>;
+
+#[test]
+fn every_frame_in_every_stream_state_as_rfc_9113_says() {
+    use ErrorCode as E;
+    let rst = |code| Ok(vec![Out::Rst { stream: 1, code }]);
+    let nothing = || Ok(vec![]);
+    let idle_err = Err(E::PROTOCOL_ERROR);
+    // §5.1 and each frame's section: what the server answers. (Trailers on
+    // an idle stream open it as a request without pseudo-headers:
+    // malformed, §8.1.1.)
+    #[rustfmt::skip]
+    let table: [(St, [Answer; 8]); 7] = [
+        //                    DATA                      DATA+END_STREAM           trailers                  PRIORITY   PRIORITY on itself        RST_STREAM      WINDOW_UPDATE             CONTINUATION alone
+        (St::Idle,             [idle_err.clone(),         idle_err.clone(),         rst(E::PROTOCOL_ERROR),   nothing(), rst(E::PROTOCOL_ERROR),   idle_err.clone(), idle_err.clone(),       Err(E::PROTOCOL_ERROR)]),
+        (St::Open,             [nothing(),                nothing(),                nothing(),                nothing(), rst(E::PROTOCOL_ERROR),   nothing(),      nothing(),                Err(E::PROTOCOL_ERROR)]),
+        (St::HalfClosedRemote, [rst(E::STREAM_CLOSED),    rst(E::STREAM_CLOSED),    rst(E::STREAM_CLOSED),    nothing(), rst(E::PROTOCOL_ERROR),   nothing(),      nothing(),                Err(E::PROTOCOL_ERROR)]),
+        (St::HalfClosedLocal,  [nothing(),                nothing(),                nothing(),                nothing(), rst(E::PROTOCOL_ERROR),   nothing(),      nothing(),                Err(E::PROTOCOL_ERROR)]),
+        (St::ClosedEnded,      [rst(E::STREAM_CLOSED),    rst(E::STREAM_CLOSED),    Err(E::STREAM_CLOSED),    nothing(), rst(E::PROTOCOL_ERROR),   nothing(),      nothing(),                Err(E::PROTOCOL_ERROR)]),
+        (St::ClosedByPeer,     [rst(E::STREAM_CLOSED),    rst(E::STREAM_CLOSED),    rst(E::STREAM_CLOSED),    nothing(), rst(E::PROTOCOL_ERROR),   nothing(),      rst(E::STREAM_CLOSED),    Err(E::PROTOCOL_ERROR)]),
+        (St::ClosedByUs,       [nothing(),                nothing(),                nothing(),                nothing(), rst(E::PROTOCOL_ERROR),   nothing(),      nothing(),                Err(E::PROTOCOL_ERROR)]),
+    ];
+    let frames = [
+        In::Data,
+        In::DataEnd,
+        In::Trailers,
+        In::Priority,
+        In::PrioritySelf,
+        In::Rst,
+        In::Window,
+        In::Continuation,
+    ];
+    for (state, row) in table {
+        for (frame, want) in frames.iter().zip(row) {
+            let mut c = Client::in_state(state);
+            let got = c.frame_on_1(*frame);
+            assert_eq!(got, want, "{frame:?} on a stream {state:?}");
+        }
+    }
+}
+
+#[test]
+fn a_body_must_add_up_to_its_content_length() {
+    let post = |c: &mut Client, cl: &str, end: bool| {
+        let block = c.block(&[
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/p"),
+            (":authority", "x"),
+            ("content-length", cl),
+        ]);
+        let mut b = Vec::new();
+        let f = flag::END_HEADERS | if end { flag::END_STREAM } else { 0 };
+        encode_frame(&mut b, kind::HEADERS, f, 1, &block);
+        c.send(&b).unwrap();
+    };
+    let data = |c: &mut Client, bytes: &[u8], end: bool| {
+        let mut b = Vec::new();
+        encode_frame(
+            &mut b,
+            kind::DATA,
+            if end { flag::END_STREAM } else { 0 },
+            1,
+            bytes,
+        );
+        c.send(&b).unwrap();
+        c.take()
+    };
+    let reset = vec![Out::Rst {
+        stream: 1,
+        code: ErrorCode::PROTOCOL_ERROR,
+    }];
+    // Longer in one frame, longer summed over two, shorter at END_STREAM.
+    for frames in [&[&b"abcd"[..]][..], &[b"ab", b"cd"], &[b"a", b""]] {
+        let mut c = Client::new(Config::default());
+        post(&mut c, "3", false);
+        c.events.clear();
+        let mut out = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            out = data(&mut c, f, i == frames.len() - 1);
+            if !out.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(out, reset, "{frames:?}");
+        assert!(
+            c.events.contains(&Event::Reset { stream: 1 }),
+            "{:?}",
+            c.events
+        );
+    }
+    // Exactly its length: a body.
+    let mut c = Client::new(Config::default());
+    post(&mut c, "3", false);
+    assert!(data(&mut c, b"ab", false).is_empty());
+    assert!(data(&mut c, b"c", true).is_empty());
+    // A head that ends the stream with a length above 0, and lengths that
+    // are not one number: malformed.
+    for (cl, end) in [("3", true), ("x", false), ("1, 2", false)] {
+        let mut c = Client::new(Config::default());
+        post(&mut c, cl, end);
+        assert_eq!(c.take(), reset, "{cl} {end}");
+    }
 }
