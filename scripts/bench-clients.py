@@ -6,8 +6,8 @@ publishes at RATE a second (default 10,000), for SECS seconds after a
 2-second warm-up. For each: publications received per second against the
 topic's own rate (its offsets, read through /api/position), how far behind
 the client ended (publications between the topic's newest offset and the
-last line the client printed), and the client's CPU (user+system, /proc)
-per publication.
+last line the client printed), and the client's CPU (user+system of its
+processes, /proc) per publication.
 
 The server runs one worker on CPU 0 (this script's reading of the
 client's lines there too); the client on CPU 1. Repeats are interleaved
@@ -43,9 +43,29 @@ def free_port():
         return s.getsockname()[1]
 
 
+def tree(pid):
+    """`pid` and its descendants (the Node tail runs itself again with the
+    flag that turns WebSocket on)."""
+    pids = [pid]
+    for p in pids:
+        for task in os.listdir(f"/proc/{p}/task"):
+            try:
+                pids += [int(c) for c in open(f"/proc/{p}/task/{task}/children").read().split()]
+            except OSError:
+                pass
+    return pids
+
+
 def cpu_seconds(pid):
-    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / TICK
+    """User and system time of `pid` and its descendants."""
+    total = 0
+    for p in tree(pid):
+        try:
+            f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(f[11]) + int(f[12])
+    return total / TICK
 
 
 def position(port):
