@@ -13,8 +13,18 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "test dependencies"
+# apt waits for another apt run's lock (up to 10 minutes) rather than
+# failing at once.
+apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
+    # Debian's python3 makes venvs only with python3-venv installed.
+    if ! python3 -m venv .venv; then
+        [ "$(id -u)" -eq 0 ] || { echo "python3 -m venv failed: install python3-venv" >&2; exit 1; }
+        rm -rf .venv
+        apt_get update -qq
+        apt_get install -y -qq python3-venv >/dev/null
+        python3 -m venv .venv
+    fi
 fi
 if ! .venv/bin/python -c "import websockets, prometheus_client, h2, wsproto, jwt, cryptography, pytest" 2>/dev/null; then
     .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
@@ -34,8 +44,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v nghttp >/dev/null 2>&1 || missing+=(nghttp2-client)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        apt_get update -qq
+        apt_get install -y -qq "${missing[@]}" >/dev/null
     else
         echo "missing Debian packages (${missing[*]}) and this is not root: install them" >&2
         exit 1

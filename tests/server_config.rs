@@ -146,3 +146,55 @@ fn a_library_server_serves_no_builtin_route_unless_asked() {
     assert_eq!(http_request(addr, post).0, 202, "POST /publish");
     std::mem::forget(all);
 }
+
+#[test]
+fn threads_0_and_a_log_level_that_is_no_level_are_refused() {
+    let err = refused_start(&["--threads", "0"]);
+    assert!(err.contains("0 is not in 1..=1024"), "{err}");
+    // tracing would take a bare word for a target and log nothing else.
+    let err = refused_start(&["--log-level", "loud"]);
+    assert!(err.contains("\"loud\" is not a level"), "{err}");
+}
+
+#[test]
+fn rust_log_is_honoured_and_a_log_file_has_no_colour() {
+    let dir = std::env::temp_dir().join(format!("ringwave-rust-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("stderr.log");
+    // No --log-level: RUST_LOG decides (debug shows the startup's sizing).
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringwave"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--feed-sim",
+            "off",
+            "--threads",
+            "1",
+        ])
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("listening"), "{line}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains(" DEBUG ringwave"), "{text}");
+    assert!(!text.contains('\x1b'), "colour codes in a file: {text:?}");
+    // A RUST_LOG tracing cannot read is refused, and named.
+    let err = std::process::Command::new(env!("CARGO_BIN_EXE_ringwave"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "[")
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("invalid RUST_LOG"));
+    std::fs::remove_dir_all(dir).unwrap();
+}

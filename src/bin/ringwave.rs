@@ -52,9 +52,10 @@ struct Cli {
     #[arg(long, default_value = "auto")]
     backend: Backend,
 
-    /// Worker threads, one per core, each pinned [default: number of CPUs].
-    #[arg(long)]
-    threads: Option<usize>,
+    /// Worker threads, one per core, each pinned, 1 to 1024 [default:
+    /// number of CPUs].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    threads: Option<u64>,
 
     /// Largest message in bytes, after decompression (close 1009 beyond).
     #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u64).range(1..=(1u64 << 40)))]
@@ -292,9 +293,27 @@ struct Cli {
     #[arg(long, requires = "nats")]
     nats_jetstream: bool,
 
-    /// Log level: error, warn, info, debug or trace (or a tracing filter).
-    #[arg(long, default_value = "info")]
-    log_level: String,
+    /// Log level: error, warn, info, debug, trace or off, or a tracing
+    /// filter of TARGET=LEVEL directives (ringwave=debug,info). Without
+    /// it, RUST_LOG if set, else info. Colours only on a terminal, and
+    /// never with NO_COLOR set.
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+/// A log filter: levels and TARGET=LEVEL directives. A bare word that is
+/// not a level is refused (tracing would read it as a target and turn
+/// every other log off: `--log-level loud`).
+fn log_filter(s: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    for d in s.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !d.contains('=') && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(d)) {
+            return Err(format!(
+                "{d:?} is not a level (error, warn, info, debug, trace, off) nor a TARGET=LEVEL directive"
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(s).map_err(|e| e.to_string())
 }
 
 fn parse_history(s: &str) -> Result<(String, Retention), String> {
@@ -355,10 +374,10 @@ fn config(cli: &Cli) -> Result<Config, String> {
     Ok(Config {
         engine: EngineConfig {
             listen: cli.listen,
-            threads: cli
-                .threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-                .max(1),
+            threads: cli.threads.map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                |n| n as usize,
+            ),
             backend: cli.backend,
             limits: Limits {
                 max_handshake_bytes: cli.max_handshake_bytes as usize,
@@ -474,21 +493,33 @@ fn main() -> ExitCode {
         eprintln!("ringwave: {e}");
         return ExitCode::from(2);
     }
-    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log_level) {
+    let (level, source) = match (&cli.log_level, std::env::var("RUST_LOG")) {
+        (Some(l), _) => (l.clone(), "--log-level"),
+        (None, Ok(l)) if !l.trim().is_empty() => (l, "RUST_LOG"),
+        (None, _) => ("info".to_string(), "--log-level"),
+    };
+    let parsed = match source {
+        // RUST_LOG is tracing's own syntax (a bare word is a target).
+        "RUST_LOG" => tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| e.to_string()),
+        _ => log_filter(&level),
+    };
+    let filter = match parsed {
         // The NATS client logs every attempt and event itself; the bridge
         // says what matters once. Asked for by name, it is the user's call.
-        Ok(f) if !cli.log_level.contains("async_nats") => {
+        Ok(f) if !level.contains("async_nats") => {
             f.add_directive("async_nats=warn".parse().expect("a valid directive"))
         }
         Ok(f) => f,
         Err(e) => {
-            eprintln!("ringwave: invalid --log-level {:?}: {e}", cli.log_level);
+            eprintln!("ringwave: invalid {source} {level:?}: {e}");
             return ExitCode::from(2);
         }
     };
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
 
     let mut signals = match signal_hook::iterator::Signals::new([
