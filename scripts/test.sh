@@ -65,6 +65,9 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "cargo doc (no warnings: every link resolves, none to a private item)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ringwave --quiet
+
 step "cargo test --workspace"
 cargo test --workspace
 

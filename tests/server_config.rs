@@ -198,3 +198,71 @@ fn rust_log_is_honoured_and_a_log_file_has_no_colour() {
     assert!(String::from_utf8_lossy(&err.stderr).contains("invalid RUST_LOG"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_closed_stderr_costs_neither_the_workers_nor_sigterm() {
+    use std::io::{BufRead, BufReader};
+    // Debug logs on every connection, to a pipe closed after its first
+    // line (a log pipeline that died): tracing's own error report used to
+    // panic the thread that logged, workers and the signal thread alike.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringwave"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--feed-sim",
+            "off",
+            "--threads",
+            "2",
+        ])
+        .args(["--log-level", "debug"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    drop(err);
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .split("ws://")
+        .nth(1)
+        .and_then(|s| s.split([' ', ';']).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    for _ in 0..20 {
+        assert_eq!(http_get(addr, "/healthz"), (200, "ok\n".into()));
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = eventually(|| match child.try_wait() {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err("still running after SIGTERM".to_string()),
+        Err(e) => Err(e.to_string()),
+    });
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn sizes_take_units() {
+    let err = refused_start(&["--max-message", "12x"]);
+    assert!(err.contains("\"x\" is not a unit"), "{err}");
+    let err = refused_start(&["--max-handshake-bytes", "2MiB"]);
+    assert!(
+        err.contains("2MiB is outside 256 to 1048576 bytes"),
+        "{err}"
+    );
+    // 1 KiB messages: 1024 bytes pass, 1025 close with 1009.
+    let srv = TestServer::start("poll", &["--max-message", "1k"]);
+    let mut c = RawClient::connect(srv.addr);
+    c.send(&frame(0x81, &[b'a'; 1024]));
+    assert_eq!(c.read_frame().map(|f| f.1.len()), Some(1024));
+    c.send(&frame(0x81, &[b'a'; 1025]));
+    assert_eq!(c.read_close_code(), Some(1009));
+}

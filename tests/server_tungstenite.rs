@@ -226,3 +226,15 @@ both_backends!(
         assert!(status.success(), "exit status {status}");
     }
 );
+
+both_backends!(a_plain_get_on_the_feed_says_to_upgrade, |backend| {
+    // RFC 9110 §15.5.22: 426 names the protocol in Upgrade.
+    let srv = TestServer::start(backend, &[]);
+    let mut c = RawClient::tcp(srv.addr);
+    c.send(b"GET /feed HTTP/1.1\r\nHost: x\r\n\r\n");
+    let head = c.read_http_head();
+    assert!(head.starts_with("HTTP/1.1 426 Upgrade Required"), "{head}");
+    assert!(head.contains("\r\nUpgrade: websocket\r\n"), "{head}");
+    let body = String::from_utf8(c.read_body(&head)).unwrap();
+    assert!(body.contains("WebSocket client"), "{body}");
+});

@@ -57,22 +57,23 @@ struct Cli {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     threads: Option<u64>,
 
-    /// Largest message in bytes, after decompression (close 1009 beyond).
-    #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u64).range(1..=(1u64 << 40)))]
+    /// Largest message, after decompression (close 1009 beyond). Sizes
+    /// take a unit: 64KiB, 16MiB, 1k (k, M, G: powers of 1024).
+    #[arg(long, default_value = "16MiB", value_parser = size_in::<1, { 1 << 40 }>)]
     max_message: u64,
 
-    /// Largest frame payload in bytes (close 1009 beyond) [default: --max-message].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=(1u64 << 40)))]
+    /// Largest frame payload (close 1009 beyond) [default: --max-message].
+    #[arg(long, value_parser = size_in::<1, { 1 << 40 }>)]
     max_frame: Option<u64>,
 
-    /// Largest HTTP request head in bytes (431 beyond).
-    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(256..=(1 << 20)))]
+    /// Largest HTTP request head (431 beyond), 256 bytes to 1 MiB.
+    #[arg(long, default_value = "8KiB", value_parser = size_in::<256, { 1 << 20 }>)]
     max_handshake_bytes: u64,
 
     /// Unsent bytes per connection beyond which sends are refused (the echo
     /// app then closes the connection with 1008).
-    #[arg(long, default_value_t = 1 << 20)]
-    max_buffered: usize,
+    #[arg(long, default_value = "1MiB", value_parser = size_in::<1, { 1 << 40 }>)]
+    max_buffered: u64,
 
     /// Negotiate permessage-deflate with clients that offer it.
     #[arg(long)]
@@ -301,6 +302,34 @@ struct Cli {
     log_level: Option<String>,
 }
 
+/// A size in bytes: digits, then optionally a unit, k/KiB, M/MiB or G/GiB
+/// (powers of 1024; KB, MB and GB are read the same), within MIN..=MAX.
+fn size_in<const MIN: u64, const MAX: u64>(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: a number, then k, KiB, M, MiB, G or GiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => {
+            let u = unit.trim();
+            return Err(format!(
+                "{u:?} is not a unit: k, KiB, M, MiB, G or GiB (powers of 1024)"
+            ));
+        }
+    };
+    let bytes = n
+        .checked_mul(1 << shift)
+        .filter(|b| (MIN..=MAX).contains(b))
+        .ok_or_else(|| format!("{s} is outside {MIN} to {MAX} bytes"))?;
+    Ok(bytes)
+}
+
 /// A log filter: levels and TARGET=LEVEL directives. A bare word that is
 /// not a level is refused (tracing would read it as a target and turn
 /// every other log off: `--log-level loud`).
@@ -385,7 +414,7 @@ fn config(cli: &Cli) -> Result<Config, String> {
                 max_message_size: max_message,
             },
             deflate: cli.deflate.then(DeflateConfig::default),
-            max_buffered: cli.max_buffered,
+            max_buffered: cli.max_buffered as usize,
             max_message_rate: cli.max_message_rate,
             max_connections_per_ip: cli.max_connections_per_ip,
             new_connections_per_ip: cli.new_connections_per_ip,
@@ -520,6 +549,11 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        // A log line that cannot be written is dropped: tracing's default
+        // reports it with eprintln!, which panics on a closed stderr (a
+        // log pipe that died, `2>&1 | head`) and took down the thread that
+        // logged, the signal thread among them (SIGTERM then did nothing).
+        .log_internal_errors(false)
         .init();
 
     let mut signals = match signal_hook::iterator::Signals::new([
@@ -549,15 +583,17 @@ fn main() -> ExitCode {
         running.backend(),
         running.backend_reason()
     );
-    match running.tls_addr() {
-        None => println!(
+    // Written, not printed: a closed stdout (`ringwave | head -1`) must not
+    // panic the main thread.
+    let listening = match running.tls_addr() {
+        None => format!(
             "ringwave listening on ws://{} (backend {}, {} threads); demo page at http://{}/",
             running.local_addr(),
             running.backend(),
             running.threads(),
             running.local_addr()
         ),
-        Some(tls) => println!(
+        Some(tls) => format!(
             "ringwave listening on ws://{} (backend {}, {} threads) and wss://{tls}; \
              demo page at http://{}/ and https://{tls}/",
             running.local_addr(),
@@ -565,8 +601,9 @@ fn main() -> ExitCode {
             running.threads(),
             running.local_addr()
         ),
-    }
-    let _ = std::io::stdout().flush();
+    };
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "{listening}").and_then(|()| stdout.flush());
     if let Some(spec) = sim {
         match feedsim::spawn(running.publisher(), spec) {
             Ok(_) => tracing::info!(

@@ -17,12 +17,12 @@
 //!   one left, unless one came back meanwhile.
 //! - Message kind and conflation key travel in the `Ringwave-Kind` (absent:
 //!   text) and `Ringwave-Key` headers; topics become subject tokens as
-//!   [`subject`] says.
+//!   `subject` says.
 //! - Delivery across nodes is at most once: a publication made while NATS is
 //!   unreachable, or that finds the queue full, is dropped and counted;
 //!   publications in flight when a connection breaks are lost uncounted.
 //! - With [`NatsConfig::jetstream`], topics with history are numbered by a
-//!   JetStream stream each instead ([`jetstream`]): this node's
+//!   JetStream stream each instead (`jetstream`): this node's
 //!   publications on them go to the stream and come back like other
 //!   nodes', so every node has one sequence and one history.
 

@@ -54,7 +54,7 @@ pub enum Completion<'a> {
     /// The peer closed or the socket failed. The caller must still call
     /// [`Driver::close`].
     Closed(Token),
-    /// Another thread called [`Waker::wake`].
+    /// Another thread called `Waker::wake`.
     Woken,
 }
 

@@ -257,6 +257,13 @@ impl<H: Handler> App for Routes<H> {
         if let Some(call) = path.strip_prefix("/api/") {
             return api::route(&self.cfg, &http, call, cx);
         }
+        if self.cfg.feed_path.as_deref() == Some(path.as_str())
+            && matches!(http.method.as_str(), "GET" | "HEAD")
+        {
+            let why = "this is the feed's WebSocket endpoint: connect with a WebSocket client \
+                 (Upgrade: websocket); the protocol is in docs/feed-protocol.md\n";
+            return Route::Respond(Response::text(426, why).header("Upgrade", "websocket"));
+        }
         let post = http.method == "POST";
         let get = matches!(http.method.as_str(), "GET" | "HEAD");
         let found = ROUTES.iter().find_map(|&(p, takes_post, target)| {

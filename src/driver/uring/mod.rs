@@ -1,7 +1,7 @@
 //! The io_uring backend.
 //!
 //! One ring per worker, set up with `SINGLE_ISSUER | DEFER_TASKRUN` when the
-//! kernel has them ([`ring`]). The listener runs one multishot accept; every
+//! kernel has them (`ring`). The listener runs one multishot accept; every
 //! connection runs one multishot recv that takes buffers from a **provided
 //! buffer ring** shared by the worker's connections, so an idle connection
 //! holds no read buffer. Sends are copied into **registered buffers**
@@ -9,15 +9,15 @@
 //! queued during a loop turn leaves in one SQE. Sends made mostly of shared
 //! bytes ([`Part::shared`]: publication frames) go by reference instead, as a
 //! `SENDMSG` over iovecs that holds the owners until the completion
-//! ([`send`]). A receive's completion lends the connection's send side
-//! ([`lent`]): an echo of 4 KiB or more is sent from the receive buffer it
+//! (`send`). A receive's completion lends the connection's send side
+//! (`lent`): an echo of 4 KiB or more is sent from the receive buffer it
 //! arrived in (kept out of the buffer ring until the send completes), a
 //! smaller one copied from there straight into a send buffer.
 //!
 //! `user_data` packs the op kind, the slot's generation and the slot index
-//! ([`op`]); a completion whose generation does not match its slot is stale
-//! and dropped ([`complete`]). A slot is freed only when every op that
-//! referenced it has completed ([`slot::Slot::inflight`]): memory the kernel
+//! (`op`); a completion whose generation does not match its slot is stale
+//! and dropped (`complete`). A slot is freed only when every op that
+//! referenced it has completed (`slot::Slot::inflight`): memory the kernel
 //! may touch (the send in flight) is owned by the slot until its completion
 //! arrives.
 

@@ -87,7 +87,7 @@ pub struct Request {
 pub enum Event {
     /// A new stream's request head.
     Request(Request),
-    /// Request body bytes: `range` into [`Session::data`].
+    /// Request body bytes: `range` into [`Session::take_data`].
     Data {
         /// The stream.
         stream: u32,

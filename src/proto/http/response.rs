@@ -91,6 +91,17 @@ impl Response {
         for (n, v) in self.fields() {
             let _ = write!(head, "{n}: {v}\r\n");
         }
+        // 426 names the protocol to upgrade to (RFC 9110 §15.5.22): an
+        // HTTP/1.1 field only (HTTP/2 has no Upgrade).
+        if self.status == 426 {
+            let upgrade = self
+                .headers
+                .iter()
+                .find(|(n, v)| n.eq_ignore_ascii_case("upgrade") && is_token(v));
+            if let Some((_, v)) = upgrade {
+                let _ = write!(head, "Upgrade: {v}\r\n");
+            }
+        }
         let _ = write!(
             head,
             "Content-Length: {}\r\n{connection}\r\n",
