@@ -266,3 +266,38 @@ fn sizes_take_units() {
     c.send(&frame(0x81, &[b'a'; 1025]));
     assert_eq!(c.read_close_code(), Some(1009));
 }
+
+#[test]
+fn json_logs_are_an_object_per_line_with_the_events_fields() {
+    let dir = std::env::temp_dir().join(format!("ringwave-json-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("stderr.log");
+    let srv = TestServer::start_logged(
+        "poll",
+        "debug",
+        &log,
+        &["--log-format", "json", "--handshake-timeout", "1"],
+    );
+    // A connection that says nothing: its handshake timeout is logged with
+    // the worker and the slot.
+    let _silent = std::net::TcpStream::connect(srv.addr).unwrap();
+    let event = eventually(|| {
+        let text = std::fs::read_to_string(&log).unwrap();
+        text.lines()
+            .find(|l| l.contains("handshake timeout"))
+            .map(str::to_string)
+            .ok_or_else(|| "no handshake timeout logged yet".to_string())
+    });
+    let v: serde_json::Value = serde_json::from_str(&event).unwrap();
+    assert_eq!(v["level"], "DEBUG", "{v}");
+    assert_eq!(v["message"], "handshake timeout", "{v}");
+    assert!(v["worker"].is_u64() && v["index"].is_u64(), "{v}");
+    assert!(v["timestamp"].is_string() && v["target"].is_string(), "{v}");
+    // Every line is an object.
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v.is_object(), "{line}");
+    }
+    drop(srv);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -300,6 +300,19 @@ struct Cli {
     /// never with NO_COLOR set.
     #[arg(long)]
     log_level: Option<String>,
+
+    /// Log format: text (a line per event) or json (an object per line:
+    /// timestamp, level, target, message and the event's fields, such as
+    /// worker and index).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// A size in bytes: digits, then optionally a unit, k/KiB, M/MiB or G/GiB
@@ -545,16 +558,20 @@ fn main() -> ExitCode {
         }
     };
     use std::io::IsTerminal as _;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         // A log line that cannot be written is dropped: tracing's default
         // reports it with eprintln!, which panics on a closed stderr (a
         // log pipe that died, `2>&1 | head`) and took down the thread that
         // logged, the signal thread among them (SIGTERM then did nothing).
-        .log_internal_errors(false)
-        .init();
+        .log_internal_errors(false);
+    match cli.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
