@@ -238,3 +238,24 @@ both_backends!(a_plain_get_on_the_feed_says_to_upgrade, |backend| {
     let body = String::from_utf8(c.read_body(&head)).unwrap();
     assert!(body.contains("WebSocket client"), "{body}");
 });
+
+both_backends!(
+    tls_or_garbage_on_the_plain_port_is_answered_at_once,
+    |backend| {
+        // Not held for the 30 s handshake timeout: refused at the first byte
+        // (RawClient gives up after 10 s).
+        let srv = TestServer::start(backend, &["--handshake-timeout", "30"]);
+        let hello = b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03";
+        for (bytes, why) in [
+            (&hello[..], "a TLS handshake on the plaintext port"),
+            (&b"\x00\xff\x13garbage"[..], "not an HTTP request"),
+        ] {
+            let mut c = RawClient::tcp(srv.addr);
+            c.send(bytes);
+            let head = c.read_http_head();
+            assert!(head.starts_with("HTTP/1.1 400"), "{head:?}");
+            let body = String::from_utf8_lossy(&c.read_body(&head)).into_owned();
+            assert!(body.contains(why), "{body}");
+        }
+    }
+);

@@ -195,6 +195,12 @@ impl RequestParser {
         if empty_lines_first(&self.buf) {
             return Err(HttpError::bad("empty lines instead of a request"));
         }
+        // A request line starts with its method, a token: anything else
+        // (a TLS ClientHello, binary bytes) is refused at its first byte
+        // rather than held until the handshake timeout.
+        if let Some(why) = not_a_request(&self.buf) {
+            return Err(HttpError::bad(why));
+        }
         let from = self.scanned.saturating_sub(2);
         let parsed = match blank_line(&self.buf[from..]) {
             // A head that ends past the limit is too large, whatever it
@@ -218,6 +224,22 @@ impl RequestParser {
 }
 
 /// Whether `b` starts with two empty lines (CRLF or bare LF each).
+/// Why the first byte after at most one empty line cannot start a request
+/// line (RFC 9112 §3: the method, a token), if it cannot.
+fn not_a_request(b: &[u8]) -> Option<&'static str> {
+    let rest = b
+        .strip_prefix(b"\r\n")
+        .or_else(|| b.strip_prefix(b"\n"))
+        .unwrap_or(b);
+    match *rest.first()? {
+        // A lone CR: its LF may follow.
+        b'\r' if rest.len() == 1 => None,
+        0x16 => Some("a TLS handshake on the plaintext port: TLS goes to the TLS listener"),
+        c if c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c) => None,
+        _ => Some("not an HTTP request"),
+    }
+}
+
 fn empty_lines_first(b: &[u8]) -> bool {
     let rest = b.strip_prefix(b"\r\n").or_else(|| b.strip_prefix(b"\n"));
     rest.is_some_and(|r| r.starts_with(b"\n") || r.starts_with(b"\r\n"))
