@@ -155,6 +155,27 @@ impl Running {
         }
     }
 
+    /// On the first SIGTERM or SIGINT, [`Running::shutdown`]: every
+    /// connection told to go (1001, spread over `EngineConfig::drain`) and
+    /// the workers out after the grace period, so that [`Running::join`]
+    /// returns. What a service run by systemd or a container wants; without
+    /// it the default action of SIGTERM ends the process with no close at
+    /// all. A thread of its own waits for the signal.
+    pub fn shutdown_on_signals(&self) -> io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        let handle = self.shutdown_handle();
+        std::thread::Builder::new()
+            .name("ringwave-signals".into())
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    tracing::info!("signal {sig}: closing connections with 1001");
+                    handle.shutdown();
+                }
+            })?;
+        Ok(())
+    }
+
     /// A handle that publishes to every worker from any thread (and to the
     /// other nodes, with an uplink).
     pub fn publisher(&self) -> Publisher {
