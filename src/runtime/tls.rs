@@ -56,6 +56,11 @@ impl Certificates {
     /// Load every pair; any unreadable file or mismatched key is an error
     /// naming the file.
     pub fn load(files: Vec<CertFiles>) -> io::Result<Certificates> {
+        // rustls 0.23.48 deprecates the ring provider for its lack of
+        // post-quantum key exchange; aws-lc-rs, which has it, needs a C
+        // and CMake build. ring stays until that trade is made on purpose,
+        // and the notice is not passed on to every crate that builds us.
+        #[allow(deprecated)]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let keys = load_all(&files, &provider)?;
         Ok(Certificates {
