@@ -543,9 +543,21 @@ impl Session {
         if self.pending.is_some() {
             return Err(conn(ErrorCode::PROTOCOL_ERROR, "expected CONTINUATION"));
         }
+        self.stream_reset(stream, e.code, events)
+    }
+
+    /// A stream error `code` on `stream`, counted against the resets: an
+    /// open stream is reset (and reported), one that is not gets its
+    /// RST_STREAM all the same.
+    fn stream_reset(
+        &mut self,
+        stream: u32,
+        code: ErrorCode,
+        events: &mut Vec<Event>,
+    ) -> Result<(), ConnError> {
         self.reset_counted()?;
         if self.streams.contains_key(&stream) {
-            self.reset(stream, e.code);
+            self.reset(stream, code);
             events.push(Event::Reset { stream });
         } else {
             encode_frame(
@@ -553,7 +565,7 @@ impl Session {
                 kind::RST_STREAM,
                 0,
                 stream,
-                &e.code.0.to_be_bytes(),
+                &code.0.to_be_bytes(),
             );
         }
         Ok(())

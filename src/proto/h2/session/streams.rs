@@ -2,7 +2,7 @@
 //! request, or trailers), a PRIORITY, and any of them late, on a stream
 //! that already closed (RFC 9113 §5.1, §6.1, §6.2, §6.3, §8.1.1).
 
-use crate::proto::h2::{encode_frame, encode_window_update, kind, ErrorCode, Priority};
+use crate::proto::h2::{encode_window_update, ErrorCode, Priority};
 use crate::proto::hpack::Block;
 
 use super::closed::{How, Kind, Late};
@@ -39,7 +39,7 @@ impl Session {
         };
         if !s.state.remote_open() {
             // Half closed (remote): the peer ended it (§5.1, §6.1).
-            return self.stream_closed(stream, events);
+            return self.stream_reset(stream, ErrorCode::STREAM_CLOSED, events);
         }
         s.recv_window -= flow_len as i64;
         if s.recv_window < 0 {
@@ -52,7 +52,7 @@ impl Session {
         if s.expected.is_some_and(|n| s.received > n) || (end_stream && !whole) {
             // §8.1.1: a body longer or shorter than its content-length is
             // malformed.
-            return self.malformed(stream, events);
+            return self.stream_reset(stream, ErrorCode::PROTOCOL_ERROR, events);
         }
         if end_stream {
             self.end_remote(stream);
@@ -83,15 +83,7 @@ impl Session {
         if priority.depends_on != stream {
             return Ok(());
         }
-        if self.streams.contains_key(&stream) {
-            self.reset(stream, ErrorCode::PROTOCOL_ERROR);
-            self.reset_counted()?;
-            events.push(Event::Reset { stream });
-            return Ok(());
-        }
-        self.reset_counted()?;
-        encode_rst(&mut self.out, stream, ErrorCode::PROTOCOL_ERROR);
-        Ok(())
+        self.stream_reset(stream, ErrorCode::PROTOCOL_ERROR, events)
     }
 
     /// A whole header block on `p.stream`.
@@ -112,7 +104,7 @@ impl Session {
         if let Some(s) = self.streams.get_mut(&stream) {
             // Trailers: the end of the request body, their fields unused.
             if !s.state.remote_open() {
-                return self.stream_closed(stream, events);
+                return self.stream_reset(stream, ErrorCode::STREAM_CLOSED, events);
             }
             if !p.end_stream {
                 return Err(conn(
@@ -121,10 +113,10 @@ impl Session {
                 ));
             }
             if p.self_dependent {
-                return self.malformed(stream, events);
+                return self.stream_reset(stream, ErrorCode::PROTOCOL_ERROR, events);
             }
             if s.expected.is_some_and(|n| n != s.received) {
-                return self.malformed(stream, events);
+                return self.stream_reset(stream, ErrorCode::PROTOCOL_ERROR, events);
             }
             self.end_remote(stream);
             events.push(Event::Data {
@@ -149,8 +141,7 @@ impl Session {
         }
         if p.self_dependent {
             // §5.3.1: a stream error; the stream opened and closed.
-            self.reset_counted()?;
-            encode_rst(&mut self.out, stream, ErrorCode::PROTOCOL_ERROR);
+            self.stream_reset(stream, ErrorCode::PROTOCOL_ERROR, events)?;
             self.closed.remember(stream, How::Reset);
             return self.refused(
                 Violation::Malformed,
@@ -224,38 +215,11 @@ impl Session {
     ) -> Result<(), ConnError> {
         match self.closed.late(stream, kind) {
             Late::Ignore => Ok(()),
-            Late::StreamClosed => self.stream_closed(stream, events),
+            Late::StreamClosed => self.stream_reset(stream, ErrorCode::STREAM_CLOSED, events),
             Late::ConnectionError => Err(conn(
                 ErrorCode::STREAM_CLOSED,
                 "a frame on a stream both sides ended",
             )),
         }
     }
-
-    /// A stream error STREAM_CLOSED on `stream` (open or not), counted
-    /// against the resets.
-    fn stream_closed(&mut self, stream: u32, events: &mut Vec<Event>) -> Result<(), ConnError> {
-        self.reset_counted()?;
-        if self.streams.contains_key(&stream) {
-            self.reset(stream, ErrorCode::STREAM_CLOSED);
-            events.push(Event::Reset { stream });
-        } else {
-            encode_rst(&mut self.out, stream, ErrorCode::STREAM_CLOSED);
-        }
-        Ok(())
-    }
-
-    /// A malformed request on an open `stream` (RFC 9113 §8.1.1): a stream
-    /// error PROTOCOL_ERROR, counted.
-    fn malformed(&mut self, stream: u32, events: &mut Vec<Event>) -> Result<(), ConnError> {
-        self.reset_counted()?;
-        self.reset(stream, ErrorCode::PROTOCOL_ERROR);
-        events.push(Event::Reset { stream });
-        Ok(())
-    }
-}
-
-/// RST_STREAM for a stream not in the map.
-fn encode_rst(out: &mut Vec<u8>, stream: u32, code: ErrorCode) {
-    encode_frame(out, kind::RST_STREAM, 0, stream, &code.0.to_be_bytes());
 }
