@@ -119,7 +119,6 @@ impl<A: App> Core<A> {
         let Session::Body(post) = &slot.session else {
             return;
         };
-        let persists = post.persists();
         let r = match post.parts() {
             None => {
                 let p = post.publication();
@@ -139,11 +138,9 @@ impl<A: App> Core<A> {
                 (batch.answer)(&topic, n, range)
             }
         };
-        if persists {
-            self.answer(index, r, false, rest);
-        } else {
-            self.respond(index, r, false);
-        }
+        // Closes unless the request persists (its head is kept to go back
+        // to: `PostBody::then`).
+        self.answer(index, r, false, rest);
     }
 
     /// Answer a request and keep the connection for the next one, whose
@@ -157,10 +154,7 @@ impl<A: App> Core<A> {
         let Some(slot) = self.conns.get_mut(index).filter(|_| persistent) else {
             return self.respond(index, r, head_only);
         };
-        // What the session has not sent (an interim `100 Continue`) goes
-        // out first.
-        let mut out = slot.own_output().to_vec();
-        out.extend_from_slice(&r.to_http1_persistent(head_only));
+        let out = slot.after_own_output(r.to_http1_persistent(head_only));
         let next = match &mut slot.session {
             Session::Head(head) => Some(head.next(&limits, out, rest)),
             Session::Body(post) => post.take_then().map(|h| h.next(&limits, out, rest)),

@@ -83,11 +83,6 @@ impl PostBody {
         self.then = Some(head);
     }
 
-    /// Whether the connection persists after the answer.
-    pub(in crate::runtime) fn persists(&self) -> bool {
-        self.then.is_some()
-    }
-
     /// The head to go back to, once.
     pub(in crate::runtime) fn take_then(&mut self) -> Option<Box<RequestHead>> {
         self.then.take()

@@ -9,6 +9,7 @@ use crate::proto::proxy::{self, Preamble};
 use crate::proto::Limits;
 
 use super::super::app::Response;
+use super::http::Respond;
 
 /// Reading a PROXY protocol v2 header, if any.
 pub(in crate::runtime) struct ProxyHead {
@@ -64,9 +65,8 @@ pub(in crate::runtime) struct RequestHead {
     proxied: Option<SocketAddr>,
     /// Requests answered on this connection before this one.
     served: u32,
-    /// The previous request's answer, and how much of it was written.
-    answer: Vec<u8>,
-    sent: usize,
+    /// The previous request's answer, while it is written.
+    answer: Respond,
     /// Bytes that came while the answer was unsent.
     held: Vec<u8>,
 }
@@ -88,8 +88,7 @@ impl RequestHead {
             peer,
             proxied: None,
             served: 0,
-            answer: Vec::new(),
-            sent: 0,
+            answer: Respond::new(Vec::new()),
             held: Vec::new(),
         }
     }
@@ -108,8 +107,7 @@ impl RequestHead {
             peer: self.peer,
             proxied: self.proxied,
             served: self.served + 1,
-            answer,
-            sent: 0,
+            answer: Respond::new(answer),
             held: rest,
         }
     }
@@ -129,14 +127,14 @@ impl RequestHead {
 
     /// The previous answer's unsent bytes.
     pub(in crate::runtime) fn output(&self) -> &[u8] {
-        &self.answer[self.sent..]
+        self.answer.output()
     }
 
     pub(in crate::runtime) fn advance(&mut self, n: usize) {
-        self.sent = (self.sent + n).min(self.answer.len());
-        if self.sent == self.answer.len() {
-            self.answer = Vec::new();
-            self.sent = 0;
+        self.answer.advance(n);
+        if self.answer.output().is_empty() {
+            // Not held while the connection waits for its next request.
+            self.answer = Respond::new(Vec::new());
         }
     }
 
@@ -149,7 +147,7 @@ impl RequestHead {
     /// Whether bytes that arrive now must wait (the previous answer is
     /// unsent, or bytes before them wait).
     pub(in crate::runtime) fn must_hold(&self) -> bool {
-        self.sent < self.answer.len() || self.holding()
+        !self.answer.output().is_empty() || self.holding()
     }
 
     /// Hold bytes that came while the answer was unsent; the count held.

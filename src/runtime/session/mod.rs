@@ -188,15 +188,20 @@ impl Slot {
 
     /// Answer with `out` and close, lingering (the peer may still be
     /// sending).
-    pub(super) fn respond(&mut self, mut out: Vec<u8>) {
-        // What the session queued and has not sent (an interim `100
-        // Continue`) goes out first.
+    pub(super) fn respond(&mut self, out: Vec<u8>) {
+        let out = self.after_own_output(out);
+        self.session = Session::Respond(Respond::new(out));
+        self.ending = Ending::Linger;
+    }
+
+    /// `out` behind what the session queued and has not sent (an interim
+    /// `100 Continue`), which goes out first.
+    pub(super) fn after_own_output(&self, mut out: Vec<u8>) -> Vec<u8> {
         let pending = self.session.own_output();
         if !pending.is_empty() {
             out.splice(..0, pending.iter().copied());
         }
-        self.session = Session::Respond(Respond::new(out));
-        self.ending = Ending::Linger;
+        out
     }
 
     /// When the slot's wheel entry should come back, at tick `now`: its
