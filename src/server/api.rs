@@ -22,22 +22,22 @@ pub const MAX_READ: usize = 1000;
 /// Publications one batch may hold.
 pub const MAX_BATCH: usize = 10_000;
 
-/// A JSON answer.
+/// A JSON answer: the value, then a newline.
+fn json_response(status: u16, v: Value) -> Response {
+    Response::with_body(status, "application/json", format!("{v}\n"))
+}
+
 fn json(status: u16, v: Value) -> Route {
-    Route::Respond(Response::with_body(
-        status,
-        "application/json",
-        format!("{v}\n"),
-    ))
+    Route::Respond(json_response(status, v))
+}
+
+/// `{"error": why}`.
+fn error_response(status: u16, why: &str) -> Response {
+    json_response(status, json!({ "error": why }))
 }
 
 fn error(status: u16, why: &str) -> Route {
-    json(status, json!({ "error": why }))
-}
-
-/// An epoch as the protocol writes it (8 hex digits).
-fn epoch(p: Position) -> String {
-    p.epoch_str()
+    Route::Respond(error_response(status, why))
 }
 
 /// Serve `/api/<call>` (`call` is the rest of the path).
@@ -49,14 +49,8 @@ pub(super) fn route(cfg: &Config, http: &HttpRequest, call: &str, cx: &RequestCx
         );
     };
     if !http.bearer().is_some_and(|b| same_secret(b, token)) {
-        return Route::Respond(
-            Response::with_body(
-                401,
-                "application/json",
-                "{\"error\":\"send Authorization: Bearer <--api-token>\"}\n",
-            )
-            .header("WWW-Authenticate", "Bearer"),
-        );
+        let why = "send Authorization: Bearer <--api-token>";
+        return Route::Respond(error_response(401, why).header("WWW-Authenticate", "Bearer"));
     }
     let post = http.method == "POST";
     match (call, post) {
@@ -98,7 +92,7 @@ fn position(http: &HttpRequest, cx: &RequestCx<'_>) -> Route {
         200,
         json!({
             "topic": topic,
-            "epoch": read.as_ref().map(|r| epoch(r.position)),
+            "epoch": read.as_ref().map(|r| r.position.epoch_str()),
             "offset": read.as_ref().map(|r| r.position.offset),
             "subscribers": cx.subscribers(&topic),
         }),
@@ -135,7 +129,7 @@ fn history(http: &HttpRequest, cx: &RequestCx<'_>) -> Route {
         200,
         json!({
             "topic": topic,
-            "epoch": epoch(read.position),
+            "epoch": read.position.epoch_str(),
             "offset": read.position.offset,
             "recovered": read.recovered,
             "publications": publications,
@@ -152,7 +146,7 @@ fn envelope(p: &Publication) -> Value {
     });
     let mut env = Map::new();
     env.insert("topic".into(), p.topic().into());
-    env.insert("epoch".into(), epoch(pos).into());
+    env.insert("epoch".into(), pos.epoch_str().into());
     env.insert("offset".into(), pos.offset.into());
     if let Some(k) = p.key() {
         env.insert("key".into(), k.into());
@@ -229,8 +223,7 @@ fn split_array(body: &[u8]) -> BatchParts {
 
 /// The answer to a body that is not a batch.
 fn refused(why: String) -> Response {
-    let v = json!({ "error": why });
-    Response::with_body(400, "application/json", format!("{v}\n"))
+    error_response(400, &why)
 }
 
 fn ndjson(body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
@@ -267,11 +260,11 @@ fn published(topic: &str, count: usize, range: Option<(Position, Position)>) -> 
     let v = json!({
         "topic": topic,
         "count": count,
-        "epoch": range.map(|r| epoch(r.0)),
+        "epoch": range.map(|r| r.0.epoch_str()),
         "first": range.map(|r| r.0.offset),
         "last": range.map(|r| r.1.offset),
     });
-    Response::with_body(200, "application/json", format!("{v}\n"))
+    json_response(200, v)
 }
 
 /// `POST /api/disconnect?sub=S`: close every WebSocket whose token names
