@@ -162,29 +162,20 @@ fn rust_log_is_honoured_and_a_log_file_has_no_colour() {
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("stderr.log");
     // No --log-level: RUST_LOG decides (debug shows the startup's sizing).
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringwave"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--feed-sim",
-            "off",
-            "--threads",
-            "1",
-        ])
-        .env("RUST_LOG", "debug")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert!(line.contains("listening"), "{line}");
-    let _ = child.kill();
-    let _ = child.wait();
+    let (child, _, _) = spawn_listening(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ringwave"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--feed-sim",
+                "off",
+                "--threads",
+                "1",
+            ])
+            .env("RUST_LOG", "debug")
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
+    drop(child);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains(" DEBUG ringwave"), "{text}");
     assert!(!text.contains('\x1b'), "colour codes in a file: {text:?}");
@@ -205,43 +196,32 @@ fn a_closed_stderr_costs_neither_the_workers_nor_sigterm() {
     // Debug logs on every connection, to a pipe closed after its first
     // line (a log pipeline that died): tracing's own error report used to
     // panic the thread that logged, workers and the signal thread alike.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringwave"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--feed-sim",
-            "off",
-            "--threads",
-            "2",
-        ])
-        .args(["--log-level", "debug"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let (mut child, addr, _) = spawn_listening(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ringwave"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--feed-sim",
+                "off",
+                "--threads",
+                "2",
+            ])
+            .args(["--log-level", "debug"])
+            .stderr(std::process::Stdio::piped()),
+    );
+    let mut err = BufReader::new(child.0.stderr.take().unwrap());
     let mut first = String::new();
     err.read_line(&mut first).unwrap();
     drop(err);
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .split("ws://")
-        .nth(1)
-        .and_then(|s| s.split([' ', ';']).next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
     for _ in 0..20 {
         assert_eq!(http_get(addr, "/healthz"), (200, "ok\n".into()));
     }
     let st = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(st.success());
-    let status = eventually(|| match child.try_wait() {
+    let status = eventually(|| match child.0.try_wait() {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err("still running after SIGTERM".to_string()),
         Err(e) => Err(e.to_string()),

@@ -44,19 +44,25 @@ def ok(what):
     print("ok:", what)
 
 
+def h2_socket(host, port, tls, timeout=TIMEOUT):
+    """A connected socket: over TLS (the test certificate not checked)
+    with `h2` chosen by ALPN, or plain."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    if tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["h2"])
+        sock = ctx.wrap_socket(sock, server_hostname="localhost")
+        assert sock.selected_alpn_protocol() == "h2", sock.selected_alpn_protocol()
+    return sock
+
+
 class Conn:
     """One HTTP/2 connection and the events it has read."""
 
     def __init__(self, host, port, tls):
-        sock = socket.create_connection((host, port), timeout=TIMEOUT)
-        if tls:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            ctx.set_alpn_protocols(["h2"])
-            sock = ctx.wrap_socket(sock, server_hostname="localhost")
-            assert sock.selected_alpn_protocol() == "h2", sock.selected_alpn_protocol()
-        self.sock = sock
+        self.sock = h2_socket(host, port, tls)
         self.scheme = "https" if tls else "http"
         self.authority = f"{host}:{port}"
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))

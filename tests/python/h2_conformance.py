@@ -8,13 +8,13 @@ Each case prints "ok: <section> <what>"; then "N passed, 0 failed"; the
 first failure exits non-zero.
 """
 
-import socket
-import ssl
 import struct
 import sys
 import time
 
 import hpack
+
+from h2_clients import h2_socket
 
 HOST, PORT = sys.argv[1], int(sys.argv[2])
 TLS = "--tls" in sys.argv[3:]
@@ -32,15 +32,7 @@ def frame(kind, flags, stream, payload=b""):
 
 class Conn:
     def __init__(self, preface=PREFACE):
-        sock = socket.create_connection((HOST, PORT), timeout=TIMEOUT)
-        if TLS:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            ctx.set_alpn_protocols(["h2"])
-            sock = ctx.wrap_socket(sock, server_hostname="localhost")
-            assert sock.selected_alpn_protocol() == "h2", sock.selected_alpn_protocol()
-        self.sock = sock
+        self.sock = h2_socket(HOST, PORT, TLS, TIMEOUT)
         self.buf = b""
         self.enc = hpack.Encoder()
         self.sock.sendall(preface)

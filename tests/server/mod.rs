@@ -92,29 +92,11 @@ impl TestServer {
         if !args.contains(&"--threads") {
             cmd.args(["--threads", "2"]);
         }
-        // Killed from here on if the start fails its checks below.
-        let mut child = KillOnDrop(
-            cmd.args(args)
-                .stdout(Stdio::piped())
-                .stderr(match log {
-                    Some((_, path)) => Stdio::from(std::fs::File::create(path).expect("log file")),
-                    None => Stdio::inherit(),
-                })
-                .spawn()
-                .expect("spawn ringwave"),
-        );
-        let stdout = child.0.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read listening line");
-        let addr = line
-            .split("ws://")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .parse()
-            .expect("address");
+        cmd.args(args).stderr(match log {
+            Some((_, path)) => Stdio::from(std::fs::File::create(path).expect("log file")),
+            None => Stdio::inherit(),
+        });
+        let (child, addr, line) = spawn_listening(&mut cmd);
         assert!(line.contains(&format!("backend {backend}")), "{line}");
         let tls_addr = line
             .split("wss://")
@@ -347,6 +329,26 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         addr,
         &format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes(),
     )
+}
+
+/// Spawn `cmd`, a ringwave, with its stdout piped, and read the line it
+/// prints once it listens: the child (killed on drop, so also when a check
+/// after this fails), its plaintext address, and the line.
+pub fn spawn_listening(cmd: &mut Command) -> (KillOnDrop, SocketAddr, String) {
+    let mut child = KillOnDrop(cmd.stdout(Stdio::piped()).spawn().expect("spawn ringwave"));
+    let stdout = child.0.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read listening line");
+    let addr = line
+        .split("ws://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .parse()
+        .expect("address");
+    (child, addr, line)
 }
 
 /// Send a raw HTTP request; returns (status, body).
