@@ -104,6 +104,20 @@ impl Topics {
         }
     }
 
+    /// New policies: the default and the per-topic ones, for every topic
+    /// here from its next publication.
+    pub fn set_policies(
+        &mut self,
+        default_policy: Policy,
+        overrides: Arc<HashMap<String, Policy>>,
+    ) {
+        for (name, topic) in self.map.iter_mut() {
+            topic.policy = overrides.get(&**name).copied().unwrap_or(default_policy);
+        }
+        self.default_policy = default_policy;
+        self.overrides = overrides;
+    }
+
     /// Take a publication that reached this worker; `out` gets what is now
     /// deliverable (on a topic with history, in offset order, each once).
     pub fn admit(&mut self, p: &Arc<Publication>, out: &mut Vec<Arc<Publication>>) {

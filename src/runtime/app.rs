@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub use super::live::Live;
 use crate::driver::Backend;
 use crate::metrics::{self, WorkerView};
 use crate::proto::http::HttpRequest;
@@ -298,6 +299,38 @@ impl Default for EngineConfig {
             topic_policies: HashMap::new(),
             http2: true,
         }
+    }
+}
+
+impl Default for Live {
+    /// The live part of [`EngineConfig::default`].
+    fn default() -> Live {
+        Live::of(&EngineConfig::default())
+    }
+}
+
+impl Live {
+    /// The live part of `engine` (history untouched).
+    pub fn of(engine: &EngineConfig) -> Live {
+        Live {
+            limits: engine.limits,
+            max_buffered: engine.max_buffered,
+            max_message_rate: engine.max_message_rate,
+            max_connections: engine.max_connections,
+            slow_consumer: engine.slow_consumer,
+            topic_policies: engine.topic_policies.clone(),
+            history: None,
+        }
+    }
+
+    /// `engine` with these values in place of its own.
+    pub(crate) fn apply_to(&self, engine: &mut EngineConfig) {
+        engine.limits = self.limits;
+        engine.max_buffered = self.max_buffered;
+        engine.max_message_rate = self.max_message_rate;
+        engine.max_connections = self.max_connections;
+        engine.slow_consumer = self.slow_consumer;
+        engine.topic_policies = self.topic_policies.clone();
     }
 }
 

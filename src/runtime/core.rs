@@ -191,6 +191,15 @@ impl<A: App> Core<A> {
             }
             Control::Shutdown => {}
             Control::Disconnect(sub) => self.disconnect(&sub),
+            Control::Reconfigure(live) => {
+                let mut cfg = (*self.cfg).clone();
+                live.apply_to(&mut cfg.engine);
+                let policies = Arc::new(live.topic_policies.clone());
+                self.delivery
+                    .topics
+                    .set_policies(live.slow_consumer, policies);
+                self.cfg = Arc::new(cfg);
+            }
         }
     }
 

@@ -23,6 +23,10 @@ pub enum Control {
     /// Close every WebSocket whose token names this subject (`sub`) with
     /// [`DISCONNECTED`](super::app::DISCONNECTED).
     Disconnect(Arc<str>),
+    /// Take these limits and policies ([`Running::reconfigure`]).
+    ///
+    /// [`Running::reconfigure`]: super::Running::reconfigure
+    Reconfigure(Arc<super::live::Live>),
 }
 
 /// Why a message was not queued; the message is handed back.

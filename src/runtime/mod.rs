@@ -26,6 +26,7 @@ mod flush;
 mod h2;
 mod http1;
 pub mod identity;
+mod live;
 pub mod mailbox;
 mod peers;
 mod publisher;
@@ -55,7 +56,7 @@ pub(crate) use self::clock::Epoch;
 pub(crate) use self::core::Core;
 use crate::driver::{self, affinity, Chosen};
 use crate::metrics::Stats;
-use app::{App, Settings};
+use app::{App, Live, Settings};
 use mailbox::{Control, Mailbox};
 pub use publisher::{PublishError, Publisher};
 
@@ -176,6 +177,34 @@ impl Running {
         Ok(())
     }
 
+    /// On each SIGHUP, on a thread of its own: the TLS certificates read
+    /// again ([`Running::reload_tls`], what fails to load leaves the old
+    /// ones in use, logged either way), then `reload` called, which may
+    /// change settings through a [`Running::reconfigure_handle`] and read
+    /// JWT keys again ([`JwtKeys::reload`]). Without it, SIGHUP's default
+    /// action ends the process.
+    ///
+    /// [`JwtKeys::reload`]: crate::server::JwtKeys::reload
+    pub fn reload_on_sighup(&self, mut reload: impl FnMut() + Send + 'static) -> io::Result<()> {
+        let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+        let certs = self.tls_certs.clone();
+        std::thread::Builder::new()
+            .name("ringwave-sighup".into())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    match certs.as_deref().map(tls::Certificates::reload) {
+                        Some(Ok(())) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+                        Some(Err(e)) => tracing::error!(
+                            "SIGHUP: TLS certificates not reloaded, the old ones stay in use: {e}"
+                        ),
+                        None => {}
+                    }
+                    reload();
+                }
+            })?;
+        Ok(())
+    }
+
     /// A handle that publishes to every worker from any thread (and to the
     /// other nodes, with an uplink).
     pub fn publisher(&self) -> Publisher {
@@ -184,6 +213,23 @@ impl Running {
             self.uplink.clone(),
             self.history.clone(),
         )
+    }
+
+    /// Change the limits and slow-consumer policies while the server runs,
+    /// and the amounts of history its topics keep (what [`Live`] says
+    /// about when each takes effect). Every worker takes the change at its
+    /// next turn; no connection is dropped. From another thread:
+    /// [`Running::reconfigure_handle`].
+    pub fn reconfigure(&self, live: Live) -> io::Result<()> {
+        self.reconfigure_handle().reconfigure(live)
+    }
+
+    /// A handle that reconfigures from another thread (a SIGHUP handler).
+    pub fn reconfigure_handle(&self) -> ReconfigureHandle {
+        ReconfigureHandle {
+            mailboxes: self.mailboxes.clone(),
+            history: self.history.clone(),
+        }
     }
 
     /// A handle that can request shutdown from another thread.
@@ -220,6 +266,45 @@ impl ShutdownHandle {
         for m in self.mailboxes.iter() {
             let _ = m.send(Control::Shutdown);
         }
+    }
+}
+
+/// Reconfigures a running server from any thread ([`Running::reconfigure`]).
+#[derive(Clone)]
+pub struct ReconfigureHandle {
+    mailboxes: Arc<[Arc<Mailbox>]>,
+    history: Option<Arc<crate::pubsub::history::History>>,
+}
+
+impl ReconfigureHandle {
+    /// See [`Running::reconfigure`]. A worker whose mailbox stays full
+    /// for a second (it is far behind on publications) is an error: the
+    /// workers before it have the change, it and those after do not.
+    pub fn reconfigure(&self, live: Live) -> io::Result<()> {
+        if let (Some(h), Some(config)) = (&self.history, &live.history) {
+            h.set_retention(config);
+        }
+        let live = Arc::new(live);
+        for (i, m) in self.mailboxes.iter().enumerate() {
+            let mut msg = Control::Reconfigure(live.clone());
+            let mut tries = 0;
+            loop {
+                match m.send(msg) {
+                    Ok(()) | Err(mailbox::Refused::Closed(_)) => break,
+                    Err(mailbox::Refused::Full(back)) if tries < 1000 => {
+                        msg = back;
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    Err(mailbox::Refused::Full(_)) => {
+                        return Err(io::Error::other(format!(
+                        "worker {i}'s mailbox stayed full: workers from {i} on keep their settings"
+                    )))
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 

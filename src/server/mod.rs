@@ -29,7 +29,7 @@ use crate::bridge::NatsBridge;
 use crate::driver::Backend;
 use crate::proto::ws::handshake::UpgradeRequest;
 use crate::proto::{CloseCode, Limits};
-pub use crate::runtime::app::EngineConfig;
+pub use crate::runtime::app::{EngineConfig, Live};
 use crate::runtime::app::{RequestCx, Settings};
 use crate::runtime::tls::{Certificates, TlsSettings};
 use crate::runtime::uplink::Uplink;
@@ -43,7 +43,7 @@ pub use crate::pubsub::{
 };
 pub use crate::runtime::tls::CertFiles;
 pub use crate::runtime::ws::{ConnId, Msg, SendStatus, Ws};
-pub use crate::runtime::{PublishError, Publisher};
+pub use crate::runtime::{PublishError, Publisher, ReconfigureHandle};
 pub use access::{BuiltinRoutes, SubscribeGuard};
 pub use feed::Feed;
 pub use jwt::{Identity, JwtConfig, JwtKeys, TokenError};

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::Publication;
@@ -225,7 +225,9 @@ pub struct Read {
 
 /// One node's topic logs.
 pub struct History {
-    config: HistoryConfig,
+    /// Which topics keep history, and how much: the amounts change with
+    /// [`History::set_retention`].
+    config: RwLock<HistoryConfig>,
     /// Offsets come from a broker (NATS JetStream) for every topic with
     /// history: [`History::adopt`] and [`History::open`] fill the logs, and
     /// this node's publications on those topics go to the broker first.
@@ -237,7 +239,7 @@ pub struct History {
 impl fmt::Debug for History {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("History")
-            .field("config", &self.config)
+            .field("config", &*self.config())
             .finish()
     }
 }
@@ -251,16 +253,44 @@ impl History {
     /// Logs whose offsets a broker gives (`relayed`), or this node.
     pub fn with_source(config: HistoryConfig, relayed: bool) -> History {
         History {
-            config,
+            config: RwLock::new(config),
             relayed,
             logs: Mutex::new(HashMap::new()),
             seed: std::collections::hash_map::RandomState::new(),
         }
     }
 
+    fn config(&self) -> std::sync::RwLockReadGuard<'_, HistoryConfig> {
+        self.config.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Take `config`'s amounts: each log trims to its topic's new count
+    /// at once, and to its age at its next publication. Which topics keep
+    /// history is fixed when the server starts (a subscriber's offsets
+    /// must not stop or start under it): a topic `config` adds gets none,
+    /// one it leaves out keeps its old retention.
+    pub fn set_retention(&self, config: &HistoryConfig) {
+        let mut current = self.config.write().unwrap_or_else(|e| e.into_inner());
+        if current.default.is_some() {
+            current.default = config.default.or(current.default);
+        }
+        for (topic, r) in current.topics.iter_mut() {
+            *r = config.retention(topic).unwrap_or(*r);
+        }
+        let mut logs = self.lock();
+        for (topic, log) in logs.iter_mut() {
+            if let Some(r) = current.retention(topic) {
+                log.retention = r;
+                while log.entries.len() > r.count {
+                    log.entries.pop_front();
+                }
+            }
+        }
+    }
+
     /// Whether `topic` keeps history.
     pub fn keeps(&self, topic: &str) -> bool {
-        self.config.retention(topic).is_some()
+        self.config().retention(topic).is_some()
     }
 
     /// Whether a broker numbers `topic`'s publications: this node's go to
@@ -271,12 +301,12 @@ impl History {
 
     /// How much `topic` keeps (`None`: no history).
     pub fn retention(&self, topic: &str) -> Option<Retention> {
-        self.config.retention(topic)
+        self.config().retention(topic)
     }
 
     /// The topics named in the configuration (not `*`'s).
     pub fn named_topics(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.config.topics.keys().cloned().collect();
+        let mut v: Vec<String> = self.config().topics.keys().cloned().collect();
         v.sort();
         v
     }
@@ -288,7 +318,7 @@ impl History {
     /// `topic`'s log, made on first use; `None` without history (and for a
     /// broker's log not yet live).
     fn with_log<R>(&self, topic: &str, f: impl FnOnce(&mut Log) -> R) -> Option<R> {
-        let retention = self.config.retention(topic)?;
+        let retention = self.retention(topic)?;
         let mut logs = self.lock();
         if self.relayed {
             return logs.get_mut(topic).filter(|l| l.live).map(f);
@@ -304,7 +334,7 @@ impl History {
     /// A broker's log for `topic` under `epoch`, made (or started over, for
     /// another epoch) as needed; `None` past [`MAX_LOGS`] or without history.
     fn broker_log<R>(&self, topic: &str, epoch: u32, f: impl FnOnce(&mut Log) -> R) -> Option<R> {
-        let retention = self.config.retention(topic)?;
+        let retention = self.retention(topic)?;
         let mut logs = self.lock();
         if !logs.contains_key(topic) {
             if logs.len() >= MAX_LOGS {
@@ -588,312 +618,4 @@ impl Order {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::MessageKind;
-
-    fn history(count: usize, secs: Option<u64>) -> History {
-        History::new(HistoryConfig {
-            default: None,
-            topics: [(
-                "t".to_string(),
-                Retention {
-                    count,
-                    max_age: secs.map(Duration::from_secs),
-                },
-            )]
-            .into(),
-        })
-    }
-
-    fn publish(h: &History, key: Option<&str>, body: &str, now: Instant) -> Arc<Publication> {
-        h.record(
-            Publication::new("t", key, MessageKind::Text, body.as_bytes()),
-            now,
-        )
-    }
-
-    fn offsets(v: &[Arc<Publication>]) -> Vec<u64> {
-        v.iter().map(|p| p.position().unwrap().offset).collect()
-    }
-
-    #[test]
-    fn offsets_count_up_and_the_log_keeps_count_and_age() {
-        let h = history(3, Some(10));
-        let t0 = Instant::now();
-        let ps: Vec<_> = (0..5)
-            .map(|i| publish(&h, None, &i.to_string(), t0))
-            .collect();
-        assert_eq!(offsets(&ps), [1, 2, 3, 4, 5]);
-        let epoch = ps[0].position().unwrap().epoch;
-        // Up to 5 delivered (next 6): from 2 recovers 3..=5, all kept.
-        let r = h.recover("t", Position { epoch, offset: 2 }, 6, t0);
-        assert!(r.recovered);
-        assert_eq!(offsets(&r.replay), [3, 4, 5]);
-        // From 1: offset 2 is gone (count 3 keeps 3..=5).
-        assert!(
-            !h.recover("t", Position { epoch, offset: 1 }, 6, t0)
-                .recovered
-        );
-        // Another epoch, or a position never reached.
-        assert!(
-            !h.recover(
-                "t",
-                Position {
-                    epoch: epoch ^ 1,
-                    offset: 4
-                },
-                6,
-                t0
-            )
-            .recovered
-        );
-        assert!(
-            !h.recover("t", Position { epoch, offset: 9 }, 6, t0)
-                .recovered
-        );
-        // 11 s later every entry is too old: 4 cannot be recovered...
-        let later = t0 + Duration::from_secs(11);
-        assert!(
-            !h.recover("t", Position { epoch, offset: 4 }, 6, later)
-                .recovered
-        );
-        // ...but the newest position still is (nothing was missed).
-        assert!(
-            h.recover("t", Position { epoch, offset: 5 }, 6, later)
-                .recovered
-        );
-        // The payload is the queues' own: one allocation, shared.
-        assert!(Arc::strong_count(&ps[4]) >= 2);
-    }
-
-    #[test]
-    fn a_worker_behind_replays_only_what_it_delivered() {
-        let h = history(100, None);
-        let now = Instant::now();
-        let ps: Vec<_> = (0..6)
-            .map(|i| publish(&h, None, &i.to_string(), now))
-            .collect();
-        let epoch = ps[0].position().unwrap().epoch;
-        // This worker delivered 1..=3; 4..=6 are on their way to it.
-        let r = h.recover("t", Position { epoch, offset: 1 }, 4, now);
-        assert_eq!(
-            (r.recovered, offsets(&r.replay), r.floor),
-            (true, vec![2, 3], 0)
-        );
-        // A subscriber ahead of this worker (at 5): nothing replayed, and
-        // live 4 and 5 are skipped for it.
-        let r = h.recover("t", Position { epoch, offset: 5 }, 4, now);
-        assert_eq!((r.recovered, r.replay.len(), r.floor), (true, 0, 5));
-    }
-
-    #[test]
-    fn order_delivers_each_offset_once_in_order() {
-        let h = history(100, None);
-        let now = Instant::now();
-        let ps: Vec<_> = (0..5)
-            .map(|i| publish(&h, None, &i.to_string(), now))
-            .collect();
-        let mut o = Order::default();
-        let mut out = Vec::new();
-        for i in [1, 0, 3, 0, 2, 4] {
-            o.admit(&ps[i], &mut out);
-        }
-        assert_eq!(offsets(&out), [1, 2, 3, 4, 5]);
-        assert_eq!(o.next("t"), 6);
-        assert_eq!(o.next("other"), 1);
-    }
-
-    #[test]
-    fn snapshot_is_the_newest_per_key_delivered_here() {
-        let h = history(2, None);
-        let now = Instant::now();
-        for (k, v) in [("a", "1"), ("b", "2"), ("a", "3"), ("c", "4"), ("b", "5")] {
-            publish(&h, Some(k), v, now);
-        }
-        let snap = h.snapshot("t", 6);
-        let got: Vec<_> = snap
-            .iter()
-            .map(|p| (p.key().unwrap().to_string(), p.payload().to_vec()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("a".into(), b"3".to_vec()),
-                ("c".into(), b"4".to_vec()),
-                ("b".into(), b"5".to_vec())
-            ]
-        );
-        // Delivered only up to 4 here: b's newest (5) comes live.
-        assert_eq!(offsets(&h.snapshot("t", 5)), [3, 4]);
-    }
-
-    #[test]
-    fn topics_past_the_log_limit_keep_no_history() {
-        let h = History::new(HistoryConfig {
-            default: Some(Retention {
-                count: 1,
-                max_age: None,
-            }),
-            topics: HashMap::new(),
-        });
-        for i in 0..MAX_LOGS {
-            assert!(h.position(&format!("t{i}"), 1).is_some());
-        }
-        let p = h.record(
-            Publication::new("one-more", None, MessageKind::Text, b"x"),
-            Instant::now(),
-        );
-        assert_eq!(p.position(), None);
-        assert_eq!(h.position("one-more", 1), None);
-        assert!(h.position("t7", 1).is_some(), "the old ones keep theirs");
-    }
-
-    fn relayed(topic: &str, body: &str, epoch: u32, offset: u64) -> Arc<Publication> {
-        let p = Publication::new(topic, Some(body), MessageKind::Text, body.as_bytes());
-        p.set_relayed_position(Position { epoch, offset });
-        p
-    }
-
-    #[test]
-    fn a_brokers_log_is_served_once_its_backfill_is_in() {
-        let h = History::with_source(history(100, None).config.clone(), true);
-        let now = Instant::now();
-        assert!(h.relays("t") && !h.relays("other"));
-        // Backfill 5..=7 (the stream no longer held 1..=4): not served yet.
-        for o in 5..=7 {
-            assert!(h.adopt(relayed("t", &o.to_string(), 9, o), now).is_some());
-        }
-        assert_eq!(h.start("t"), None, "no position while the backfill runs");
-        h.open("t", 9, 8);
-        assert_eq!(h.start("t"), Some((9, 8)));
-        assert_eq!(
-            h.broker_next("t"),
-            Some(Position {
-                epoch: 9,
-                offset: 8
-            })
-        );
-        // Live 8, 9; a redelivery of 9 is dropped.
-        for o in [8, 9] {
-            assert!(h.adopt(relayed("t", "live", 9, o), now).is_some());
-        }
-        assert!(h.adopt(relayed("t", "again", 9, 9), now).is_none());
-        // A worker that delivered up to 9 (next 10): from 5 recovers 6..=9;
-        // from 3 does not (4 was never here).
-        let r = h.recover(
-            "t",
-            Position {
-                epoch: 9,
-                offset: 5,
-            },
-            10,
-            now,
-        );
-        assert_eq!((r.recovered, offsets(&r.replay)), (true, vec![6, 7, 8, 9]));
-        assert!(
-            !h.recover(
-                "t",
-                Position {
-                    epoch: 9,
-                    offset: 3
-                },
-                10,
-                now
-            )
-            .recovered
-        );
-        // A jump (the stream lost 10..=11 meanwhile) is a gap: nothing
-        // before it recovers across it.
-        assert!(h.adopt(relayed("t", "after", 9, 12), now).is_some());
-        assert!(
-            !h.recover(
-                "t",
-                Position {
-                    epoch: 9,
-                    offset: 8
-                },
-                13,
-                now
-            )
-            .recovered
-        );
-        assert!(
-            h.recover(
-                "t",
-                Position {
-                    epoch: 9,
-                    offset: 12
-                },
-                13,
-                now
-            )
-            .recovered
-        );
-        // The stream made anew: another epoch, served again once opened.
-        assert!(h.adopt(relayed("t", "new", 4, 1), now).is_some());
-        assert_eq!(h.start("t"), None);
-        h.open("t", 4, 2);
-        assert_eq!(h.start("t"), Some((4, 2)));
-        assert!(
-            !h.recover(
-                "t",
-                Position {
-                    epoch: 9,
-                    offset: 12
-                },
-                2,
-                now
-            )
-            .recovered
-        );
-    }
-
-    #[test]
-    fn order_takes_a_brokers_offsets_from_where_they_start() {
-        let mut o = Order::default();
-        let mut out = Vec::new();
-        // Starts at 40, skips ahead over a gap, drops a repeat.
-        for (e, off) in [(9, 40), (9, 41), (9, 45), (9, 44), (9, 46)] {
-            o.admit(&relayed("t", "x", e, off), &mut out);
-        }
-        assert_eq!(offsets(&out), [40, 41, 45, 46]);
-        assert_eq!(o.next_in("t", 9), Some(47));
-        assert_eq!(o.next_in("t", 4), None);
-        // Another epoch starts over.
-        out.clear();
-        o.admit(&relayed("t", "x", 4, 1), &mut out);
-        assert_eq!((offsets(&out), o.next_in("t", 4)), (vec![1], Some(2)));
-    }
-
-    #[test]
-    fn retention_parses_count_and_seconds() {
-        assert_eq!(
-            "100,30".parse::<Retention>(),
-            Ok(Retention {
-                count: 100,
-                max_age: Some(Duration::from_secs(30))
-            })
-        );
-        assert_eq!("5".parse::<Retention>().map(|r| r.max_age), Ok(None));
-        assert!("0".parse::<Retention>().is_err());
-        assert!("x".parse::<Retention>().is_err());
-        assert!("5,-1".parse::<Retention>().is_err());
-        assert_eq!(
-            Position::parse_id("0000abcd:42"),
-            Some(Position {
-                epoch: 0xabcd,
-                offset: 42
-            })
-        );
-        assert_eq!(Position::parse_id("abcd:42"), None);
-        assert_eq!(
-            Position {
-                epoch: 0xabcd,
-                offset: 42
-            }
-            .to_string(),
-            "0000abcd:42"
-        );
-    }
-}
+mod tests;
