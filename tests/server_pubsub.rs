@@ -7,16 +7,13 @@
 mod server;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use server::pubsub::*;
 use server::{eventually, frame, http_request, metrics, wait_metric, RawClient, TestServer};
-use socket2::{Domain, Socket, Type};
-use tungstenite::{Message, WebSocket};
-
-type Ws = WebSocket<TcpStream>;
+use tungstenite::Message;
 
 const SERVER_ARGS: &[&str] = &["--feed-sim", "off", "--allow-client-publish"];
 
@@ -24,89 +21,6 @@ fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut v: Vec<&str> = SERVER_ARGS.to_vec();
     v.extend_from_slice(extra);
     v
-}
-
-fn sub_json(op: &str, topic: &str) -> String {
-    format!(r#"{{"op":"{op}","topic":"{topic}"}}"#)
-}
-
-fn pub_json(topic: &str, key: Option<&str>, data: &str) -> String {
-    match key {
-        Some(k) => format!(r#"{{"op":"publish","topic":"{topic}","key":"{k}","data":"{data}"}}"#),
-        None => format!(r#"{{"op":"publish","topic":"{topic}","data":"{data}"}}"#),
-    }
-}
-
-/// A tungstenite client on /feed.
-fn feed(addr: SocketAddr) -> Ws {
-    server::feed_client(addr)
-}
-
-fn next_text(ws: &mut Ws) -> String {
-    loop {
-        match ws.read().unwrap() {
-            Message::Text(t) => return t.to_string(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
-fn subscribe(ws: &mut Ws, topic: &str) {
-    ws.send(Message::text(sub_json("subscribe", topic)))
-        .unwrap();
-    let ack = next_text(ws);
-    assert_eq!(
-        ack,
-        format!(r#"{{"event":"subscribed","topic":"{topic}"}}"#)
-    );
-}
-
-/// A raw /feed client whose receive buffer is tiny, so the server's queue
-/// fills as soon as it stops reading.
-fn slow_feed(addr: SocketAddr) -> RawClient {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.set_recv_buffer_size(4096).unwrap();
-    s.connect(&addr.into()).unwrap();
-    RawClient::upgrade(RawClient::from_stream(s.into()), "/feed")
-}
-
-fn raw_text(c: &mut RawClient) -> String {
-    loop {
-        let (op, p) = c.read_frame().expect("frame");
-        match op {
-            0x1 => return String::from_utf8(p).unwrap(),
-            0x9 | 0xA => {}
-            other => panic!(
-                "unexpected opcode {other:#x}: {:?}",
-                String::from_utf8_lossy(&p)
-            ),
-        }
-    }
-}
-
-fn raw_subscribe(c: &mut RawClient, topic: &str) {
-    c.send(&frame(0x81, sub_json("subscribe", topic).as_bytes()));
-    assert!(raw_text(c).contains("subscribed"));
-}
-
-/// A publisher on /feed.
-fn publisher(addr: SocketAddr) -> RawClient {
-    RawClient::upgrade(RawClient::tcp(addr), "/feed")
-}
-
-const PAD: usize = 1000;
-
-/// Message `i` of the slow-consumer tests: a sequence number and padding to
-/// about 1 KiB.
-fn numbered(i: usize) -> String {
-    format!("{i:06}:{}", "x".repeat(PAD))
-}
-
-fn seq(text: &str) -> usize {
-    text.split(':')
-        .find_map(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no number in {text:.40}"))
 }
 
 both_backends!(
@@ -207,39 +121,6 @@ both_backends!(feed_protocol_errors_keep_the_connection, |backend| {
     }
     subscribe(&mut ws, "still-open");
 });
-
-/// Fill a slow subscriber: publish numbered messages (keys alternate A/B
-/// when `keyed`) in batches well under the limit, checking that the fast
-/// subscriber gets each batch, in order, while the slow one is not reading,
-/// until the policy's `metric` moves: the kernel's autotuned socket buffers
-/// (up to `tcp_wmem`'s 4 MiB) take a varying share first. Returns how many
-/// were published.
-fn publish_past_the_limit(
-    addr: SocketAddr,
-    p: &mut RawClient,
-    fast: &mut Ws,
-    metric: &str,
-    keyed: bool,
-) -> usize {
-    const BATCH: usize = 16;
-    // Well past what the kernel can buffer for the slow client.
-    const MOST: usize = 20_000;
-    let mut n = 0;
-    while n < MOST {
-        for i in n..n + BATCH {
-            let key = keyed.then_some(if i.is_multiple_of(2) { "A" } else { "B" });
-            p.send(&frame(0x81, pub_json("t", key, &numbered(i)).as_bytes()));
-        }
-        for i in n..n + BATCH {
-            assert_eq!(seq(&next_text(fast)), i, "fast subscriber");
-        }
-        n += BATCH;
-        if n.is_multiple_of(256) && metrics(addr).get(metric).copied().unwrap_or(0.0) >= 1.0 {
-            return n;
-        }
-    }
-    panic!("{metric} did not move after {MOST} publications of ~1 KiB");
-}
 
 both_backends!(slow_consumer_close_policy, |backend| {
     let srv = TestServer::start(

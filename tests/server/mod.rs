@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 pub mod certs;
 pub mod nats;
+pub mod pubsub;
 
 /// Run a test body once per backend: `both_backends!(name, |backend| ...)`.
 #[macro_export]
