@@ -298,6 +298,17 @@ pub fn render_history(entries: usize, keys: usize) -> String {
     )
 }
 
+/// The limits in effect, by name (0: none).
+pub fn render_limits(limits: &[(&str, u64)]) -> String {
+    let mut out = String::from(
+        "# HELP ringwave_limit The limits in effect, by name (0: none); a reload (SIGHUP) changes them.\n# TYPE ringwave_limit gauge\n",
+    );
+    for (name, value) in limits {
+        out.push_str(&format!("ringwave_limit{{limit=\"{name}\"}} {value}\n"));
+    }
+    out
+}
+
 /// Render the Prometheus text exposition (version 0.0.4).
 pub fn render(workers: &[WorkerView<'_>]) -> String {
     let mut out = String::with_capacity(2048);

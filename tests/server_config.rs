@@ -281,3 +281,44 @@ fn json_logs_are_an_object_per_line_with_the_events_fields() {
     drop(srv);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn json_logs_name_the_peer_and_the_tokens_subject() {
+    let dir = std::env::temp_dir().join(format!("ringwave-json-sub-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (log, key) = (dir.join("stderr.log"), dir.join("hs.key"));
+    let secret = b"a secret of at least thirty-two bytes, for HS256";
+    std::fs::write(&key, secret).unwrap();
+    let key_arg = key.to_str().unwrap();
+    let srv = TestServer::start_logged(
+        "poll",
+        "debug",
+        &log,
+        &["--log-format", "json", "--jwt-key", key_arg],
+    );
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "alice", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap();
+    let _ws = RawClient::upgrade(RawClient::tcp(srv.addr), &format!("/raw?token={token}"));
+    let event = eventually(|| {
+        let text = std::fs::read_to_string(&log).unwrap();
+        text.lines()
+            .find(|l| l.contains("WebSocket opened"))
+            .map(str::to_string)
+            .ok_or_else(|| format!("no WebSocket opened in:\n{text}"))
+    });
+    let v: serde_json::Value = serde_json::from_str(&event).unwrap();
+    assert_eq!(v["sub"], "alice", "{v}");
+    assert_eq!(v["peer"], "127.0.0.1", "{v}");
+    assert!(v["worker"].is_u64() && v["index"].is_u64(), "{v}");
+    drop(srv);
+    std::fs::remove_dir_all(dir).unwrap();
+}

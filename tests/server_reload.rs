@@ -254,6 +254,14 @@ both_backends!(
             "{applied}"
         );
 
+        // /metrics shows the limit in effect once the workers have it.
+        eventually(|| {
+            let m = metrics(srv.addr);
+            match m.get("ringwave_limit{limit=\"max_message_bytes\"}") {
+                Some(v) if *v == 65536.0 => Ok(()),
+                v => Err(format!("ringwave_limit max_message_bytes is {v:?}")),
+            }
+        });
         // The new limit on a new connection; the old one still echoes.
         assert!(
             echoes(&mut RawClient::connect(srv.addr), 16_000),

@@ -62,6 +62,8 @@ pub struct RequestCx<'a> {
     /// expiry is compared with).
     pub now: SystemTime,
     pub(crate) shared: Option<&'a Shared>,
+    /// This worker's settings (their limits go into /metrics).
+    pub(crate) engine: &'a EngineConfig,
 }
 
 impl RequestCx<'_> {
@@ -110,6 +112,24 @@ impl RequestCx<'_> {
             })
             .collect();
         let mut text = metrics::render(&views);
+        let e = self.engine;
+        let limits = [
+            ("max_connections", e.max_connections as u64),
+            ("max_message_bytes", e.limits.max_message_size as u64),
+            ("max_frame_bytes", e.limits.max_frame_payload as u64),
+            ("max_handshake_bytes", e.limits.max_handshake_bytes as u64),
+            ("max_buffered_bytes", e.max_buffered as u64),
+            ("max_message_rate", u64::from(e.max_message_rate)),
+            (
+                "max_connections_per_ip",
+                u64::from(e.max_connections_per_ip),
+            ),
+            (
+                "new_connections_per_ip",
+                u64::from(e.new_connections_per_ip),
+            ),
+        ];
+        text.push_str(&metrics::render_limits(&limits));
         if let Some(certs) = &shared.tls {
             let (ok, failed) = certs.reloads();
             text.push_str(&metrics::render_tls_reloads(ok, failed));

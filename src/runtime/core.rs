@@ -657,7 +657,14 @@ impl<A: App> Core<A> {
                         // Over the rate: the message is dropped, and the
                         // connection closed (once: more may follow its close).
                         if ws.conn.close_state() == CloseState::Open {
-                            tracing::debug!(worker = self.worker, index, "over the message rate");
+                            let sub = Rare::identity(&ws.rare).and_then(|i| i.subject());
+                            let sub = sub.unwrap_or("-");
+                            tracing::debug!(
+                                worker = self.worker,
+                                index,
+                                sub,
+                                "over the message rate"
+                            );
                             self.stats.rate_closes.add(1);
                             ws.close(CloseCode::POLICY_VIOLATION, "message rate exceeded");
                         }
@@ -673,7 +680,9 @@ impl<A: App> Core<A> {
                     self.app.on_message(&mut handle, msg);
                 }
                 Err(e) => {
-                    tracing::debug!(worker = self.worker, index, "closing: {e}");
+                    let sub = Rare::identity(&ws.rare).and_then(|i| i.subject());
+                    let sub = sub.unwrap_or("-");
+                    tracing::debug!(worker = self.worker, index, sub, "closing: {e}");
                     ws.failed(e.code, e.reason);
                     slot.ending = Ending::Linger;
                     break;

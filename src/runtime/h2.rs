@@ -217,6 +217,7 @@ impl<A: App> Core<A> {
             draining: self.draining,
             now: self.wall(),
             shared: self.peers.shared(),
+            engine: &self.cfg.engine,
         };
         match self.app.route(http, &cx) {
             Route::Respond(r) => {
@@ -243,6 +244,13 @@ impl<A: App> Core<A> {
                 self.stream_headers(s, 200, &fields, false);
                 let conn = self.ws_conn(deflate);
                 let ws = WebSocket::new(conn, tag, now);
+                tracing::debug!(
+                    worker = self.worker,
+                    index = s,
+                    peer = %client_ip.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
+                    sub = identity.as_ref().and_then(|i| i.subject()).unwrap_or("-"),
+                    "WebSocket opened (HTTP/2 stream)"
+                );
                 self.open(s, self.ending(ws, ends, identity));
             }
             Route::Upgrade { .. } => self.bad_request(
