@@ -6,7 +6,7 @@
 # Installs what the tests need when missing: a Python venv under .venv with
 # the packages in tests/python/requirements.txt (websockets, h2, wsproto,
 # PyJWT, cryptography and pytest),
-# and Debian's chromium, curl, nghttp2-client and nats-server.
+# and Debian's chromium, curl, nghttp2-client, nats-server and prometheus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +42,9 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 # nghttp (and h2load for the benchmarks) for the HTTP/2 tests.
 command -v nghttp >/dev/null 2>&1 || missing+=(nghttp2-client)
+# Prometheus for the dashboard test (tests/server_prometheus.rs starts its
+# own on a free port; the package's service is not used).
+[ -x /usr/bin/prometheus ] || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
         apt_get update -qq

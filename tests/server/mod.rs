@@ -483,7 +483,11 @@ pub fn try_python(script: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     match out.status.success() && stdout.contains(" passed, 0 failed") {
-        true => Ok(()),
+        true => {
+            // Shown with --nocapture: what the script checked.
+            print!("{stdout}");
+            Ok(())
+        }
         false => Err(format!("{script} failed:\n{stdout}\n{stderr}")),
     }
 }
