@@ -108,8 +108,35 @@ both_backends!(feed_protocol_errors_keep_the_connection, |backend| {
     let srv = TestServer::start(backend, &["--feed-sim", "off"]);
     let mut ws = feed(srv.addr);
     for (req, expect) in [
-        ("not json", "bad request"),
-        (r#"{"op":"dance","topic":"t"}"#, "unknown op"),
+        (
+            "not json",
+            "not JSON (expected ident at line 1 column 2): send an object like",
+        ),
+        (
+            "[1]",
+            "expected a JSON object like {\\\"op\\\":\\\"subscribe\\\"",
+        ),
+        (
+            r#"{"topic":"t"}"#,
+            "missing \\\"op\\\": subscribe, unsubscribe, publish, auth",
+        ),
+        (r#"{"op":7}"#, "\\\"op\\\" must be a string, not a number"),
+        (
+            r#"{"op":"dance","topic":"t"}"#,
+            "unknown op \\\"dance\\\": expected subscribe",
+        ),
+        (
+            r#"{"op":"subscribe","topic":5}"#,
+            "\\\"topic\\\" must be a string, not a number",
+        ),
+        (
+            r#"{"op":"subscribe","topic":"t","snapshot":"yes"}"#,
+            "\\\"snapshot\\\" must be true or false",
+        ),
+        (
+            r#"{"op":"subscribe","topic":"t","since":3}"#,
+            "\\\"since\\\" must be an object",
+        ),
         (r#"{"op":"subscribe"}"#, "missing \\\"topic\\\""),
         (r#"{"op":"subscribe","topic":""}"#, "cannot subscribe"),
         (r#"{"op":"publish","topic":"t","data":"x"}"#, "not allowed"),

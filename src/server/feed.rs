@@ -123,12 +123,9 @@ impl Handler for Feed {
                 "the feed protocol uses JSON text messages",
             );
         };
-        let req: FeedRequest = match serde_json::from_str(text) {
+        let req = match parse(text) {
             Ok(r) => r,
-            Err(e) => {
-                let why = format!("bad request: not a JSON object with a string \"op\" ({e})");
-                return self.error(ws, Code::BadRequest, None, &why);
-            }
+            Err((code, why)) => return self.error(ws, code, None, &why),
         };
         if req.op == "auth" {
             return self.auth(ws, req.token.as_deref());
@@ -164,6 +161,69 @@ struct FeedRequest {
     meta: bool,
     gaps: Option<bool>,
     token: Option<String>,
+}
+
+/// The ops a client may send.
+const OPS: [&str; 4] = ["subscribe", "unsubscribe", "publish", "auth"];
+
+/// A request, or what was wrong with it, said so that the sender knows
+/// what to write instead: not JSON, not an object, no `op` or one this
+/// server does not know, a field of the wrong type (named).
+fn parse(text: &str) -> Result<FeedRequest, (Code, String)> {
+    const LIKE: &str = r#"like {"op":"subscribe","topic":"ticks"}"#;
+    let bad = |why: String| Err((Code::BadRequest, why));
+    let v: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("not JSON ({e}): send an object {LIKE}")),
+    };
+    let Some(fields) = v.as_object() else {
+        return bad(format!("expected a JSON object {LIKE}, not {}", kind(&v)));
+    };
+    match fields.get("op") {
+        None => return bad(format!("missing \"op\": {}", OPS.join(", "))),
+        Some(Value::String(op)) if !OPS.contains(&op.as_str()) => {
+            let why = format!("unknown op {op:?}: expected {}", OPS.join(", "));
+            return Err((Code::UnknownOp, why));
+        }
+        Some(Value::String(_)) => {}
+        Some(other) => return bad(format!("\"op\" must be a string, not {}", kind(other))),
+    }
+    /// A field, the check of its type, and what that type is called.
+    type Want = (&'static str, fn(&Value) -> bool, &'static str);
+    let wants: [Want; 7] = [
+        ("topic", Value::is_string, "a string"),
+        ("key", Value::is_string, "a string"),
+        ("token", Value::is_string, "a string"),
+        ("snapshot", Value::is_boolean, "true or false"),
+        ("meta", Value::is_boolean, "true or false"),
+        ("gaps", Value::is_boolean, "true or false"),
+        (
+            "since",
+            Value::is_object,
+            r#"an object {"epoch":"…","offset":N}"#,
+        ),
+    ];
+    for (name, ok, what) in wants {
+        match fields.get(name) {
+            Some(f) if !ok(f) && !f.is_null() => {
+                return bad(format!("\"{name}\" must be {what}, not {}", kind(f)));
+            }
+            _ => {}
+        }
+    }
+    serde_json::from_value(v).or_else(|e| bad(format!("bad request: {e}")))
+}
+
+/// What kind of JSON value `v` is, for an error message.
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 #[derive(Deserialize)]
