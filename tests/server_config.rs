@@ -322,3 +322,28 @@ fn json_logs_name_the_peer_and_the_tokens_subject() {
     drop(srv);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn listen_takes_a_host_name_and_says_what_is_wrong_with_an_address() {
+    // localhost is resolved (here to 127.0.0.1; where it also has ::1,
+    // both are served: tests/library_listen.rs serves the two at once).
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ringwave"));
+    cmd.args(["--listen", "localhost:0", "--feed-sim", "off"]);
+    let (_child, addr, line) = spawn_listening(&mut cmd);
+    assert!(addr.ip().is_loopback(), "{line}");
+    let mut c = RawClient::connect(addr);
+    c.send(&frame(0x81, b"hi"));
+    assert_eq!(c.read_frame().map(|f| f.1), Some(b"hi".to_vec()));
+    for (listen, says) in [
+        ("localhost", "\"localhost\" has no port: expected HOST:PORT"),
+        ("127.0.0.1:99999", "\"99999\" is not a port"),
+        (":9001", "has no host"),
+        (
+            "no-such-host.invalid:9001",
+            "cannot resolve \"no-such-host.invalid\"",
+        ),
+    ] {
+        let err = refused_start(&["--listen", listen]);
+        assert!(err.contains(says), "{listen}: {err}");
+    }
+}

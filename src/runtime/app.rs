@@ -240,6 +240,10 @@ pub struct Batch {
 pub struct EngineConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// More addresses served as `listen` is (a host name's other
+    /// addresses: `localhost` as 127.0.0.1 and ::1); a port 0 among them
+    /// takes the port `listen` got. Empty by default.
+    pub also_listen: Vec<SocketAddr>,
     /// Worker threads (one per core by default).
     pub threads: usize,
     /// I/O backend.
@@ -299,6 +303,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9001)),
+            also_listen: Vec::new(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             backend: Backend::Auto,
             pin_threads: true,

@@ -90,6 +90,8 @@ pub struct Running {
     workers: Vec<JoinHandle<()>>,
     mailboxes: Arc<[Arc<Mailbox>]>,
     local_addr: SocketAddr,
+    /// `EngineConfig::also_listen`, bound.
+    also_addrs: Vec<SocketAddr>,
     tls_addr: Option<SocketAddr>,
     tls_certs: Option<Arc<tls::Certificates>>,
     uplink: Option<Arc<dyn uplink::Uplink>>,
@@ -102,6 +104,14 @@ impl Running {
     /// The bound address (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Every plaintext address served: [`Running::local_addr`], then those
+    /// of `EngineConfig::also_listen`.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.local_addr)
+            .chain(self.also_addrs.iter().copied())
+            .collect()
     }
 
     /// The TLS listener's bound address, if one was configured.
@@ -423,14 +433,35 @@ where
         None => None,
     };
     let tls_addr = tls_first.as_ref().map(|l| l.local_addr()).transpose()?;
+    // The other plaintext addresses, on the first one's port when theirs
+    // is 0.
+    let mut also = Vec::with_capacity(cfg.also_listen.len());
+    for a in &cfg.also_listen {
+        let mut addr = *a;
+        if addr.port() == 0 {
+            addr.set_port(local_addr.port());
+        }
+        let l = claim(addr)
+            .and_then(bind)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        also.push(l);
+    }
+    let also_addrs: Vec<SocketAddr> = also
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<io::Result<_>>()?;
     // Each worker's listeners: the plaintext one, then the TLS one
-    // (TLS_LISTENER).
+    // (TLS_LISTENER), then the other plaintext ones.
     let mut listeners = vec![vec![first]];
     listeners[0].extend(tls_first);
+    listeners[0].extend(also);
     for _ in 1..threads {
         let mut mine = vec![bind(local_addr)?];
         if let Some(a) = tls_addr {
             mine.push(bind(a)?);
+        }
+        for a in &also_addrs {
+            mine.push(bind(*a)?);
         }
         listeners.push(mine);
     }
@@ -512,6 +543,7 @@ where
         workers,
         mailboxes,
         local_addr,
+        also_addrs,
         tls_addr,
         tls_certs,
         uplink,

@@ -60,9 +60,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub check_config: Option<std::path::PathBuf>,
 
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:9001")]
-    pub listen: SocketAddr,
+    /// Address to listen on: IP:PORT, or HOST:PORT with a host name
+    /// resolved at start, every address it has listened on (localhost:9001
+    /// as 127.0.0.1 and ::1 where it has both). Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:9001", value_parser = parse_listen)]
+    pub listen: Listen,
 
     /// I/O backend: auto (io_uring when the kernel allows it, else poll),
     /// uring (fail if unavailable) or poll (epoll via mio).
@@ -396,6 +398,42 @@ pub fn effective_log_filter(level: Option<&str>) -> Result<tracing_subscriber::E
     })
 }
 
+/// `--listen`: the addresses to serve, in the resolver's order, each once.
+#[derive(Debug, Clone)]
+pub struct Listen(pub Vec<SocketAddr>);
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(Listen(vec![a]));
+    }
+    let example = "e.g. 127.0.0.1:9001, [::1]:9001, 0.0.0.0:9001 or localhost:9001";
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} has no port: expected HOST:PORT, {example}"))?;
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "{port:?} is not a port (0 to 65535): expected HOST:PORT, {example}"
+        ));
+    }
+    if host.is_empty() {
+        return Err(format!("{s:?} has no host: expected HOST:PORT, {example}"));
+    }
+    use std::net::ToSocketAddrs as _;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for a in s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
+    {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    match addrs.is_empty() {
+        true => Err(format!("{host:?} resolves to no address")),
+        false => Ok(Listen(addrs)),
+    }
+}
+
 /// `--feed-sim`: SYMBOLS:RATE, or off.
 pub fn feed_sim(s: &str) -> Result<Option<SimSpec>, String> {
     match s {
@@ -464,7 +502,8 @@ pub fn config(cli: &Cli) -> Result<Config, String> {
     let max_message = cli.max_message as usize;
     Ok(Config {
         engine: EngineConfig {
-            listen: cli.listen,
+            listen: cli.listen.0[0],
+            also_listen: cli.listen.0[1..].to_vec(),
             threads: cli.threads.map_or_else(
                 || std::thread::available_parallelism().map_or(1, |n| n.get()),
                 |n| n as usize,

@@ -145,21 +145,22 @@ fn main() -> ExitCode {
     }
     // Written, not printed: a closed stdout (`ringwave | head -1`) must not
     // panic the main thread.
+    let addrs = running.local_addrs();
+    let ws: Vec<String> = addrs.iter().map(|a| format!("ws://{a}")).collect();
+    let page = format!("http://{}/", running.local_addr());
     let listening = match running.tls_addr() {
         None => format!(
-            "ringwave listening on ws://{} (backend {}, {} threads); demo page at http://{}/",
-            running.local_addr(),
+            "ringwave listening on {} (backend {}, {} threads); demo page at {page}",
+            ws.join(" and "),
             running.backend(),
             running.threads(),
-            running.local_addr()
         ),
         Some(tls) => format!(
-            "ringwave listening on ws://{} (backend {}, {} threads) and wss://{tls}; \
-             demo page at http://{}/ and https://{tls}/",
-            running.local_addr(),
+            "ringwave listening on {} (backend {}, {} threads) and wss://{tls}; \
+             demo page at {page} and https://{tls}/",
+            ws.join(" and "),
             running.backend(),
             running.threads(),
-            running.local_addr()
         ),
     };
     let mut stdout = std::io::stdout();
