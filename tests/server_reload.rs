@@ -168,6 +168,10 @@ fn a_bad_file_is_refused_with_what_to_write_instead() {
         ),
         ("config = \"other.toml\"", "unknown key `config`"),
         ("listen = ", "TOML parse error at line 1"),
+        (
+            "tls-cert = [\"/nonexistent/c.pem\"]\ntls-key = [\"/nonexistent/k.pem\"]",
+            "cannot read certificate file /nonexistent/c.pem",
+        ),
     ] {
         let file = write("bad", "bad.toml", text);
         let f = file.to_str().expect("utf-8 path");
@@ -282,3 +286,31 @@ both_backends!(
         assert!(echoes(&mut kept, 100));
     }
 );
+
+#[test]
+fn a_file_with_a_secret_that_every_user_may_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let file = write("secret", "ringwave.toml", "api-token = \"s3cret\"\n");
+    let check = |mode: u32| {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_ringwave"))
+            .arg("--check-config")
+            .arg(&file)
+            .output()
+            .expect("run ringwave --check-config");
+        assert!(out.status.success());
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(!stdout.contains("s3cret"), "a secret shown: {stdout}");
+        assert!(
+            stdout.contains("# api-token = (set, not shown)  # file"),
+            "{stdout}"
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let warned = check(0o644);
+    assert!(
+        warned.contains("holds api-token and every user may read it"),
+        "{warned}"
+    );
+    assert_eq!(check(0o640), "");
+}

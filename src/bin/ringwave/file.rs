@@ -172,6 +172,26 @@ fn read(path: &Path) -> Result<Vec<(String, Vec<OsString>)>, String> {
     Ok(out)
 }
 
+/// A warning when the file holds a secret and every user may read it.
+pub fn exposed_secrets(merged: &Merged) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = merged.path.as_ref()?;
+    let secrets: Vec<&str> = SECRETS
+        .iter()
+        .copied()
+        .filter(|k| merged.from_file.contains(*k))
+        .collect();
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (!secrets.is_empty() && mode & 0o004 != 0).then(|| {
+        format!(
+            "{} holds {} and every user may read it: chmod o-r {}",
+            path.display(),
+            secrets.join(", "),
+            path.display()
+        )
+    })
+}
+
 /// ", did you mean `x`?" for the option name nearest to `key`, if any is
 /// near.
 fn suggest(key: &str, names: &[&str]) -> String {

@@ -60,6 +60,17 @@ fn main() -> ExitCode {
         }
     };
     if let Some(path) = &cli.check_config {
+        // What the server loads at start: the certificates and keys.
+        if let Some(tls) = &config.tls {
+            let certs = ringwave::runtime::tls::Certificates::load(tls.certs.clone());
+            if let Err(e) = certs {
+                eprintln!("ringwave: TLS: {e}");
+                return ExitCode::from(2);
+            }
+        }
+        if let Some(warning) = file::exposed_secrets(&merged) {
+            eprintln!("ringwave: warning: {warning}");
+        }
         let mut out = std::io::stdout();
         let text = format!(
             "# {}: ok; the settings in effect, each with where it comes from\n{}",
@@ -100,6 +111,9 @@ fn main() -> ExitCode {
             Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
         }
     };
+    if let Some(warning) = file::exposed_secrets(&merged) {
+        tracing::warn!("{warning}");
+    }
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
