@@ -106,7 +106,10 @@ pub struct Stats {
     /// ([`H2_ERRORS`]).
     pub h2_errors: [Counter; H2_ERRORS.len()],
     /// Loop-turn work time histogram (not counting the wait for I/O).
-    pub turn: Histogram,
+    pub turn: Histogram<{ TURN_BUCKETS_US.len() }>,
+    /// Delivery lag: from a publication's arrival on the first worker to
+    /// the send that carried it to a subscriber (see `runtime::flush`).
+    pub delivery_lag: Histogram<{ LAG_BUCKETS_US.len() }>,
 }
 
 /// What an HTTP/2 stream served: a whole response, an event stream, a
@@ -250,26 +253,122 @@ impl Stats {
     }
 }
 
-/// Upper bounds of the loop-turn histogram buckets, in microseconds.
-pub const TURN_BUCKETS_US: [u64; 9] = [10, 50, 100, 500, 1_000, 5_000, 10_000, 50_000, 100_000];
+/// Upper bounds of the loop-turn histogram buckets, in microseconds (the
+/// last is +Inf).
+pub const TURN_BUCKETS_US: [u64; 10] = [
+    10,
+    50,
+    100,
+    500,
+    1_000,
+    5_000,
+    10_000,
+    50_000,
+    100_000,
+    u64::MAX,
+];
 
-/// A fixed-bucket histogram written by one thread.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    buckets: [Counter; TURN_BUCKETS_US.len() + 1],
+/// Upper bounds of the delivery-lag histogram buckets, in microseconds
+/// (the last is +Inf): from a tenth of a millisecond to ten seconds.
+pub const LAG_BUCKETS_US: [u64; 14] = [
+    100,
+    250,
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    1_000_000,
+    10_000_000,
+    u64::MAX,
+];
+
+/// A histogram over the `N` buckets of `BOUNDS` (microseconds, the last
+/// +Inf), written by one thread.
+#[derive(Debug)]
+pub struct Histogram<const N: usize> {
+    buckets: [Counter; N],
     sum_ns: Counter,
 }
 
-impl Histogram {
-    /// Record one observation.
+impl<const N: usize> Default for Histogram<N> {
+    fn default() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| Counter::default()),
+            sum_ns: Counter::default(),
+        }
+    }
+}
+
+impl<const N: usize> Histogram<N> {
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(Counter::get).sum()
+    }
+
+    /// Record one observation against `bounds`.
+    pub fn observe_in(&self, bounds: &[u64; N], d: std::time::Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = bounds.iter().position(|&b| us <= b).unwrap_or(N - 1);
+        self.buckets[i].add(1);
+        self.sum_ns
+            .add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    }
+}
+
+impl Histogram<{ TURN_BUCKETS_US.len() }> {
+    /// Record one loop turn.
     pub fn observe(&self, d: std::time::Duration) {
-        let us = d.as_micros() as u64;
-        let i = TURN_BUCKETS_US
+        self.observe_in(&TURN_BUCKETS_US, d);
+    }
+}
+
+impl Histogram<{ LAG_BUCKETS_US.len() }> {
+    /// Record `n` deliveries with lag `d`.
+    pub fn observe_lag(&self, d: std::time::Duration, n: u32) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = LAG_BUCKETS_US
             .iter()
             .position(|&b| us <= b)
-            .unwrap_or(TURN_BUCKETS_US.len());
-        self.buckets[i].add(1);
-        self.sum_ns.add(d.as_nanos() as u64);
+            .unwrap_or(LAG_BUCKETS_US.len() - 1);
+        self.buckets[i].add(u64::from(n));
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.add(ns.saturating_mul(u64::from(n)));
+    }
+}
+
+/// One histogram per worker in the Prometheus text format, `le` in
+/// seconds.
+fn render_histogram<const N: usize>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    bounds: &[u64; N],
+    workers: &[WorkerView<'_>],
+    of: fn(&Stats) -> &Histogram<N>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (w, view) in workers.iter().enumerate() {
+        let h = of(view.stats);
+        let mut cumulative = 0;
+        for (i, b) in bounds.iter().enumerate() {
+            cumulative += h.buckets[i].get();
+            let le = match *b {
+                u64::MAX => "+Inf".to_string(),
+                b => (b as f64 / 1e6).to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{worker=\"{w}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let sum = h.sum_ns.get() as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{worker=\"{w}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{worker=\"{w}\"}} {cumulative}");
     }
 }
 
@@ -502,36 +601,22 @@ pub fn render(workers: &[WorkerView<'_>]) -> String {
             "ringwave_http2_errors_total{{reason=\"{reason}\"}} {n}"
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP ringwave_loop_turn_seconds Work per event-loop turn (not counting the wait for I/O), per worker.\n# TYPE ringwave_loop_turn_seconds histogram"
+    render_histogram(
+        &mut out,
+        "ringwave_loop_turn_seconds",
+        "Work per event-loop turn (not counting the wait for I/O), per worker.",
+        &TURN_BUCKETS_US,
+        workers,
+        |s| &s.turn,
     );
-    for (w, view) in workers.iter().enumerate() {
-        let h = &view.stats.turn;
-        let mut cumulative = 0;
-        for (i, b) in TURN_BUCKETS_US.iter().enumerate() {
-            cumulative += h.buckets[i].get();
-            let le = *b as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "ringwave_loop_turn_seconds_bucket{{worker=\"{w}\",le=\"{le}\"}} {cumulative}"
-            );
-        }
-        cumulative += h.buckets[TURN_BUCKETS_US.len()].get();
-        let _ = writeln!(
-            out,
-            "ringwave_loop_turn_seconds_bucket{{worker=\"{w}\",le=\"+Inf\"}} {cumulative}"
-        );
-        let _ = writeln!(
-            out,
-            "ringwave_loop_turn_seconds_sum{{worker=\"{w}\"}} {}",
-            h.sum_ns.get() as f64 / 1e9
-        );
-        let _ = writeln!(
-            out,
-            "ringwave_loop_turn_seconds_count{{worker=\"{w}\"}} {cumulative}"
-        );
-    }
+    render_histogram(
+        &mut out,
+        "ringwave_delivery_lag_seconds",
+        "From a publication's arrival on the first worker to the send that carried it to a subscriber being handed to the kernel, per delivery, by the worker that sent it.",
+        &LAG_BUCKETS_US,
+        workers,
+        |s| &s.delivery_lag,
+    );
     let _ = writeln!(
         out,
         "# HELP ringwave_mailbox_depth Messages waiting in a worker's mailbox.\n# TYPE ringwave_mailbox_depth gauge"

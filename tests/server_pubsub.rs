@@ -467,3 +467,45 @@ both_backends!(http_publish_needs_permission_and_a_length, |backend| {
     ));
     assert_eq!(next_text(&mut ws), "via feed");
 });
+
+both_backends!(
+    every_delivery_is_counted_in_the_delivery_lag_histogram,
+    |backend| {
+        let srv = TestServer::start(backend, &args(&[]));
+        let mut subs: Vec<Ws> = (0..3).map(|_| feed(srv.addr)).collect();
+        for s in &mut subs {
+            subscribe(s, "lag");
+        }
+        let mut p = publisher(srv.addr);
+        const N: usize = 200;
+        for i in 0..N {
+            p.send(&frame(
+                0x81,
+                pub_json("lag", None, &i.to_string()).as_bytes(),
+            ));
+        }
+        for s in &mut subs {
+            for i in 0..N {
+                assert_eq!(next_text(s), i.to_string());
+            }
+        }
+        // Each of the 3 x 200 deliveries once, whichever worker sent it
+        // (several queued as one run count as many).
+        let m = metrics(srv.addr);
+        let sum = |name: &str| -> f64 {
+            m.iter()
+                .filter(|(k, _)| k.starts_with(name))
+                .map(|(_, v)| v)
+                .sum()
+        };
+        assert_eq!(sum("ringwave_delivery_lag_seconds_count"), (3 * N) as f64);
+        let inf: f64 = m
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("ringwave_delivery_lag_seconds_bucket") && k.contains("+Inf")
+            })
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(inf, (3 * N) as f64);
+    }
+);

@@ -21,6 +21,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use crate::proto::ws::frame::encode_frame;
 use crate::proto::{MessageKind, OpCode};
@@ -91,6 +92,8 @@ pub struct Publication {
     sse: OnceLock<Box<[u8]>>,
     /// Several publications' frames back to back ([`Publication::run`]).
     run: bool,
+    /// How many publications it carries: 1, or a run's length.
+    carries: u32,
     /// Its topic's offset, on a topic with history.
     position: OnceLock<Position>,
     /// The offset was given by a broker (JetStream), not by this node: one
@@ -99,6 +102,9 @@ pub struct Publication {
     /// The same with its position in the message ([`Publication::meta`]):
     /// as live, and as a snapshot.
     meta: [OnceLock<Arc<Publication>>; 2],
+    /// When it first reached a worker (that worker's clock), for the
+    /// delivery lag ([`Publication::arrived`]).
+    arrived: OnceLock<Instant>,
 }
 
 impl fmt::Debug for Publication {
@@ -131,9 +137,11 @@ impl Publication {
             header_len,
             sse: OnceLock::new(),
             run: false,
+            carries: 1,
             position: OnceLock::new(),
             relayed: AtomicBool::new(false),
             meta: Default::default(),
+            arrived: OnceLock::new(),
         })
     }
 
@@ -147,6 +155,7 @@ impl Publication {
         for p in run {
             frame.extend_from_slice(&p.frame);
         }
+        let arrived = run.iter().filter_map(|p| p.arrived()).min();
         Arc::new(Publication {
             topic: run
                 .first()
@@ -157,10 +166,30 @@ impl Publication {
             header_len: 0,
             sse: OnceLock::new(),
             run: true,
+            carries: u32::try_from(run.len()).unwrap_or(u32::MAX),
             position: OnceLock::new(),
             relayed: AtomicBool::new(false),
             meta: Default::default(),
+            arrived: arrived.map_or_else(OnceLock::new, OnceLock::from),
         })
+    }
+
+    /// Mark it as reached by a worker at `now`: the first worker's mark
+    /// stays (a publication forwarded to others keeps its first arrival,
+    /// so the cross-worker hop counts in its lag).
+    pub(crate) fn arrive(&self, now: Instant) {
+        let _ = self.arrived.set(now);
+    }
+
+    /// How many publications it carries (a run: its length; else 1).
+    pub(crate) fn carries(&self) -> u32 {
+        self.carries
+    }
+
+    /// When it first reached a worker, if it has (a run: its oldest
+    /// member's; a gap notice: never).
+    pub(crate) fn arrived(&self) -> Option<Instant> {
+        self.arrived.get().copied()
     }
 
     /// Its offset on a topic with history (set when it is published).
@@ -224,6 +253,9 @@ impl Publication {
                 };
                 let twin = Publication::new(self.topic(), self.key(), self.kind, &payload);
                 twin.set_position(pos);
+                if let Some(at) = self.arrived() {
+                    twin.arrive(at);
+                }
                 twin
             })
             .clone()

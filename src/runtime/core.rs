@@ -67,7 +67,7 @@ pub(crate) struct Core<A: App> {
     /// ([`Core::on_completion`], [`Core::after_io`], [`Core::control`],
     /// [`Core::read_mail`]): what stamps publications for history and
     /// subscriptions' recovery windows. The core never reads the clock.
-    now: Instant,
+    pub(super) now: Instant,
     woken: bool,
     /// The other workers: this one's mailbox, and theirs.
     pub(super) peers: Peers,
@@ -813,6 +813,7 @@ impl<A: App> Core<A> {
     /// Take a publication for this worker's subscribers (see
     /// [`Delivery::deliver`]).
     pub(super) fn deliver(&mut self, p: &Arc<Publication>) {
+        p.arrive(self.now);
         self.delivery.deliver(p, &self.stats);
     }
 

@@ -11,7 +11,7 @@ use crate::pubsub::Publication;
 use super::app::App;
 use super::core::Core;
 use super::session::h2::BACKLOG;
-use super::session::{Ending, Session, Slot, STREAM};
+use super::session::{Ending, Lag, Session, Slot, STREAM};
 use super::tls::TlsLayer;
 
 /// Most slices gathered into one send.
@@ -77,9 +77,14 @@ fn shared_part<'s>(bytes: &'s [u8], p: &'s Arc<Publication>) -> Part<'s> {
 
 /// Send as much of the slot's unsent bytes as the driver takes now; returns
 /// how many it took.
-fn write_out(slot: &mut Slot, driver: &mut dyn Driver, token: Token) -> std::io::Result<usize> {
+fn write_out(
+    slot: &mut Slot,
+    driver: &mut dyn Driver,
+    token: Token,
+    lag: &Lag<'_>,
+) -> std::io::Result<usize> {
     if let Some(mut tls) = slot.tls.take() {
-        let written = write_out_tls(slot, &mut tls, driver, token);
+        let written = write_out_tls(slot, &mut tls, driver, token, lag);
         slot.tls = Some(tls);
         return written;
     }
@@ -121,7 +126,7 @@ fn write_out(slot: &mut Slot, driver: &mut dyn Driver, token: Token) -> std::io:
             return Ok(total);
         }
         total += written;
-        slot.consume(written, front_partial);
+        slot.consume(written, front_partial, lag);
     }
 }
 
@@ -150,6 +155,7 @@ fn write_out_tls(
     tls: &mut TlsLayer,
     driver: &mut dyn Driver,
     token: Token,
+    lag: &Lag<'_>,
 ) -> std::io::Result<usize> {
     let mut total = 0;
     loop {
@@ -164,7 +170,7 @@ fn write_out_tls(
             if taken == 0 {
                 break;
             }
-            slot.consume(taken, front_partial);
+            slot.consume(taken, front_partial, lag);
         }
         if slot.session.finished() && slot.plain_pending() == 0 {
             tls.close_notify();
@@ -184,7 +190,7 @@ fn write_out_tls(
 /// output as the flow-control windows and the connection's backlog allow,
 /// as DATA frames, in the order [`gather`] lays them out. Returns the bytes
 /// taken.
-fn write_stream(stream: &mut Slot, conn: &mut Slot) -> usize {
+fn write_stream(stream: &mut Slot, conn: &mut Slot, lag: &Lag<'_>) -> usize {
     let (Some(link), Session::H2(h)) = (stream.link, &mut conn.session) else {
         return 0;
     };
@@ -218,7 +224,7 @@ fn write_stream(stream: &mut Slot, conn: &mut Slot) -> usize {
         if taken == 0 {
             return total;
         }
-        stream.consume(taken, front_partial);
+        stream.consume(taken, front_partial, lag);
         total += taken;
     }
 }
@@ -229,8 +235,14 @@ impl<A: App> Core<A> {
     /// connections.
     pub(super) fn flush(&mut self, driver: &mut dyn Driver) {
         let mut dirty = self.conns.take_dirty();
+        // The worker's counters, held apart from `self` for the turn.
+        let stats = self.stats.clone();
+        let lag = Lag {
+            now: self.now,
+            hist: &stats.delivery_lag,
+        };
         for &index in dirty.iter().filter(|&&i| i & STREAM != 0) {
-            self.flush_one(index, driver);
+            self.flush_one(index, driver, &lag);
         }
         // The connections the streams wrote into, and streams marked again
         // (by on_drain): those wait for the next flush.
@@ -245,12 +257,12 @@ impl<A: App> Core<A> {
         });
         self.conns.redirty(again);
         for &index in &dirty {
-            self.flush_one(index, driver);
+            self.flush_one(index, driver, &lag);
         }
         self.conns.flushed(dirty);
     }
 
-    fn flush_one(&mut self, index: u32, driver: &mut dyn Driver) {
+    fn flush_one(&mut self, index: u32, driver: &mut dyn Driver, lag: &Lag<'_>) {
         let limit = self.cfg.max_buffered;
         let token = Token(index);
         let mut wrote_to = None;
@@ -261,7 +273,7 @@ impl<A: App> Core<A> {
                 return;
             };
             slot.dirty = false;
-            if write_stream(slot, conn) > 0 {
+            if write_stream(slot, conn, lag) > 0 {
                 wrote_to = slot.link.map(|l| l.index);
             }
             false
@@ -270,7 +282,7 @@ impl<A: App> Core<A> {
                 return;
             };
             slot.dirty = false;
-            let r = write_out(slot, driver, token);
+            let r = write_out(slot, driver, token, lag);
             if let Session::H2(h) = &mut slot.session {
                 if h.blocked && h.session.output().len() < BACKLOG / 2 {
                     h.blocked = false;
@@ -302,7 +314,7 @@ impl<A: App> Core<A> {
                         self.conns.mark_dirty(index);
                         return;
                     }
-                    match write_out(slot, driver, token) {
+                    match write_out(slot, driver, token, lag) {
                         Ok(n) => self.stats.bytes_out.add(n as u64),
                         Err(_) => failed = true,
                     }

@@ -252,7 +252,7 @@ impl Slot {
     /// Consume `n` written bytes in the order `flush::gather` laid them out:
     /// the rest of a partly written publication (if `front_partial`), own
     /// output, then queued publications.
-    pub(super) fn consume(&mut self, mut n: usize, front_partial: bool) {
+    pub(super) fn consume(&mut self, mut n: usize, front_partial: bool, sent: &Lag<'_>) {
         let sse = self.is_sse();
         if front_partial {
             if let Some(sub) = self.sub.as_deref_mut() {
@@ -268,7 +268,9 @@ impl Slot {
                 n -= rest;
                 sub.queued_bytes -= rest;
                 sub.front_pos = 0;
-                sub.queue.pop_front();
+                if let Some(p) = sub.queue.pop_front() {
+                    sent.sent(&p);
+                }
             }
         }
         let own = self.own_output().len().min(n);
@@ -287,7 +289,9 @@ impl Slot {
                 }
                 n -= len;
                 sub.queued_bytes -= len;
-                sub.queue.pop_front();
+                if let Some(p) = sub.queue.pop_front() {
+                    sent.sent(&p);
+                }
             }
         }
     }
@@ -382,5 +386,25 @@ impl Slots {
         conns
             .chain(streams)
             .filter_map(|(i, c)| c.as_ref().map(|s| (i, s)))
+    }
+}
+
+/// Where the delivery lag of publications [`Slot::consume`] sees sent is
+/// recorded: the turn's clock and the worker's histogram.
+pub(in crate::runtime) struct Lag<'a> {
+    pub now: std::time::Instant,
+    pub hist: &'a crate::metrics::Histogram<{ crate::metrics::LAG_BUCKETS_US.len() }>,
+}
+
+impl Lag<'_> {
+    /// `p` was taken for sending whole: its lag since it reached the
+    /// first worker, once per publication it carries (a run's, all with
+    /// its oldest member's arrival); a gap notice, which never reached a
+    /// worker, is not counted.
+    fn sent(&self, p: &crate::pubsub::Publication) {
+        if let Some(at) = p.arrived() {
+            let lag = self.now.saturating_duration_since(at);
+            self.hist.observe_lag(lag, p.carries());
+        }
     }
 }

@@ -648,11 +648,12 @@ mod output {
 
     use super::super::flush::{gather, MAX_PARTS};
     use super::super::session::websocket::WebSocket;
-    use super::super::session::{Session, Slot};
+    use super::super::session::{Lag, Session, Slot};
     use super::super::ws::AppTag;
     use crate::driver::Part;
     use crate::proto::{Conn, Event, Limits, MessageKind, Role};
     use crate::pubsub::{Publication, Subscriber};
+    use std::time::{Duration, Instant};
 
     fn open_slot(sub: Subscriber) -> Slot {
         let conn = Conn::new(Role::Server, Limits::default(), None);
@@ -715,7 +716,18 @@ mod output {
         // A send that took the rest of the first frame, the pong and 4 bytes
         // of the second frame.
         let rest = pubs[0].frame().len() - 5;
-        slot.consume(rest + pong.len() + 4, true);
+        // Each publication counts in the lag once, when its last byte goes.
+        let t0 = Instant::now();
+        for p in &pubs {
+            p.arrive(t0);
+        }
+        let hist = crate::metrics::Histogram::default();
+        let lag = Lag {
+            now: t0 + Duration::from_millis(3),
+            hist: &hist,
+        };
+        slot.consume(rest + pong.len() + 4, true, &lag);
+        assert_eq!(hist.count(), 1);
         assert!(slot.own_output().is_empty());
         let (parts, front_partial) = laid_out(&slot);
         assert!(front_partial);
@@ -728,7 +740,8 @@ mod output {
 
         // A new ping while publications are queued and none is in progress:
         // its pong leads.
-        slot.consume(pubs[1].frame().len() - 4, true);
+        slot.consume(pubs[1].frame().len() - 4, true, &lag);
+        assert_eq!(hist.count(), 2);
         receive_ping(&mut slot, b"hb");
         let (parts, front_partial) = laid_out(&slot);
         assert!(!front_partial);
