@@ -30,6 +30,11 @@
 #
 # --quick: 2 repeats of 3 s. Default: 3 repeats of 5 s.
 #
+# Each run also records the server's peak RSS (VmHWM, every node's) and,
+# for ringwave, the delivery lag its own /metrics measured
+# (ringwave_delivery_lag_seconds): columns of the report beside the
+# generator's end-to-end latency.
+#
 # --baseline BIN: also run another build of ringwave (the commit a change
 # starts from, say) as baseline-uring, baseline-poll and baseline-uring-2w,
 # interleaved with the rest.
@@ -128,6 +133,7 @@ srv_pid=""
 node2_pid=""
 nats_pid=""
 gen_nodes=()
+metrics=()
 rw=(target/release/ringwave --feed-sim off --allow-client-publish --slow-consumer drop --log-level warn)
 
 # wait_port (shared by the benchmark scripts)
@@ -137,6 +143,18 @@ start_server() {
     local name=$1
     port=$((port + 1))
     gen_nodes=()
+    # A ringwave's /metrics (its plaintext port): the generator reads its
+    # delivery-lag histogram at the end of the run.
+    metrics=()
+    case "$name" in
+        ringwave-*|baseline-*)
+            if [ "$tls" = 1 ]; then
+                metrics=(--metrics-url "http://127.0.0.1:$((port + 10000))/metrics")
+            else
+                metrics=(--metrics-url "http://127.0.0.1:$port/metrics")
+            fi
+            ;;
+    esac
     case "$name" in
         ringwave-*-nats*)
             local backend=${name#ringwave-}; backend=${backend%%-*}
@@ -209,7 +227,7 @@ for r in $(seq "$repeats"); do
         for s in $servers; do
             start_server "$s"
             taskset -c 1 "$gen" fanout -n "$subscribers" -r "$rate" -s 100 -t "$dur" --warmup 1 \
-                --url "$scheme://$host:$port/feed" "${tls_gen[@]}" "${gen_nodes[@]}" --label "$s" --server-pid "$srv_pid" \
+                --url "$scheme://$host:$port/feed" "${tls_gen[@]}" "${gen_nodes[@]}" "${metrics[@]}" --label "$s" --server-pid "$srv_pid" \
                 --sources 4 --json "$results" --repeat "$r" --quiet
             stop_server
         done

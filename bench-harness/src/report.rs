@@ -71,6 +71,11 @@ struct Cell {
     errors: u64,
     missing: Option<f64>,
     broker_cpu: Option<f64>,
+    /// Peak server RSS, MiB.
+    rss_peak_mib: Option<f64>,
+    /// The server's own delivery lag (its /metrics), µs.
+    lag_p50: Option<f64>,
+    lag_p99: Option<f64>,
 }
 
 fn cells(runs: &[RunResult]) -> BTreeMap<(String, String), Cell> {
@@ -115,6 +120,9 @@ fn cells(runs: &[RunResult]) -> BTreeMap<(String, String), Cell> {
                 target: f(&|r| r.target_rate),
                 errors: rs.iter().map(|r| r.errors).sum(),
                 missing: f(&|r| r.missing.map(|m| m as f64)),
+                rss_peak_mib: f(&|r| r.server_rss_peak_bytes.map(|b| b as f64 / 1048576.0)),
+                lag_p50: f(&|r| r.server_lag.as_ref().map(|l| l.p50_us)),
+                lag_p99: f(&|r| r.server_lag.as_ref().map(|l| l.p99_us)),
             };
             (k, cell)
         })
@@ -401,14 +409,14 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
         .map(|(c, _)| c)
         .collect();
     if !fan_cases.is_empty() {
-        md.push_str("## Pub/sub fan-out (one publisher, N subscribers; latency from scheduled publish to each receipt)\n\n| case | server | offered deliveries/s | delivered msg/s (median) | range (repeats) | vs best peer | p50 µs | p99 µs | p99.9 µs | measured deliveries not received by the end | server CPU | server ns/delivery | broker CPU | generator CPU |\n|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("## Pub/sub fan-out (one publisher, N subscribers; latency from scheduled publish to each receipt)\n\n| case | server | offered deliveries/s | delivered msg/s (median) | range (repeats) | vs best peer | p50 µs | p99 µs | p99.9 µs | measured deliveries not received by the end | server CPU | server ns/delivery | broker CPU | generator CPU | server peak RSS MiB | server lag p50 µs | server lag p99 µs |\n|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for case in &fan_cases {
             let best_rate = best_peer(&cells, case, |c| c.rate, true);
             for s in servers(&cells, case) {
                 let c = &cells[&((*case).clone(), s.clone())];
                 let _ = writeln!(
                     md,
-                    "| {case} | {s} | {} | {} | {}–{} ({}) | {} | {} | {} | {} | {} | {}% | {} | {} | {}% |",
+                    "| {case} | {s} | {} | {} | {}–{} ({}) | {} | {} | {} | {} | {} | {}% | {} | {} | {}% | {} | {} | {} |",
                     fmt(c.target, 0),
                     fmt(c.rate, 0),
                     fmt(c.rate_min, 0),
@@ -423,6 +431,9 @@ pub fn write(input: &Path, out: &Path, preface: Option<&Path>) -> io::Result<()>
                     fmt(c.ns_per_op, 0),
                     c.broker_cpu.map_or("–".into(), |b| format!("{b:.0}%")),
                     fmt(c.gen_cpu, 0),
+                    fmt(c.rss_peak_mib, 0),
+                    fmt(c.lag_p50, 0),
+                    fmt(c.lag_p99, 0),
                 );
             }
         }

@@ -106,4 +106,13 @@ pub struct RunResult {
     /// run, in percent of one core, when its pid was given.
     #[serde(default)]
     pub broker_cpu_pct: Option<f64>,
+    /// Fanout: the server's peak resident memory over the run (its
+    /// `VmHWM`; every node's, summed), in bytes.
+    #[serde(default)]
+    pub server_rss_peak_bytes: Option<u64>,
+    /// Fanout against ringwave: the delivery lag its own `/metrics`
+    /// measured over the run (`ringwave_delivery_lag_seconds`, every
+    /// worker's), beside the generator's end-to-end latency.
+    #[serde(default)]
+    pub server_lag: Option<Percentiles>,
 }

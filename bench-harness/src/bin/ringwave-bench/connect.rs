@@ -52,6 +52,8 @@ pub(crate) fn connect(a: ConnectArgs) -> Result<(), String> {
         target_rate: None,
         missing: None,
         broker_cpu_pct: None,
+        server_rss_peak_bytes: None,
+        server_lag: None,
     };
     emit(c, &r)
 }

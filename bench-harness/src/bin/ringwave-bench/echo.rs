@@ -116,6 +116,8 @@ pub(crate) fn echo(a: EchoArgs) -> Result<(), String> {
         target_rate: None,
         missing: None,
         broker_cpu_pct: None,
+        server_rss_peak_bytes: None,
+        server_lag: None,
     };
     if !c.quiet {
         eprintln!();

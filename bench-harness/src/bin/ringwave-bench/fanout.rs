@@ -46,6 +46,113 @@ pub(crate) struct FanoutArgs {
     /// The broker's process id (nats-server): its CPU is reported apart.
     #[arg(long, value_name = "PID")]
     broker_pid: Option<u32>,
+    /// A ringwave's /metrics (http://HOST:PORT/metrics): its delivery-lag
+    /// histogram is read at the end of the run (the server starts fresh
+    /// for each run, so it covers the run).
+    #[arg(long, value_name = "URL")]
+    metrics_url: Option<String>,
+}
+
+/// Peak resident memory (`VmHWM`) of `pids`, summed, in bytes.
+fn rss_peak(pids: impl Iterator<Item = u32>) -> Option<u64> {
+    let mut total = None;
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        total = Some(total.unwrap_or(0) + kib * 1024);
+    }
+    total
+}
+
+/// The delivery lag a ringwave's /metrics at `url` holds, every worker's
+/// histogram summed, as percentiles (linear within a bucket; beyond the
+/// last finite bound, that bound).
+fn server_lag(url: &str) -> Result<Percentiles, String> {
+    use std::io::{Read as _, Write as _};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("--metrics-url {url}: http:// only"))?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut s = std::net::TcpStream::connect(host).map_err(|e| format!("{url}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)
+        .map_err(|e| format!("{url}: {e}"))?;
+    lag_percentiles(&body).map_err(|e| format!("{url}: {e}"))
+}
+
+/// The percentiles of the delivery-lag histogram in a /metrics `body`.
+fn lag_percentiles(body: &str) -> Result<Percentiles, String> {
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix("ringwave_delivery_lag_seconds_bucket{") else {
+            continue;
+        };
+        let (labels, value) = rest
+            .split_once("} ")
+            .ok_or("a bucket line without a value")?;
+        let le = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix("le=\""))
+            .and_then(|l| l.strip_suffix('"'))
+            .ok_or("a bucket without le")?;
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().map_err(|_| "a bad le")?
+        };
+        let n: f64 = value.trim().parse().map_err(|_| "a bad bucket count")?;
+        match buckets.iter_mut().find(|(b, _)| *b == le) {
+            Some((_, c)) => *c += n,
+            None => buckets.push((le, n)),
+        }
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    if total <= 0.0 {
+        return Err("no delivery counted".into());
+    }
+    let at = |q: f64| -> f64 {
+        let want = q * total;
+        let (mut lo, mut below) = (0.0, 0.0);
+        for &(le, cum) in &buckets {
+            if cum >= want {
+                if le.is_infinite() {
+                    return lo * 1e6;
+                }
+                let share = if cum > below {
+                    (want - below) / (cum - below)
+                } else {
+                    1.0
+                };
+                return (lo + (le - lo) * share) * 1e6;
+            }
+            (lo, below) = (le, cum);
+        }
+        lo * 1e6
+    };
+    let max = buckets
+        .iter()
+        .rev()
+        .find(|(le, _)| le.is_finite())
+        .map_or(0.0, |b| b.0 * 1e6);
+    Ok(Percentiles {
+        count: total as u64,
+        p50_us: at(0.5),
+        p90_us: at(0.9),
+        p99_us: at(0.99),
+        p999_us: at(0.999),
+        max_us: max,
+    })
 }
 
 pub(crate) fn fanout(a: FanoutArgs) -> Result<(), String> {
@@ -222,6 +329,11 @@ pub(crate) fn fanout(a: FanoutArgs) -> Result<(), String> {
         .or_else(|| window.as_ref().map(end))
         .ok_or("the run ended during warm-up")?;
     let broker_cpu_pct = broker_cpu.and_then(|(_, pct, _, _)| pct);
+    let rss_peak_bytes = rss_peak(c.server_pid.into_iter().chain(a.also_pids.iter().copied()));
+    let lag = match &a.metrics_url {
+        Some(url) => Some(server_lag(url)?),
+        None => None,
+    };
     engine.close_all();
     let expected = measured_sent * a.subscribers as u64;
     let lost = expected.saturating_sub(received);
@@ -252,6 +364,17 @@ pub(crate) fn fanout(a: FanoutArgs) -> Result<(), String> {
         broker_cpu_pct.map_or(String::new(), |p| format!(" broker CPU {p:.0}%;")),
         own_pct
     );
+    if let Some(l) = &lag {
+        println!(
+            "{} server delivery lag (its /metrics, {} deliveries): p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs; server peak RSS {}",
+            c.label,
+            l.count,
+            l.p50_us,
+            l.p99_us,
+            l.p999_us,
+            rss_peak_bytes.map_or("n/a".into(), |b| format!("{:.0} MiB", b as f64 / 1048576.0))
+        );
+    }
     let r = RunResult {
         server: c.label.clone(),
         case: format!("fanout {}x{:.0}/s {}B", a.subscribers, a.rate, a.size),
@@ -272,6 +395,38 @@ pub(crate) fn fanout(a: FanoutArgs) -> Result<(), String> {
         missing: Some(lost),
         target_rate: Some(a.rate * a.subscribers as f64),
         broker_cpu_pct,
+        server_rss_peak_bytes: rss_peak_bytes,
+        server_lag: lag,
     };
     emit(c, &r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lag_percentiles;
+
+    #[test]
+    fn lag_percentiles_interpolate_within_buckets_summed_over_workers() {
+        let body = "\
+ringwave_delivery_lag_seconds_bucket{worker=\"0\",le=\"0.001\"} 40
+ringwave_delivery_lag_seconds_bucket{worker=\"0\",le=\"0.01\"} 50
+ringwave_delivery_lag_seconds_bucket{worker=\"0\",le=\"+Inf\"} 50
+ringwave_delivery_lag_seconds_bucket{worker=\"1\",le=\"0.001\"} 10
+ringwave_delivery_lag_seconds_bucket{worker=\"1\",le=\"0.01\"} 49
+ringwave_delivery_lag_seconds_bucket{worker=\"1\",le=\"+Inf\"} 50
+ringwave_delivery_lag_seconds_count{worker=\"0\"} 50
+";
+        let p = lag_percentiles(body).unwrap();
+        assert_eq!(p.count, 100);
+        // 50 of 100 under 1 ms: the median is 1 ms.
+        assert!((p.p50_us - 1000.0).abs() < 1e-6, "{p:?}");
+        // 99 under 10 ms; the 90th is 40/49 of the way from 1 to 10 ms.
+        assert!(
+            (p.p90_us - (1000.0 + 9000.0 * 40.0 / 49.0)).abs() < 1e-6,
+            "{p:?}"
+        );
+        // Beyond the last finite bound: that bound.
+        assert_eq!(p.p999_us, 10_000.0);
+        assert!(lag_percentiles("nothing here").is_err());
+    }
 }

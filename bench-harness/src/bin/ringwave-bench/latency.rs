@@ -154,6 +154,8 @@ pub(crate) fn latency(a: LatencyArgs) -> Result<(), String> {
         target_rate: Some(a.rate),
         missing: None,
         broker_cpu_pct: None,
+        server_rss_peak_bytes: None,
+        server_lag: None,
     };
     emit(c, &r)
 }
