@@ -434,6 +434,43 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
     }
 }
 
+/// A clap error's message: its first line without "error: " (no usage).
+pub fn clap_message(e: &clap::Error) -> String {
+    let e = e.to_string();
+    e.lines()
+        .next()
+        .unwrap_or(&e)
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
+/// What a start, and a reload, make of parsed options: every check the
+/// server's start runs but the listeners' (the feed simulator, the
+/// configuration with its JWT keys, `Config::validate`, the log filter).
+pub struct Settled {
+    pub cli: Cli,
+    pub config: Config,
+    pub sim: Option<SimSpec>,
+    pub filter: tracing_subscriber::EnvFilter,
+}
+
+/// [`Settled`] from `matches`, or the first error.
+pub fn settle(matches: &clap::ArgMatches) -> Result<Settled, String> {
+    use clap::FromArgMatches as _;
+    let cli = Cli::from_arg_matches(matches).map_err(|e| clap_message(&e))?;
+    let sim = feed_sim(&cli.feed_sim)?;
+    let config = config(&cli)?;
+    // The rules library users meet too, with the same messages.
+    config.validate().map_err(|e| e.to_string())?;
+    let filter = effective_log_filter(cli.log_level.as_deref())?;
+    Ok(Settled {
+        cli,
+        config,
+        sim,
+        filter,
+    })
+}
+
 /// `--feed-sim`: SYMBOLS:RATE, or off.
 pub fn feed_sim(s: &str) -> Result<Option<SimSpec>, String> {
     match s {

@@ -161,8 +161,7 @@ fn read(path: &Path) -> Result<Vec<(String, Vec<OsString>)>, String> {
                     .value_parser(arg.get_value_parser().clone()),
             );
             if let Err(e) = check.try_get_matches_from(["ringwave", &format!("--value={text}")]) {
-                let e = e.to_string().replace("--value", &format!("--{key}"));
-                let why = e.lines().next().unwrap_or(&e).trim_start_matches("error: ");
+                let why = crate::cli::clap_message(&e).replace("--value", &format!("--{key}"));
                 return Err(format!("{shown}: {why}"));
             }
             values.push(format!("--{key}={text}").into());
@@ -207,67 +206,89 @@ fn suggest(key: &str, names: &[&str]) -> String {
         )
 }
 
-/// Each option clap knows, with how `matches` has it as TOML (`None`: not
-/// set; secrets as "(set)").
-pub fn settings(matches: &ArgMatches) -> Vec<(String, Option<String>)> {
+/// One option as a parse has it.
+pub struct Setting {
+    /// Its long name, the file's key.
+    key: String,
+    /// Its value as TOML; `None`: not set.
+    value: Option<String>,
+    /// A secret: shown as set, never by value.
+    secret: bool,
+    /// Where the value comes from.
+    source: &'static str,
+    /// What it was given as, to compare two parses by.
+    raw: Option<Vec<OsString>>,
+}
+
+impl Setting {
+    /// Its value as a reload's log shows it.
+    fn shown(&self) -> String {
+        match &self.value {
+            Some(_) if self.secret => "(set)".to_string(),
+            Some(v) => v.clone(),
+            None => "(not set)".to_string(),
+        }
+    }
+}
+
+/// Every option a file may hold, in `ringwave --help`'s order, as
+/// `matches` has it; `merged` tells the file's options apart.
+fn settings(matches: &ArgMatches, merged: Option<&Merged>) -> Vec<Setting> {
     let cmd = Cli::command();
     let mut out = Vec::new();
     for arg in cmd.get_arguments() {
-        let Some(long) = arg.get_long() else { continue };
-        if NOT_IN_FILE.contains(&long) {
+        let Some(key) = arg.get_long() else { continue };
+        if NOT_IN_FILE.contains(&key) {
             continue;
         }
-        let raw: Option<Vec<String>> = matches
-            .get_raw(arg.get_id().as_str())
-            .map(|v| v.map(|s| s.to_string_lossy().into_owned()).collect());
-        let shown = raw.map(|values| {
-            if SECRETS.contains(&long) {
-                return "(set)".to_string();
-            }
-            let one = |s: &String| match s.parse::<i64>() {
+        let id = arg.get_id().as_str();
+        let raw: Option<Vec<OsString>> = matches
+            .get_raw(id)
+            .map(|v| v.map(OsStr::to_os_string).collect());
+        let one = |s: &OsString| {
+            let s = s.to_string_lossy();
+            match s.parse::<i64>() {
                 Ok(i) if !s.starts_with('+') => i.to_string(),
-                _ => toml::Value::String(s.clone()).to_string(),
-            };
-            match arg.get_action() {
-                ArgAction::SetTrue => values.first().cloned().unwrap_or_default(),
-                ArgAction::Append => {
-                    let items: Vec<String> = values.iter().map(one).collect();
-                    format!("[{}]", items.join(", "))
-                }
-                _ => values.first().map(one).unwrap_or_default(),
+                _ => toml::Value::String(s.into_owned()).to_string(),
             }
+        };
+        let value = raw.as_ref().map(|values| match arg.get_action() {
+            ArgAction::SetTrue => values
+                .first()
+                .map(|v| v.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            ArgAction::Append => {
+                let items: Vec<String> = values.iter().map(one).collect();
+                format!("[{}]", items.join(", "))
+            }
+            _ => values.first().map(one).unwrap_or_default(),
         });
-        out.push((long.to_string(), shown));
+        let source = match matches.value_source(id) {
+            _ if merged.is_some_and(|m| m.from_file.contains(key)) => "file",
+            Some(clap::parser::ValueSource::CommandLine) => "command line",
+            Some(clap::parser::ValueSource::EnvVariable) => "environment",
+            Some(_) => "default",
+            None => "not set",
+        };
+        out.push(Setting {
+            key: key.to_string(),
+            value,
+            secret: SECRETS.contains(&key),
+            source,
+            raw,
+        });
     }
     out
-}
-
-/// Where `key`'s value comes from.
-pub fn source(matches: &ArgMatches, merged: &Merged, key: &str) -> &'static str {
-    if merged.from_file.contains(key) {
-        return "file";
-    }
-    let cmd = Cli::command();
-    let id = cmd
-        .get_arguments()
-        .find(|a| a.get_long() == Some(key))
-        .map(|a| a.get_id().as_str().to_string());
-    match id.and_then(|id| matches.value_source(&id)) {
-        Some(clap::parser::ValueSource::CommandLine) => "command line",
-        Some(clap::parser::ValueSource::EnvVariable) => "environment",
-        Some(_) => "default",
-        None => "not set",
-    }
 }
 
 /// The settings in effect as a TOML file, each line with where it comes
 /// from; those not set are commented out.
 pub fn render(matches: &ArgMatches, merged: &Merged) -> String {
     let mut text = String::new();
-    for (key, value) in settings(matches) {
-        let from = source(matches, merged, &key);
-        match value {
-            Some(v) if v == "(set)" => {
+    for s in settings(matches, Some(merged)) {
+        let (key, from) = (&s.key, s.source);
+        match &s.value {
+            Some(_) if s.secret => {
                 text.push_str(&format!("# {key} = (set, not shown)  # {from}\n"))
             }
             Some(v) => text.push_str(&format!("{key} = {v}  # {from}\n")),
@@ -278,29 +299,17 @@ pub fn render(matches: &ArgMatches, merged: &Merged) -> String {
 }
 
 /// The options whose values differ between `old` and `new`: the key, and
-/// each side as [`settings`] shows it (a secret as "(set)" on both).
+/// each side as shown (a secret as "(set)" on both).
 pub fn changes(old: &ArgMatches, new: &ArgMatches) -> Vec<(String, String, String)> {
-    let cmd = Cli::command();
-    let raw = |m: &ArgMatches, id: &str| -> Option<Vec<OsString>> {
-        m.get_raw(id).map(|v| v.map(OsStr::to_os_string).collect())
-    };
-    let (before, after) = (settings(old), settings(new));
-    let mut out = Vec::new();
-    for arg in cmd.get_arguments() {
-        let Some(long) = arg.get_long() else { continue };
-        let id = arg.get_id().as_str();
-        if NOT_IN_FILE.contains(&long) || raw(old, id) == raw(new, id) {
-            continue;
-        }
-        let shown = |s: &[(String, Option<String>)]| {
-            s.iter()
-                .find(|(k, _)| k == long)
-                .and_then(|(_, v)| v.clone())
-                .unwrap_or_else(|| "(not set)".to_string())
-        };
-        out.push((long.to_string(), shown(&before), shown(&after)));
-    }
-    out
+    settings(old, None)
+        .into_iter()
+        .zip(settings(new, None))
+        .filter(|(a, b)| a.raw != b.raw)
+        .map(|(a, b)| {
+            let (old, new) = (a.shown(), b.shown());
+            (b.key, old, new)
+        })
+        .collect()
 }
 
 #[cfg(test)]

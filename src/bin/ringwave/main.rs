@@ -9,21 +9,11 @@ use std::ffi::OsString;
 use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
-use clap::{CommandFactory as _, FromArgMatches as _};
+use clap::CommandFactory as _;
 use ringwave::server::feedsim;
 use ringwave::server::{Echo, Server};
 
 use cli::{Cli, LogFormat};
-
-/// The message of a clap error without its "error: " and usage lines.
-fn first_line(e: &clap::Error) -> String {
-    let e = e.to_string();
-    e.lines()
-        .next()
-        .unwrap_or(&e)
-        .trim_start_matches("error: ")
-        .to_string()
-}
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -40,20 +30,13 @@ fn main() -> ExitCode {
         // those of options from the file were reported above by key.
         Err(e) => e.exit(),
     };
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("ringwave: {}", first_line(&e));
-            return ExitCode::from(2);
-        }
-    };
-    let checked = cli::feed_sim(&cli.feed_sim)
-        .and_then(|sim| Ok((sim, cli::config(&cli)?)))
-        // The rules library users meet too, with the same messages.
-        .and_then(|(sim, c)| c.validate().map(|()| (sim, c)).map_err(|e| e.to_string()))
-        .and_then(|(sim, c)| Ok((sim, c, cli::effective_log_filter(cli.log_level.as_deref())?)));
-    let (sim, config, filter) = match checked {
-        Ok(v) => v,
+    let cli::Settled {
+        cli,
+        config,
+        sim,
+        filter,
+    } = match cli::settle(&matches) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("ringwave: {e}");
             return ExitCode::from(2);
@@ -125,7 +108,6 @@ fn main() -> ExitCode {
         }
     };
     let jwt = config.jwt.clone();
-    let engine = config.engine.clone();
     let history = config.history.clone();
     let running = match Server::builder().config(config).serve(|| Echo) {
         Ok(r) => r,
@@ -145,11 +127,7 @@ fn main() -> ExitCode {
         args,
         started: matches.clone(),
         applied: matches,
-        config: ringwave::server::Config {
-            engine,
-            history,
-            ..Default::default()
-        },
+        history,
         jwt,
         handle: running.reconfigure_handle(),
         set_filter,

@@ -5,8 +5,8 @@
 use std::ffi::OsString;
 use std::sync::Arc;
 
-use clap::{ArgMatches, CommandFactory as _, FromArgMatches as _};
-use ringwave::server::{Config, JwtKeys, Live, ReconfigureHandle};
+use clap::{ArgMatches, CommandFactory as _};
+use ringwave::server::{HistoryConfig, JwtKeys, Live, ReconfigureHandle};
 
 use crate::cli::{self, Cli};
 use crate::file;
@@ -38,8 +38,9 @@ pub struct Reloader {
     pub started: ArgMatches,
     /// The options last applied: what live changes are measured against.
     pub applied: ArgMatches,
-    /// The configuration last applied.
-    pub config: Config,
+    /// The history the server started with: which topics keep it is
+    /// fixed then, and a reload may change only their amounts.
+    pub history: HistoryConfig,
     pub jwt: Option<Arc<JwtKeys>>,
     pub handle: ReconfigureHandle,
     pub set_filter: SetFilter,
@@ -66,24 +67,14 @@ impl Reloader {
         let matches = match Cli::command().try_get_matches_from(&merged.argv) {
             Ok(m) => m,
             Err(e) => {
-                let e = e.to_string();
-                let e = e.lines().next().unwrap_or(&e).trim_start_matches("error: ");
+                let e = cli::clap_message(&e);
                 return tracing::error!("SIGHUP: {path}: {e}; nothing changed");
             }
         };
-        let new = match Cli::from_arg_matches(&matches)
-            .map_err(|e| e.to_string())
-            .and_then(|c| Ok((cli::config(&c)?, c)))
-            .and_then(|(config, c)| {
-                config
-                    .validate()
-                    .map(|()| (config, c))
-                    .map_err(|e| e.to_string())
-            }) {
+        let new = match cli::settle(&matches) {
             Ok(n) => n,
             Err(e) => return tracing::error!("SIGHUP: {path}: {e}; nothing changed"),
         };
-        let (config, new_cli) = new;
         let show = |v: &[(String, String, String)]| {
             v.iter()
                 .map(|(k, a, b)| format!("{k} {a} -> {b}"))
@@ -91,7 +82,7 @@ impl Reloader {
                 .join("; ")
         };
         // Which topics keep history is fixed at start: only amounts change.
-        let (old_h, new_h) = (&self.config.history, &config.history);
+        let (old_h, new_h) = (&self.history, &new.config.history);
         let same_topics = old_h.default.is_some() == new_h.default.is_some()
             && old_h.topics.len() == new_h.topics.len()
             && old_h.topics.keys().all(|t| new_h.topics.contains_key(t));
@@ -108,24 +99,17 @@ impl Reloader {
             return tracing::info!("SIGHUP: {path}: no option changed");
         }
         if !live.is_empty() {
-            let mut update = Live::of(&config.engine);
-            update.history = same_topics.then(|| config.history.clone());
+            let mut update = Live::of(&new.config.engine);
+            update.history = same_topics.then(|| new.config.history.clone());
             if let Err(e) = self.handle.reconfigure(update) {
                 tracing::error!("SIGHUP: {path}: {e}");
             }
             if live.iter().any(|(k, ..)| k == "log-level") {
-                let set = cli::effective_log_filter(new_cli.log_level.as_deref())
-                    .and_then(|f| (self.set_filter)(f));
-                if let Err(e) = set {
+                if let Err(e) = (self.set_filter)(new.filter) {
                     tracing::error!("SIGHUP: log level not changed: {e}");
                 }
             }
             tracing::info!(changed = %show(&live), "SIGHUP: {path}: applied");
-            let history = match same_topics {
-                true => config.history.clone(),
-                false => self.config.history.clone(),
-            };
-            self.config = Config { history, ..config };
             self.applied = matches;
         }
         if !restart.is_empty() {
