@@ -310,34 +310,27 @@ impl<const N: usize> Histogram<N> {
         self.buckets.iter().map(Counter::get).sum()
     }
 
-    /// Record one observation against `bounds`.
-    pub fn observe_in(&self, bounds: &[u64; N], d: std::time::Duration) {
+    /// Record `n` observations of `d` against `bounds`.
+    pub fn observe_in(&self, bounds: &[u64; N], d: std::time::Duration, n: u32) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let i = bounds.iter().position(|&b| us <= b).unwrap_or(N - 1);
-        self.buckets[i].add(1);
-        self.sum_ns
-            .add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.buckets[i].add(u64::from(n));
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.add(ns.saturating_mul(u64::from(n)));
     }
 }
 
 impl Histogram<{ TURN_BUCKETS_US.len() }> {
     /// Record one loop turn.
     pub fn observe(&self, d: std::time::Duration) {
-        self.observe_in(&TURN_BUCKETS_US, d);
+        self.observe_in(&TURN_BUCKETS_US, d, 1);
     }
 }
 
 impl Histogram<{ LAG_BUCKETS_US.len() }> {
     /// Record `n` deliveries with lag `d`.
     pub fn observe_lag(&self, d: std::time::Duration, n: u32) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let i = LAG_BUCKETS_US
-            .iter()
-            .position(|&b| us <= b)
-            .unwrap_or(LAG_BUCKETS_US.len() - 1);
-        self.buckets[i].add(u64::from(n));
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_ns.add(ns.saturating_mul(u64::from(n)));
+        self.observe_in(&LAG_BUCKETS_US, d, n);
     }
 }
 

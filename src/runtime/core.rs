@@ -588,8 +588,20 @@ impl<A: App> Core<A> {
             .map(|s| (s, ends))
     }
 
-    /// The upgrade was accepted: the connection is a WebSocket from now on.
-    pub(super) fn open(&mut self, index: u32, ws: WebSocket) {
+    /// The upgrade was accepted: the connection is a WebSocket from now on
+    /// (logged with the client's address, `peer`, and its token's subject).
+    pub(super) fn open(&mut self, index: u32, ws: WebSocket, peer: Option<IpAddr>) {
+        tracing::debug!(
+            worker = self.worker,
+            index,
+            peer = %peer.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
+            sub = Rare::subject(&ws.rare),
+            "{}",
+            match index & super::session::STREAM {
+                0 => "WebSocket opened",
+                _ => "WebSocket opened (HTTP/2 stream)",
+            }
+        );
         let now = self.conns.now();
         let Some(slot) = self.conns.get_mut(index) else {
             return;
@@ -657,8 +669,7 @@ impl<A: App> Core<A> {
                         // Over the rate: the message is dropped, and the
                         // connection closed (once: more may follow its close).
                         if ws.conn.close_state() == CloseState::Open {
-                            let sub = Rare::identity(&ws.rare).and_then(|i| i.subject());
-                            let sub = sub.unwrap_or("-");
+                            let sub = Rare::subject(&ws.rare);
                             tracing::debug!(
                                 worker = self.worker,
                                 index,
@@ -680,8 +691,7 @@ impl<A: App> Core<A> {
                     self.app.on_message(&mut handle, msg);
                 }
                 Err(e) => {
-                    let sub = Rare::identity(&ws.rare).and_then(|i| i.subject());
-                    let sub = sub.unwrap_or("-");
+                    let sub = Rare::subject(&ws.rare);
                     tracing::debug!(worker = self.worker, index, sub, "closing: {e}");
                     ws.failed(e.code, e.reason);
                     slot.ending = Ending::Linger;

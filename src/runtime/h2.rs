@@ -244,14 +244,7 @@ impl<A: App> Core<A> {
                 self.stream_headers(s, 200, &fields, false);
                 let conn = self.ws_conn(deflate);
                 let ws = WebSocket::new(conn, tag, now);
-                tracing::debug!(
-                    worker = self.worker,
-                    index = s,
-                    peer = %client_ip.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
-                    sub = identity.as_ref().and_then(|i| i.subject()).unwrap_or("-"),
-                    "WebSocket opened (HTTP/2 stream)"
-                );
-                self.open(s, self.ending(ws, ends, identity));
+                self.open(s, self.ending(ws, ends, identity), client_ip);
             }
             Route::Upgrade { .. } => self.bad_request(
                 s,

@@ -73,14 +73,7 @@ impl<A: App> Core<A> {
                 let mut conn = self.ws_conn(deflate);
                 let _ = conn.send_raw(&req.accept_response(protocol.as_deref(), deflate.as_ref()));
                 let ws = WebSocket::new(conn, tag, self.conns.now());
-                tracing::debug!(
-                    worker = self.worker,
-                    index,
-                    peer = %cx.client_ip.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
-                    sub = identity.as_ref().and_then(|i| i.subject()).unwrap_or("-"),
-                    "WebSocket opened"
-                );
-                self.open(index, self.ending(ws, ends, identity));
+                self.open(index, self.ending(ws, ends, identity), cx.client_ip);
                 if !rest.is_empty() {
                     self.frames(index, rest, reply);
                 }

@@ -51,6 +51,13 @@ impl Rare {
         rare.as_deref().and_then(|r| r.identity.as_deref())
     }
 
+    /// The `sub` of the identity in `rare`, for the log ("-" without one).
+    pub(in crate::runtime) fn subject(rare: &Option<Box<Rare>>) -> &str {
+        Self::identity(rare)
+            .and_then(Identity::subject)
+            .unwrap_or("-")
+    }
+
     /// The box to write to: the one `rare` holds, or a new one when the
     /// value to write is not the empty default (`needed`); `None` when
     /// there is none and none is needed (nothing to write).
