@@ -261,13 +261,7 @@ fn json_logs_are_an_object_per_line_with_the_events_fields() {
     // A connection that says nothing: its handshake timeout is logged with
     // the worker and the slot.
     let _silent = std::net::TcpStream::connect(srv.addr).unwrap();
-    let event = eventually(|| {
-        let text = std::fs::read_to_string(&log).unwrap();
-        text.lines()
-            .find(|l| l.contains("handshake timeout"))
-            .map(str::to_string)
-            .ok_or_else(|| "no handshake timeout logged yet".to_string())
-    });
+    let event = log_line(&log, |l| l.contains("handshake timeout"));
     let v: serde_json::Value = serde_json::from_str(&event).unwrap();
     assert_eq!(v["level"], "DEBUG", "{v}");
     assert_eq!(v["message"], "handshake timeout", "{v}");
@@ -308,13 +302,7 @@ fn json_logs_name_the_peer_and_the_tokens_subject() {
     )
     .unwrap();
     let _ws = RawClient::upgrade(RawClient::tcp(srv.addr), &format!("/raw?token={token}"));
-    let event = eventually(|| {
-        let text = std::fs::read_to_string(&log).unwrap();
-        text.lines()
-            .find(|l| l.contains("WebSocket opened"))
-            .map(str::to_string)
-            .ok_or_else(|| format!("no WebSocket opened in:\n{text}"))
-    });
+    let event = log_line(&log, |l| l.contains("WebSocket opened"));
     let v: serde_json::Value = serde_json::from_str(&event).unwrap();
     assert_eq!(v["sub"], "alice", "{v}");
     assert_eq!(v["peer"], "127.0.0.1", "{v}");

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use server::pubsub::*;
-use server::{eventually, frame, metrics, refused_start, spawn_listening, RawClient, TestServer};
+use server::{
+    eventually, frame, log_line, metrics, refused_start, spawn_listening, RawClient, TestServer,
+};
 
 /// A file `name` holding `text` in a directory of this test's own.
 fn write(test: &str, name: &str, text: &str) -> PathBuf {
@@ -239,16 +241,7 @@ both_backends!(
         )
         .expect("rewrite config");
         srv.signal("HUP");
-        let applied = eventually(|| {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            match text
-                .lines()
-                .find(|l| l.contains("SIGHUP") && l.contains("applied"))
-            {
-                Some(l) => Ok(l.to_string()),
-                None => Err(format!("no reload in the log:\n{text}")),
-            }
-        });
+        let applied = log_line(&log, |l| l.contains("SIGHUP") && l.contains("applied"));
         assert!(
             applied.contains(r#"max-message "8KiB" -> "64KiB""#),
             "{applied}"

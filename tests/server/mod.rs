@@ -451,6 +451,18 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// The first line of the log file `log` that `wanted` accepts, once one
+/// is there (bounded like [`eventually`]; the failure shows the log).
+pub fn log_line(log: &Path, wanted: impl Fn(&str) -> bool) -> String {
+    eventually(|| {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        match text.lines().find(|l| wanted(l)) {
+            Some(l) => Ok(l.to_string()),
+            None => Err(format!("not in the log yet:\n{text}")),
+        }
+    })
+}
+
 /// Poll `/metrics` until `name` satisfies `ok` (bounded: 20 s); returns it.
 pub fn wait_metric(addr: SocketAddr, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
     eventually(|| {
