@@ -134,6 +134,21 @@ pub trait Driver {
         }
     }
 
+    /// Bytes of callers' buffers ([`Driver::send_owned`]) the driver holds
+    /// in sends that have not completed: memory a caller may want to bound
+    /// by preparing smaller sends while it is high.
+    fn send_backlog(&self) -> usize {
+        0
+    }
+
+    /// An empty buffer to fill with output for [`Driver::send_owned`]: one
+    /// the driver took over earlier and has done with, kept so that a
+    /// busy worker does not allocate (and fault in) a fresh buffer for
+    /// every send, or a new vector.
+    fn spare_buffer(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+
     /// Take bytes from `parts`, in order, as one send (a connection's own
     /// frames followed by shared publish frames). Returns how many bytes were
     /// taken in total; the same rules as [`Driver::send`]. A driver may keep

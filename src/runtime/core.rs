@@ -82,6 +82,13 @@ pub(crate) struct Core<A: App> {
     shutdown_at: Option<Instant>,
     /// Plaintext out of a TLS connection's read, parsed by its session.
     plain: Vec<u8>,
+    /// Ciphertext waiting in the connections' TLS layers, together
+    /// ([`super::tls::TlsLayer::recount`]): past a budget, each encrypts
+    /// less ahead.
+    pub(super) tls_held: usize,
+    /// The driver's send backlog when the turn's flushing began: what the
+    /// turn's flushes add to it counts against their budget.
+    pub(super) backlog_at_turn: usize,
     /// Messages sent from the read buffer during a read (one read at a
     /// time).
     replies: Replies,
@@ -135,6 +142,8 @@ impl<A: App> Core<A> {
             drain: None,
             shutdown_at: None,
             plain: Vec::new(),
+            tls_held: 0,
+            backlog_at_turn: 0,
             replies: Replies::default(),
             counted: HashMap::new(),
         }
@@ -217,6 +226,7 @@ impl<A: App> Core<A> {
             }
         }
         self.peers.retry();
+        self.backlog_at_turn = driver.send_backlog();
         self.deliver_batch();
         self.flush(driver);
         self.close_finished(driver);

@@ -21,6 +21,18 @@ const GATHER_BYTES: usize = 64 * 1024;
 /// Encrypt no more while this much ciphertext waits for the socket: unsent
 /// plaintext stays where it is (and counts against `max_buffered` there).
 const TLS_BACKLOG: usize = 64 * 1024;
+/// While a worker's unsent ciphertext (in its TLS layers and in the sends
+/// its driver holds) passes `CIPHERTEXT_BUDGET`, each connection encrypts
+/// at most `TLS_BACKLOG_TIGHT` ahead: when thousands of subscribers fall
+/// behind at once, the backlog stays in the shared publications (8 bytes
+/// a subscriber each) instead of in 64 KiB of ciphertext per subscriber,
+/// and every connection still moves.
+const CIPHERTEXT_BUDGET: usize = 32 << 20;
+const TLS_BACKLOG_TIGHT: usize = 16 * 1024;
+/// Bytes of callers' buffers a driver may take into sends in one turn
+/// (see [`Driver::send_backlog`]): the rest of the dirty connections go in
+/// the next turn, after this turn's completions gave the memory back.
+pub(super) const TURN_SEND_BUDGET: usize = 16 << 20;
 
 /// Lay out a slot's unsent bytes for one send: the rest of a partly written
 /// publication (its frame must finish first), then the connection's own
@@ -82,9 +94,10 @@ fn write_out(
     driver: &mut dyn Driver,
     token: Token,
     lag: &Lag<'_>,
+    tls_held: &mut usize,
 ) -> std::io::Result<usize> {
     if let Some(mut tls) = slot.tls.take() {
-        let written = write_out_tls(slot, &mut tls, driver, token, lag);
+        let written = write_out_tls(slot, &mut tls, driver, token, lag, tls_held);
         slot.tls = Some(tls);
         return written;
     }
@@ -131,14 +144,15 @@ fn write_out(
 }
 
 /// Encrypt as much of `parts`, in order, as the layer takes while its
-/// backlog is short; returns the plaintext bytes taken.
-fn encrypt_parts(tls: &mut TlsLayer, parts: &[Part<'_>]) -> usize {
+/// backlog is under `backlog` bytes; returns the plaintext bytes taken.
+fn encrypt_parts(tls: &mut TlsLayer, parts: &[Part<'_>], backlog: usize) -> usize {
     let mut taken = 0;
     for p in parts {
         let b = p.bytes();
-        let k = tls.write(b);
+        let room = backlog.saturating_sub(tls.output().len());
+        let k = tls.write(&b[..b.len().min(room)]);
         taken += k;
-        if k < b.len() || tls.output().len() >= TLS_BACKLOG {
+        if k < b.len() || tls.output().len() >= backlog {
             break;
         }
     }
@@ -149,23 +163,46 @@ fn encrypt_parts(tls: &mut TlsLayer, parts: &[Part<'_>]) -> usize {
 /// the order [`gather`] lays them out (while the ciphertext backlog is
 /// short), queue close_notify once the session is finished, and hand the
 /// ciphertext to the driver (which may take the buffer over). Returns the
-/// ciphertext bytes the driver took.
+/// ciphertext bytes the driver took. `held` is the worker's count of unsent
+/// ciphertext in its TLS layers.
 fn write_out_tls(
     slot: &mut Slot,
     tls: &mut TlsLayer,
     driver: &mut dyn Driver,
     token: Token,
     lag: &Lag<'_>,
+    held: &mut usize,
 ) -> std::io::Result<usize> {
+    let written = write_tls(slot, tls, driver, token, lag, *held);
+    tls.recount(held);
+    written
+}
+
+fn write_tls(
+    slot: &mut Slot,
+    tls: &mut TlsLayer,
+    driver: &mut dyn Driver,
+    token: Token,
+    lag: &Lag<'_>,
+    held: usize,
+) -> std::io::Result<usize> {
+    let backlog = if held + driver.send_backlog() > CIPHERTEXT_BUDGET {
+        TLS_BACKLOG_TIGHT
+    } else {
+        TLS_BACKLOG
+    };
     let mut total = 0;
     loop {
         // Nothing more is encrypted while the driver still holds an earlier
         // send: ciphertext waits in one buffer per connection at most.
-        while tls.can_encrypt() && tls.output().len() < TLS_BACKLOG && driver.send_ready(token) {
+        while tls.can_encrypt() && tls.output().len() < backlog && driver.send_ready(token) {
             let (taken, front_partial) = {
                 let mut parts = [Part::borrowed(&[]); MAX_PARTS];
                 let (n, front_partial) = gather(slot, &mut parts);
-                (encrypt_parts(tls, &parts[..n]), front_partial)
+                if n > 0 && tls.output().is_empty() {
+                    tls.provide(driver.spare_buffer());
+                }
+                (encrypt_parts(tls, &parts[..n], backlog), front_partial)
             };
             if taken == 0 {
                 break;
@@ -256,8 +293,20 @@ impl<A: App> Core<A> {
             !conn
         });
         self.conns.redirty(again);
-        for &index in &dirty {
+        // The driver's backlog grows by what each send takes until the next
+        // turn reaps the completions: past a turn's budget the rest wait
+        // for the next turn (at once: they stay dirty).
+        let mut flushed = dirty.len();
+        for (k, &index) in dirty.iter().enumerate() {
+            let added = driver.send_backlog().saturating_sub(self.backlog_at_turn);
+            if added > TURN_SEND_BUDGET {
+                flushed = k;
+                break;
+            }
             self.flush_one(index, driver, &lag);
+        }
+        if flushed < dirty.len() {
+            self.conns.redirty(dirty.split_off(flushed));
         }
         self.conns.flushed(dirty);
     }
@@ -282,7 +331,7 @@ impl<A: App> Core<A> {
                 return;
             };
             slot.dirty = false;
-            let r = write_out(slot, driver, token, lag);
+            let r = write_out(slot, driver, token, lag, &mut self.tls_held);
             if let Session::H2(h) = &mut slot.session {
                 if h.blocked && h.session.output().len() < BACKLOG / 2 {
                     h.blocked = false;
@@ -314,7 +363,7 @@ impl<A: App> Core<A> {
                         self.conns.mark_dirty(index);
                         return;
                     }
-                    match write_out(slot, driver, token, lag) {
+                    match write_out(slot, driver, token, lag, &mut self.tls_held) {
                         Ok(n) => self.stats.bytes_out.add(n as u64),
                         Err(_) => failed = true,
                     }
@@ -386,6 +435,9 @@ impl<A: App> Core<A> {
         let Some(slot) = self.conns.take(index) else {
             return;
         };
+        if let Some(tls) = &slot.tls {
+            self.tls_held = self.tls_held.saturating_sub(tls.counted());
+        }
         match slot.link {
             Some(link) => self.end_stream(&slot, link),
             None => self.close_socket(driver, index),

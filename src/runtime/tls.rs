@@ -240,6 +240,9 @@ pub struct TlsLayer {
     failed: bool,
     /// close_notify queued.
     notified: bool,
+    /// The output's length when the worker last counted it
+    /// ([`Self::recount`]).
+    counted: usize,
 }
 
 /// Append what `f` writes to `out`: `room` bytes are offered first, then
@@ -304,6 +307,7 @@ impl TlsLayer {
             handshaken: false,
             failed: false,
             notified: false,
+            counted: 0,
         })
     }
 
@@ -472,7 +476,35 @@ impl TlsLayer {
         if ran.is_none() {
             self.failed = true;
         }
+        if self.out.is_empty() {
+            // Nothing encrypted: an idle connection holds no buffer.
+            self.out = Vec::new();
+        }
         encrypted
+    }
+
+    /// Bring `held` (the worker's count of unsent ciphertext over its
+    /// connections) up to date with this layer's output.
+    pub(super) fn recount(&mut self, held: &mut usize) {
+        let now = self.output().len();
+        *held = held.saturating_sub(self.counted) + now;
+        self.counted = now;
+    }
+
+    /// What [`Self::recount`] last added to the worker's count: to take
+    /// off when the connection goes.
+    pub(super) fn counted(&self) -> usize {
+        self.counted
+    }
+
+    /// Take `buf` (empty, with capacity) as the output buffer when the
+    /// layer holds none, so the next [`Self::write`] encrypts into memory
+    /// already in use rather than a fresh allocation.
+    pub fn provide(&mut self, buf: Vec<u8>) {
+        if self.out.capacity() == 0 && self.sent == 0 {
+            self.out = buf;
+            self.out.clear();
+        }
     }
 
     /// Queue close_notify (once), after everything encrypted so far.

@@ -524,6 +524,14 @@ impl Driver for UringDriver {
         Ok(rest)
     }
 
+    fn send_backlog(&self) -> usize {
+        self.sends.owned_bytes()
+    }
+
+    fn spare_buffer(&mut self) -> Vec<u8> {
+        self.sends.take_spare()
+    }
+
     fn send_ready(&self, token: Token) -> bool {
         self.slots
             .get(token.index())

@@ -54,6 +54,16 @@ const VEC_SEND_KEEP: usize = 1024;
 pub(super) const OWNED_MIN: usize = 4096;
 /// Most bytes in a buffer taken over (its length must fit `SendOp`'s u32).
 pub(super) const OWNED_MAX: usize = VEC_SEND_MAX;
+/// A buffer taken over is kept, emptied, when its send completes
+/// ([`SendPools::take_spare`] hands it to a caller for its next output)
+/// while the spares come to at most `SPARE_BYTES` and it is at most
+/// `SPARE_MAX` bytes big. Without them, TLS fan-out to thousands of
+/// connections allocates a fresh output buffer per connection per turn and
+/// frees the one sent, and the allocator hands the freed memory back to the
+/// kernel and faults it in again: a quarter of the worker's time. Spares no
+/// caller took for a whole period are freed.
+const SPARE_BYTES: usize = 32 << 20;
+const SPARE_MAX: usize = 256 * 1024;
 
 /// Where a send's bytes are.
 #[derive(Debug)]
@@ -239,6 +249,12 @@ pub(super) struct SendPools {
     /// a buffer's bytes stay put while this vector reallocates.
     owned: Vec<Vec<u8>>,
     free_owned: Vec<u32>,
+    /// The capacities of the buffers in `owned`, together.
+    owned_bytes: usize,
+    /// Buffers whose owned sends completed, emptied, for callers' next
+    /// output; their capacities come to `spare_bytes`.
+    spares: Vec<Vec<u8>>,
+    spare_bytes: usize,
     /// `VecSend`s, boxed: the kernel reads a send's msghdr and iovecs
     /// where they are, so they must not move while this vector grows. An
     /// entry is in flight, idle (in `free_vectored`, keeping its allocation
@@ -251,6 +267,7 @@ pub(super) struct SendPools {
     /// A heap buffer or a `VecSend` was taken this period.
     heap_used: bool,
     vec_used: bool,
+    spare_used: bool,
     /// The address of the provided receive buffers (`Received` sends).
     received: usize,
 }
@@ -277,11 +294,15 @@ impl SendPools {
             heap_allocated: 0,
             owned: Vec::new(),
             free_owned: Vec::new(),
+            owned_bytes: 0,
+            spares: Vec::new(),
+            spare_bytes: 0,
             vectored: Vec::new(),
             free_vectored: Vec::new(),
             vec_idle: 0,
             heap_used: false,
             vec_used: false,
+            spare_used: false,
             received: received as usize,
         })
     }
@@ -292,8 +313,8 @@ impl SendPools {
     }
 
     /// Once a period, between turns: give back registered buffers the
-    /// period did not need, and the idle heap buffers and `VecSend`s when
-    /// the period took none.
+    /// period did not need, and the idle heap buffers, `VecSend`s and
+    /// spares when the period took none.
     pub(super) fn trim(&mut self, ring: &Submitter<'_>) {
         self.registered.trim(ring);
         if !self.heap_used {
@@ -311,13 +332,39 @@ impl SendPools {
             }
             self.vec_idle = 0;
         }
+        if !self.spare_used {
+            self.spares = Vec::new();
+            self.spare_bytes = 0;
+        }
         self.heap_used = false;
         self.vec_used = false;
+        self.spare_used = false;
     }
 
     /// Whether [`SendPools::trim`] has anything to give back.
     pub(super) fn can_trim(&self) -> bool {
-        self.registered.limit > 0 || self.heap_allocated > 0 || self.vec_idle > 0
+        self.registered.limit > 0
+            || self.heap_allocated > 0
+            || self.vec_idle > 0
+            || !self.spares.is_empty()
+    }
+
+    /// Bytes of callers' buffers held by sends in flight.
+    pub(super) fn owned_bytes(&self) -> usize {
+        self.owned_bytes
+    }
+
+    /// An empty buffer for a caller's next output: a spare when there is
+    /// one (with the capacity of a buffer sent before), else a new one.
+    pub(super) fn take_spare(&mut self) -> Vec<u8> {
+        match self.spares.pop() {
+            Some(buf) => {
+                self.spare_used = true;
+                self.spare_bytes -= buf.capacity();
+                buf
+            }
+            None => Vec::new(),
+        }
     }
 
     /// A send of `parts`, in order (as much as one send takes), or `None`
@@ -418,6 +465,7 @@ impl SendPools {
         debug_assert!(from < buf.len() && buf.len() <= OWNED_MAX);
         let bytes = std::mem::take(buf);
         let len = bytes.len() as u32;
+        self.owned_bytes += bytes.capacity();
         let id = match self.free_owned.pop() {
             Some(id) => {
                 self.owned[id as usize] = bytes;
@@ -512,7 +560,14 @@ impl SendPools {
                 self.free_vectored.push(id);
             }
             SendKind::Owned(id) => {
-                self.owned[id as usize] = Vec::new();
+                let mut buf = std::mem::take(&mut self.owned[id as usize]);
+                let cap = buf.capacity();
+                self.owned_bytes -= cap;
+                if cap <= SPARE_MAX && self.spare_bytes + cap <= SPARE_BYTES {
+                    buf.clear();
+                    self.spare_bytes += cap;
+                    self.spares.push(buf);
+                }
                 self.free_owned.push(id);
             }
             // The driver gives the receive buffer back (`RecvRing::give_back`).
@@ -553,17 +608,43 @@ mod tests {
         assert!(!op.done());
         pools.advance(&mut op, 4);
         assert!(op.done());
+        assert_eq!(pools.owned_bytes(), 21);
         pools.release(op.kind);
         assert_eq!(
             pools.owned[id as usize].capacity(),
             0,
-            "dropped on completion"
+            "its entry holds no allocation"
         );
+        assert_eq!(pools.owned_bytes(), 0);
+        // The buffer is kept, emptied, for a caller's next output.
+        let spare = pools.take_spare();
+        assert_eq!(
+            (spare.as_ptr(), spare.len(), spare.capacity()),
+            (ptr, 0, 21)
+        );
+        assert_eq!(pools.take_spare().capacity(), 0, "one spare only");
         // The entry is reused.
         let mut again = vec![1u8; 10];
         let op = pools.prepare_owned(&mut again, 0);
         assert!(matches!(op.kind, SendKind::Owned(i) if i == id));
         pools.release(op.kind);
+        // A period in which nobody took a spare frees them.
+        assert!(pools.can_trim());
+        pools.trim(&ring);
+        pools.trim(&ring);
+        assert_eq!(pools.take_spare().capacity(), 0);
+        // Spares come to at most SPARE_BYTES, each at most SPARE_MAX.
+        let half = SPARE_MAX / 2;
+        let caps =
+            std::iter::once(SPARE_MAX + 1).chain(std::iter::repeat_n(half, SPARE_BYTES / half + 8));
+        for cap in caps {
+            let mut buf = Vec::with_capacity(cap);
+            buf.push(1);
+            let op = pools.prepare_owned(&mut buf, 0);
+            pools.release(op.kind);
+        }
+        assert_eq!(pools.spare_bytes, SPARE_BYTES);
+        assert_eq!(pools.spares.len(), SPARE_BYTES / half);
 
         // With every registered buffer in flight, a small send is copied
         // into a heap buffer the size of the send, not of the largest one.

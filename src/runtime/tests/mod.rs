@@ -36,6 +36,11 @@ struct FakeDriver {
     stopped_accepting: bool,
     /// Each `pause_reading` call: (token, paused).
     paused: Vec<(u32, bool)>,
+    /// With `hold`, every byte taken counts in `held`, the driver's
+    /// [`Driver::send_backlog`], until a test clears it (as completions
+    /// would give the memory back).
+    hold: bool,
+    held: usize,
 }
 
 struct NoWake;
@@ -68,7 +73,14 @@ impl Driver for FakeDriver {
             n += take;
         }
         *room -= n;
+        if self.hold {
+            self.held += n;
+        }
         Ok(n)
+    }
+
+    fn send_backlog(&self) -> usize {
+        self.held
     }
 
     fn adopt(&mut self, _stream: std::net::TcpStream) -> io::Result<Token> {

@@ -145,3 +145,32 @@ fn the_conflate_policy_keeps_the_newest_per_key_and_sends_it_on_drain() {
     assert_eq!(got.last().unwrap().1[1], b'a' + 19, "the newest arrives");
     assert!(!h.closed(0));
 }
+
+/// Three subscribers and a publication bigger than a turn's send budget,
+/// with a driver that holds what it takes (as io_uring holds a send's
+/// buffer until the next turn reaps its completion): each turn writes to
+/// one subscriber, the others stay queued and dirty for the next turns,
+/// and all get it whole.
+#[test]
+fn a_turn_stops_taking_sends_past_its_budget_and_the_next_goes_on() {
+    let big = crate::runtime::flush::TURN_SEND_BUDGET + 1;
+    let mut h = Harness::new(Settings::new(EngineConfig {
+        max_buffered: 4 * big,
+        ..EngineConfig::default()
+    }));
+    for t in 0..3 {
+        h.open(t, 0.0);
+    }
+    h.driver.hold = true;
+    h.publish(0.5, None, &vec![b'x'; big]);
+    let whole = |h: &Harness, t| h.frames(t).iter().any(|(_, p)| p.len() == big);
+    for n in 1..=3 {
+        h.turn(0.5);
+        assert_eq!(
+            (0..3).filter(|&t| whole(&h, t)).count(),
+            n,
+            "after turn {n}"
+        );
+    }
+    assert!(!h.core.conns.has_dirty());
+}
