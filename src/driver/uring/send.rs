@@ -249,7 +249,9 @@ pub(super) struct SendPools {
     /// a buffer's bytes stay put while this vector reallocates.
     owned: Vec<Vec<u8>>,
     free_owned: Vec<u32>,
-    /// The capacities of the buffers in `owned`, together.
+    /// The lengths of the buffers in `owned`, together: the bytes in
+    /// flight (their capacities may be more, by at most what the spares
+    /// they came from held).
     owned_bytes: usize,
     /// Buffers whose owned sends completed, emptied, for callers' next
     /// output; their capacities come to `spare_bytes`.
@@ -465,7 +467,7 @@ impl SendPools {
         debug_assert!(from < buf.len() && buf.len() <= OWNED_MAX);
         let bytes = std::mem::take(buf);
         let len = bytes.len() as u32;
-        self.owned_bytes += bytes.capacity();
+        self.owned_bytes += bytes.len();
         let id = match self.free_owned.pop() {
             Some(id) => {
                 self.owned[id as usize] = bytes;
@@ -562,7 +564,7 @@ impl SendPools {
             SendKind::Owned(id) => {
                 let mut buf = std::mem::take(&mut self.owned[id as usize]);
                 let cap = buf.capacity();
-                self.owned_bytes -= cap;
+                self.owned_bytes -= buf.len();
                 if cap <= SPARE_MAX && self.spare_bytes + cap <= SPARE_BYTES {
                     buf.clear();
                     self.spare_bytes += cap;

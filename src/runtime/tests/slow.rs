@@ -174,3 +174,30 @@ fn a_turn_stops_taking_sends_past_its_budget_and_the_next_goes_on() {
     }
     assert!(!h.core.conns.has_dirty());
 }
+
+/// Under the drop policy a turn's publications on a topic go to a
+/// subscriber as one joined entry when they fit under its limit, and are
+/// skipped whole when they do not (its queue keeps a few joined entries,
+/// not one per publication up to the limit).
+#[test]
+fn the_drop_policy_skips_a_run_that_does_not_fit_whole() {
+    let mut h = Harness::new(Settings::new(EngineConfig {
+        max_buffered: 1000,
+        slow_consumer: Policy::Drop,
+        ..EngineConfig::default()
+    }));
+    h.open(0, 0.0);
+    h.driver.room.insert(0, 0);
+    for round in 0..2u8 {
+        for i in 0..5u8 {
+            h.publish(0.5, None, &[b'a' + 5 * round + i; 100]);
+        }
+        h.turn(0.5);
+    }
+    // Five of about 104 bytes queued; five more would pass 1,000.
+    assert_eq!(h.core.stats.deliveries.get(), 5);
+    assert_eq!(h.core.stats.slow_drops.get(), 5);
+    unstall(&mut h, 0.6);
+    let got: Vec<u8> = h.frames(0).iter().map(|(_, p)| p[0]).collect();
+    assert_eq!(got, b"abcde");
+}
