@@ -458,6 +458,16 @@ impl TlsLayer {
     /// Encrypt as much of `plain` as it takes now (up to 64 KiB); returns
     /// how much.
     pub fn write(&mut self, plain: &[u8]) -> usize {
+        let encrypted = self.encrypt(plain);
+        if self.out.is_empty() {
+            // Nothing encrypted: an idle connection holds no buffer, not
+            // even one given to it ([`Self::provide`]).
+            self.out = Vec::new();
+        }
+        encrypted
+    }
+
+    fn encrypt(&mut self, plain: &[u8]) -> usize {
         if !self.can_encrypt() || plain.is_empty() {
             return 0;
         }
@@ -475,10 +485,6 @@ impl TlsLayer {
         });
         if ran.is_none() {
             self.failed = true;
-        }
-        if self.out.is_empty() {
-            // Nothing encrypted: an idle connection holds no buffer.
-            self.out = Vec::new();
         }
         encrypted
     }
@@ -620,5 +626,122 @@ fn reason(e: &rustls::Error) -> &'static str {
         | E::InappropriateHandshakeMessage { .. } => "misbehaved",
         E::AlertReceived(_) => "alert",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+
+    /// A layer with its handshake done against a rustls client, in memory.
+    fn handshaken() -> (TlsLayer, rustls::ClientConnection) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("ringwave-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = CertFiles {
+            cert: dir.join("c.pem"),
+            key: dir.join("k.pem"),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        let certs = Arc::new(Certificates::load(vec![files]).unwrap());
+        let settings = TlsSettings::new("127.0.0.1:0".parse().unwrap(), certs, false).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = "localhost".try_into().unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut layer = TlsLayer::for_settings(&settings).unwrap();
+        let mut plain = Vec::new();
+        for _ in 0..10 {
+            let mut to_server = Vec::new();
+            client.write_tls(&mut to_server).unwrap();
+            layer.read(&mut to_server, &mut plain).unwrap();
+            let out = layer.output().to_vec();
+            layer.advance(out.len());
+            client.read_tls(&mut &out[..]).unwrap();
+            client.process_new_packets().unwrap();
+            if !client.is_handshaking() && !layer.handshaking() {
+                return (layer, client);
+            }
+        }
+        panic!("no handshake");
+    }
+
+    /// What the client reads from `bytes` of the layer's output.
+    fn decrypt(client: &mut rustls::ClientConnection, bytes: &[u8]) -> Vec<u8> {
+        client.read_tls(&mut &bytes[..]).unwrap();
+        client.process_new_packets().unwrap();
+        let mut got = Vec::new();
+        let _ = client.reader().read_to_end(&mut got);
+        got
+    }
+
+    #[test]
+    fn a_provided_buffer_takes_the_ciphertext_and_the_worker_counts_it_until_sent() {
+        let (mut layer, mut client) = handshaken();
+        let mut held = 0;
+        layer.recount(&mut held);
+        assert_eq!(held, 0);
+
+        let buf = Vec::with_capacity(4096);
+        let at = buf.as_ptr();
+        layer.provide(buf);
+        assert_eq!(layer.write(b"hello"), 5);
+        assert_eq!(
+            layer.output().as_ptr(),
+            at,
+            "encrypted into the buffer given"
+        );
+        layer.recount(&mut held);
+        let n = layer.output().len();
+        assert_eq!(held, n);
+        // A buffer given while output waits is not taken.
+        layer.provide(Vec::with_capacity(64));
+        assert_eq!(layer.output().as_ptr(), at);
+        assert_eq!(decrypt(&mut client, layer.output()), b"hello");
+
+        layer.advance(n);
+        assert_eq!(held, n, "counted until the next recount");
+        layer.recount(&mut held);
+        assert_eq!((held, layer.counted()), (0, 0));
+
+        // Given a buffer and nothing to encrypt, a layer keeps none: not
+        // with nothing given, nor before its handshake.
+        layer.provide(Vec::with_capacity(4096));
+        assert_eq!(layer.write(b""), 0);
+        assert_eq!(layer.out.capacity(), 0);
+        let mut fresh = TlsLayer::new(&handshake_config()).unwrap();
+        fresh.provide(Vec::with_capacity(4096));
+        assert_eq!(fresh.write(b"before the handshake"), 0);
+        assert_eq!(fresh.out.capacity(), 0);
+    }
+
+    fn handshake_config() -> Arc<ServerConfig> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], der)
+            .unwrap();
+        Arc::new(config)
     }
 }
