@@ -33,6 +33,12 @@ impl Counter {
         );
     }
 
+    /// Make it `n` (owner thread only; for gauges).
+    #[inline]
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+
     /// The current value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -47,6 +53,10 @@ pub struct Stats {
     pub topic_subscribers: Mutex<HashMap<Box<str>, u32>>,
     /// Connections open now (any state).
     pub connections_open: Counter,
+    /// Output bytes the worker holds besides its subscribers' queues, as
+    /// of its last flush: ciphertext waiting in TLS layers and buffers in
+    /// the driver's sends that have not completed.
+    pub send_backlog: Counter,
     /// Connections accepted.
     pub connections_total: Counter,
     /// WebSocket handshakes completed.
@@ -621,11 +631,16 @@ pub fn render(workers: &[WorkerView<'_>]) -> String {
             w.mailbox_depth
         );
     }
-    let per_worker: [(&str, &str, Field); 2] = [
+    let per_worker: [(&str, &str, Field); 3] = [
         (
             "ringwave_worker_connections",
             "Connections open now, per worker.",
             |s| &s.connections_open,
+        ),
+        (
+            "ringwave_worker_send_backlog_bytes",
+            "Output bytes a worker holds besides its subscribers' queues (TLS ciphertext not yet sent, buffers in sends not yet completed), as of its last flush.",
+            |s| &s.send_backlog,
         ),
         (
             "ringwave_worker_subscriptions",

@@ -309,6 +309,8 @@ impl<A: App> Core<A> {
             self.conns.redirty(dirty.split_off(flushed));
         }
         self.conns.flushed(dirty);
+        let backlog = self.tls_held + driver.send_backlog();
+        self.stats.send_backlog.set(backlog as u64);
     }
 
     fn flush_one(&mut self, index: u32, driver: &mut dyn Driver, lag: &Lag<'_>) {

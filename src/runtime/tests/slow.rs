@@ -171,6 +171,8 @@ fn a_turn_stops_taking_sends_past_its_budget_and_the_next_goes_on() {
             n,
             "after turn {n}"
         );
+        // /metrics shows what the driver holds.
+        assert_eq!(h.core.stats.send_backlog.get(), h.driver.held as u64);
     }
     assert!(!h.core.conns.has_dirty());
 }
