@@ -635,8 +635,9 @@ mod tests {
 
     use super::*;
 
-    /// A layer with its handshake done against a rustls client, in memory.
-    fn handshaken() -> (TlsLayer, rustls::ClientConnection) {
+    /// Server settings with a self-signed certificate for `localhost`,
+    /// loaded through the server's own loader, and that certificate.
+    fn settings() -> (TlsSettings, rustls_pki_types::CertificateDer<'static>) {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
             .unwrap()
@@ -652,8 +653,15 @@ mod tests {
         std::fs::write(&files.key, key.serialize_pem()).unwrap();
         let certs = Arc::new(Certificates::load(vec![files]).unwrap());
         let settings = TlsSettings::new("127.0.0.1:0".parse().unwrap(), certs, false).unwrap();
+        (settings, cert.der().clone())
+    }
+
+    /// A layer with its handshake done against a rustls client, in memory,
+    /// and the settings it was made with.
+    fn handshaken() -> (TlsLayer, rustls::ClientConnection, TlsSettings) {
+        let (settings, cert) = settings();
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert.der().clone()).unwrap();
+        roots.add(cert).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -673,7 +681,7 @@ mod tests {
             client.read_tls(&mut &out[..]).unwrap();
             client.process_new_packets().unwrap();
             if !client.is_handshaking() && !layer.handshaking() {
-                return (layer, client);
+                return (layer, client, settings);
             }
         }
         panic!("no handshake");
@@ -690,7 +698,7 @@ mod tests {
 
     #[test]
     fn a_provided_buffer_takes_the_ciphertext_and_the_worker_counts_it_until_sent() {
-        let (mut layer, mut client) = handshaken();
+        let (mut layer, mut client, settings) = handshaken();
         let mut held = 0;
         layer.recount(&mut held);
         assert_eq!(held, 0);
@@ -722,26 +730,9 @@ mod tests {
         layer.provide(Vec::with_capacity(4096));
         assert_eq!(layer.write(b""), 0);
         assert_eq!(layer.out.capacity(), 0);
-        let mut fresh = TlsLayer::new(&handshake_config()).unwrap();
+        let mut fresh = TlsLayer::for_settings(&settings).unwrap();
         fresh.provide(Vec::with_capacity(4096));
         assert_eq!(fresh.write(b"before the handshake"), 0);
         assert_eq!(fresh.out.capacity(), 0);
-    }
-
-    fn handshake_config() -> Arc<ServerConfig> {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], der)
-            .unwrap();
-        Arc::new(config)
     }
 }
