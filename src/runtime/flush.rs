@@ -97,7 +97,8 @@ fn write_out(
     tls_held: &mut usize,
 ) -> std::io::Result<usize> {
     if let Some(mut tls) = slot.tls.take() {
-        let written = write_out_tls(slot, &mut tls, driver, token, lag, tls_held);
+        let written = write_out_tls(slot, &mut tls, driver, token, lag, *tls_held);
+        tls.recount(tls_held);
         slot.tls = Some(tls);
         return written;
     }
@@ -166,19 +167,6 @@ fn encrypt_parts(tls: &mut TlsLayer, parts: &[Part<'_>], backlog: usize) -> usiz
 /// ciphertext bytes the driver took. `held` is the worker's count of unsent
 /// ciphertext in its TLS layers.
 fn write_out_tls(
-    slot: &mut Slot,
-    tls: &mut TlsLayer,
-    driver: &mut dyn Driver,
-    token: Token,
-    lag: &Lag<'_>,
-    held: &mut usize,
-) -> std::io::Result<usize> {
-    let written = write_tls(slot, tls, driver, token, lag, *held);
-    tls.recount(held);
-    written
-}
-
-fn write_tls(
     slot: &mut Slot,
     tls: &mut TlsLayer,
     driver: &mut dyn Driver,
