@@ -170,10 +170,7 @@ impl Delivery {
                         // few joined entries rather than one per
                         // publication up to the limit (8 bytes each: 56 KB
                         // a subscriber at 1 MiB of 150-byte publications).
-                        stats.slow_drops.add(run.len() as u64);
-                        if s.gaps {
-                            sub.note_gap(run);
-                        }
+                        skip(sub, s.gaps, run, stats);
                         rest = &[];
                     }
                 }
@@ -215,10 +212,7 @@ impl Delivery {
                 match topic.policy {
                     Policy::Drop => {
                         // Over the limit: the rest of the run is skipped too.
-                        stats.slow_drops.add((rest.len() - i) as u64);
-                        if s.gaps {
-                            sub.note_gap(&rest[i..]);
-                        }
+                        skip(sub, s.gaps, &rest[i..], stats);
                         break;
                     }
                     Policy::Conflate => {
@@ -250,5 +244,14 @@ impl Delivery {
             }
             conns.mark_dirty(index);
         }
+    }
+}
+
+/// The drop policy skips `skipped` for a subscriber: counted, and noted as
+/// a gap when its subscription asked to be told.
+fn skip(sub: &mut Subscriber, gaps: bool, skipped: &[Arc<Publication>], stats: &Stats) {
+    stats.slow_drops.add(skipped.len() as u64);
+    if gaps {
+        sub.note_gap(skipped);
     }
 }
