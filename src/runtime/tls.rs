@@ -506,7 +506,7 @@ impl TlsLayer {
     /// Take `buf` (empty, with capacity) as the output buffer when the
     /// layer holds none, so the next [`Self::write`] encrypts into memory
     /// already in use rather than a fresh allocation.
-    pub fn provide(&mut self, buf: Vec<u8>) {
+    pub(super) fn provide(&mut self, buf: Vec<u8>) {
         if self.out.capacity() == 0 && self.sent == 0 {
             self.out = buf;
             self.out.clear();
@@ -652,6 +652,7 @@ mod tests {
         std::fs::write(&files.cert, cert.pem()).unwrap();
         std::fs::write(&files.key, key.serialize_pem()).unwrap();
         let certs = Arc::new(Certificates::load(vec![files]).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
         let settings = TlsSettings::new("127.0.0.1:0".parse().unwrap(), certs, false).unwrap();
         (settings, cert.der().clone())
     }
